@@ -1,0 +1,1 @@
+"""HTTP layer: FHIR REST routes, content negotiation, responses."""

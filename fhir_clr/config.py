@@ -1,0 +1,38 @@
+"""Server settings, read from the environment (prefix ``FHIR_CLR_``) or passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server can be configured with. Environment variables win over defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="FHIR_CLR_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Directory of the embedded store and files.")
+    store_url: str | None = Field(
+        default=None,
+        description="Store location: unset or sqlite:///path for the embedded store, mongodb://... for MongoDB.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Public base URL (e.g. https://fhir.example.org/fhir). Unset: derived from each request.",
+    )
+    profiles_dir: Path | None = Field(default=None, description="Conformance resources; unset = bundled.")
+    default_page_size: int = Field(default=20, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+    max_bundle_entries: int = Field(default=5000, ge=1)
+    sqlite_synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$")
+    sqlite_read_threads: int = Field(default=4, ge=1)
+    dev: bool = Field(default=False, description="Development mode: no authentication, loopback only.")
+    log_level: str = Field(default="INFO")
+
+    def resolved_profiles_dir(self) -> Path:
+        """The conformance resource directory: the configured one or the one shipped in the repo."""
+        if self.profiles_dir is not None:
+            return self.profiles_dir
+        return Path(__file__).resolve().parent.parent / "profiles"

@@ -1,0 +1,1 @@
+"""FHIR semantics without HTTP: the one write path every caller uses."""

@@ -1,0 +1,1 @@
+"""SearchParameter registry, index value extraction and query parsing."""

@@ -1,0 +1,1 @@
+"""Storage port and adapters (embedded SQLite default, MongoDB for production)."""

@@ -1,0 +1,184 @@
+"""The storage port: what the engine needs from a database, and nothing more.
+
+Every adapter (``sqlite.py`` embedded default, ``mongo.py`` for production) implements ``Store`` and passes
+the same contract suite (``tests/contract``). The engine never sees SQL or MongoDB.
+
+Concurrency model — optimistic, enforced inside the store:
+
+* The engine reads the current version, decides, and hands the store a list of ``Change`` objects.
+* ``Store.commit`` applies all of them **atomically** (one database transaction): for each change it
+  checks that the resource's current version is still ``expected_version`` (0 = never existed), assigns
+  ``version = expected_version + 1`` and ``meta.lastUpdated`` at commit time (monotonic per store), writes
+  the new current row, the history row, the index rows and one outbox event, and claims the change's
+  ``match_keys`` (unique: this is what makes conditional create race-free).
+* A stale version raises ``VersionConflict``; a claimed key raises ``MatchKeyTaken``; nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from fhir_clr.store.query import IndexEntries, Query
+
+
+class ChangeOp(StrEnum):
+    """What a committed change did (drives history ``request.method`` and subscription events)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(slots=True)
+class Change:
+    """One resource write inside an atomic commit.
+
+    ``resource`` is the full JSON dict to store (id set, any client ``meta.versionId``/``lastUpdated``
+    will be overwritten by the store); None for a delete. ``index`` holds the search values of the new
+    version (None for a delete). ``match_keys`` are unique keys to claim for this resource;
+    ``steal_match_keys`` re-assigns keys already claimed by another resource (used when that resource no
+    longer matches the key's criteria).
+    """
+
+    op: ChangeOp
+    resource_type: str
+    resource_id: str
+    expected_version: int
+    resource: dict[str, Any] | None = None
+    index: IndexEntries | None = None
+    match_keys: Sequence[str] = ()
+    steal_match_keys: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class StoredResource:
+    """One stored version as the store returns it. ``body`` is the exact JSON served to clients (None
+    for a delete tombstone). ``op`` is the change that produced this version."""
+
+    resource_type: str
+    resource_id: str
+    version: int
+    last_updated_us: int
+    last_updated: str
+    deleted: bool
+    body: bytes | None
+    op: ChangeOp = ChangeOp.UPDATE
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """One page of search results, in query order, with opaque keyset tokens for the neighbours."""
+
+    resources: list[StoredResource]
+    next_token: str | None = None
+    prev_token: str | None = None
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    """One page of history entries, newest first."""
+
+    entries: list[StoredResource]
+    next_token: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class OutboxEvent:
+    """A committed change, in commit order (``seq`` strictly increasing per store)."""
+
+    seq: int
+    resource_type: str
+    resource_id: str
+    version: int
+    op: ChangeOp
+    last_updated_us: int
+
+
+@dataclass(slots=True)
+class HistoryFilter:
+    """Scope of a history request: system (both None), type, or instance."""
+
+    resource_type: str | None = None
+    resource_id: str | None = None
+    since_us: int | None = None
+    at_us: int | None = None
+    types: Sequence[str] = field(default_factory=tuple)
+
+
+class StoreError(Exception):
+    """Base class for storage errors the engine translates into HTTP outcomes."""
+
+
+class VersionConflict(StoreError):
+    """The resource changed since the engine read it (compare-and-swap failed)."""
+
+    def __init__(self, resource_type: str, resource_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"{resource_type}/{resource_id}: expected version {expected}, found {actual}")
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+        self.expected = expected
+        self.actual = actual
+
+
+class MatchKeyTaken(StoreError):
+    """A unique match key (conditional create) is already held by another live resource."""
+
+    def __init__(self, key: str, resource_type: str, resource_id: str) -> None:
+        super().__init__(f"match key already held by {resource_type}/{resource_id}")
+        self.key = key
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+
+
+class InvalidPageToken(StoreError):
+    """A paging token that this store did not issue for this query."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or cannot do what the server needs (e.g. no transactions)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The storage port. All methods are coroutines; adapters decide how they reach the database."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect, create schema/indexes (idempotent). Raise StoreUnavailable with a clear message."""
+
+    async def close(self) -> None:
+        """Finish in-flight writes and release connections."""
+
+    async def ping(self) -> bool:
+        """True when the database answers (readiness probe)."""
+
+    async def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version (a tombstone with ``deleted=True`` after a delete); None if never existed."""
+
+    async def read_version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
+        """One historical version (a delete tombstone is returned with ``deleted=True``)."""
+
+    async def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Current, non-deleted versions for ``(type, id)`` keys, in one round trip. Missing keys are
+        skipped; order is unspecified."""
+
+    async def search(self, query: Query) -> SearchPage:
+        """Run a search; pages are keyset based and stable while writes happen."""
+
+    async def count(self, query: Query) -> int:
+        """Number of current, non-deleted resources matching ``query`` (paging fields ignored)."""
+
+    async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
+        """Versions newest first (instance, type or system scope), ``since``/``at`` filters applied."""
+
+    async def commit(self, changes: Sequence[Change]) -> list[StoredResource]:
+        """Apply all changes atomically; return the stored versions in the same order.
+
+        Raises VersionConflict or MatchKeyTaken (and writes nothing) when a precondition fails."""
+
+    async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
+        """Committed changes with ``seq > after_seq`` in commit order."""
