@@ -1,0 +1,215 @@
+"""CRUD + search benchmark for fhir-clr (issue: core server).
+
+Prints create / read / update / search / mixed throughput and p50/p95/p99 latency at 16 concurrent
+keep-alive clients, the same load against a bare ASGI+SQLite baseline (no FHIR logic) with our throughput as
+a fraction of it, and the worklist search ``Task?owner=…&status=requested&_sort=-_lastUpdated&_count=50``
+latency over 100,000 stored Tasks.
+
+    python bench/crud.py                       # embedded store, defaults
+    python bench/crud.py --store mongodb://localhost:27017/fhirclr_bench
+    python bench/crud.py --requests 2000 --worklist-tasks 20000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadgen import PhaseResult, Request, run_phase
+
+OWNERS = 200
+STATUSES = ("requested", "accepted", "in-progress", "completed")
+
+
+def task(n: int, status: str = "requested") -> dict:
+    """A realistic ~1.3 KB SDOHCC referral Task."""
+    return {
+        "resourceType": "Task",
+        "meta": {"profile": ["http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+                             "SDOHCC-TaskForReferralManagement"]},
+        "identifier": [{"system": "urn:fhir-clr:bench", "value": f"task-{n}"}],
+        "status": status, "intent": "order", "priority": "routine",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill",
+                             "display": "Fulfill the focal request"}]},
+        "businessStatus": {"coding": [{"system": "urn:fhir-clr:bench-status", "code": "3",
+                                       "display": "Pending"}]},
+        "focus": {"reference": f"ServiceRequest/sr-{n}"},
+        "for": {"reference": f"Patient/p-{n % 5000}", "display": "Bench Member"},
+        "authoredOn": "2026-10-01T09:30:00Z", "lastModified": "2026-10-02T10:00:00Z",
+        "requester": {"reference": f"Organization/cbo-{n % 50}"},
+        "owner": {"reference": f"Organization/o{n % OWNERS}"},
+        "restriction": {"period": {"end": "2026-11-01T00:00:00Z"}},
+        "note": [{"text": "Member prefers phone outreach in the afternoon."}],
+        "output": [{"type": {"coding": [{"system": "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/"
+                                         "SDOHCC-CodeSystemTemporaryCodes", "code": "resulting-activity"}]},
+                    "valueReference": {"reference": f"Procedure/proc-{n}"}}],
+    }
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.Popen:
+    """Start uvicorn for ``app`` and wait for it."""
+    args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    if app.endswith("create_app"):
+        args.append("--factory")
+    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=Path(__file__).resolve().parent)
+    for _ in range(300):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/Task/none", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server."""
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+async def crud_phases(port: int, n: int, concurrency: int) -> list[PhaseResult]:
+    """Create, read, update, search and mixed phases against the server on ``port``."""
+    ids: list[str] = []
+    results = [await run_phase("create Task", "127.0.0.1", port, concurrency, n,
+                               lambda i: Request("POST", "/Task", orjson.dumps(task(i))),
+                               on_response=lambda i, r: ids.append(r.json()["id"]))]
+    rng = random.Random(7)
+    results.append(await run_phase("read Task", "127.0.0.1", port, concurrency, n,
+                                   lambda i: Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}")))
+
+    def update(i: int) -> Request:
+        rid = ids[i % len(ids)]
+        body = task(i, STATUSES[(i // len(ids) + 1) % len(STATUSES)]) | {"id": rid}
+        return Request("PUT", f"/Task/{rid}", orjson.dumps(body))
+
+    results.append(await run_phase("update Task", "127.0.0.1", port, concurrency, n, update))
+    results.append(await run_phase(
+        "search Task owner+status", "127.0.0.1", port, concurrency, n,
+        lambda i: Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")))
+
+    def mixed(i: int) -> Request:
+        roll = i % 10
+        if roll < 2:
+            return Request("POST", "/Task", orjson.dumps(task(n + i)))
+        if roll < 7:
+            return Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}")
+        if roll < 9:
+            return update(i)
+        return Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")
+
+    results.append(await run_phase("mixed 20/50/20/10 c/r/u/s", "127.0.0.1", port, concurrency, n, mixed))
+    return results
+
+
+async def load_tasks(data_dir: Path, store_url: str | None, count: int) -> float:
+    """Write ``count`` Tasks straight through the engine (validation + index + store), in batches."""
+    from fhir_clr.app import build_services
+    from fhir_clr.config import Settings
+    from fhir_clr.store.port import ChangeOp
+
+    settings = Settings(data_dir=data_dir, store_url=store_url)
+    services = await build_services(settings)
+    planner = services.engine.planner
+    started = time.perf_counter()
+    batch = 1000
+    for first in range(0, count, batch):
+        changes = []
+        for n in range(first, min(count, first + batch)):
+            resource = planner.prepare("Task", f"t{n}", task(n, STATUSES[n % len(STATUSES)]))
+            changes.append(planner.change(ChangeOp.CREATE, "Task", f"t{n}", 0, resource))
+        await services.store.commit(changes)
+    elapsed = time.perf_counter() - started
+    await services.store.close()
+    return elapsed
+
+
+async def worklist(port: int, queries: int, concurrency: int) -> PhaseResult:
+    """The worklist query, ``queries`` times, ``concurrency`` at a time."""
+    return await run_phase(
+        f"worklist (c={concurrency})", "127.0.0.1", port, concurrency, queries,
+        lambda i: Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested"
+                                 "&_sort=-_lastUpdated&_count=50"),
+        ok=lambda r: r.status == 200 and len(r.json().get("entry", [])) > 0)
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--store", default=None, help="store URL (default: embedded SQLite in a temp dir)")
+    parser.add_argument("--requests", type=int, default=5000, help="requests per phase")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--worklist-tasks", type=int, default=100_000)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="fhir-clr-bench-"))
+    env = {"FHIR_CLR_DATA_DIR": str(tmp / "crud"), "FHIR_CLR_LOG_LEVEL": "WARNING"}
+    if args.store:
+        env["FHIR_CLR_STORE_URL"] = args.store
+    print(f"fhir-clr CRUD benchmark: {os.cpu_count()} cores, {args.concurrency} clients, "
+          f"{args.requests} requests/phase, store={args.store or 'embedded SQLite'}, workers={args.workers}")
+    try:
+        port = free_port()
+        server = start("fhir_clr.app:create_app", port, env, args.workers)
+        try:
+            ours = asyncio.run(crud_phases(port, args.requests, args.concurrency))
+        finally:
+            stop(server)
+        for result in ours:
+            print("  fhir-clr  " + result.line())
+        if not args.skip_baseline:
+            port = free_port()
+            baseline = start("baseline_app:app", port, {"BASELINE_DB": str(tmp / "baseline.sqlite3")},
+                             args.workers)
+            try:
+                bare = asyncio.run(crud_phases(port, args.requests, args.concurrency))
+            finally:
+                stop(baseline)
+            for ours_r, bare_r in zip(ours, bare, strict=True):
+                print("  baseline  " + bare_r.line() + f"   -> fhir-clr at {ours_r.rate / bare_r.rate:.0%}")
+        wl_dir = tmp / "worklist"
+        store_url = f"{args.store.rstrip('/')}_worklist" if args.store else None
+        seconds = asyncio.run(load_tasks(wl_dir, store_url, args.worklist_tasks))
+        print(f"  loaded {args.worklist_tasks} Tasks through the engine in {seconds:.1f} s "
+              f"({args.worklist_tasks / seconds:.0f} resources/s)")
+        port = free_port()
+        wl_env = {**env, "FHIR_CLR_DATA_DIR": str(wl_dir)}
+        if store_url:
+            wl_env["FHIR_CLR_STORE_URL"] = store_url
+        server = start("fhir_clr.app:create_app", port, wl_env, args.workers)
+        try:
+            asyncio.run(worklist(port, 200, 1))  # warm-up
+            for concurrency in (1, args.concurrency):
+                print("  fhir-clr  " + asyncio.run(worklist(port, 2000, concurrency)).line())
+        finally:
+            stop(server)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""What the HTTP layer needs per request: the running services and this server's base URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from fhir_clr.config import Settings
+from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.engine import Engine
+from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.port import Store
+
+
+@dataclass(slots=True)
+class Services:
+    """Long-lived objects created at start-up and shared by all requests."""
+
+    settings: Settings
+    store: Store
+    registry: SearchParamRegistry
+    engine: Engine
+    bundles: BundleProcessor
+    known_profiles: set[str] = field(default_factory=set)
+
+
+def services(request: Request) -> Services:
+    """The services of the app serving ``request``."""
+    return request.app.state.services
+
+
+def base_url(request: Request) -> str:
+    """The FHIR base URL (configured, or derived from the request), without a trailing slash."""
+    configured = request.app.state.services.settings.base_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/")

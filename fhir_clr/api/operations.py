@@ -1,0 +1,62 @@
+"""Server-level endpoints: CapabilityStatement, ``$validate``, health and readiness probes."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_clr.api.context import base_url, services
+from fhir_clr.api.negotiation import check_accept, check_content_type
+from fhir_clr.api.responses import fhir_response
+from fhir_clr.engine.capability import capability_statement
+from fhir_clr.engine.content import parse_json_object
+from fhir_clr.engine.render import outcome_bytes
+from fhir_clr.engine.validation_op import validate_operation
+
+router = APIRouter()
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    """``GET [base]/metadata``: the CapabilityStatement."""
+    check_accept(request)
+    statement = capability_statement(services(request).registry, base_url(request))
+    return fhir_response(orjson.dumps(statement))
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return Response(content=b'{"status":"ok"}', media_type="application/json")
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Readiness: the store answers."""
+    ready = await services(request).store.ping()
+    body = b'{"status":"ready"}' if ready else b'{"status":"store unavailable"}'
+    return Response(content=body, status_code=200 if ready else 503, media_type="application/json")
+
+
+async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
+    check_accept(request)
+    check_content_type(request)
+    body = parse_json_object(await request.body())
+    svc = services(request)
+    issues = await validate_operation(svc.engine.planner, resource_type, resource_id, body,
+                                      svc.known_profiles)
+    return fhir_response(outcome_bytes(issues))
+
+
+@router.post("/{resource_type}/$validate")
+async def validate_type(request: Request, resource_type: str) -> Response:
+    """``POST [base]/[type]/$validate``."""
+    return await _validate(request, resource_type, None)
+
+
+@router.post("/{resource_type}/{resource_id}/$validate")
+async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
+    """``POST [base]/[type]/[id]/$validate``."""
+    return await _validate(request, resource_type, resource_id)

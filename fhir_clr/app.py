@@ -1,0 +1,114 @@
+"""Application factory: routers, error handlers, and the lifespan that opens the store and loads the
+search-parameter registry."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_clr.api import operations, rest
+from fhir_clr.api.access_log import AccessLogMiddleware
+from fhir_clr.api.context import Services
+from fhir_clr.api.responses import error_response
+from fhir_clr.config import Settings
+from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.engine import Engine
+from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.validate import warm_models
+from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.factory import build_store
+from fhir_clr.store.port import StoreUnavailable
+
+log = logging.getLogger("fhir_clr")
+
+
+def known_profiles(profiles_dir: Path) -> set[str]:
+    """Canonical URLs of the StructureDefinitions shipped in ``profiles_dir``."""
+    urls: set[str] = set()
+    for path in sorted(profiles_dir.glob("*.json")) if profiles_dir.is_dir() else []:
+        try:
+            data = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError:
+            continue
+        resources = [e.get("resource", {}) for e in data.get("entry", [])] if data.get(
+            "resourceType") == "Bundle" else [data]
+        urls.update(r["url"] for r in resources if r.get("resourceType") == "StructureDefinition"
+                    and isinstance(r.get("url"), str))
+    return urls
+
+
+async def build_services(settings: Settings) -> Services:
+    """Open the store and build the engine (used by the app and by CLI commands)."""
+    base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
+    store = build_store(settings)
+    await store.open()
+    profiles_dir = settings.resolved_profiles_dir()
+    registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
+    warm_models()
+    engine = Engine(store, registry, default_count=settings.default_page_size,
+                    max_count=settings.max_page_size, base_urls=base_urls)
+    bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls)
+    return Services(settings=settings, store=store, registry=registry, engine=engine, bundles=bundles,
+                    known_profiles=known_profiles(profiles_dir))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI application for ``settings`` (environment when omitted)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        log.info("store ready", extra={"store": services.store.name})
+        try:
+            yield
+        finally:
+            await services.store.close()
+
+    app = FastAPI(title="fhir-clr", version="0.1.0", lifespan=lifespan, docs_url="/docs",
+                  redoc_url=None, openapi_url="/openapi.json")
+    app.add_middleware(AccessLogMiddleware)
+    app.include_router(operations.router)
+    app.include_router(rest.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def on_fhir_error(_: Request, error: FhirError) -> Response:
+        return error_response(error)
+
+    @app.exception_handler(StoreUnavailable)
+    async def on_store_unavailable(_: Request, error: StoreUnavailable) -> Response:
+        log.error("store unavailable: %s", type(error).__name__)
+        return error_response(FhirError(503, "transient", "The data store is unavailable; retry later"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, error: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
+        message = {404: "No such endpoint", 405: "Method not allowed on this endpoint"}.get(
+            error.status_code, str(error.detail))
+        return error_response(FhirError(error.status_code, code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, error: RequestValidationError) -> Response:
+        return error_response(FhirError(400, "invalid", "The request is malformed"))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, error: Exception) -> Response:
+        # The exception message may quote request content (PHI): log the type and the stack only.
+        stack = "".join(traceback.format_tb(error.__traceback__))
+        log.error("unexpected error: %s\n%s", type(error).__name__, stack)
+        return error_response(FhirError(500, "exception", "Internal server error"))

@@ -1,0 +1,73 @@
+"""Command line: ``fhir-clr serve | seed``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from fhir_clr.logging_setup import configure_logging
+
+LOOPBACK = "127.0.0.1"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    os.environ["FHIR_CLR_DATA_DIR"] = str(args.data)
+    if args.dev:
+        os.environ["FHIR_CLR_DEV"] = "true"
+    host = args.host or LOOPBACK
+    if args.dev and host != LOOPBACK:
+        print("--dev serves without authentication and binds to loopback only", file=sys.stderr)
+        return 2
+    configure_logging(os.environ.get("FHIR_CLR_LOG_LEVEL", "INFO"))
+    print(f"fhir-clr: FHIR R4 base http://{host}:{args.port}/  (data: {Path(args.data).resolve()})",
+          file=sys.stderr)
+    if args.dev:
+        print("=" * 72 + "\n  DEV MODE: no authentication. Never use with real member data.\n" + "=" * 72,
+              file=sys.stderr)
+    uvicorn.run("fhir_clr.app:create_app", factory=True, host=host, port=args.port, workers=args.workers,
+                access_log=False, log_config=None, timeout_graceful_shutdown=30, proxy_headers=True)
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from fhir_clr.config import Settings
+    from fhir_clr.seed import load_sample_data
+
+    configure_logging("WARNING")
+    settings = Settings(data_dir=args.data)
+    count = asyncio.run(load_sample_data(settings))
+    print(f"seeded {count} resources into {Path(args.data).resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fhir-clr`` argument parser."""
+    parser = argparse.ArgumentParser(prog="fhir-clr", description="FHIR R4 server for Medi-Cal CLR")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the FHIR server")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
+                       help="data directory of the embedded store (default ./data)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the store")
+    serve.add_argument("--dev", action="store_true", help="development mode: no auth, loopback only")
+    serve.set_defaults(func=_serve)
+    seed = commands.add_parser("seed", help="load sample referral data into the embedded store")
+    seed.add_argument("--data", type=Path, default=Path("./data"))
+    seed.set_defaults(func=_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fhir-clr`` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The CapabilityStatement, generated from what is registered (types, search parameters, operations), so
+it cannot drift from what the server does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_clr import __version__
+from fhir_clr.fhirmodel.allowlist import R4_RESOURCE_TYPES
+from fhir_clr.search.registry import SearchParamRegistry
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                     "create", "search-type")
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+
+
+def capability_statement(registry: SearchParamRegistry, base_url: str) -> dict[str, Any]:
+    """A CapabilityStatement describing exactly the interactions and parameters this server serves."""
+    resources = [_resource_entry(resource_type, registry) for resource_type in sorted(R4_RESOURCE_TYPES)]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "publisher": "fhir-clr",
+        "kind": "instance",
+        "software": {"name": "fhir-clr", "version": __version__},
+        "implementation": {"description": "fhir-clr: FHIR R4 server for Medi-Cal Closed-Loop Referrals",
+                           "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+        }],
+    }
+
+
+def _resource_entry(resource_type: str, registry: SearchParamRegistry) -> dict[str, Any]:
+    params = registry.for_type(resource_type)
+    search_params = [
+        {"name": code, "definition": definition.url, "type": str(definition.type)}
+        for code, definition in sorted(params.items())
+    ]
+    reference_codes = sorted(code for code, d in params.items() if str(d.type) == "reference")
+    entry: dict[str, Any] = {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "searchInclude": [f"{resource_type}:{code}" for code in reference_codes] + ["*"],
+        "searchRevInclude": _revincludes(resource_type, registry),
+        "searchParam": search_params,
+        "operation": [VALIDATE_OPERATION],
+    }
+    return entry
+
+
+def _revincludes(resource_type: str, registry: SearchParamRegistry) -> list[str]:
+    found = []
+    for source_type in sorted(registry.types()):
+        for code, definition in sorted(registry.for_type(source_type).items()):
+            if str(definition.type) == "reference" and (not definition.targets
+                                                        or resource_type in definition.targets):
+                found.append(f"{source_type}:{code}")
+    return found

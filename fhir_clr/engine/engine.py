@@ -1,0 +1,163 @@
+"""The engine facade: FHIR interactions over a store, with optimistic concurrency and retries.
+
+Every caller (REST, transaction Bundles, file mappers, CLI) goes through this class, so validation,
+index extraction, history and outbox events happen the same way for every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fhir_clr.engine.history import HistoryReader
+from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
+from fhir_clr.engine.searching import Searcher
+from fhir_clr.engine.writes import Plan, WritePlanner, parse_criteria, require_type
+from fhir_clr.errors import FhirError, not_found
+from fhir_clr.fhirmodel.validate import validate_id
+from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
+
+MAX_ATTEMPTS = 8
+
+
+class Engine:
+    """FHIR create/read/update/patch/delete/search/history over one store."""
+
+    def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int = 20,
+                 max_count: int = 1000, base_urls: Sequence[str] = ()) -> None:
+        self.store = store
+        self.registry = registry
+        self.planner = WritePlanner(store, registry, default_count=default_count, max_count=max_count,
+                                    base_urls=base_urls)
+        self.searcher = Searcher(store, registry, default_count=default_count, max_count=max_count,
+                                 base_urls=base_urls)
+        self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
+
+    # ---- reads -----------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> StoredResource:
+        """Current version; 404 if unknown, 410 if deleted."""
+        return await self.planner.read_live(resource_type, resource_id)
+
+    async def vread(self, resource_type: str, resource_id: str, version: str) -> StoredResource:
+        """One version; 404 if unknown, 410 if that version is a delete."""
+        require_type(resource_type)
+        validate_id(resource_id)
+        if not version.isdigit():
+            raise not_found(resource_type, f"{resource_id}/_history/{version}")
+        stored = await self.store.read_version(resource_type, resource_id, int(version))
+        if stored is None:
+            raise not_found(resource_type, f"{resource_id}/_history/{version}")
+        if stored.deleted:
+            raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{resource_id} is a delete")
+        return stored
+
+    async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
+                     ) -> SearchResult:
+        """Type-level search (see ``Searcher``)."""
+        require_type(resource_type)
+        return await self.searcher.search(resource_type, params, strict=strict)
+
+    async def history(self, resource_type: str | None, resource_id: str | None,
+                      params: list[tuple[str, str]]) -> HistoryResult:
+        """Instance, type or system history, newest first."""
+        if resource_type is not None:
+            require_type(resource_type)
+        if resource_id is not None:
+            validate_id(resource_id)
+            if await self.store.read(resource_type or "", resource_id) is None:
+                raise not_found(resource_type or "", resource_id)
+        return await self.history_reader.read(resource_type, resource_id, params)
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    async def create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None
+                     ) -> WriteResult:
+        """``POST [type]`` (optionally conditional on ``If-None-Exist``), race-free."""
+        steal = False
+        for _ in range(MAX_ATTEMPTS):
+            plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal)
+            try:
+                return await self._commit(plan)
+            except MatchKeyTaken:
+                # Another request created a match first: the next plan finds it (200), or, when the key's
+                # holder no longer matches the criteria, takes the key over.
+                steal = True
+        raise _too_contended()
+
+    async def update(self, resource_type: str, resource_id: str, body: dict[str, Any],
+                     if_match: int | None = None) -> WriteResult:
+        """``PUT [type]/[id]`` (update, or update-as-create)."""
+        return await self._with_retries(
+            lambda: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
+
+    async def conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
+                                 if_match: int | None = None) -> WriteResult:
+        """``PUT [type]?criteria``."""
+        return await self._with_retries(
+            lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match), if_match)
+
+    async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
+                    if_match: int | None = None) -> WriteResult:
+        """``PATCH [type]/[id]`` with a JSON Patch document."""
+        return await self._with_retries(
+            lambda: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
+
+    async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any],
+                                if_match: int | None = None) -> WriteResult:
+        """``PATCH [type]?criteria``: exactly one match is patched."""
+        target = await self._single_match(resource_type, criteria, "Conditional patch")
+        return await self.patch(resource_type, target.resource_id, operations, if_match)
+
+    async def delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> WriteResult:
+        """``DELETE [type]/[id]``; idempotent."""
+        return await self._with_retries(
+            lambda: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
+
+    async def conditional_delete(self, resource_type: str, criteria: str) -> WriteResult:
+        """``DELETE [type]?criteria``: no match is a success, several matches are refused (412)."""
+        require_type(resource_type)
+        found = await self.planner.find(resource_type, parse_criteria(criteria))
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "Conditional delete criteria match more than one resource")
+        if not found:
+            return WriteResult(stored=None, status=200, changed=False)
+        return await self.delete(resource_type, found[0].resource_id)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    async def _single_match(self, resource_type: str, criteria: str, what: str) -> StoredResource:
+        require_type(resource_type)
+        found = await self.planner.find(resource_type, parse_criteria(criteria))
+        if not found:
+            raise FhirError(404, "not-found", f"{what} criteria match no resource")
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", f"{what} criteria match more than one resource")
+        return found[0]
+
+    async def _with_retries(self, make_plan: Callable[[], Awaitable[Plan]], if_match: int | None
+                            ) -> WriteResult:
+        """Plan and commit; on a lost compare-and-swap re-plan from the new current version, unless the
+        client pinned a version with If-Match (then the loss is a 412)."""
+        for _ in range(MAX_ATTEMPTS):
+            plan = await make_plan()
+            try:
+                return await self._commit(plan)
+            except VersionConflict as exc:
+                if if_match is not None:
+                    raise FhirError(412, "conflict", f"The resource changed concurrently (now version "
+                                    f"{exc.actual}); If-Match version {if_match} is stale") from None
+            except MatchKeyTaken:
+                continue
+        raise _too_contended()
+
+    async def _commit(self, plan: Plan) -> WriteResult:
+        if plan.change is None:
+            return WriteResult(stored=plan.existing, status=plan.status, changed=False)
+        [stored] = await self.store.commit([plan.change])
+        return WriteResult(stored=stored, status=plan.status)
+
+
+def _too_contended() -> FhirError:
+    return FhirError(409, "conflict", "The resource is being changed by many requests at once; retry later")

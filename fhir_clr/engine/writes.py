@@ -1,0 +1,227 @@
+"""Write planning: turn one create/update/patch/delete request into a store ``Change`` without committing.
+
+Single REST writes commit one plan (and re-plan on a lost race); transaction Bundles plan every entry and
+commit all changes at once. Both use exactly these functions, so validation, index extraction and
+conditional semantics are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import jsonpatch
+import orjson
+
+from fhir_clr.engine.content import new_id, same_content, with_identity
+from fhir_clr.errors import FhirError, not_found
+from fhir_clr.fhirmodel.allowlist import is_served_type
+from fhir_clr.fhirmodel.validate import validate_id, validate_resource
+from fhir_clr.search.parse import parse_search
+from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.port import Change, ChangeOp, Store, StoredResource
+
+
+@dataclass(slots=True)
+class Plan:
+    """A planned write. ``change`` None means nothing to write and ``existing`` is the answer."""
+
+    change: Change | None
+    status: int
+    existing: StoredResource | None = None
+
+
+def require_type(resource_type: str) -> None:
+    """404 unless ``resource_type`` is served here."""
+    if not is_served_type(resource_type):
+        raise not_found(resource_type)
+
+
+def parse_criteria(criteria: str) -> list[tuple[str, str]]:
+    """Split a conditional URL query (``identifier=a|b&status=active``) into parameters; 400 if empty."""
+    params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
+    if not params:
+        raise FhirError(400, "invalid", "A conditional request needs search criteria")
+    return params
+
+
+def match_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
+    """The unique key that makes a conditional create with these criteria race-free."""
+    canonical = f"{resource_type}?{urlencode(sorted(params))}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_if_match(current: StoredResource | None, if_match: int | None) -> None:
+    """412 when an ``If-Match`` version is given and is not the current one."""
+    if if_match is None:
+        return
+    if current is None or current.deleted or current.version != if_match:
+        have = "no current version" if current is None or current.deleted else f"version {current.version}"
+        raise FhirError(412, "conflict", f"If-Match expected version {if_match} but the resource has {have}")
+
+
+class WritePlanner:
+    """Plans writes against one store and search-parameter registry."""
+
+    def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int,
+                 max_count: int, base_urls: Sequence[str] = ()) -> None:
+        self.store = store
+        self.registry = registry
+        self.default_count = default_count
+        self.max_count = max_count
+        self.base_urls = tuple(base_urls)
+
+    # ---- conditional matching ------------------------------------------------------------------------
+
+    async def find(self, resource_type: str, params: Sequence[tuple[str, str]], limit: int = 2
+                   ) -> list[StoredResource]:
+        """Resources matching conditional criteria (at most ``limit``). Unknown parameters are an error
+        here: ignoring a misspelt criterion would match everything."""
+        parsed = parse_search(resource_type, list(params), self.registry, default_count=limit,
+                              max_count=self.max_count, base_urls=self.base_urls)
+        if parsed.unknown:
+            raise FhirError(400, "invalid", "Unknown search parameter(s) in conditional criteria: "
+                            + ", ".join(sorted(parsed.unknown)))
+        parsed.query.count = limit
+        page = await self.store.search(parsed.query)
+        return page.resources
+
+    # ---- preparation -----------------------------------------------------------------------------
+
+    def prepare(self, resource_type: str, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``body`` as ``resource_type`` with ``resource_id`` and return the dict to store."""
+        resource = with_identity(body, resource_id)
+        validate_resource(resource, resource_type)
+        return resource
+
+    def change(self, op: ChangeOp, resource_type: str, resource_id: str, expected: int,
+               resource: dict[str, Any] | None, match_keys: Sequence[str] = (), steal: bool = False
+               ) -> Change:
+        """A store Change with the index values of ``resource`` extracted."""
+        index = self.registry.extract(resource) if resource is not None else None
+        return Change(op=op, resource_type=resource_type, resource_id=resource_id,
+                      expected_version=expected, resource=resource, index=index,
+                      match_keys=tuple(match_keys), steal_match_keys=steal)
+
+    # ---- plans -----------------------------------------------------------------------------------
+
+    async def plan_create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None,
+                          *, resource_id: str | None = None, steal_keys: bool = False) -> Plan:
+        """Plan a create (``POST``). With ``If-None-Exist``: one match -> no write, 200; several -> 412."""
+        require_type(resource_type)
+        keys: tuple[str, ...] = ()
+        if if_none_exist:
+            params = parse_criteria(if_none_exist)
+            found = await self.find(resource_type, params)
+            if len(found) > 1:
+                raise FhirError(412, "multiple-matches",
+                                "If-None-Exist criteria match more than one resource")
+            if found:
+                return Plan(change=None, status=200, existing=found[0])
+            keys = (match_key(resource_type, params),)
+        rid = resource_id or new_id()
+        resource = self.prepare(resource_type, rid, body)
+        return Plan(self.change(ChangeOp.CREATE, resource_type, rid, 0, resource, keys, steal_keys), 201)
+
+    async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
+                          if_match: int | None = None) -> Plan:
+        """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create)."""
+        require_type(resource_type)
+        validate_id(resource_id)
+        body_id = body.get("id")
+        if body_id is None:
+            raise FhirError(400, "required", "The resource in an update must carry an id equal to the URL id",
+                            expression=f"{resource_type}.id")
+        if body_id != resource_id:
+            raise FhirError(400, "invalid", "The resource id does not match the id in the URL",
+                            expression=f"{resource_type}.id")
+        current = await self.store.read(resource_type, resource_id)
+        check_if_match(current, if_match)
+        resource = self.prepare(resource_type, resource_id, body)
+        return self._update_plan(resource_type, resource_id, resource, current)
+
+    def _update_plan(self, resource_type: str, resource_id: str, resource: dict[str, Any],
+                     current: StoredResource | None) -> Plan:
+        if current is None or current.deleted:
+            expected = current.version if current else 0
+            return Plan(self.change(ChangeOp.CREATE, resource_type, resource_id, expected, resource), 201)
+        if same_content(resource, current.body):
+            return Plan(change=None, status=200, existing=current)
+        return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource), 200)
+
+    async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
+                                      if_match: int | None = None) -> Plan:
+        """Plan ``PUT [type]?criteria``: no match -> create, one match -> update it, several -> 412."""
+        require_type(resource_type)
+        params = parse_criteria(criteria)
+        found = await self.find(resource_type, params)
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "Conditional update criteria match more than one resource")
+        body_id = body.get("id")
+        if found:
+            target = found[0]
+            if body_id is not None and body_id != target.resource_id:
+                raise FhirError(400, "invalid",
+                                "The resource id differs from the id of the resource the criteria match",
+                                expression=f"{resource_type}.id")
+            return await self.plan_update(resource_type, target.resource_id,
+                                          {**body, "id": target.resource_id}, if_match)
+        if body_id is not None:
+            return await self.plan_update(resource_type, body_id, body, if_match)
+        return await self.plan_create(resource_type, body, criteria)
+
+    async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any],
+                         if_match: int | None = None) -> Plan:
+        """Plan a JSON Patch (RFC 6902) of the current version; the result is validated like an update."""
+        require_type(resource_type)
+        current = await self.read_live(resource_type, resource_id)
+        check_if_match(current, if_match)
+        document = orjson.loads(current.body or b"{}")
+        patched = apply_json_patch(document, operations)
+        if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
+            raise FhirError(422, "business-rule", "A patch may not change the resource's type or id")
+        resource = self.prepare(resource_type, resource_id, patched)
+        return self._update_plan(resource_type, resource_id, resource, current)
+
+    async def plan_delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> Plan:
+        """Plan a delete. Deleting something absent or already deleted writes nothing (still a success)."""
+        require_type(resource_type)
+        validate_id(resource_id)
+        current = await self.store.read(resource_type, resource_id)
+        check_if_match(current, if_match)
+        if current is None or current.deleted:
+            return Plan(change=None, status=200, existing=current)
+        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200)
+
+    async def read_live(self, resource_type: str, resource_id: str) -> StoredResource:
+        """The current version, or 404 (never existed) / 410 (deleted)."""
+        require_type(resource_type)
+        validate_id(resource_id)
+        current = await self.store.read(resource_type, resource_id)
+        if current is None:
+            raise not_found(resource_type, resource_id)
+        if current.deleted:
+            raise FhirError(410, "deleted", f"{resource_type}/{resource_id} has been deleted",
+                            headers={"ETag": f'W/"{current.version}"'})
+        return current
+
+
+def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+    """Apply RFC 6902 operations; a malformed patch is 400, a failed ``test`` or bad path is 422."""
+    if not isinstance(operations, list):
+        raise FhirError(400, "structure", "A JSON Patch document must be a JSON array of operations")
+    try:
+        patch = jsonpatch.JsonPatch(operations)
+        result = patch.apply(document)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise FhirError(422, "processing", f"JSON Patch test operation failed: {exc}") from None
+    except jsonpatch.JsonPatchConflict as exc:
+        raise FhirError(422, "processing", f"JSON Patch cannot be applied: {exc}") from None
+    except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException, TypeError) as exc:
+        raise FhirError(400, "structure", f"Malformed JSON Patch: {exc}") from None
+    if not isinstance(result, dict):
+        raise FhirError(422, "processing", "The patched document is not a JSON object")
+    return result
