@@ -8,7 +8,6 @@ parsing functions (``fhir_clr.search.values``) as the query side.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -16,10 +15,17 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import FP_Type, ResourceNode
 
 from fhir_clr.search.paths import R4_MODEL, Typed, Walker, compile_fast, reference_type, rewrite_abstract_root
-from fhir_clr.search.values import MAX_US, MIN_US, json_number_range, normalize_string, parse_date_range
+from fhir_clr.search.values import (
+    MAX_US,
+    MIN_US,
+    json_number_range,
+    local_prefixes,
+    normalize_reference,
+    normalize_string,
+    parse_date_range,
+)
 from fhir_clr.store.query import IndexEntries, ParamType
 
-_TYPE_ID = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 _STRINGY = frozenset({"string", "code", "uri", "url", "canonical", "id", "oid", "uuid", "markdown"})
 _DATES = frozenset({"date", "dateTime", "instant"})
 _QUANTITIES = frozenset({"Quantity", "Age", "Duration", "Count", "Distance", "SimpleQuantity", "MoneyQuantity"})
@@ -107,7 +113,7 @@ class IndexWriter:
     """
 
     def __init__(self, base_urls: Sequence[str] = ()) -> None:
-        self._prefixes = tuple(url.rstrip("/") + "/" for url in base_urls if url)
+        self._prefixes = local_prefixes(base_urls)
         self._by_type: dict[ParamType, Callable[[IndexEntries, str, Iterable[Typed]], None]] = {
             ParamType.TOKEN: self.tokens, ParamType.REFERENCE: self.references, ParamType.DATE: self.dates,
             ParamType.STRING: self.strings, ParamType.NUMBER: self.numbers, ParamType.QUANTITY: self.quantities,
@@ -121,19 +127,8 @@ class IndexWriter:
             writer(entries, code, values)
 
     def normalize_reference(self, reference: str) -> str | None:
-        """``Type/id`` for local references (relative, or absolute under our base), other URLs as written,
-        None for contained (``#id``) and empty references. Any ``/_history/n`` suffix is dropped."""
-        if not reference or reference.startswith("#"):
-            return None
-        cut = reference.find("/_history/")
-        if cut > 0:
-            reference = reference[:cut]
-        for prefix in self._prefixes:
-            if reference.startswith(prefix):
-                local = reference[len(prefix):]
-                if _TYPE_ID.fullmatch(local):
-                    return local
-        return reference
+        """``reference`` as the index stores it (see ``fhir_clr.search.values.normalize_reference``)."""
+        return normalize_reference(reference, self._prefixes)
 
     @staticmethod
     def tokens(entries: IndexEntries, code: str, values: Iterable[Typed]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -21,6 +22,7 @@ _DATE_RE = re.compile(
     r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
 _WHITESPACE_RE = re.compile(r"\s+")
+_TYPE_ID_RE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 
 def _days_in_month(year: int, month: int) -> int:
@@ -102,3 +104,30 @@ def number_range(text: str) -> tuple[float, float]:
 def json_number_range(value: int | float) -> tuple[float, float]:
     """``number_range`` for a number already parsed from JSON (its shortest written form is used)."""
     return number_range(repr(value) if isinstance(value, float) else str(value))
+
+
+def local_prefixes(base_urls: Sequence[str]) -> tuple[str, ...]:
+    """The URL prefixes (``base + "/"``) under which absolute references point at this server."""
+    return tuple(url.rstrip("/") + "/" for url in base_urls if url)
+
+
+def normalize_reference(reference: str, prefixes: tuple[str, ...] = ()) -> str | None:
+    """A reference as the index stores it: ``Type/id`` for relative references and absolute ones under one
+    of ``prefixes`` (see ``local_prefixes``), other URLs as written, None for contained (``#id``) and empty
+    references. A ``/_history/n`` suffix is dropped."""
+    if not reference or reference.startswith("#"):
+        return None
+    cut = reference.find("/_history/")
+    if cut > 0:
+        reference = reference[:cut]
+    for prefix in prefixes:
+        if reference.startswith(prefix):
+            local = reference[len(prefix):]
+            if _TYPE_ID_RE.fullmatch(local):
+                return local
+    return reference
+
+
+def is_local_reference(reference: str) -> bool:
+    """True for a normalised ``Type/id`` reference."""
+    return _TYPE_ID_RE.fullmatch(reference) is not None
