@@ -186,11 +186,11 @@ class _Parser:
 
     def has(self, name: str, value: str) -> HasCondition | None:
         parts = name.split(":")
+        if "_has" in parts[1:] or "." in name:
+            raise _bad(name, "only one level of _has without chaining is supported", "not-supported")
         if len(parts) < 4 or len(parts) > 5 or not all(parts[1:4]):
             raise _bad(name, "expected _has:Type:param:inner-param=value", "invalid")
         _, source_type, code, inner_code, *rest = parts
-        if inner_code == "_has" or "." in inner_code:
-            raise _bad(name, "only one level of _has without chaining is supported", "not-supported")
         if not is_served_type(source_type):
             raise _bad(name, f"'{source_type}' is not a resource type served here", "invalid")
         definition = self.registry.get(source_type, code)
@@ -256,13 +256,13 @@ class _Parser:
         return TokenValue(unescape(parts[0]), unescape(parts[1]) or None)
 
     def reference(self, name: str, raw: str, types: tuple[str, ...]) -> ReferenceValue:
+        if raw.startswith("#"):
+            raise _bad(name, "contained references cannot be searched")
         if "/" not in raw:
             return ReferenceValue(raw, bare_id=True, types=types)
         if "://" in raw and "|" in raw:
             raw = raw.split("|", 1)[0]
-        ref = normalize_reference(raw, self.prefixes)
-        if ref is None:
-            raise _bad(name, "contained references cannot be searched")
+        ref = normalize_reference(raw, self.prefixes) or raw
         if types and is_local_reference(ref) and ref.partition("/")[0] not in types:
             raise _bad(name, f"the value names a different type than :{types[0]}", "invalid")
         return ReferenceValue(ref)
