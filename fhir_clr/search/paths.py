@@ -2,10 +2,10 @@
 
 Handles what most R4 SearchParameter expressions are: dotted paths (``Task.owner``), unions of them,
 choice elements (``ServiceRequest.occurrence`` finds ``occurrenceDateTime``/``occurrencePeriod``/...),
-``(X as Type)`` / ``X.as(Type)`` / ``X.ofType(Type)`` on a choice element, and a final
-``.where(resolve() is Type)`` on references. Element types come from the fhirpathpy R4 model, so every
-extracted value carries its FHIR data type. Anything else returns None from ``compile_fast`` and is left to
-fhirpathpy (see ``fhir_clr.search.extract``).
+``(X as Type)`` / ``X.as(Type)`` / ``X.ofType(Type)`` on a choice element, ``.where(resolve() is Type)`` on
+references and ``.where(element='literal')`` filters. Element types come from the fhirpathpy R4 model, so
+every extracted value carries its FHIR data type. Anything else returns None from ``compile_fast`` and is
+left to fhirpathpy (see ``fhir_clr.search.extract``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ _SYSTEM_TYPES = {"System.String": "string", "System.Boolean": "boolean", "System
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TYPE_FILTER = re.compile(r"(?:as|ofType)\(\s*(?:FHIR\.)?([A-Za-z]+)\s*\)")
 _RESOLVE_IS = re.compile(r"where\(\s*resolve\(\)\s+is\s+(?:FHIR\.)?([A-Za-z]+)\s*\)")
+_WHERE_EQ_RE = re.compile(r"where\(\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*'([^'\\]*)'\s*\)")
 _AS_SUFFIX = re.compile(r"(.*\S)\s+as\s+(?:FHIR\.)?([A-Za-z]+)")
 _ABSTRACT_ROOT = re.compile(r"(?<![\w.])(?:DomainResource|Resource)\.")
 
@@ -157,8 +158,13 @@ def _narrow(candidates: tuple[tuple[str, str], ...], wanted: str) -> tuple[tuple
     return kept or None
 
 
-def _compile_branch(branch: str, resource_type: str) -> tuple[list[tuple[tuple[str, str], ...]], str | None] | None:
-    """Steps (candidate keys per step) and an optional resolve() type filter, or None if not simple."""
+_FIELD, _WHERE_EQ, _RESOLVE_IS_OP = 0, 1, 2
+Op = tuple[Any, ...]
+"""A walker step: (_FIELD, candidates) | (_WHERE_EQ, key, literal) | (_RESOLVE_IS_OP, type)."""
+
+
+def _compile_branch(branch: str, resource_type: str) -> list[Op] | None:
+    """The walker steps of one union branch, or None if the branch is not simple."""
     branch = _strip_parens(branch)
     cast: str | None = None
     as_match = _AS_SUFFIX.fullmatch(branch)
@@ -167,42 +173,40 @@ def _compile_branch(branch: str, resource_type: str) -> tuple[list[tuple[tuple[s
     parts = _split_dots(branch)
     if not parts or parts[0] != resource_type:
         return None
-    steps: list[tuple[tuple[str, str], ...]] = []
-    resolve_is: str | None = None
+    ops: list[Op] = []
     context: str | None = resource_type
-    for index, part in enumerate(parts[1:], start=1):
-        part = part.strip()
-        if resolve_is is not None:
+    for part in (p.strip() for p in parts[1:]):
+        if ops and ops[-1][0] == _RESOLVE_IS_OP:
             return None
+        type_filter = _TYPE_FILTER.fullmatch(part)
+        resolve = _RESOLVE_IS.fullmatch(part)
+        where_eq = _WHERE_EQ_RE.fullmatch(part)
         if _IDENT.fullmatch(part):
-            if context is None:
-                return None
-            found = _element(context, part)
+            found = _element(context, part) if context else None
             if found is None:
                 return None
             candidates, context = found
-            steps.append(candidates)
-            continue
-        type_filter = _TYPE_FILTER.fullmatch(part)
-        resolve = _RESOLVE_IS.fullmatch(part)
-        if type_filter and steps:
-            narrowed = _narrow(steps[-1], type_filter.group(1))
+            ops.append((_FIELD, candidates))
+        elif type_filter and ops and ops[-1][0] == _FIELD:
+            narrowed = _narrow(ops[-1][1], type_filter.group(1))
             if narrowed is None:
                 return None
-            steps[-1] = narrowed
+            ops[-1] = (_FIELD, narrowed)
             context = narrowed[0][1] if len(narrowed) == 1 and narrowed[0][1] not in PRIMITIVE_TYPES else None
-        elif resolve and index == len(parts) - 1:
-            resolve_is = resolve.group(1)
+        elif resolve:
+            ops.append((_RESOLVE_IS_OP, resolve.group(1)))
+        elif where_eq and context and _element(context, where_eq.group(1)):
+            ops.append((_WHERE_EQ, where_eq.group(1), where_eq.group(2)))
         else:
             return None
-    if not steps:
-        return None
     if cast is not None:
-        narrowed = _narrow(steps[-1], cast)
+        if not ops or ops[-1][0] != _FIELD:
+            return None
+        narrowed = _narrow(ops[-1][1], cast)
         if narrowed is None:
             return None
-        steps[-1] = narrowed
-    return steps, resolve_is
+        ops[-1] = (_FIELD, narrowed)
+    return ops if any(op[0] == _FIELD for op in ops) else None
 
 
 def compile_fast(expression: str, resource_type: str) -> Walker | None:
@@ -216,8 +220,8 @@ def compile_fast(expression: str, resource_type: str) -> Walker | None:
     if not branches:
         return None
     if len(branches) == 1:
-        return _walker(*branches[0])
-    walkers = [_walker(*b) for b in branches]
+        return _walker(branches[0])
+    walkers = [_walker(b) for b in branches]
 
     def union(resource: dict[str, Any]) -> list[Typed]:
         out: list[Typed] = []
@@ -228,42 +232,31 @@ def compile_fast(expression: str, resource_type: str) -> Walker | None:
     return union
 
 
-def _walker(steps: list[tuple[tuple[str, str], ...]], resolve_is: str | None) -> Walker:
-    *inner, last = steps
-    inner_keys = [c[0][0] if len(c) == 1 else tuple(k for k, _ in c) for c in inner]
-
+def _walker(ops: list[Op]) -> Walker:
     def walk(resource: dict[str, Any]) -> list[Typed]:
-        nodes: list[Any] = [resource]
-        for key in inner_keys:
-            nxt: list[Any] = []
-            for node in nodes:
-                if type(node) is not dict:
-                    continue
-                for k in (key,) if type(key) is str else key:
-                    value = node.get(k)
-                    if value is None:
+        nodes: list[Typed] = [(resource, None)]
+        for op in ops:
+            kind = op[0]
+            if kind == _FIELD:
+                found: list[Typed] = []
+                for node, _ in nodes:
+                    if type(node) is not dict:
                         continue
-                    if type(value) is list:
-                        nxt.extend(value)
-                    else:
-                        nxt.append(value)
-            if not nxt:
-                return []
-            nodes = nxt
-        out: list[Typed] = []
-        for node in nodes:
-            if type(node) is not dict:
-                continue
-            for k, fhir_type in last:
-                value = node.get(k)
-                if value is None:
-                    continue
-                if type(value) is list:
-                    out.extend((v, fhir_type) for v in value)
-                else:
-                    out.append((value, fhir_type))
-        if resolve_is is not None:
-            out = [(v, t) for v, t in out if type(v) is dict and reference_type(v) == resolve_is]
-        return out
+                    for key, fhir_type in op[1]:
+                        value = node.get(key)
+                        if value is None:
+                            continue
+                        if type(value) is list:
+                            found.extend([(v, fhir_type) for v in value])
+                        else:
+                            found.append((value, fhir_type))
+                nodes = found
+            elif kind == _WHERE_EQ:
+                nodes = [n for n in nodes if type(n[0]) is dict and n[0].get(op[1]) == op[2]]
+            else:
+                nodes = [n for n in nodes if type(n[0]) is dict and reference_type(n[0]) == op[1]]
+            if not nodes:
+                break
+        return nodes
 
     return walk

@@ -146,7 +146,11 @@ def test_compile_fast_shapes() -> None:
     assert compile_fast("(Observation.value as Quantity) | (Observation.value as SampledData)", "Observation")
     assert compile_fast("Observation.value.as(Quantity)", "Observation") is not None
     assert compile_fast("Resource.meta.tag", "Task") is not None
-    assert compile_fast("Patient.telecom.where(system='email')", "Patient") is None
+    email = compile_fast("Patient.telecom.where(system='email')", "Patient")
+    assert email is not None
+    assert email({"telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "a@b"}]}) == \
+        [({"system": "email", "value": "a@b"}, "ContactPoint")]
+    assert compile_fast("Patient.deceased.exists() and Patient.deceased != false", "Patient") is None
     assert compile_fast("Task.nonexistent", "Task") is None
     assert compile_fast("Patient.name", "Task") is None
     walk = compile_fast("Observation.effective.ofType(Period)", "Observation")
