@@ -126,10 +126,6 @@ class IndexWriter:
         if writer is not None:
             writer(entries, code, values)
 
-    def normalize_reference(self, reference: str) -> str | None:
-        """``reference`` as the index stores it (see ``fhir_clr.search.values.normalize_reference``)."""
-        return normalize_reference(reference, self._prefixes)
-
     @staticmethod
     def tokens(entries: IndexEntries, code: str, values: Iterable[Typed]) -> None:
         """Token entries: codes and strings, booleans, Coding, CodeableConcept, Identifier, ContactPoint."""
@@ -166,7 +162,7 @@ class IndexWriter:
                 continue
             ref = value.get("reference")
             if isinstance(ref, str):
-                normalized = self.normalize_reference(ref)
+                normalized = normalize_reference(ref, self._prefixes)
                 if normalized is not None:
                     entries.references.append((code, normalized))
             identifier = value.get("identifier")

@@ -166,7 +166,3 @@ class SearchParamRegistry:
         if definition is not None:
             self._writer.add(entries, definition.type, code, definition.extractor(resource))
         return entries
-
-    def normalize_reference(self, reference: str) -> str | None:
-        """A reference normalised exactly as the index stores it (see ``IndexWriter.normalize_reference``)."""
-        return self._writer.normalize_reference(reference)
