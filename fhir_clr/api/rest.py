@@ -125,8 +125,10 @@ async def search_get(request: Request, resource_type: str) -> Response:
 
 async def _search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
     prefer = parse_prefer(request)
-    result = await services(request).engine.search(resource_type, params, strict=prefer.strict)
-    return fhir_response(searchset_bundle(result, base_url(request), resource_type))
+    base = base_url(request)
+    result = await services(request).engine.search(resource_type, params, strict=prefer.strict,
+                                                   request_base=base)
+    return fhir_response(searchset_bundle(result, base, resource_type))
 
 
 @router.post("/{resource_type}")

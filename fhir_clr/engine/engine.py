@@ -53,11 +53,11 @@ class Engine:
             raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{resource_id} is a delete")
         return stored
 
-    async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
-                     ) -> SearchResult:
+    async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False,
+                     request_base: str | None = None) -> SearchResult:
         """Type-level search (see ``Searcher``)."""
         require_type(resource_type)
-        return await self.searcher.search(resource_type, params, strict=strict)
+        return await self.searcher.search(resource_type, params, strict=strict, request_base=request_base)
 
     async def history(self, resource_type: str | None, resource_id: str | None,
                       params: list[tuple[str, str]]) -> HistoryResult:

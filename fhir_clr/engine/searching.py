@@ -27,16 +27,19 @@ class Searcher:
         self.max_count = max_count
         self.base_urls = tuple(base_urls)
 
-    def parse(self, resource_type: str, params: list[tuple[str, str]]) -> ParsedSearch:
-        """Parse query parameters for ``resource_type`` with this server's paging limits."""
+    def parse(self, resource_type: str, params: list[tuple[str, str]], request_base: str | None = None
+              ) -> ParsedSearch:
+        """Parse query parameters for ``resource_type`` with this server's paging limits; absolute
+        references on the configured base URLs or on ``request_base`` count as local."""
+        base_urls = (*self.base_urls, request_base) if request_base else self.base_urls
         return parse_search(resource_type, params, self.registry, default_count=self.default_count,
-                            max_count=self.max_count, base_urls=self.base_urls)
+                            max_count=self.max_count, base_urls=base_urls)
 
-    async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
-                     ) -> SearchResult:
+    async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False,
+                     request_base: str | None = None) -> SearchResult:
         """One page of results. Unknown parameters are reported as a warning issue, or refused (400)
         under ``strict`` (``Prefer: handling=strict``)."""
-        parsed = self.parse(resource_type, params)
+        parsed = self.parse(resource_type, params, request_base)
         issues: list[Issue] = []
         if parsed.unknown:
             names = ", ".join(sorted(set(parsed.unknown)))
