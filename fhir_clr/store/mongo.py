@@ -1,0 +1,380 @@
+"""MongoDB adapter of the storage port (``FHIR_CLR_STORE_URL=mongodb://…``), on pymongo's async API.
+
+Layout and indexes: ``fhir_clr.store.mongo_schema``; document shapes: ``fhir_clr.store.mongo_docs``;
+filters: ``fhir_clr.store.mongo_query``; keyset paging: ``fhir_clr.store.mongo_paging``; transactions:
+``fhir_clr.store.mongo_tx``.
+
+Every commit is one multi-document transaction (replica set or sharded cluster required): it reads the
+current versions and claimed match keys, raises ``VersionConflict`` / ``MatchKeyTaken`` before writing
+anything, bumps the commit counter (``seq`` for history and outbox, and a strictly increasing
+``lastUpdated``), then writes the current documents, history, match keys and outbox events. Concurrent
+writers to the same documents hit a write conflict, which MongoDB labels ``TransientTransactionError``;
+the whole unit is retried and its reads then see the winner.
+
+``transactions=False`` is for in-process test engines (mongomock) that have no sessions: the same code
+runs without a session, which is atomic only because such engines never yield to the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from fhir_clr.store import mongo_lease, mongo_paging
+from fhir_clr.store.mongo_docs import (
+    doc_id,
+    history_id,
+    instant_text,
+    search_values,
+    sort_keys,
+    stamped,
+    to_stored,
+    version_fields,
+)
+from fhir_clr.store.mongo_query import (
+    Filter,
+    all_of,
+    base_filter,
+    chain_filter,
+    condition_filter,
+    ids_filter,
+)
+from fhir_clr.store.mongo_schema import (
+    COMMIT_COUNTER,
+    COUNTERS,
+    HISTORY,
+    LEASES,
+    MATCH_KEYS,
+    OUTBOX,
+    RESOURCES,
+    STANDALONE_MESSAGE,
+    ensure_indexes,
+    supports_transactions,
+)
+from fhir_clr.store.mongo_tx import RetryWrite, run_transaction
+from fhir_clr.store.port import (
+    Change,
+    ChangeOp,
+    HistoryFilter,
+    HistoryPage,
+    MatchKeyTaken,
+    OutboxEvent,
+    SearchPage,
+    StoredResource,
+    StoreUnavailable,
+    VersionConflict,
+)
+from fhir_clr.store.query import ChainCondition, Condition, Criterion, HasCondition, Query
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "fhirclr"
+SERVER_SELECTION_TIMEOUT_MS = 10_000
+_BODY_ONLY = {"_search": 0, "_sort": 0}
+
+
+def database_name(url: str) -> str:
+    """The database named in the URL path, else ``FHIR_CLR_MONGO_DB``, else ``fhirclr``."""
+    path = urlsplit(url).path.lstrip("/")
+    return path or os.environ.get("FHIR_CLR_MONGO_DB") or DEFAULT_DATABASE
+
+
+def _hosts(url: str) -> str:
+    """The host list of a MongoDB URL, without credentials (safe to log)."""
+    return urlsplit(url).netloc.rpartition("@")[2] or "localhost"
+
+
+class MongoStore:
+    """The storage port on MongoDB (replica set or sharded cluster)."""
+
+    name = "mongodb"
+
+    def __init__(self, url: str, database: str | None = None, *, client: Any = None,
+                 transactions: bool = True) -> None:
+        """``client`` injects an async client (e.g. an in-process test engine, which the store does not
+        close); ``transactions`` False runs commits without sessions (only for such engines)."""
+        self._url = url
+        self._database = database or database_name(url)
+        self._client = client
+        self._owns_client = client is None
+        self._transactions = transactions
+        self._db: Any = None
+
+    @property
+    def database(self) -> Any:
+        """The async database handle (after ``open``)."""
+        return self._db
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check that transactions are available, and create the indexes."""
+        if self._client is None:
+            self._client = AsyncMongoClient(self._url, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+                                            appname="fhir-clr", tz_aware=True)
+        self._db = self._client[self._database]
+        try:
+            if self._transactions:
+                hello = await self._client.admin.command("hello")
+                if not supports_transactions(hello):
+                    raise StoreUnavailable(STANDALONE_MESSAGE)
+            await ensure_indexes(self._db)
+        except PyMongoError as exc:
+            raise StoreUnavailable(
+                f"Cannot use MongoDB at {_hosts(self._url)} ({type(exc).__name__}); check that it is running "
+                "and reachable, and that FHIR_CLR_STORE_URL is right") from None
+        log.info("mongodb store open: database=%s transactions=%s", self._database, self._transactions)
+
+    async def close(self) -> None:
+        """Release the connection pool (an injected client is left to its owner)."""
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+        self._client = None
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            await self._db.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    # ---- reads -----------------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version (a tombstone after a delete), or None."""
+        doc = await self._db[RESOURCES].find_one({"_id": doc_id(resource_type, resource_id)}, _BODY_ONLY)
+        return to_stored(doc) if doc else None
+
+    async def read_version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
+        """One historical version, or None."""
+        doc = await self._db[HISTORY].find_one({"_id": history_id(resource_type, resource_id, version)})
+        return to_stored(doc) if doc else None
+
+    async def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Current, non-deleted versions for ``(type, id)`` keys in one ``find`` with ``$in``."""
+        if not keys:
+            return []
+        wanted = sorted({doc_id(t, i) for t, i in keys})
+        cursor = self._db[RESOURCES].find({"_id": {"$in": wanted}, "deleted": {"$eq": False}}, _BODY_ONLY)
+        return [to_stored(doc) for doc in await cursor.to_list(None)]
+
+    async def search(self, query: Query) -> SearchPage:
+        """One keyset page of ``query``."""
+        if query.count <= 0:
+            return SearchPage([])
+        where = await self._filter(query)
+        spec = mongo_paging.sort_spec(query.sort)
+        fingerprint = mongo_paging.query_fingerprint(query)
+        token = (mongo_paging.decode_token(query.page_token, fingerprint, len(spec))
+                 if query.page_token else None)
+        forward = token is None or token.forward
+        order = spec if forward else mongo_paging.reverse(spec)
+        if token is not None:
+            where = all_of([where, mongo_paging.after_filter(order, token.values)])
+        cursor = self._db[RESOURCES].find(where, {"_search": 0}, sort=order, limit=query.count + 1)
+        docs = await cursor.to_list(None)
+        more = len(docs) > query.count
+        docs = docs[: query.count]
+        if not forward:
+            docs.reverse()
+        page = SearchPage([to_stored(doc) for doc in docs])
+        if docs:
+            if more or not forward:
+                page.next_token = mongo_paging.encode_token(
+                    fingerprint, True, mongo_paging.row_values(docs[-1], spec))
+            if (more and not forward) or (forward and token is not None):
+                page.prev_token = mongo_paging.encode_token(
+                    fingerprint, False, mongo_paging.row_values(docs[0], spec))
+        return page
+
+    async def count(self, query: Query) -> int:
+        """Number of matches (``count_documents``)."""
+        return await self._db[RESOURCES].count_documents(await self._filter(query))
+
+    async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
+        """Versions newest first (commit order), with ``since`` / ``at`` applied."""
+        where: Filter = {}
+        if scope.resource_type is not None:
+            where["type"] = {"$eq": scope.resource_type}
+            if scope.resource_id is not None:
+                where["id"] = {"$eq": scope.resource_id}
+        elif scope.types:
+            where["type"] = {"$in": list(scope.types)}
+        if scope.since_us is not None:
+            where["lastUpdatedUs"] = {"$gte": scope.since_us}
+        if scope.at_us is not None:
+            where = all_of([where, {"lastUpdatedUs": {"$lte": scope.at_us}},
+                            {"$or": [{"supersededUs": {"$exists": False}},
+                                     {"supersededUs": {"$gt": scope.at_us}}]}])
+        fingerprint = mongo_paging.digest((scope.resource_type, scope.resource_id, scope.since_us, scope.at_us,
+                                           tuple(scope.types)))
+        if page_token:
+            where = all_of([where, {"seq": {"$lt": mongo_paging.decode_history_token(page_token, fingerprint)}}])
+        cursor = self._db[HISTORY].find(where, sort=[("seq", -1)], limit=max(count, 1) + 1)
+        docs = await cursor.to_list(None)
+        more = len(docs) > count
+        docs = docs[:count]
+        next_token = mongo_paging.encode_history_token(fingerprint, docs[-1]["seq"]) if more and docs else None
+        return HistoryPage([to_stored(doc) for doc in docs], next_token)
+
+    async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
+        """Committed changes after ``after_seq``, in commit order."""
+        cursor = self._db[OUTBOX].find({"_id": {"$gt": after_seq}}, sort=[("_id", 1)], limit=limit)
+        return [OutboxEvent(seq=doc["_id"], resource_type=doc["type"], resource_id=doc["id"],
+                            version=doc["version"], op=ChangeOp(doc["op"]), last_updated_us=doc["lastUpdatedUs"])
+                for doc in await cursor.to_list(None)]
+
+    # ---- search helpers --------------------------------------------------------------------------------
+
+    async def _filter(self, query: Query) -> Filter:
+        parts = [base_filter(query.resource_type)]
+        for criterion in query.criteria:
+            parts.append(await self._criterion(query.resource_type, criterion))
+        return all_of(parts)
+
+    async def _criterion(self, resource_type: str, criterion: Criterion) -> Filter:
+        if isinstance(criterion, Condition):
+            return condition_filter(resource_type, criterion)
+        if isinstance(criterion, ChainCondition):
+            targets = await self._matching_ids(criterion.target_type, criterion.inner)
+            return chain_filter(criterion.param, targets)
+        return ids_filter(await self._referenced_ids(resource_type, criterion))
+
+    async def _matching_ids(self, resource_type: str, inner: Condition) -> list[str]:
+        """``Type/id`` of every live ``resource_type`` resource matching ``inner`` (first step of a chain)."""
+        where = all_of([base_filter(resource_type), condition_filter(resource_type, inner)])
+        cursor = self._db[RESOURCES].find(where, {"_id": 1})
+        return [doc["_id"] for doc in await cursor.to_list(None)]
+
+    async def _referenced_ids(self, resource_type: str, has: HasCondition) -> list[str]:
+        """``Type/id`` of the ``resource_type`` resources that matching ``has.source_type`` resources
+        reference through ``has.param`` (first step of ``_has``)."""
+        where = all_of([base_filter(has.source_type), condition_filter(has.source_type, has.inner)])
+        cursor = self._db[RESOURCES].find(where, {"_search.ref": 1})
+        prefix = f"{resource_type}/"
+        found: set[str] = set()
+        for doc in await cursor.to_list(None):
+            for entry in doc.get("_search", {}).get("ref", ()):
+                if entry["p"] == has.param and entry["v"].startswith(prefix) and "/" not in entry["v"][len(prefix):]:
+                    found.add(entry["v"])
+        return sorted(found)
+
+    # ---- writes ----------------------------------------------------------------------------------------
+
+    async def commit(self, changes: Sequence[Change]) -> list[StoredResource]:
+        """Apply all changes in one transaction (see the module docstring)."""
+        if not changes:
+            return []
+
+        async def work(session: Any) -> list[StoredResource]:
+            return await self._apply(changes, session)
+
+        return await run_transaction(self._client, work, transactions=self._transactions)
+
+    async def _apply(self, changes: Sequence[Change], session: Any) -> list[StoredResource]:
+        await self._check_versions(changes, session)
+        claims = await self._check_match_keys(changes, session)
+        seq, last_us = await self._advance_clock(len(changes), session)
+        stored: list[StoredResource] = []
+        for offset, change in enumerate(changes):
+            stored.append(await self._write(change, seq + offset, last_us, session))
+        for key, (holder, change) in claims.items():
+            owner = {"type": change.resource_type, "id": change.resource_id}
+            if holder is None:
+                await self._db[MATCH_KEYS].insert_one({"_id": key, **owner}, session=session)
+            else:
+                await self._db[MATCH_KEYS].replace_one({"_id": key}, owner, upsert=True, session=session)
+        return stored
+
+    async def _check_versions(self, changes: Sequence[Change], session: Any) -> None:
+        keys = [doc_id(c.resource_type, c.resource_id) for c in changes]
+        cursor = self._db[RESOURCES].find({"_id": {"$in": keys}}, {"version": 1}, session=session)
+        versions = {doc["_id"]: doc["version"] for doc in await cursor.to_list(None)}
+        for change, key in zip(changes, keys, strict=True):
+            actual = versions.get(key, 0)
+            if actual != change.expected_version:
+                raise VersionConflict(change.resource_type, change.resource_id, change.expected_version, actual)
+            versions[key] = actual + 1
+
+    async def _check_match_keys(self, changes: Sequence[Change], session: Any
+                                ) -> dict[str, tuple[dict[str, Any] | None, Change]]:
+        """The keys to claim, with their current holder; MatchKeyTaken when another resource holds one
+        and the change may not steal it."""
+        wanted = {key: change for change in changes if change.op is not ChangeOp.DELETE
+                  for key in change.match_keys}
+        if not wanted:
+            return {}
+        cursor = self._db[MATCH_KEYS].find({"_id": {"$in": sorted(wanted)}}, session=session)
+        holders = {doc["_id"]: doc for doc in await cursor.to_list(None)}
+        claims: dict[str, tuple[dict[str, Any] | None, Change]] = {}
+        for key, change in wanted.items():
+            holder = holders.get(key)
+            ours = holder is not None and (holder["type"], holder["id"]) == (change.resource_type,
+                                                                             change.resource_id)
+            if ours:
+                continue
+            if holder is not None and not change.steal_match_keys:
+                raise MatchKeyTaken(key, holder["type"], holder["id"])
+            claims[key] = (holder, change)
+        return claims
+
+    async def _advance_clock(self, count: int, session: Any) -> tuple[int, int]:
+        """Reserve ``count`` sequence numbers and pick this commit's ``lastUpdated`` (strictly after the
+        previous commit's, even if the wall clock went back). Returns (first seq, lastUpdated µs)."""
+        counters = self._db[COUNTERS]
+        before = await counters.find_one_and_update(
+            {"_id": COMMIT_COUNTER}, {"$inc": {"seq": count}}, upsert=True,
+            return_document=ReturnDocument.BEFORE, session=session)
+        previous_seq = (before or {}).get("seq", 0)
+        last_us = max(time.time_ns() // 1_000, (before or {}).get("us", 0) + 1)
+        await counters.update_one({"_id": COMMIT_COUNTER}, {"$set": {"us": last_us}}, session=session)
+        return previous_seq + 1, last_us
+
+    async def _write(self, change: Change, seq: int, last_us: int, session: Any) -> StoredResource:
+        key = doc_id(change.resource_type, change.resource_id)
+        version = change.expected_version + 1
+        body = (stamped(change.resource, version, instant_text(last_us))
+                if change.op is not ChangeOp.DELETE and change.resource is not None else None)
+        fields = version_fields(change.resource_type, change.resource_id, version, change.op, last_us, body)
+        current = {"_id": key, **fields}
+        if body is not None and change.index is not None:
+            current["_search"] = search_values(change.index)
+            current["_sort"] = sort_keys(change.index)
+        if change.expected_version == 0:
+            await self._db[RESOURCES].insert_one(current, session=session)
+        else:
+            result = await self._db[RESOURCES].replace_one(
+                {"_id": key, "version": change.expected_version}, current, session=session)
+            if result.matched_count != 1:
+                raise RetryWrite(key)
+            await self._db[HISTORY].update_one(
+                {"_id": history_id(change.resource_type, change.resource_id, change.expected_version)},
+                {"$set": {"supersededUs": last_us}}, session=session)
+        await self._db[HISTORY].insert_one(
+            {"_id": history_id(change.resource_type, change.resource_id, version), **fields, "seq": seq},
+            session=session)
+        await self._db[OUTBOX].insert_one(
+            {"_id": seq, "type": change.resource_type, "id": change.resource_id, "version": version,
+             "op": change.op.value, "lastUpdatedUs": last_us}, session=session)
+        if body is None:
+            await self._db[MATCH_KEYS].delete_many(
+                {"type": change.resource_type, "id": change.resource_id}, session=session)
+        return to_stored(current)
+
+    # ---- leases ----------------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew the named lease for ``ttl`` seconds (see ``fhir_clr.store.mongo_lease``)."""
+        return await mongo_lease.acquire_lease(self._db[LEASES], name, owner, ttl)
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the named lease back if ``owner`` holds it."""
+        return await mongo_lease.release_lease(self._db[LEASES], name, owner)
