@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
-from fhir_clr.store import mongo_lease, mongo_paging
+from fhir_clr.store import mongo_lease, mongo_paging, paging
 from fhir_clr.store.mongo_docs import (
     doc_id,
     history_id,
@@ -64,6 +64,7 @@ from fhir_clr.store.port import (
     ChangeOp,
     HistoryFilter,
     HistoryPage,
+    InvalidPageToken,
     MatchKeyTaken,
     OutboxEvent,
     SearchPage,
@@ -89,6 +90,14 @@ def database_name(url: str) -> str:
 def _hosts(url: str) -> str:
     """The host list of a MongoDB URL, without credentials (safe to log)."""
     return urlsplit(url).netloc.rpartition("@")[2] or "localhost"
+
+
+def _history_position(token: str, fingerprint: str) -> int:
+    """The commit ``seq`` a history token continues below."""
+    payload = paging.decode_token(token, fingerprint)
+    if len(payload) != 1 or type(payload[0]) is not int:
+        raise InvalidPageToken("malformed paging token")
+    return payload[0]
 
 
 class MongoStore:
@@ -214,15 +223,15 @@ class MongoStore:
             where = all_of([where, {"lastUpdatedUs": {"$lte": scope.at_us}},
                             {"$or": [{"supersededUs": {"$exists": False}},
                                      {"supersededUs": {"$gt": scope.at_us}}]}])
-        fingerprint = mongo_paging.digest((scope.resource_type, scope.resource_id, scope.since_us, scope.at_us,
-                                           tuple(scope.types)))
+        fingerprint = paging.fingerprint("mongo-history", scope.resource_type, scope.resource_id, scope.since_us,
+                                         scope.at_us, tuple(scope.types))
         if page_token:
-            where = all_of([where, {"seq": {"$lt": mongo_paging.decode_history_token(page_token, fingerprint)}}])
+            where = all_of([where, {"seq": {"$lt": _history_position(page_token, fingerprint)}}])
         cursor = self._db[HISTORY].find(where, sort=[("seq", -1)], limit=max(count, 1) + 1)
         docs = await cursor.to_list(None)
         more = len(docs) > count
         docs = docs[:count]
-        next_token = mongo_paging.encode_history_token(fingerprint, docs[-1]["seq"]) if more and docs else None
+        next_token = paging.encode_token(fingerprint, [docs[-1]["seq"]]) if more and docs else None
         return HistoryPage([to_stored(doc) for doc in docs], next_token)
 
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
@@ -280,12 +289,14 @@ class MongoStore:
         return await run_transaction(self._client, work, transactions=self._transactions)
 
     async def _apply(self, changes: Sequence[Change], session: Any) -> list[StoredResource]:
-        await self._check_versions(changes, session)
+        rids = await self._check_versions(changes, session)
         claims = await self._check_match_keys(changes, session)
         seq, last_us = await self._advance_clock(len(changes), session)
         stored: list[StoredResource] = []
         for offset, change in enumerate(changes):
-            stored.append(await self._write(change, seq + offset, last_us, session))
+            key = doc_id(change.resource_type, change.resource_id)
+            rid = rids.setdefault(key, seq + offset)
+            stored.append(await self._write(change, rid, seq + offset, last_us, session))
         for key, (holder, change) in claims.items():
             owner = {"type": change.resource_type, "id": change.resource_id}
             if holder is None:
@@ -294,15 +305,19 @@ class MongoStore:
                 await self._db[MATCH_KEYS].replace_one({"_id": key}, owner, upsert=True, session=session)
         return stored
 
-    async def _check_versions(self, changes: Sequence[Change], session: Any) -> None:
+    async def _check_versions(self, changes: Sequence[Change], session: Any) -> dict[str, int]:
+        """Compare-and-swap check of every change; returns the creation order (``rid``) of the resources
+        that already exist."""
         keys = [doc_id(c.resource_type, c.resource_id) for c in changes]
-        cursor = self._db[RESOURCES].find({"_id": {"$in": keys}}, {"version": 1}, session=session)
-        versions = {doc["_id"]: doc["version"] for doc in await cursor.to_list(None)}
+        cursor = self._db[RESOURCES].find({"_id": {"$in": keys}}, {"version": 1, "rid": 1}, session=session)
+        found = {doc["_id"]: doc for doc in await cursor.to_list(None)}
+        versions = {key: doc["version"] for key, doc in found.items()}
         for change, key in zip(changes, keys, strict=True):
             actual = versions.get(key, 0)
             if actual != change.expected_version:
                 raise VersionConflict(change.resource_type, change.resource_id, change.expected_version, actual)
             versions[key] = actual + 1
+        return {key: doc["rid"] for key, doc in found.items()}
 
     async def _check_match_keys(self, changes: Sequence[Change], session: Any
                                 ) -> dict[str, tuple[dict[str, Any] | None, Change]]:
@@ -338,13 +353,15 @@ class MongoStore:
         await counters.update_one({"_id": COMMIT_COUNTER}, {"$set": {"us": last_us}}, session=session)
         return previous_seq + 1, last_us
 
-    async def _write(self, change: Change, seq: int, last_us: int, session: Any) -> StoredResource:
+    async def _write(self, change: Change, rid: int, seq: int, last_us: int, session: Any) -> StoredResource:
+        """Write one change: current document (``rid`` = creation order, kept across versions), history,
+        outbox event; a delete also releases the resource's match keys."""
         key = doc_id(change.resource_type, change.resource_id)
         version = change.expected_version + 1
         body = (stamped(change.resource, version, instant_text(last_us))
                 if change.op is not ChangeOp.DELETE and change.resource is not None else None)
         fields = version_fields(change.resource_type, change.resource_id, version, change.op, last_us, body)
-        current = {"_id": key, **fields}
+        current = {"_id": key, "rid": rid, **fields}
         if body is not None and change.index is not None:
             current["_search"] = search_values(change.index)
             current["_sort"] = sort_keys(change.index)

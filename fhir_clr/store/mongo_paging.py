@@ -1,7 +1,8 @@
 """Keyset paging for MongoDB searches and history: sort specifications, opaque page tokens, and the
 "strictly after this row" filters that replace ``skip``.
 
-A search sorts on a list of fields, always ending with ``_id`` so the order is total. A param sort key
+A search sorts on a list of fields, always ending with a unique one (``_id`` or ``rid``) so the order is
+total. A param sort key
 uses two fields of ``_sort.<param>``: ``x`` (1 when the resource has a value, descending, so missing
 values come last in both directions) and ``lo`` (ascending) or ``hi`` (descending). A token stores the
 sort values of the boundary row and a fingerprint of the query, so a token is only accepted by the query
@@ -10,15 +11,11 @@ that issued it, and token values are checked to be plain scalars before they rea
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from fhir_clr.store import paging
 from fhir_clr.store.mongo_docs import nested, sort_field
 from fhir_clr.store.port import InvalidPageToken
 from fhir_clr.store.query import Query, SortKey
@@ -28,7 +25,8 @@ _SCALARS = (str, int, float)
 
 
 def sort_spec(keys: Sequence[SortKey]) -> SortSpec:
-    """The MongoDB sort for a query's ``_sort`` keys (default: ``_id`` ascending), ending with ``_id``."""
+    """The MongoDB sort for a query's ``_sort`` keys, ending with a unique field: ``_id`` when sorting by
+    id, else ``rid`` (creation order, also the default order), in the direction of the last key."""
     spec: SortSpec = []
     for key in keys:
         direction = -1 if key.descending else 1
@@ -42,7 +40,7 @@ def sort_spec(keys: Sequence[SortKey]) -> SortSpec:
             spec.append((f"{field}.x", -1))
             spec.append((f"{field}.{'hi' if key.descending else 'lo'}", direction))
     if not spec or spec[-1][0] != "_id":
-        spec.append(("_id", spec[-1][1] if spec else 1))
+        spec.append(("rid", spec[-1][1] if spec else 1))
     return spec
 
 
@@ -79,7 +77,7 @@ def _later(field: str, direction: int, value: Any) -> dict[str, Any] | None:
     return {"$or": [{field: {"$lt": value}}, {field: {"$exists": False}}]}
 
 
-# ---- tokens ------------------------------------------------------------------------------------------
+# ---- tokens (encoded by the shared ``fhir_clr.store.paging``) ------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class PageToken:
@@ -89,48 +87,24 @@ class PageToken:
     values: list[Any]
 
 
-def digest(value: object) -> str:
-    """A short, stable digest of a value's ``repr`` (dataclasses and tuples of plain values)."""
-    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
-
-
 def query_fingerprint(query: Query) -> str:
     """A digest of what a query selects and how it sorts (not its paging fields)."""
-    return digest((query.resource_type, query.criteria, query.sort))
+    return paging.fingerprint("mongo-search", query.resource_type, query.criteria, query.sort)
 
 
-def encode_token(fingerprint: str, forward: bool, values: Sequence[Any]) -> str:
-    """An opaque, URL-safe token."""
-    raw = orjson.dumps({"q": fingerprint, "d": "n" if forward else "p", "k": list(values)})
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+def encode_token(fp: str, forward: bool, values: Sequence[Any]) -> str:
+    """An opaque token for the page after (``forward``) or before the row with sort ``values``."""
+    return paging.encode_token(fp, ["n" if forward else "p", list(values)])
 
 
-def decode_token(token: str, fingerprint: str, width: int) -> PageToken:
-    """Validate and decode a token for the query with ``fingerprint`` and a sort of ``width`` fields."""
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        raise InvalidPageToken("malformed paging token") from None
-    if not isinstance(data, dict) or data.get("q") != fingerprint or data.get("d") not in ("n", "p"):
-        raise InvalidPageToken("the paging token belongs to another query")
-    values = data.get("k")
-    if (not isinstance(values, list) or len(values) != width
-            or not all(v is None or (isinstance(v, _SCALARS) and not isinstance(v, bool)) for v in values)):
+def decode_token(token: str, fp: str, width: int) -> PageToken:
+    """Validate and decode a token for the query fingerprinted ``fp`` with a sort of ``width`` fields;
+    every value must be a plain scalar, so a forged token cannot smuggle an operator document in."""
+    payload = paging.decode_token(token, fp)
+    if len(payload) != 2 or payload[0] not in ("n", "p") or not isinstance(payload[1], list):
         raise InvalidPageToken("malformed paging token")
-    return PageToken(forward=data["d"] == "n", values=values)
-
-
-def encode_history_token(fingerprint: str, seq: int) -> str:
-    """A history token: continue below commit sequence ``seq``."""
-    return base64.urlsafe_b64encode(orjson.dumps({"h": fingerprint, "s": seq})).rstrip(b"=").decode()
-
-
-def decode_history_token(token: str, fingerprint: str) -> int:
-    """The sequence a history token continues below; InvalidPageToken when it is not ours."""
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        raise InvalidPageToken("malformed paging token") from None
-    if not isinstance(data, dict) or data.get("h") != fingerprint or type(data.get("s")) is not int:
-        raise InvalidPageToken("the paging token belongs to another history request")
-    return data["s"]
+    values = payload[1]
+    if len(values) != width or not all(
+            v is None or (isinstance(v, _SCALARS) and not isinstance(v, bool)) for v in values):
+        raise InvalidPageToken("malformed paging token")
+    return PageToken(forward=payload[0] == "n", values=values)

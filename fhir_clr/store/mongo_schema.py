@@ -4,7 +4,8 @@ start-up checks (reachability, transaction support).
 Collections
 -----------
 ``resources``   current version of every resource (``_id`` = ``"Type/id"``), tombstones included, with the
-                ``_search`` attribute arrays and ``_sort`` keys (see ``fhir_clr.store.mongo_docs``).
+                ``_search`` attribute arrays and ``_sort`` keys (see ``fhir_clr.store.mongo_docs``);
+                ``rid`` = the commit ``seq`` that created it (creation order, the default search order).
 ``history``     every version, tombstones included (``_id`` = ``"Type/id/version"``), ``seq`` = commit order.
 ``match_keys``  ``_id`` = conditional-create key: the unique ``_id`` makes conditional create race-free.
 ``outbox``      one event per committed change, ``_id`` = ``seq`` from the same counter as history.
@@ -43,18 +44,19 @@ def _index(name: str, *keys: tuple[str, int], **options: Any) -> IndexModel:
 
 INDEXES: dict[str, list[IndexModel]] = {
     RESOURCES: [
-        # Listing a type in _lastUpdated order (and the keyset tie-break on _id).
+        # Listing a type in creation order (rid, the default) or _lastUpdated order, and by id.
+        _index("type_live_created", ("type", ASCENDING), ("deleted", ASCENDING), ("rid", ASCENDING)),
         _index("type_live_updated", ("type", ASCENDING), ("deleted", ASCENDING), ("lastUpdatedUs", ASCENDING),
-               ("_id", ASCENDING)),
+               ("rid", ASCENDING)),
         _index("type_live_id", ("type", ASCENDING), ("deleted", ASCENDING), ("_id", ASCENDING)),
         # Tokens and references end with (lastUpdatedUs, _id) so that the worklist shape
         # Task?owner=X&status=requested&_sort=-_lastUpdated is answered in index order (no blocking sort).
         _index("search_token", ("type", ASCENDING), (f"{_S}.tok.p", ASCENDING), (f"{_S}.tok.c", ASCENDING),
-               ("lastUpdatedUs", ASCENDING), ("_id", ASCENDING)),
+               ("lastUpdatedUs", ASCENDING), ("rid", ASCENDING)),
         _index("search_token_system", ("type", ASCENDING), (f"{_S}.tok.p", ASCENDING),
                (f"{_S}.tok.s", ASCENDING), (f"{_S}.tok.c", ASCENDING)),
         _index("search_reference", ("type", ASCENDING), (f"{_S}.ref.p", ASCENDING), (f"{_S}.ref.v", ASCENDING),
-               ("lastUpdatedUs", ASCENDING), ("_id", ASCENDING)),
+               ("lastUpdatedUs", ASCENDING), ("rid", ASCENDING)),
         _index("search_date", ("type", ASCENDING), (f"{_S}.date.p", ASCENDING), (f"{_S}.date.lo", ASCENDING),
                (f"{_S}.date.hi", ASCENDING)),
         _index("search_string", ("type", ASCENDING), (f"{_S}.str.p", ASCENDING), (f"{_S}.str.n", ASCENDING)),
