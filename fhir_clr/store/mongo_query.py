@@ -35,7 +35,7 @@ NOTHING: Filter = {"_id": {"$in": []}}
 _S = "_search"
 _KIND = {ParamType.DATE: "date", ParamType.NUMBER: "num", ParamType.QUANTITY: "qty"}
 _APPROX = 0.1
-"""``ap`` matches within 10% of the value (numbers, quantities) or of its distance from now (dates)."""
+"""``ap`` widens numbers by 10% of their value and dates by 10% of their distance from now."""
 
 
 def all_of(parts: Sequence[Filter]) -> Filter:
@@ -72,10 +72,13 @@ def base_filter(resource_type: str) -> Filter:
 
 def condition_filter(resource_type: str, cond: Condition) -> Filter:
     """The filter for one (non-chained) condition on ``resource_type``."""
+    if cond.param in ("_id", "_lastUpdated") and cond.modifier == "missing":
+        return NOTHING if _wants_missing(cond) else {}
     if cond.param == "_id":
         return _id_filter(resource_type, cond)
     if cond.param == "_lastUpdated":
-        return any_of([_range_on_point("lastUpdatedUs", v) for v in cond.values if isinstance(v, RangeValue)])
+        return any_of([_range(v, "lastUpdatedUs", "lastUpdatedUs", is_date=True)
+                       for v in cond.values if isinstance(v, RangeValue)])
     if cond.modifier == "missing":
         return _missing_filter(cond)
     if cond.modifier == "identifier":
@@ -111,10 +114,11 @@ def ids_filter(doc_ids: Sequence[str]) -> Filter:
 # ---- per type ---------------------------------------------------------------------------------------
 
 def _id_filter(resource_type: str, cond: Condition) -> Filter:
-    ids = [f"{resource_type}/{v.code}" for v in cond.values if isinstance(v, TokenValue) and v.code is not None]
-    if cond.modifier == "missing":
-        return NOTHING if _wants_missing(cond) else {}
-    return {"_id": {"$nin" if cond.modifier == "not" else "$in": ids}}
+    codes = [v.code for v in cond.values if isinstance(v, TokenValue)]
+    negate = cond.modifier == "not"
+    if any(code is None for code in codes):
+        return NOTHING if negate else {}
+    return {"_id": {"$nin" if negate else "$in": [f"{resource_type}/{code}" for code in codes]}}
 
 
 def _wants_missing(cond: Condition) -> bool:
@@ -134,7 +138,9 @@ def _token_filter(param: str, values: Sequence[Any]) -> Filter:
     for value in values:
         if not isinstance(value, TokenValue):
             continue
-        if value.system is None:
+        if value.system is None and value.code is None:
+            clauses.append(_elem("tok", param, {}))
+        elif value.system is None:
             any_system.append(value.code or "")
         elif value.code is None:
             clauses.append(_elem("tok", param, {"s": {"$eq": value.system}}))
@@ -150,7 +156,8 @@ def _reference(param: str, value: ReferenceValue) -> Filter:
         return _elem("ref", param, {"v": {"$eq": value.ref}})
     if value.types:
         return _elem("ref", param, {"v": {"$in": [f"{t}/{value.ref}" for t in value.types]}})
-    return _elem("ref", param, {"v": {"$regex": "^[A-Za-z]+/" + re.escape(value.ref) + "$"}})
+    # A bare id matches a local reference of any type: "<Type>/<id>" with no other '/' or ':'.
+    return _elem("ref", param, {"v": {"$regex": "^[^/:]+/" + re.escape(value.ref) + "$"}})
 
 
 def _string(param: str, value: StringValue, modifier: str | None) -> Filter:
@@ -165,67 +172,49 @@ def _uri(param: str, value: UriValue, modifier: str | None) -> Filter:
     if modifier == "below":
         return _elem("uri", param, {"v": _prefix_regex(value.uri)})
     if modifier == "above":
-        prefixes = [value.uri[:i] for i in range(1, len(value.uri) + 1)]
+        prefixes = [value.uri[:i] for i in range(len(value.uri) + 1)]
         return _elem("uri", param, {"v": {"$in": prefixes}})
     return _elem("uri", param, {"v": {"$eq": value.uri}})
 
 
 # ---- ordered values ---------------------------------------------------------------------------------
 
-def _approx_margin(value: RangeValue, ptype: ParamType) -> float:
-    if ptype is ParamType.DATE:
-        now_us = time.time() * 1_000_000
-        return abs(now_us - (value.lo + value.hi) / 2) * _APPROX
-    return abs((value.lo + value.hi) / 2) * _APPROX
+def _range(value: RangeValue, lo: str, hi: str, *, is_date: bool) -> Filter:
+    """FHIR R4 prefix semantics between a stored range ``[lo, hi]`` (field names; the same field for a
+    single instant) and the search range — the same rules as the SQLite adapter."""
+    slo, shi = (int(value.lo), int(value.hi)) if is_date else (value.lo, value.hi)
+    contained: Filter = {"$and": [{lo: {"$gte": slo}}, {hi: {"$lte": shi}}]}
+    match value.prefix:
+        case Prefix.EQ:
+            return contained
+        case Prefix.NE:
+            return {"$nor": [contained]}
+        case Prefix.GT:
+            return {hi: {"$gt": shi}}
+        case Prefix.LT:
+            return {lo: {"$lt": slo}}
+        case Prefix.GE:
+            return {"$or": [{hi: {"$gt": shi}}, contained]}
+        case Prefix.LE:
+            return {"$or": [{lo: {"$lt": slo}}, contained]}
+        case Prefix.SA:
+            return {lo: {"$gt": shi}}
+        case Prefix.EB:
+            return {hi: {"$lt": slo}}
+        case _:
+            if is_date:
+                gap = abs(time.time_ns() // 1_000 - (slo + shi) // 2) // 10
+                low, high = slo - gap, shi + gap
+            else:
+                low, high = slo - abs(slo) * _APPROX, shi + abs(shi) * _APPROX
+            return {"$and": [{lo: {"$lte": high}}, {hi: {"$gte": low}}]}
 
 
 def _range_match(value: RangeValue, ptype: ParamType) -> Filter:
-    """Element-level match of a stored range ``[lo, hi]`` against a prefixed search range."""
-    lo, hi = value.lo, value.hi
-    prefix = value.prefix
-    if prefix is Prefix.EQ:
-        match: Filter = {"lo": {"$gte": lo}, "hi": {"$lte": hi}}
-    elif prefix is Prefix.NE:
-        match = {"$or": [{"lo": {"$lt": lo}}, {"hi": {"$gt": hi}}]}
-    elif prefix is Prefix.GT:
-        match = {"hi": {"$gt": hi}}
-    elif prefix is Prefix.LT:
-        match = {"lo": {"$lt": lo}}
-    elif prefix is Prefix.GE:
-        match = {"hi": {"$gte": lo}}
-    elif prefix is Prefix.LE:
-        match = {"lo": {"$lte": hi}}
-    elif prefix is Prefix.SA:
-        match = {"lo": {"$gt": hi}}
-    elif prefix is Prefix.EB:
-        match = {"hi": {"$lt": lo}}
-    else:
-        margin = _approx_margin(value, ptype)
-        match = {"lo": {"$lte": hi + margin}, "hi": {"$gte": lo - margin}}
+    """Element-level match of one stored range (and, for quantities, its unit) against a search value."""
+    match = _range(value, "lo", "hi", is_date=ptype is ParamType.DATE)
     if ptype is ParamType.QUANTITY:
-        if value.system is not None:
-            match["s"] = {"$eq": value.system}
-        if value.code is not None:
-            match["c"] = {"$eq": value.code}
+        unit = [{field: {"$eq": v}} for field, v in (("s", value.system), ("c", value.code)) if v is not None]
+        if unit:
+            return {"$and": [match, *unit]}
     return match
-
-
-def _range_on_point(field: str, value: RangeValue) -> Filter:
-    """A prefixed search range against a single instant column (``lastUpdatedUs``)."""
-    lo, hi = value.lo, value.hi
-    match value.prefix:
-        case Prefix.EQ:
-            return {field: {"$gte": lo, "$lte": hi}}
-        case Prefix.NE:
-            return {"$or": [{field: {"$lt": lo}}, {field: {"$gt": hi}}]}
-        case Prefix.GT | Prefix.SA:
-            return {field: {"$gt": hi}}
-        case Prefix.LT | Prefix.EB:
-            return {field: {"$lt": lo}}
-        case Prefix.GE:
-            return {field: {"$gte": lo}}
-        case Prefix.LE:
-            return {field: {"$lte": hi}}
-        case _:
-            margin = _approx_margin(value, ParamType.DATE)
-            return {field: {"$gte": lo - margin, "$lte": hi + margin}}
