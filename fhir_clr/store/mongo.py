@@ -209,30 +209,29 @@ class MongoStore:
         return await self._db[RESOURCES].count_documents(await self._filter(query))
 
     async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
-        """Versions newest first (commit order), with ``since`` / ``at`` applied."""
-        where: Filter = {}
+        """Versions newest first (commit order). ``since`` keeps versions written after it; ``at`` keeps, per
+        resource, the version current at that instant (resources deleted then are left out)."""
+        where: list[Filter] = []
         if scope.resource_type is not None:
-            where["type"] = {"$eq": scope.resource_type}
+            where.append({"type": {"$eq": scope.resource_type}})
             if scope.resource_id is not None:
-                where["id"] = {"$eq": scope.resource_id}
+                where.append({"id": {"$eq": scope.resource_id}})
         elif scope.types:
-            where["type"] = {"$in": list(scope.types)}
+            where.append({"type": {"$in": list(scope.types)}})
         if scope.since_us is not None:
-            where["lastUpdatedUs"] = {"$gte": scope.since_us}
+            where.append({"lastUpdatedUs": {"$gt": scope.since_us}})
         if scope.at_us is not None:
-            where = all_of([where, {"lastUpdatedUs": {"$lte": scope.at_us}},
-                            {"$or": [{"supersededUs": {"$exists": False}},
-                                     {"supersededUs": {"$gt": scope.at_us}}]}])
+            where.append({"lastUpdatedUs": {"$lte": scope.at_us}, "deleted": {"$eq": False}})
+            where.append({"$or": [{"supersededUs": {"$exists": False}}, {"supersededUs": {"$gt": scope.at_us}}]})
         fingerprint = paging.fingerprint("mongo-history", scope.resource_type, scope.resource_id, scope.since_us,
                                          scope.at_us, tuple(scope.types))
         if page_token:
-            where = all_of([where, {"seq": {"$lt": _history_position(page_token, fingerprint)}}])
-        cursor = self._db[HISTORY].find(where, sort=[("seq", -1)], limit=max(count, 1) + 1)
+            where.append({"seq": {"$lt": _history_position(page_token, fingerprint)}})
+        limit = max(1, count)
+        cursor = self._db[HISTORY].find(all_of(where), sort=[("seq", -1)], limit=limit + 1)
         docs = await cursor.to_list(None)
-        more = len(docs) > count
-        docs = docs[:count]
-        next_token = paging.encode_token(fingerprint, [docs[-1]["seq"]]) if more and docs else None
-        return HistoryPage([to_stored(doc) for doc in docs], next_token)
+        next_token = paging.encode_token(fingerprint, [docs[limit - 1]["seq"]]) if len(docs) > limit else None
+        return HistoryPage([to_stored(doc) for doc in docs[:limit]], next_token)
 
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
         """Committed changes after ``after_seq``, in commit order."""
