@@ -1,0 +1,160 @@
+"""Embedded SQLite adapter of the storage port (the default store).
+
+Threading: ``sqlite3`` calls block, so they never run on the event loop. Reads run on a small pool of
+threads, each with its own read-only connection; every write runs on one dedicated writer thread with its
+own connection, so writes of this process queue up instead of contending for the database lock. Each write
+transaction starts with ``BEGIN IMMEDIATE``, which (with ``busy_timeout``) also serialises writers of other
+processes sharing the file. WAL mode lets readers run while a write is in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fhir_clr.store import sqlite_reads, sqlite_writes
+from fhir_clr.store.port import (
+    Change,
+    HistoryFilter,
+    HistoryPage,
+    OutboxEvent,
+    SearchPage,
+    StoredResource,
+    StoreUnavailable,
+)
+from fhir_clr.store.query import Query
+from fhir_clr.store.sqlite_schema import connect, create_schema
+from fhir_clr.store.sqlite_search import run_count, run_search
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """The ``Store`` port on one SQLite file (WAL mode)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL", read_threads: int = 4) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.read_threads = max(1, read_threads)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the directory, the file, WAL mode and the schema; start the threads (idempotent)."""
+        if self._writer is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the data directory {self.path.parent}: {exc}") from exc
+        self._writer = ThreadPoolExecutor(1, "sqlite-writer", initializer=self._init_thread, initargs=(False,))
+        self._readers = ThreadPoolExecutor(self.read_threads, "sqlite-reader", initializer=self._init_thread,
+                                           initargs=(True,))
+        try:
+            await self._write(create_schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Let queued writes finish, then stop the threads and close every connection."""
+        writer, readers = self._writer, self._readers
+        self._writer = self._readers = None
+        for pool in (writer, readers):
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown, True)
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    async def ping(self) -> bool:
+        """True when a reader connection answers a trivial query."""
+        try:
+            return await self._read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+        except StoreUnavailable:
+            return False
+
+    # ---- reads ----------------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version or tombstone; None if the resource never existed."""
+        return await self._read(sqlite_reads.read, resource_type, resource_id)
+
+    async def read_version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
+        """One historical version (tombstones included)."""
+        return await self._read(sqlite_reads.read_version, resource_type, resource_id, version)
+
+    async def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Live current versions of many resources; missing keys are skipped."""
+        if not keys:
+            return []
+        return await self._read(sqlite_reads.read_many, keys)
+
+    async def search(self, query: Query) -> SearchPage:
+        """One keyset page of a search."""
+        return await self._read(run_search, query)
+
+    async def count(self, query: Query) -> int:
+        """Number of live resources matching ``query``."""
+        return await self._read(run_count, query)
+
+    async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
+        """Versions newest first for an instance, a type or the system."""
+        return await self._read(sqlite_reads.history, scope, count, page_token)
+
+    async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
+        """Committed changes after ``after_seq`` in commit order."""
+        return await self._read(sqlite_reads.outbox_after, after_seq, limit)
+
+    # ---- writes ---------------------------------------------------------------------------------------
+
+    async def commit(self, changes: Sequence[Change]) -> list[StoredResource]:
+        """Apply ``changes`` atomically (VersionConflict / MatchKeyTaken leave the database untouched)."""
+        if not changes:
+            return []
+        return await self._write(sqlite_writes.commit, list(changes))
+
+    # ---- threads --------------------------------------------------------------------------------------
+
+    def _init_thread(self, read_only: bool) -> None:
+        conn = connect(self.path, self.synchronous, read_only=read_only)
+        self._local.conn = conn
+        with self._connections_lock:
+            self._connections.append(conn)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(self._local.conn, *args)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite error: {exc}") from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit(self._readers, fn, *args)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit(self._writer, fn, *args)
+
+    async def _submit(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
+        if pool is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        try:
+            future = pool.submit(self._call, fn, *args)
+        except (BrokenExecutor, RuntimeError) as exc:  # a connection could not be opened, or shut down
+            raise StoreUnavailable(f"the SQLite store cannot run queries: {exc}") from exc
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenExecutor as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc

@@ -1,0 +1,135 @@
+"""Search and count on SQLite: plan choice, keyset paging and page assembly.
+
+Two plans, chosen per query:
+
+* **drive** — start from the rids of the most selective positive criterion (``r.rid IN (SELECT rid ...)``
+  on its covering ``(param, value, rid)`` index), probe the other criteria per row, sort what is left. Wins
+  when some criterion matches few rows (``Task?owner=X&status=requested``).
+* **scan** — walk the resource type in the requested order (``(type, deleted, last_updated_us)`` or
+  ``(type, deleted)`` index) and probe every criterion per row until the page is full. Wins when every
+  criterion is broad and the sort is on a resource column, because the first rows found are the page.
+
+Selectivity is measured, not guessed: each candidate's rid set is counted up to a small cap (an index-only
+count that stops early), cheapest-looking candidates first, each count capped by the best so far.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import replace
+from typing import Any
+
+from fhir_clr.store.paging import decode_token, encode_token, fingerprint
+from fhir_clr.store.port import InvalidPageToken, SearchPage
+from fhir_clr.store.query import Query
+from fhir_clr.store.sqlite_compile import (
+    Compiled,
+    CriteriaCompiler,
+    Fragment,
+    SortTerm,
+    keyset,
+    order_by,
+    sort_terms,
+)
+from fhir_clr.store.sqlite_reads import RESOURCE_COLUMNS, stored
+
+DRIVE_LIMIT = 4000
+"""Above this many matching index rows a criterion is not worth driving from when an ordered scan is possible."""
+
+_KEY_START = 8  # index of the first sort value in a result row (after RESOURCE_COLUMNS)
+
+
+def run_search(conn: sqlite3.Connection, query: Query) -> SearchPage:
+    """One page of ``query`` with keyset tokens for the neighbouring pages."""
+    if query.count <= 0:
+        return SearchPage([])
+    fp = fingerprint("search", query.resource_type, query.criteria, query.sort)
+    terms = sort_terms(query.sort)
+    backward, cursor = _cursor(query.page_token, fp, len(terms))
+    compiled = _compile(query)
+    driver = _choose_driver(conn, compiled, ordered_scan=not any(t.nullable for t in terms))
+    rows = _fetch(conn, query.resource_type, compiled, driver, terms, cursor, backward, query.count + 1)
+    more = len(rows) > query.count
+    rows = rows[:query.count]
+    if backward:
+        if not rows:  # everything before the cursor has gone meanwhile: start over
+            return run_search(conn, replace(query, page_token=None))
+        rows.reverse()
+        prev_token = _token(fp, "p", rows[0]) if more else None
+        next_token = _token(fp, "n", rows[-1])
+    else:
+        next_token = _token(fp, "n", rows[-1]) if more else None
+        prev_token = _token(fp, "p", rows[0]) if cursor is not None and rows else None
+    return SearchPage([stored(row) for row in rows], next_token, prev_token)
+
+
+def run_count(conn: sqlite3.Connection, query: Query) -> int:
+    """How many live resources match ``query`` (paging ignored)."""
+    compiled = _compile(query)
+    driver = _choose_driver(conn, compiled, ordered_scan=False)
+    where = _where(query.resource_type, compiled, driver)
+    return conn.execute(f"SELECT count(*) FROM resources r WHERE {where.sql}", where.params).fetchone()[0]
+
+
+def _compile(query: Query) -> list[Compiled]:
+    compiler = CriteriaCompiler(time.time_ns() // 1000)
+    return [compiler.compile(criterion, query.resource_type) for criterion in query.criteria]
+
+
+def _cursor(token: str | None, fp: str, width: int) -> tuple[bool, list[Any] | None]:
+    if token is None:
+        return False, None
+    payload = decode_token(token, fp)
+    if len(payload) != 2 or payload[0] not in ("n", "p") or not isinstance(payload[1], list) \
+            or len(payload[1]) != width:
+        raise InvalidPageToken("malformed paging token")
+    return payload[0] == "p", payload[1]
+
+
+def _token(fp: str, direction: str, row: tuple[Any, ...]) -> str:
+    return encode_token(fp, [direction, list(row[_KEY_START:])])
+
+
+def _choose_driver(conn: sqlite3.Connection, compiled: list[Compiled], *, ordered_scan: bool) -> Compiled | None:
+    """The criterion to drive from, or None to scan the type in order."""
+    candidates = sorted((c for c in compiled if c.driver is not None), key=lambda c: c.rank)
+    if not candidates:
+        return None
+    if candidates[0].rank == 0 or (len(candidates) == 1 and not ordered_scan):
+        return candidates[0]
+    best, cap = None, DRIVE_LIMIT
+    for candidate in candidates:
+        driver = candidate.driver
+        assert driver is not None
+        found = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({driver.sql}) LIMIT ?)",
+                             (*driver.params, cap)).fetchone()[0]
+        if found < cap:
+            best, cap = candidate, found
+    if best is None and not ordered_scan:
+        return candidates[0]
+    return best
+
+
+def _where(resource_type: str, compiled: list[Compiled], driver: Compiled | None) -> Fragment:
+    if driver is not None and driver.driver is not None:
+        # "+" keeps the planner from switching to a type-wide index: the rid set is the outer loop.
+        parts = [Fragment(f"r.rid IN ({driver.driver.sql})", driver.driver.params),
+                 Fragment("+r.type = ? AND +r.deleted = 0", (resource_type,))]
+    else:
+        parts = [Fragment("r.type = ? AND r.deleted = 0", (resource_type,))]
+    parts.extend(c.probe.on("r") for c in compiled if c is not driver)
+    return Fragment(" AND ".join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+
+
+def _fetch(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled], driver: Compiled | None,
+           terms: list[SortTerm], cursor: list[Any] | None, backward: bool, limit: int) -> list[tuple[Any, ...]]:
+    where = _where(resource_type, compiled, driver)
+    if cursor is not None:
+        after = keyset(terms, cursor, backward)
+        where = Fragment(f"{where.sql} AND ({after.sql})", (*where.params, *after.params))
+    order = order_by(terms, backward)
+    keys = Fragment(", ".join(t.expr.sql for t in terms), tuple(x for t in terms for x in t.expr.params))
+    sql = (f"SELECT {RESOURCE_COLUMNS}, {keys.sql} FROM resources r WHERE {where.sql} "
+           f"ORDER BY {order.sql} LIMIT ?")
+    return conn.execute(sql, (*keys.params, *where.params, *order.params, limit)).fetchall()

@@ -1,0 +1,123 @@
+"""The write transaction of the SQLite store (runs on the single writer thread's connection)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from fhir_clr.store.port import Change, ChangeOp, MatchKeyTaken, StoredResource, VersionConflict
+from fhir_clr.store.query import IndexEntries
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INDEX_TABLES = ("idx_token", "idx_reference", "idx_date", "idx_string", "idx_number", "idx_quantity", "idx_uri")
+
+
+def fhir_instant(us: int) -> str:
+    """Epoch microseconds as a FHIR instant in UTC with microseconds (``2026-11-23T01:40:00.123456Z``)."""
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
+    """Apply ``changes`` in one ``BEGIN IMMEDIATE`` transaction; roll back everything on any error.
+
+    ``meta.lastUpdated`` is assigned while holding the database write lock, one microsecond apart at least
+    from the newest version in the file, so it increases strictly with history order across restarts and
+    across processes sharing the file."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
+        clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
+        results = []
+        for offset, change in enumerate(changes):
+            results.append(_apply(conn, change, clock + offset))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _apply(conn: sqlite3.Connection, change: Change, lu_us: int) -> StoredResource:
+    current = conn.execute("SELECT rid, version FROM resources WHERE type = ? AND id = ?",
+                           (change.resource_type, change.resource_id)).fetchone()
+    actual = current[1] if current else 0
+    if actual != change.expected_version:
+        raise VersionConflict(change.resource_type, change.resource_id, change.expected_version, actual)
+    version = change.expected_version + 1
+    lu = fhir_instant(lu_us)
+    deleted = change.op is ChangeOp.DELETE
+    body = None if deleted else _body(change.resource, version, lu)
+    if current:
+        rid = current[0]
+        conn.execute("UPDATE resources SET version = ?, last_updated_us = ?, last_updated = ?, deleted = ?, op = ?, "
+                     "body = ? WHERE rid = ?", (version, lu_us, lu, deleted, change.op.value, body, rid))
+        for table in _INDEX_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
+    else:
+        rid = conn.execute("INSERT INTO resources (type, id, version, last_updated_us, last_updated, deleted, op, "
+                           "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (change.resource_type, change.resource_id, version, lu_us, lu, deleted,
+                            change.op.value, body)).lastrowid
+    conn.execute("INSERT INTO versions (type, id, version, op, last_updated_us, last_updated, body) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (change.resource_type, change.resource_id, version, change.op.value, lu_us, lu, body))
+    if deleted:
+        conn.execute("DELETE FROM match_keys WHERE type = ? AND id = ?", (change.resource_type, change.resource_id))
+    else:
+        if change.index is not None:
+            _write_index(conn, rid, change.index)
+        _claim_keys(conn, change)
+    conn.execute("INSERT INTO outbox (type, id, version, op, last_updated_us) VALUES (?, ?, ?, ?, ?)",
+                 (change.resource_type, change.resource_id, version, change.op.value, lu_us))
+    return StoredResource(change.resource_type, change.resource_id, version, lu_us, lu, deleted, body, change.op)
+
+
+def _body(resource: dict[str, Any] | None, version: int, lu: str) -> bytes:
+    """The stored JSON: the client's resource with the server's ``meta.versionId``/``lastUpdated``."""
+    if resource is None:
+        raise ValueError("a create or update change needs a resource")
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = lu
+    return orjson.dumps({**resource, "meta": meta})
+
+
+def _write_index(conn: sqlite3.Connection, rid: int, index: IndexEntries) -> None:
+    """Insert the version's index rows (duplicates collapsed; absent system/code stored as '')."""
+    rows: list[tuple[str, set[tuple[Any, ...]]]] = [
+        ("INSERT INTO idx_token (rid, param, system, code) VALUES (?, ?, ?, ?)",
+         {(rid, p, s or "", c) for p, s, c in index.tokens}),
+        ("INSERT INTO idx_reference (rid, param, ref) VALUES (?, ?, ?)",
+         {(rid, p, r) for p, r in index.references}),
+        ("INSERT INTO idx_date (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
+         {(rid, p, lo, hi) for p, lo, hi in index.dates}),
+        ("INSERT INTO idx_string (rid, param, norm, exact) VALUES (?, ?, ?, ?)",
+         {(rid, p, n, e) for p, n, e in index.strings}),
+        ("INSERT INTO idx_number (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
+         {(rid, p, lo, hi) for p, lo, hi in index.numbers}),
+        ("INSERT INTO idx_quantity (rid, param, lo, hi, system, code) VALUES (?, ?, ?, ?, ?, ?)",
+         {(rid, p, lo, hi, s or "", c or "") for p, lo, hi, s, c in index.quantities}),
+        ("INSERT INTO idx_uri (rid, param, uri) VALUES (?, ?, ?)",
+         {(rid, p, u) for p, u in index.uris}),
+    ]
+    for sql, values in rows:
+        if values:
+            conn.executemany(sql, values)
+
+
+def _claim_keys(conn: sqlite3.Connection, change: Change) -> None:
+    for key in change.match_keys:
+        holder = conn.execute("SELECT type, id FROM match_keys WHERE key = ?", (key,)).fetchone()
+        if holder is None:
+            conn.execute("INSERT INTO match_keys (key, type, id) VALUES (?, ?, ?)",
+                         (key, change.resource_type, change.resource_id))
+        elif tuple(holder) != (change.resource_type, change.resource_id):
+            if not change.steal_match_keys:
+                raise MatchKeyTaken(key, holder[0], holder[1])
+            conn.execute("UPDATE match_keys SET type = ?, id = ? WHERE key = ?",
+                         (change.resource_type, change.resource_id, key))
