@@ -6,10 +6,10 @@ filters: ``fhir_clr.store.mongo_query``; keyset paging: ``fhir_clr.store.mongo_p
 
 Every commit is one multi-document transaction (replica set or sharded cluster required): it reads the
 current versions and claimed match keys, raises ``VersionConflict`` / ``MatchKeyTaken`` before writing
-anything, bumps the commit counter (``seq`` for history and outbox, and a strictly increasing
-``lastUpdated``), then writes the current documents, history, match keys and outbox events. Concurrent
-writers to the same documents hit a write conflict, which MongoDB labels ``TransientTransactionError``;
-the whole unit is retried and its reads then see the winner.
+anything, bumps the commit counter (``seq`` for history and outbox, and strictly increasing
+``lastUpdated`` instants, one per change), then writes the current documents, history, match keys and
+outbox events. Concurrent writers to the same documents hit a write conflict, which MongoDB labels
+``TransientTransactionError``; the whole unit is retried and its reads then see the winner.
 
 ``transactions=False`` is for in-process test engines (mongomock) that have no sessions: the same code
 runs without a session, which is atomic only because such engines never yield to the event loop.
@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -193,6 +194,8 @@ class MongoStore:
         more = len(docs) > query.count
         docs = docs[: query.count]
         if not forward:
+            if not docs:  # everything before the token has gone meanwhile: start over, as SQLite does
+                return await self.search(replace(query, page_token=None))
             docs.reverse()
         page = SearchPage([to_stored(doc) for doc in docs])
         if docs:
@@ -290,12 +293,12 @@ class MongoStore:
     async def _apply(self, changes: Sequence[Change], session: Any) -> list[StoredResource]:
         rids = await self._check_versions(changes, session)
         claims = await self._check_match_keys(changes, session)
-        seq, last_us = await self._advance_clock(len(changes), session)
+        seq, clock = await self._advance_clock(len(changes), session)
         stored: list[StoredResource] = []
         for offset, change in enumerate(changes):
             key = doc_id(change.resource_type, change.resource_id)
             rid = rids.setdefault(key, seq + offset)
-            stored.append(await self._write(change, rid, seq + offset, last_us, session))
+            stored.append(await self._write(change, rid, seq + offset, clock + offset, session))
         for key, (holder, change) in claims.items():
             owner = {"type": change.resource_type, "id": change.resource_id}
             if holder is None:
@@ -341,16 +344,17 @@ class MongoStore:
         return claims
 
     async def _advance_clock(self, count: int, session: Any) -> tuple[int, int]:
-        """Reserve ``count`` sequence numbers and pick this commit's ``lastUpdated`` (strictly after the
-        previous commit's, even if the wall clock went back). Returns (first seq, lastUpdated µs)."""
+        """Reserve ``count`` sequence numbers and ``lastUpdated`` instants one microsecond apart, strictly
+        after the previous commit's even if the wall clock went back (as SQLite does). Returns the first
+        seq and the first instant."""
         counters = self._db[COUNTERS]
         before = await counters.find_one_and_update(
             {"_id": COMMIT_COUNTER}, {"$inc": {"seq": count}}, upsert=True,
             return_document=ReturnDocument.BEFORE, session=session)
         previous_seq = (before or {}).get("seq", 0)
-        last_us = max(time.time_ns() // 1_000, (before or {}).get("us", 0) + 1)
-        await counters.update_one({"_id": COMMIT_COUNTER}, {"$set": {"us": last_us}}, session=session)
-        return previous_seq + 1, last_us
+        first_us = max(time.time_ns() // 1_000, (before or {}).get("us", 0) + 1)
+        await counters.update_one({"_id": COMMIT_COUNTER}, {"$set": {"us": first_us + count - 1}}, session=session)
+        return previous_seq + 1, first_us
 
     async def _write(self, change: Change, rid: int, seq: int, last_us: int, session: Any) -> StoredResource:
         """Write one change: current document (``rid`` = creation order, kept across versions), history,
