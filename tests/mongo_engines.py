@@ -1,5 +1,5 @@
-"""An in-process stand-in for ``pymongo.AsyncMongoClient`` built on mongomock, for running the MongoDB
-store's query-building logic without a server.
+"""MongoDB engines for tests: a real server when ``MONGODB_URI`` is set, otherwise an in-process stand-in for
+``pymongo.AsyncMongoClient`` built on mongomock, which runs the store's query-building logic without a server.
 
 Only the surface ``fhir_clr.store.mongo`` uses is wrapped: every collection method becomes a coroutine and
 ``find``/``list_indexes`` return cursors with ``to_list``. Calls never yield to the event loop, so each
@@ -10,9 +10,17 @@ pymongo ``CommandListener`` for tests that count round trips.
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import mongomock
+from pymongo import AsyncMongoClient
+
+from fhir_clr.store.mongo import MongoStore
 
 _CURSOR_METHODS = frozenset({"find", "list_indexes", "aggregate"})
 
@@ -71,11 +79,11 @@ class InProcDatabase:
 
     def __init__(self, database: Any, calls: list[tuple[str, str, Any]]) -> None:
         self._database = database
-        self._calls = calls
+        self.calls = calls
         self.name = database.name
 
     def __getitem__(self, name: str) -> InProcCollection:
-        return InProcCollection(self._database[name], self._calls)
+        return InProcCollection(self._database[name], self.calls)
 
     async def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run a database command (mongomock implements few, ``ping`` among them)."""
@@ -100,3 +108,34 @@ class InProcClient:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+# ---- test stores -----------------------------------------------------------------------------------------
+
+def mongo_engine() -> str:
+    """Which MongoDB engine the tests run on: a real server when ``MONGODB_URI`` is set, else mongomock."""
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        return f"real MongoDB server at {urlsplit(uri).netloc.rpartition('@')[2]} (MONGODB_URI)"
+    return InProcClient.engine
+
+
+@asynccontextmanager
+async def mongo_test_store(listeners: Sequence[Any] = ()) -> AsyncIterator[MongoStore]:
+    """An open MongoStore on a fresh database of the real server (dropped afterwards) when ``MONGODB_URI``
+    is set, else on a new in-process engine. ``listeners`` are pymongo event listeners (real server only)."""
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        store = MongoStore("mongodb://in-process", "fhirclr_test", client=InProcClient(), transactions=False)
+        await store.open()
+        yield store
+        return
+    client: Any = AsyncMongoClient(uri, event_listeners=list(listeners))
+    name = f"fhirclr_test_{uuid.uuid4().hex[:12]}"
+    store = MongoStore(uri, name, client=client)
+    try:
+        await store.open()
+        yield store
+    finally:
+        await client.drop_database(name)
+        await client.close()
