@@ -6,6 +6,8 @@ index extraction, history and outbox events happen the same way for every write.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,7 +20,8 @@ from fhir_clr.fhirmodel.validate import validate_id
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 40
+"""Plans tried per write before giving up with 409 (each lost race means another writer succeeded)."""
 
 
 class Engine:
@@ -140,7 +143,7 @@ class Engine:
                             ) -> WriteResult:
         """Plan and commit; on a lost compare-and-swap re-plan from the new current version, unless the
         client pinned a version with If-Match (then the loss is a 412)."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             plan = await make_plan()
             try:
                 return await self._commit(plan)
@@ -149,7 +152,8 @@ class Engine:
                     raise FhirError(412, "conflict", f"The resource changed concurrently (now version "
                                     f"{exc.actual}); If-Match version {if_match} is stale") from None
             except MatchKeyTaken:
-                continue
+                pass
+            await _back_off(attempt)
         raise _too_contended()
 
     async def _commit(self, plan: Plan) -> WriteResult:
@@ -157,6 +161,11 @@ class Engine:
             return WriteResult(stored=plan.existing, status=plan.status, changed=False)
         [stored] = await self.store.commit([plan.change])
         return WriteResult(stored=stored, status=plan.status)
+
+
+async def _back_off(attempt: int) -> None:
+    """A short jittered pause after a lost race, growing with the attempt, so contenders spread out."""
+    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
 
 
 def _too_contended() -> FhirError:

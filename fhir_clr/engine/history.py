@@ -31,7 +31,8 @@ class HistoryReader:
                 count = _parse_count(value, self.max_count)
                 applied.append((name, str(count)))
             elif name == "_since":
-                scope.since_us = _instant(name, value)[0]
+                # FHIR: versions at or after the instant; the store's bound is exclusive.
+                scope.since_us = _instant(name, value)[0] - 1
                 applied.append((name, value))
             elif name == "_at":
                 scope.at_us = _instant(name, value)[1]

@@ -99,7 +99,8 @@ class OutboxEvent:
 
 @dataclass(slots=True)
 class HistoryFilter:
-    """Scope of a history request: system (both None), type, or instance."""
+    """Scope of a history request: system (both None), type, or instance. ``since_us`` keeps versions
+    written strictly after it; ``at_us`` keeps, per resource, the version current at that instant."""
 
     resource_type: str | None = None
     resource_id: str | None = None

@@ -62,7 +62,7 @@ def test_parallel_writers_without_if_match_lose_no_update(client: httpx.Client, 
     rid = client.post("/Patient", json=patient(), headers=FHIR_JSON).json()["id"]
     requests = [("PUT", f"/Patient/{rid}", {**patient(f"Writer{i}"), "id": rid}, FHIR_JSON) for i in range(20)]
     responses = asyncio.run(_parallel(live_server.base_url, requests))
-    assert all(r.status_code == 200 for r in responses)
+    assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses if r.status_code != 200]
     history = client.get(f"/Patient/{rid}/_history", params={"_count": 50}).json()
     families = {e["resource"]["name"][0]["family"] for e in history["entry"]}
     assert len(history["entry"]) == 21

@@ -51,5 +51,5 @@ def test_probes(client: httpx.Client) -> None:
 def test_unknown_route_and_method_give_operation_outcomes(client: httpx.Client) -> None:
     unknown = client.get("/Patient/1/2/3/4")
     assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
-    wrong_method = client.post("/metadata", json={}, headers=FHIR_JSON)
+    wrong_method = client.put("/", json={}, headers=FHIR_JSON)
     assert wrong_method.status_code == 405 and wrong_method.json()["resourceType"] == "OperationOutcome"
