@@ -58,11 +58,13 @@ FALSE = Fragment("0")
 @dataclass(slots=True, frozen=True)
 class Compiled:
     """One compiled criterion (see module docstring). ``rank`` orders candidate drivers for estimation:
-    lower ranks are usually more selective."""
+    lower ranks are usually more selective. ``rid_only`` probes read nothing but ``{a}.rid``, so they can be
+    checked on index rows before the resources row is fetched."""
 
     probe: Fragment
     driver: Fragment | None = None
     rank: int = 9
+    rid_only: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -236,22 +238,23 @@ class CriteriaCompiler:
 
 def _index_criterion(table: str, param: str, alts: list[Fragment], *, negate: bool, rank: int) -> Compiled:
     if not alts:
-        return Compiled(TRUE if negate else FALSE)
+        return Compiled(TRUE if negate else FALSE, rid_only=True)
     values = _join(alts, " OR ")
     probe = Fragment(f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {table} "
                      f"WHERE rid = {ALIAS}.rid AND param = ? AND ({values.sql}))", (param, *values.params))
     if negate:
-        return Compiled(probe)
+        return Compiled(probe, rid_only=True)
     driver = Fragment(" UNION ALL ".join(f"SELECT rid FROM {table} WHERE param = ? AND ({a.sql})" for a in alts),
                       tuple(x for a in alts for x in (param, *a.params)))
-    return Compiled(probe, driver, rank)
+    return Compiled(probe, driver, rank, rid_only=True)
 
 
 def _missing(table: str, param: str, missing: bool) -> Compiled:
     exists = f"EXISTS (SELECT 1 FROM {table} WHERE rid = {ALIAS}.rid AND param = ?)"
     if missing:
-        return Compiled(Fragment(f"NOT {exists}", (param,)))
-    return Compiled(Fragment(exists, (param,)), Fragment(f"SELECT rid FROM {table} WHERE param = ?", (param,)), 5)
+        return Compiled(Fragment(f"NOT {exists}", (param,)), rid_only=True)
+    return Compiled(Fragment(exists, (param,)), Fragment(f"SELECT rid FROM {table} WHERE param = ?", (param,)), 5,
+                    rid_only=True)
 
 
 def _missing_wanted(cond: Condition) -> bool:

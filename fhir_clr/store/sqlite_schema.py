@@ -132,7 +132,7 @@ def connect(path: Path, synchronous: str, *, read_only: bool) -> sqlite3.Connect
     conn.execute(f"PRAGMA synchronous = {_checked_synchronous(synchronous)}")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -32768")
-    conn.execute("PRAGMA mmap_size = 268435456")
+    conn.execute("PRAGMA mmap_size = 2147418112")
     if read_only:
         conn.execute("PRAGMA query_only = 1")
     return conn

@@ -112,13 +112,21 @@ def _choose_driver(conn: sqlite3.Connection, compiled: list[Compiled], *, ordere
 
 
 def _where(resource_type: str, compiled: list[Compiled], driver: Compiled | None) -> Fragment:
+    others = [c for c in compiled if c is not driver]
     if driver is not None and driver.driver is not None:
+        # Probes that need only the rid run on the driver's index rows, before any resources row is read;
         # "+" keeps the planner from switching to a type-wide index: the rid set is the outer loop.
-        parts = [Fragment(f"r.rid IN ({driver.driver.sql})", driver.driver.params),
+        pushed = [c.probe.on("d") for c in others if c.rid_only]
+        others = [c for c in others if not c.rid_only]
+        rids = driver.driver
+        if pushed:
+            rids = Fragment(f"SELECT d.rid FROM ({rids.sql}) d WHERE " + " AND ".join(f"({p.sql})" for p in pushed),
+                            (*rids.params, *(x for p in pushed for x in p.params)))
+        parts = [Fragment(f"r.rid IN ({rids.sql})", rids.params),
                  Fragment("+r.type = ? AND +r.deleted = 0", (resource_type,))]
     else:
         parts = [Fragment("r.type = ? AND r.deleted = 0", (resource_type,))]
-    parts.extend(c.probe.on("r") for c in compiled if c is not driver)
+    parts.extend(c.probe.on("r") for c in others)
     return Fragment(" AND ".join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
 
 
@@ -130,6 +138,7 @@ def _fetch(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled
         where = Fragment(f"{where.sql} AND ({after.sql})", (*where.params, *after.params))
     order = order_by(terms, backward)
     keys = Fragment(", ".join(t.expr.sql for t in terms), tuple(x for t in terms for x in t.expr.params))
-    sql = (f"SELECT {RESOURCE_COLUMNS}, {keys.sql} FROM resources r WHERE {where.sql} "
-           f"ORDER BY {order.sql} LIMIT ?")
-    return conn.execute(sql, (*keys.params, *where.params, *order.params, limit)).fetchall()
+    # Two phases: pick the page's rids without carrying bodies through the sort, then fetch those rows.
+    sql = (f"SELECT {RESOURCE_COLUMNS}, {keys.sql} FROM resources r WHERE r.rid IN "
+           f"(SELECT r.rid FROM resources r WHERE {where.sql} ORDER BY {order.sql} LIMIT ?) ORDER BY {order.sql}")
+    return conn.execute(sql, (*keys.params, *where.params, *order.params, limit, *order.params)).fetchall()
