@@ -1,0 +1,183 @@
+"""Contract: create/read/update/delete, versions, CAS, atomic commits, match keys, lastUpdated, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fhir_clr.store.port import ChangeOp, MatchKeyTaken, Store, VersionConflict
+from fhir_clr.store.query import Condition, IndexEntries, ParamType, TokenValue
+
+from .conftest import StoreFactory
+from .helpers import change, deletion, id_set, put, remove
+
+
+async def test_create_read_update_delete(store: Store) -> None:
+    assert await store.read("Patient", "p1") is None
+    created = await put(store, "Patient", "p1", body={"active": True, "meta": {"versionId": "99", "tag": []}})
+    assert (created.version, created.op, created.deleted) == (1, ChangeOp.CREATE, False)
+    body = orjson.loads(created.body or b"")
+    assert body["meta"] == {"versionId": "1", "lastUpdated": created.last_updated, "tag": []}
+    assert body["active"] is True
+    assert await store.read("Patient", "p1") == created
+
+    updated = await put(store, "Patient", "p1", body={"active": False})
+    assert (updated.version, updated.op) == (2, ChangeOp.UPDATE)
+    assert orjson.loads(updated.body or b"")["meta"]["versionId"] == "2"
+
+    tombstone = await remove(store, "Patient", "p1")
+    assert (tombstone.version, tombstone.op, tombstone.deleted, tombstone.body) == (3, ChangeOp.DELETE, True, None)
+    current = await store.read("Patient", "p1")
+    assert current is not None and current.deleted and current.version == 3 and current.body is None
+
+    recreated = await put(store, "Patient", "p1", body={"active": True})
+    assert recreated.version == 4 and not recreated.deleted
+
+
+async def test_read_version_keeps_every_version(store: Store) -> None:
+    first = await put(store, "Patient", "p1", body={"gender": "female"})
+    await put(store, "Patient", "p1", body={"gender": "male"})
+    await remove(store, "Patient", "p1")
+    assert await store.read_version("Patient", "p1", 1) == first
+    v2 = await store.read_version("Patient", "p1", 2)
+    assert v2 is not None and orjson.loads(v2.body or b"")["gender"] == "male"
+    v3 = await store.read_version("Patient", "p1", 3)
+    assert v3 is not None and v3.deleted and v3.body is None and v3.op is ChangeOp.DELETE
+    assert await store.read_version("Patient", "p1", 4) is None
+    assert await store.read_version("Patient", "nope", 1) is None
+
+
+async def test_stale_expected_version_conflicts(store: Store) -> None:
+    await put(store, "Patient", "p1")
+    with pytest.raises(VersionConflict) as info:
+        await store.commit([change("Patient", "p1", 0)])
+    assert (info.value.expected, info.value.actual) == (0, 1)
+    with pytest.raises(VersionConflict):
+        await store.commit([change("Patient", "p1", 5)])
+    with pytest.raises(VersionConflict):
+        await store.commit([change("Patient", "p2", 1)])
+    with pytest.raises(VersionConflict):
+        await store.commit([deletion("Patient", "p1", 2)])
+    current = await store.read("Patient", "p1")
+    assert current is not None and current.version == 1
+
+
+async def test_multi_change_commit_is_atomic(store: Store) -> None:
+    await put(store, "Patient", "p1")
+    outbox_before = await store.outbox_after(0, 100)
+    index = IndexEntries(tokens=[("status", None, "requested")])
+    with pytest.raises(VersionConflict):
+        await store.commit([change("Task", "t1", 0, index, keys=["k1"]), change("Patient", "p1", 0)])
+    assert await store.read("Task", "t1") is None
+    assert await store.outbox_after(0, 100) == outbox_before
+    assert await id_set(store, "Task", Condition("status", ParamType.TOKEN, (TokenValue(None, "requested"),))) == set()
+    # the key claimed by the rolled-back change is free
+    await store.commit([change("Task", "t2", 0, keys=["k1"])])
+
+
+async def test_commit_returns_versions_in_order(store: Store) -> None:
+    await put(store, "Patient", "p1")
+    stored = await store.commit([change("Patient", "p2"), change("Patient", "p1", 1), deletion("Patient", "p1", 2)])
+    assert [(s.resource_id, s.version, s.op) for s in stored] == [
+        ("p2", 1, ChangeOp.CREATE), ("p1", 2, ChangeOp.UPDATE), ("p1", 3, ChangeOp.DELETE)]
+
+
+async def test_last_updated_strictly_increases(store: Store) -> None:
+    stamps = []
+    for i in range(30):
+        stored = await store.commit([change("Patient", f"p{i}"), change("Patient", f"q{i}")])
+        stamps.extend(s.last_updated_us for s in stored)
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    stored = await store.read("Patient", "q29")
+    assert stored is not None
+    assert stored.last_updated.endswith("Z") and len(stored.last_updated) == len("2026-11-23T01:40:00.123456Z")
+
+
+async def test_match_key_claim_steal_and_release(store: Store) -> None:
+    await store.commit([change("Patient", "a", keys=["Patient?identifier=x|1"])])
+    with pytest.raises(MatchKeyTaken) as info:
+        await store.commit([change("Patient", "b", keys=["Patient?identifier=x|1"])])
+    assert (info.value.key, info.value.resource_type, info.value.resource_id) == \
+        ("Patient?identifier=x|1", "Patient", "a")
+    assert await store.read("Patient", "b") is None
+    # the holder may re-claim its own key
+    await store.commit([change("Patient", "a", 1, keys=["Patient?identifier=x|1"])])
+    await store.commit([change("Patient", "b", keys=["Patient?identifier=x|1"], steal=True)])
+    with pytest.raises(MatchKeyTaken) as info:
+        await store.commit([change("Patient", "c", keys=["Patient?identifier=x|1"])])
+    assert info.value.resource_id == "b"
+    await remove(store, "Patient", "b")
+    await store.commit([change("Patient", "c", keys=["Patient?identifier=x|1"])])
+
+
+async def test_match_key_race_has_one_winner(store: Store) -> None:
+    attempts = [store.commit([change("Patient", f"p{i}", keys=["Patient?identifier=cin|A1"])]) for i in range(20)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(r, MatchKeyTaken) for r in results if isinstance(r, BaseException))
+    assert len(await id_set(store, "Patient")) == 1
+
+
+async def test_if_match_race_has_one_winner(store: Store) -> None:
+    await put(store, "Task", "t1", body={"status": "requested"})
+    attempts = [store.commit([change("Task", "t1", 1, body={"status": "accepted", "note": [{"text": str(i)}]})])
+                for i in range(20)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(r, VersionConflict) for r in results if isinstance(r, BaseException))
+    current = await store.read("Task", "t1")
+    assert current is not None and current.version == 2 and current == winners[0][0]
+
+
+async def test_index_rows_follow_the_current_version(store: Store) -> None:
+    requested = Condition("status", ParamType.TOKEN, (TokenValue(None, "requested"),))
+    accepted = Condition("status", ParamType.TOKEN, (TokenValue(None, "accepted"),))
+    await put(store, "Task", "t1", IndexEntries(tokens=[("status", None, "requested")]))
+    assert await id_set(store, "Task", requested) == {"t1"}
+    await put(store, "Task", "t1", IndexEntries(tokens=[("status", None, "accepted")]))
+    assert await id_set(store, "Task", requested) == set()
+    assert await id_set(store, "Task", accepted) == {"t1"}
+    await remove(store, "Task", "t1")
+    assert await id_set(store, "Task", accepted) == set()
+    assert await id_set(store, "Task") == set()
+
+
+async def test_read_many(store: Store) -> None:
+    await store.commit([change("Patient", f"p{i}") for i in range(620)] + [change("Group", "g1")])
+    await remove(store, "Patient", "p3")
+    keys = [("Patient", f"p{i}") for i in range(620)] + [("Group", "g1"), ("Group", "nope"), ("Patient", "p1")]
+    found = await store.read_many(keys)
+    got = sorted((r.resource_type, r.resource_id) for r in found)
+    assert got == sorted({k for k in keys if k not in (("Patient", "p3"), ("Group", "nope"))})
+    assert all(not r.deleted and r.body for r in found)
+    assert await store.read_many([]) == []
+
+
+async def test_data_survives_reopen(store_factory: StoreFactory, tmp_path: Path) -> None:
+    first = store_factory(tmp_path)
+    await first.open()
+    await first.open()  # idempotent
+    written = await put(first, "Patient", "p1", IndexEntries(tokens=[("gender", None, "female")]),
+                        keys=["Patient?identifier=x|1"])
+    await first.close()
+
+    second = store_factory(tmp_path)
+    await second.open()
+    try:
+        assert await second.read("Patient", "p1") == written
+        assert await id_set(second, "Patient", Condition("gender", ParamType.TOKEN, (TokenValue(None, "female"),))) \
+            == {"p1"}
+        with pytest.raises(MatchKeyTaken):
+            await second.commit([change("Patient", "p2", keys=["Patient?identifier=x|1"])])
+        later = await put(second, "Patient", "p1")
+        assert later.version == 2 and later.last_updated_us > written.last_updated_us
+        assert [e.resource_id for e in await second.outbox_after(0, 10)] == ["p1", "p1"]
+        assert await second.ping()
+    finally:
+        await second.close()
