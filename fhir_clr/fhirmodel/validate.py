@@ -10,7 +10,7 @@ name elements and rules, never echo non-code values (they may be PHI).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -39,7 +39,7 @@ def validate_id(value: str) -> None:
         raise FhirError(400, "value", "A resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
