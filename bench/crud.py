@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadgen import PhaseResult, Request, run_phase
 
-OWNERS = 200
+OWNERS = 199  # prime, so every owner gets Tasks of every status
 STATUSES = ("requested", "accepted", "in-progress", "completed")
 
 

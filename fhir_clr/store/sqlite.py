@@ -2,9 +2,10 @@
 
 Threading: ``sqlite3`` calls block, so they never run on the event loop. Reads run on a small pool of
 threads, each with its own read-only connection; every write runs on one dedicated writer thread with its
-own connection, so writes of this process queue up instead of contending for the database lock. Each write
-transaction starts with ``BEGIN IMMEDIATE``, which (with ``busy_timeout``) also serialises writers of other
-processes sharing the file. WAL mode lets readers run while a write is in progress.
+own connection (``sqlite_writer.GroupCommitWriter``), so writes of this process queue up instead of
+contending for the database lock, and commits waiting together share one transaction (group commit). Each
+write transaction starts with ``BEGIN IMMEDIATE``, which (with ``busy_timeout``) also serialises writers of
+other processes sharing the file. WAL mode lets readers run while a write is in progress.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fhir_clr.store import sqlite_reads, sqlite_writes
+from fhir_clr.store import sqlite_reads
 from fhir_clr.store.port import (
     Change,
     HistoryFilter,
@@ -30,6 +31,7 @@ from fhir_clr.store.port import (
 from fhir_clr.store.query import Query
 from fhir_clr.store.sqlite_schema import connect, create_schema
 from fhir_clr.store.sqlite_search import run_count, run_search
+from fhir_clr.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -46,7 +48,7 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
@@ -59,11 +61,12 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the data directory {self.path.parent}: {exc}") from exc
-        self._writer = ThreadPoolExecutor(1, "sqlite-writer", initializer=self._init_thread, initargs=(False,))
+        self._writer = GroupCommitWriter(lambda: connect(self.path, self.synchronous, read_only=False))
+        await asyncio.to_thread(self._writer.start)
         self._readers = ThreadPoolExecutor(self.read_threads, "sqlite-reader", initializer=self._init_thread,
                                            initargs=(True,))
         try:
-            await self._write(create_schema)
+            await self._writer_call(create_schema)
         except BaseException:
             await self.close()
             raise
@@ -72,9 +75,10 @@ class SqliteStore:
         """Let queued writes finish, then stop the threads and close every connection."""
         writer, readers = self._writer, self._readers
         self._writer = self._readers = None
-        for pool in (writer, readers):
-            if pool is not None:
-                await asyncio.to_thread(pool.shutdown, True)
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, True)
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
@@ -125,7 +129,8 @@ class SqliteStore:
         """Apply ``changes`` atomically (VersionConflict / MatchKeyTaken leave the database untouched)."""
         if not changes:
             return []
-        return await self._write(sqlite_writes.commit, list(changes))
+        writer = self._require_writer()
+        return await asyncio.wrap_future(writer.submit_commit(list(changes)))
 
     # ---- threads --------------------------------------------------------------------------------------
 
@@ -144,8 +149,13 @@ class SqliteStore:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._submit(self._readers, fn, *args)
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._submit(self._writer, fn, *args)
+    def _require_writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        return self._writer
+
+    async def _writer_call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self._require_writer().submit_call(fn))
 
     async def _submit(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
         if pool is None:

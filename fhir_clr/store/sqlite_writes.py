@@ -22,24 +22,38 @@ def fhir_instant(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
-    """Apply ``changes`` in one ``BEGIN IMMEDIATE`` transaction; roll back everything on any error.
+def commit_group(conn: sqlite3.Connection, groups: Sequence[Sequence[Change]]
+                 ) -> list[list[StoredResource] | Exception]:
+    """Apply several independent commits in **one** ``BEGIN IMMEDIATE`` transaction (group commit), each
+    inside its own savepoint: a commit that fails (VersionConflict, MatchKeyTaken…) is rolled back alone
+    and its exception returned in its slot; the others are written. Nothing is visible or acknowledged
+    before the final COMMIT; if that fails, everything is rolled back and the error raised.
 
     ``meta.lastUpdated`` is assigned while holding the database write lock, one microsecond apart at least
     from the newest version in the file, so it increases strictly with history order across restarts and
     across processes sharing the file."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
-        clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
-        results = []
-        for offset, change in enumerate(changes):
-            results.append(_apply(conn, change, clock + offset))
+        outcomes: list[list[StoredResource] | Exception] = []
+        for changes in groups:
+            conn.execute("SAVEPOINT one_commit")
+            try:
+                outcomes.append(_apply_commit(conn, changes))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO one_commit")
+                outcomes.append(exc)
+            conn.execute("RELEASE one_commit")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return results
+    return outcomes
+
+
+def _apply_commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
+    newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
+    clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
+    return [_apply(conn, change, clock + offset) for offset, change in enumerate(changes)]
 
 
 def _apply(conn: sqlite3.Connection, change: Change, lu_us: int) -> StoredResource:

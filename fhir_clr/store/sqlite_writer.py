@@ -1,0 +1,132 @@
+"""The SQLite store's single writer thread, with group commit.
+
+Every write of the process goes through one thread and one connection. When several commits are waiting
+(concurrent requests), the thread takes up to ``max_batch`` of them and writes them in one database
+transaction, one savepoint each (``sqlite_writes.commit_group``): the fixed cost of a transaction (locking,
+WAL append, checkpoint bookkeeping) is paid once per batch instead of once per request. Callers are only
+answered after the batch's COMMIT, so an acknowledged write is always durable.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_clr.store import sqlite_writes
+from fhir_clr.store.port import Change, StoreUnavailable
+
+
+@dataclass(slots=True)
+class _Job:
+    future: Future
+    changes: Sequence[Change] | None = None
+    call: Callable[[sqlite3.Connection], Any] | None = None
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """Owns the writer connection and thread."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 64) -> None:
+        self._connect = connect
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Open the connection on a new thread; raise StoreUnavailable if it cannot be opened."""
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise StoreUnavailable(f"cannot open the SQLite writer connection: {self._error}")
+
+    def stop(self) -> None:
+        """Finish every queued write, then close the connection and end the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def submit_commit(self, changes: Sequence[Change]) -> Future:
+        """Queue one atomic commit; the future holds its StoredResources or its exception."""
+        return self._submit(_Job(Future(), changes=changes))
+
+    def submit_call(self, call: Callable[[sqlite3.Connection], Any]) -> Future:
+        """Queue a function to run alone on the writer connection (schema creation…)."""
+        return self._submit(_Job(Future(), call=call))
+
+    def _submit(self, job: _Job) -> Future:
+        if self._thread is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        self._queue.put(job)
+        return job.future
+
+    # ---- the thread ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._conn = self._connect()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        held: Any = None
+        try:
+            while True:
+                item = held if held is not None else self._queue.get()
+                held = None
+                if item is _STOP:
+                    return
+                if item.call is not None:
+                    self._run_call(item)
+                    continue
+                batch = [item]
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP or nxt.call is not None:
+                        held = nxt
+                        break
+                    batch.append(nxt)
+                self._run_batch(batch)
+        finally:
+            self._conn.close()
+
+    def _run_call(self, job: _Job) -> None:
+        try:
+            job.future.set_result(job.call(self._conn))
+        except sqlite3.OperationalError as exc:
+            job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
+        except BaseException as exc:
+            job.future.set_exception(exc)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        try:
+            outcomes = sqlite_writes.commit_group(self._conn, [job.changes for job in batch])
+        except sqlite3.OperationalError as exc:
+            for job in batch:
+                job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
+            return
+        except BaseException as exc:
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
