@@ -73,7 +73,7 @@ from fhir_clr.store.port import (
     StoreUnavailable,
     VersionConflict,
 )
-from fhir_clr.store.query import ChainCondition, Condition, Criterion, HasCondition, Query
+from fhir_clr.store.query import AnyOf, ChainCondition, Condition, Criterion, HasCondition, Query
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,10 @@ class MongoStore:
         if isinstance(criterion, ChainCondition):
             targets = await self._matching_ids(criterion.target_type, criterion.inner)
             return chain_filter(criterion.param, targets)
+        if isinstance(criterion, AnyOf):
+            if not criterion.alternatives:
+                return ids_filter([])
+            return {"$or": [await self._criterion(resource_type, alt) or {} for alt in criterion.alternatives]}
         return ids_filter(await self._referenced_ids(resource_type, criterion))
 
     async def _matching_ids(self, resource_type: str, inner: Condition) -> list[str]:

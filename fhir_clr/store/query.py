@@ -168,7 +168,16 @@ class HasCondition:
     inner: Condition
 
 
-Criterion = Condition | ChainCondition | HasCondition
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """OR of criteria (each a Condition, ChainCondition or HasCondition): a resource matches when at least
+    one alternative does; no alternatives match nothing. Not produced from query strings: the access
+    policy uses it to add "referrals this organization is party to" restrictions to a query."""
+
+    alternatives: tuple[Condition | ChainCondition | HasCondition, ...]
+
+
+Criterion = Condition | ChainCondition | HasCondition | AnyOf
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_clr.store.port import StoreError
 from fhir_clr.store.query import (
+    AnyOf,
     ChainCondition,
     Condition,
     Criterion,
@@ -103,7 +104,21 @@ class CriteriaCompiler:
             return self._chain(criterion)
         if isinstance(criterion, HasCondition):
             return self._has(criterion, resource_type)
+        if isinstance(criterion, AnyOf):
+            return self._any_of(criterion, resource_type)
         return self.condition(criterion, resource_type)
+
+    def _any_of(self, any_of: AnyOf, resource_type: str) -> Compiled:
+        """OR of alternatives: probes OR-ed; it can drive only when every alternative can (rid union)."""
+        parts = [self.compile(alt, resource_type) for alt in any_of.alternatives]
+        if not parts:
+            return Compiled(FALSE, rid_only=True)
+        probe = _join([p.probe for p in parts], " OR ")
+        drivers = [p.driver for p in parts if p.driver is not None]
+        driver = None
+        if len(drivers) == len(parts):
+            driver = Fragment(" UNION ALL ".join(d.sql for d in drivers), tuple(x for d in drivers for x in d.params))
+        return Compiled(probe, driver, max(p.rank for p in parts), rid_only=all(p.rid_only for p in parts))
 
     def condition(self, cond: Condition, resource_type: str) -> Compiled:
         """Compile a plain condition (values OR-ed)."""
