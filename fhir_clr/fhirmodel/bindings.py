@@ -1,90 +1,93 @@
-"""Required code bindings (``Task.status``, ``HumanName.use``, ``Bundle.entry.request.method`` …).
+"""Required bindings of FHIR R4 and the element structure needed to find them in resource JSON.
 
-The table ``r4_required_codes.json`` is built from the R4 definitions by ``tools/build_required_codes.py``.
-Element types come from fhirpathpy's R4 model (``path2Type.json``) so the walk can descend into data types
-(``Patient.name`` is a HumanName, whose ``use`` is bound) and backbone elements (``Patient.contact.gender``).
-Only branches that can contain a bound code are visited.
+Loaded from ``r4_required_codes.json`` (built by ``tools/build_required_codes.py`` from the R4 definitions):
+walk nodes (resource types, data types, backbone element paths) with their JSON keys, and the allowed codes of
+every ``code`` element (``Task.status``, ``HumanName.use``) and small ``CodeableConcept`` value set
+(``Condition.clinicalStatus``) bound *required*.
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import fhirpathpy
 
 from fhir_clr.errors import Issue
 
 TABLE_PATH = Path(__file__).with_name("r4_required_codes.json")
-PATH_TYPES = Path(fhirpathpy.__file__).parent / "models" / "r4" / "path2Type.json"
+NESTED_RESOURCE = "Resource"
+PRIMITIVE_SIBLING = "Element"
+MAX_LISTED_CODES = 25
+MAX_SHOWN_CODE_LENGTH = 64
+
+Element = tuple[str, str | None, str | None]
+"""An element entry of a walk node: (element name, child node, binding path). Child ``None``: a primitive;
+``"Resource"``: a nested resource; anything else: a node to walk into. The binding path (``Task.status``) is
+set when the element has a required binding."""
 
 
-class BindingChecker:
-    """Checks the codes of required bindings in a resource's JSON."""
+@dataclass(frozen=True, slots=True)
+class BindingTable:
+    """Walk nodes and required bindings, keyed by ``node.element`` paths."""
 
-    def __init__(self, table: dict[str, list[str]], path_types: dict[str, str]) -> None:
-        self.allowed = {path: frozenset(codes) for path, codes in table.items()}
-        self.path_types = path_types
-        self.relevant = self._relevant_paths()
+    elements: dict[str, dict[str, Element]]
+    codes: dict[str, frozenset[str]]
+    concepts: dict[str, dict[str, frozenset[str]]]
+    value_sets: dict[str, str]
 
-    def _relevant_paths(self) -> frozenset[str]:
-        """Element paths (and type names) under which a bound code can occur."""
-        relevant: set[str] = set()
-        for path in self.allowed:
-            parts = path.split(".")
-            for end in range(1, len(parts)):
-                relevant.add(".".join(parts[:end]))
-        changed = True
-        while changed:  # a path typed as a relevant data type is relevant too
-            changed = False
-            for path, type_name in self.path_types.items():
-                if type_name in relevant and path not in relevant:
-                    relevant.add(path)
-                    for end in range(1, path.count(".") + 1):
-                        relevant.add(".".join(path.split(".")[:end]))
-                    changed = True
-        return frozenset(relevant)
+    def check(self, binding_path: str, value: Any, where: str) -> Issue | None:
+        """An issue when ``value`` (one code, Coding or CodeableConcept) violates the binding at
+        ``binding_path`` (``Task.status``); ``where`` is the instance path for the message."""
+        allowed = self.codes.get(binding_path)
+        if allowed is not None:
+            if isinstance(value, str) and value not in allowed:
+                return self._code_issue(binding_path, value, where, allowed)
+            return None
+        systems = self.concepts.get(binding_path)
+        if systems is None or not isinstance(value, dict):
+            return None
+        is_coding = "system" in value or "code" in value
+        codings = [value] if is_coding else value.get("coding", [])
+        if not isinstance(codings, list) or any(_in_systems(coding, systems) for coding in codings):
+            return None  # valid, or a structure error the model reports
+        listed = "; ".join(f"{system}: {', '.join(sorted(codes))}" for system, codes in sorted(systems.items()))
+        return Issue(code="code-invalid", expression=where,
+                     message=f"{where}: needs a coding from the required value set "
+                             f"{self.value_sets[binding_path]} ({listed})")
 
-    def issues(self, resource: dict[str, Any], resource_type: str, location: str | None = None) -> list[Issue]:
-        """Bound codes not in their value set, with the element path of each."""
-        found: list[Issue] = []
-        self._walk(resource, resource_type, location or resource_type, found)
-        return found
-
-    def _walk(self, node: dict[str, Any], model_path: str, location: str, found: list[Issue]) -> None:
-        for key, value in node.items():
-            if key.startswith("_") or key in ("extension", "modifierExtension", "contained"):
-                continue
-            child = f"{model_path}.{key}"
-            allowed = self.allowed.get(child)
-            if allowed is not None:
-                self._check(value, allowed, child, f"{location}.{key}", found)
-                continue
-            if child not in self.relevant:
-                continue
-            type_name = self.path_types.get(child)
-            target = type_name if type_name and type_name[:1].isupper() and type_name in self.relevant else child
-            items = value if isinstance(value, list) else [value]
-            for index, item in enumerate(items):
-                if isinstance(item, dict):
-                    where = f"{location}.{key}[{index}]" if isinstance(value, list) else f"{location}.{key}"
-                    self._walk(item, target, where, found)
-
-    @staticmethod
-    def _check(value: Any, allowed: frozenset[str], model_path: str, location: str, found: list[Issue]) -> None:
-        values = value if isinstance(value, list) else [value]
-        for index, code in enumerate(values):
-            where = f"{location}[{index}]" if isinstance(value, list) else location
-            if isinstance(code, str) and code not in allowed:
-                shown = ", ".join(sorted(allowed)) if len(allowed) <= 20 else f"{len(allowed)} codes"
-                found.append(Issue(code="code-invalid", expression=where,
-                                   message=f"{where}: '{code}' is not allowed by the required binding of "
-                                           f"{model_path} (allowed: {shown})"))
+    def _code_issue(self, binding_path: str, code: str, where: str, allowed: frozenset[str]) -> Issue:
+        shown = code if len(code) <= MAX_SHOWN_CODE_LENGTH else code[:MAX_SHOWN_CODE_LENGTH] + "…"
+        listed = (", ".join(sorted(allowed)) if len(allowed) <= MAX_LISTED_CODES
+                  else f"{len(allowed)} codes")
+        return Issue(code="code-invalid", expression=where,
+                     message=f"{where}: code '{shown}' is not in the required value set "
+                             f"{self.value_sets[binding_path]} (allowed: {listed})")
 
 
-@lru_cache(maxsize=1)
-def binding_checker() -> BindingChecker:
-    """The shared checker, loaded once."""
-    return BindingChecker(json.loads(TABLE_PATH.read_text()), json.loads(PATH_TYPES.read_text()))
+def _in_systems(coding: Any, systems: dict[str, frozenset[str]]) -> bool:
+    if not isinstance(coding, dict):
+        return False
+    codes = systems.get(coding.get("system"))  # type: ignore[arg-type]
+    return codes is not None and coding.get("code") in codes
+
+
+@cache
+def binding_table() -> BindingTable:
+    """The table shipped with the package, loaded once."""
+    raw = json.loads(TABLE_PATH.read_text())
+    bound = raw["codes"].keys() | raw["concepts"].keys()
+
+    def entry(node: str, name: str, child: str | None) -> Element:
+        path = f"{node}.{name}"
+        return name, child, path if path in bound else None
+
+    return BindingTable(
+        elements={node: {key: entry(node, name, child) for key, (name, child) in keys.items()}
+                  for node, keys in raw["elements"].items()},
+        codes={path: frozenset(codes) for path, codes in raw["codes"].items()},
+        concepts={path: {system: frozenset(codes) for system, codes in systems.items()}
+                  for path, systems in raw["concepts"].items()},
+        value_sets=raw["valueSets"],
+    )

@@ -1,16 +1,15 @@
 """The R4 validation gate every write passes through.
 
-Order of checks: a JSON object with a served ``resourceType`` (matching the URL's type), the JSON rules the
-models skip (``ele-1``), the id format, the ``fhir.resources`` R4B model (structure, cardinality, primitive
-formats — R4B is element-identical to R4 for the served types), then required code bindings. All problems
+Checks, in order: a JSON object; a ``resourceType`` that this R4 server serves (and that matches the
+expected type); the JSON rules the models skip (``ele-1``, nulls, whitespace-only strings), nested resource
+types and every resource id (1-64 characters); the ``fhir.resources`` R4B model (structure, cardinality,
+primitive formats; R4B is element-identical to R4 for the served types); required code bindings. All problems
 found are reported together, one OperationOutcome issue each, with a FHIRPath-style element path. Messages
-name elements and rules, never echo non-code values (they may be PHI).
+name elements and rules and never echo values other than codes.
 """
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -18,116 +17,73 @@ from pydantic import ValidationError
 
 from fhir_clr.errors import FhirError, Issue
 from fhir_clr.fhirmodel.allowlist import R4_NON_STORED_TYPES, R4_RESOURCE_TYPES
-from fhir_clr.fhirmodel.bindings import binding_checker
-from fhir_clr.fhirmodel.json_rules import json_rule_issues
+from fhir_clr.fhirmodel.bindings import binding_table
+from fhir_clr.fhirmodel.ids import is_valid_id, validate_id
+from fhir_clr.fhirmodel.json_rules import JsonRules
+from fhir_clr.fhirmodel.model_errors import model_issues
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-ERROR_CODES = {"missing": "required", "extra_forbidden": "structure", "value_error": "value",
-               "string_type": "value", "model_type": "structure", "list_type": "structure",
-               "dict_type": "structure", "bool_type": "value", "int_type": "value", "float_type": "value",
-               "decimal_type": "value", "string_pattern_mismatch": "value", "datetime_type": "value"}
+__all__ = ["is_valid_id", "validate_id", "validate_resource", "warm_models"]
 
-
-def is_valid_id(value: object) -> bool:
-    """True for a legal FHIR logical id (1-64 of ``A-Z a-z 0-9 - .``)."""
-    return isinstance(value, str) and ID_PATTERN.match(value) is not None
+ALL_R4_TYPES: frozenset[str] = R4_RESOURCE_TYPES | R4_NON_STORED_TYPES
+_models: dict[str, Any] = {}
 
 
-def validate_id(value: str) -> None:
-    """400 unless ``value`` is a legal FHIR id (used for ids taken from URLs)."""
-    if not is_valid_id(value):
-        raise FhirError(400, "value", "A resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
-
-
-@cache
 def _model(resource_type: str) -> Any:
-    return get_fhir_model_class(resource_type)
+    model = _models.get(resource_type)
+    if model is None:
+        model = _models[resource_type] = get_fhir_model_class(resource_type)
+    return model
 
 
 def warm_models() -> None:
-    """Import every served model class once (the first import of a model costs hundreds of ms)."""
-    for resource_type in sorted(R4_RESOURCE_TYPES | R4_NON_STORED_TYPES):
+    """Import the model class of every R4 type this server handles, and load the binding table.
+
+    The first import of a model costs hundreds of milliseconds; call this at start-up."""
+    for resource_type in sorted(ALL_R4_TYPES):
         _model(resource_type)
-    binding_checker()
+    binding_table()
 
 
-def validate_resource(data: object, expected_type: str | None = None) -> dict[str, Any]:
-    """Return ``data`` unchanged when it is a valid R4 resource of ``expected_type``; otherwise raise a 400
-    FhirError listing every problem found."""
+def validate_resource(data: object, expected_type: str | None = None, *, for_storage: bool = True
+                      ) -> dict[str, Any]:
+    """Return ``data`` unchanged when it is a valid R4 resource, else raise a 400 :class:`FhirError` with
+    one issue per problem found.
+
+    ``expected_type``: the type the URL names (a different ``resourceType`` is an error). ``for_storage``:
+    the resource is to be stored, so its type must have a REST endpoint; pass False to validate a Bundle,
+    Parameters or OperationOutcome body as well. Nested resources may be of any R4 type handled here.
+    """
     if not isinstance(data, dict):
-        raise FhirError(400, "structure", "A resource must be a JSON object")
+        raise FhirError(400, "structure", "The body must be a JSON object holding a FHIR resource")
     resource_type = data.get("resourceType")
-    if not isinstance(resource_type, str):
+    if resource_type is None:
         raise FhirError(400, "required", "resourceType is required", expression="resourceType")
-    if resource_type not in R4_RESOURCE_TYPES and resource_type not in R4_NON_STORED_TYPES:
-        raise FhirError(400, "not-supported", f"Resource type {resource_type} is not supported by this R4 server")
-    if expected_type is not None and resource_type != expected_type:
-        raise FhirError(400, "invalid", f"Expected a {expected_type} but the body is a {resource_type}",
+    if not isinstance(resource_type, str):
+        raise FhirError(400, "structure", "resourceType must be a string", expression="resourceType")
+    served = R4_RESOURCE_TYPES if for_storage else ALL_R4_TYPES
+    if resource_type not in served:
+        raise FhirError(400, "not-supported", f"Resource type {resource_type[:64]} is not supported here",
                         expression="resourceType")
-    issues = resource_issues(data, resource_type, resource_type)
-    if issues:
-        raise FhirError(400, issues[0].code, issues[0].message, issues=issues)
-    return data
-
-
-def resource_issues(data: dict[str, Any], resource_type: str, location: str) -> list[Issue]:
-    """All problems of one resource (and its contained resources), located under ``location``."""
-    issues = json_rule_issues(data, location)
-    if "id" in data and not is_valid_id(data["id"]):
-        issues.append(Issue(code="value", expression=f"{location}.id",
-                            message="id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
+    if expected_type is not None and resource_type != expected_type:
+        raise FhirError(400, "invalid", f"Expected a {expected_type} resource, got a {resource_type}",
+                        expression="resourceType")
+    table = binding_table()
+    rules = JsonRules(table, ALL_R4_TYPES)
+    rules.resource(data, resource_type)
+    issues = rules.rule_issues
     try:
         _model(resource_type).model_validate(data)
     except ValidationError as error:
-        issues.extend(_model_issues(error, location))
-    except (TypeError, ValueError) as error:  # the models raise these for some malformed primitives
-        issues.append(Issue(code="structure", message=f"{location}: {type(error).__name__}", expression=location))
-    issues.extend(binding_checker().issues(data, resource_type, location))
-    for index, contained in enumerate(data.get("contained") or []):
-        if isinstance(contained, dict) and isinstance(contained.get("resourceType"), str):
-            issues.extend(binding_checker().issues(contained, contained["resourceType"],
-                                                   f"{location}.contained[{index}]"))
-    return _unique(issues)
+        issues = _merge(issues, model_issues(error, data, resource_type, table))
+    issues = _merge(issues, rules.binding_issues)
+    if issues:
+        first = issues[0]
+        raise FhirError(400, first.code, first.message, expression=first.expression, issues=issues)
+    return data
 
 
-def _model_issues(error: ValidationError, location: str) -> list[Issue]:
-    issues = []
-    for detail in error.errors(include_url=False, include_input=False):
-        path = _path(location, detail.get("loc", ()))
-        kind = detail.get("type", "")
-        code = ERROR_CODES.get(kind, "invalid")
-        if kind == "missing":
-            message = f"{path} is required"
-        elif kind == "extra_forbidden":
-            message = f"{path} is not an element of this resource type"
-        else:
-            message = f"{path}: {_safe_message(detail.get('msg', 'invalid value'))}"
-        issues.append(Issue(code=code, message=message, expression=path))
-    return issues
-
-
-def _safe_message(message: str) -> str:
-    """Pydantic messages describe the rule; keep the first sentence and drop anything quoting input."""
-    first = message.split("\n")[0]
-    return first if "input" not in first.lower() or "should" in first.lower() else "invalid value"
-
-
-def _path(location: str, loc: tuple[Any, ...]) -> str:
-    path = location
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif isinstance(part, str) and part not in ("__root__",) and not part.startswith("function-"):
-            path += f".{part}"
-    return path
-
-
-def _unique(issues: list[Issue]) -> list[Issue]:
-    seen: set[tuple[str | None, str]] = set()
-    out = []
-    for issue in issues:
-        key = (issue.expression, issue.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(issue)
-    return out
+def _merge(issues: list[Issue], later: list[Issue]) -> list[Issue]:
+    """``issues`` plus the ``later`` ones about elements not already reported (the model and the binding
+    check often see the same bad element our JSON rules caught first)."""
+    reported = {issue.expression for issue in issues}
+    return issues + [issue for issue in later if issue.expression not in reported]
