@@ -24,7 +24,7 @@ NO_SPEC: dict[str, Element] = {}
 class JsonRules:
     """Collects the issues of one resource; call :meth:`resource` once, then read the two issue lists."""
 
-    __slots__ = ("binding_issues", "elements", "nested_types", "rule_issues", "table")
+    __slots__ = ("binding_issues", "elements", "nested_types", "rule_issues", "table", "unknown_nested_type")
 
     def __init__(self, table: BindingTable, nested_types: frozenset[str]) -> None:
         self.table = table
@@ -32,13 +32,16 @@ class JsonRules:
         self.nested_types = nested_types
         self.rule_issues: list[Issue] = []
         self.binding_issues: list[Issue] = []
+        self.unknown_nested_type = False
+        """True when a nested resource has no string ``resourceType`` (the models cannot dispatch it)."""
 
     def resource(self, data: dict[str, Any], path: str) -> None:
         """Check the resource ``data`` found at ``path`` (its type name when top-level)."""
         resource_type = data.get("resourceType")
         node = None
         if not isinstance(resource_type, str):
-            self._rule("required", f"{path}.resourceType", "a resource needs a resourceType")
+            self._rule("required", f"{path}.resourceType", "a resource needs a resourceType (a string)")
+            self.unknown_nested_type = True
         elif resource_type not in self.nested_types:
             self._rule("not-supported", f"{path}.resourceType",
                        f"resource type {resource_type[:64]} is not supported by this R4 server")

@@ -51,6 +51,8 @@ def element_path(loc: tuple[Any, ...], data: Any, root: str, table: BindingTable
             continue
         if part == "resource_type":
             part = "resourceType"
+        elif part == "root" and not isinstance(data, dict):
+            continue  # pydantic's name for a root model's value, not an element
         entry = table.elements.get(node or "", {}).get(part)
         if entry is not None:
             name, node = entry[0], entry[1]

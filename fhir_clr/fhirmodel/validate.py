@@ -71,10 +71,14 @@ def validate_resource(data: object, expected_type: str | None = None, *, for_sto
     rules = JsonRules(table, ALL_R4_TYPES)
     rules.resource(data, resource_type)
     issues = rules.rule_issues
-    try:
-        _model(resource_type).model_validate(data)
-    except ValidationError as error:
-        issues = _merge(issues, model_issues(error, data, resource_type, table))
+    if not rules.unknown_nested_type:  # the model would fail on it without a usable error
+        try:
+            _model(resource_type).model_validate(data)
+        except ValidationError as error:
+            issues = _merge(issues, model_issues(error, data, resource_type, table))
+        except KeyError:  # a nested resource type unknown to R4B, already reported as not supported
+            if not issues:
+                raise
     issues = _merge(issues, rules.binding_issues)
     if issues:
         first = issues[0]

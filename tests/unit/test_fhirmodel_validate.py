@@ -187,6 +187,12 @@ def test_bundle_entries_are_checked_with_their_path() -> None:
                              ("structure", "Bundle.entry[0].resource.name[0].given")}
 
 
+def test_nested_resource_without_usable_type_is_reported_not_crashed() -> None:
+    for bad in ({"resourceType": 5}, {"id": "x"}, {"resourceType": "MedicinalProduct"}):
+        error = failure(task(contained=[bad]))
+        assert error.issues[0].expression == "Task.contained[0].resourceType"
+
+
 def test_several_problems_are_reported_together_in_check_order() -> None:
     error = failure(task(status="bogus", identifier=[], authoredOn="2026-13-01", foo=1))
     codes = [issue.code for issue in error.issues]
