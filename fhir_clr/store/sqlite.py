@@ -34,6 +34,8 @@ from fhir_clr.store.sqlite_search import run_count, run_search
 from fhir_clr.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
+INLINE_READ_MANY = 100
+"""``read_many`` of at most this many keys runs on the calling thread (see ``_point_read``)."""
 
 
 class SqliteStore:
@@ -50,6 +52,7 @@ class SqliteStore:
         self._connections_lock = threading.Lock()
         self._writer: GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._inline: sqlite3.Connection | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -67,6 +70,7 @@ class SqliteStore:
                                            initargs=(True,))
         try:
             await self._writer_call(create_schema)
+            self._inline = connect(self.path, self.synchronous, read_only=True)
         except BaseException:
             await self.close()
             raise
@@ -79,6 +83,9 @@ class SqliteStore:
             await asyncio.to_thread(writer.stop)
         if readers is not None:
             await asyncio.to_thread(readers.shutdown, True)
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
@@ -95,16 +102,18 @@ class SqliteStore:
 
     async def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version or tombstone; None if the resource never existed."""
-        return await self._read(sqlite_reads.read, resource_type, resource_id)
+        return self._point_read(sqlite_reads.read, resource_type, resource_id)
 
     async def read_version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
         """One historical version (tombstones included)."""
-        return await self._read(sqlite_reads.read_version, resource_type, resource_id, version)
+        return self._point_read(sqlite_reads.read_version, resource_type, resource_id, version)
 
     async def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """Live current versions of many resources; missing keys are skipped."""
         if not keys:
             return []
+        if len(keys) <= INLINE_READ_MANY:
+            return self._point_read(sqlite_reads.read_many, keys)
         return await self._read(sqlite_reads.read_many, keys)
 
     async def search(self, query: Query) -> SearchPage:
@@ -133,6 +142,16 @@ class SqliteStore:
         return await asyncio.wrap_future(writer.submit_commit(list(changes)))
 
     # ---- threads --------------------------------------------------------------------------------------
+
+    def _point_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a primary-key lookup (a few microseconds in SQLite) on the calling thread: handing it to a
+        reader thread would cost far more in thread switches and GIL hand-over than the query itself."""
+        if self._inline is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        try:
+            return fn(self._inline, *args)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite error: {exc}") from exc
 
     def _init_thread(self, read_only: bool) -> None:
         conn = connect(self.path, self.synchronous, read_only=read_only)
