@@ -1,4 +1,4 @@
-"""Command line: ``fhir-clr serve | seed``."""
+"""Command line: ``fhir-clr serve | seed | clients``."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-clr", description="FHIR R4 server for Medi-Cal CLR")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the FHIR server")
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--host", default=None,
+                       help="bind address (default 127.0.0.1; other addresses only with authentication on)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
                        help="data directory of the embedded store (default ./data)")
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", help="load sample referral data into the embedded store")
     seed.add_argument("--data", type=Path, default=Path("./data"))
     seed.set_defaults(func=_seed)
+    from fhir_clr.auth.cli import add_parser as add_clients_parser
+
+    add_clients_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
     return parser
 
 

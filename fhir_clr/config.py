@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     sqlite_read_threads: int = Field(default=4, ge=1)
     dev: bool = Field(default=False, description="Development mode: no authentication, loopback only.")
     log_level: str = Field(default="INFO")
+    auth_signing_key: Path | None = Field(
+        default=None, description="Private JWK file signing access tokens; unset = generated in the data directory.")
+    access_token_lifetime: int = Field(default=300, ge=30, le=300, description="Access token lifetime (seconds).")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    rate_limit_per_second: float = Field(default=50.0, ge=0, description="Requests per second per client; 0 = off.")
+    rate_limit_burst: int = Field(default=200, ge=1, description="Requests a client may send in one burst.")
 
     def resolved_profiles_dir(self) -> Path:
         """The conformance resource directory: the configured one or the one shipped in the repo."""

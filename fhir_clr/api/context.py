@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from fhir_clr.config import Settings
+from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.registry import SearchParamRegistry
@@ -28,6 +29,21 @@ class Services:
 def services(request: Request) -> Services:
     """The services of the app serving ``request``."""
     return request.app.state.services
+
+
+def access(request: Request) -> AccessPolicy:
+    """The caller's access policy (set by the security middleware; unrestricted in dev mode)."""
+    return request.scope.get("state", {}).get("access", FULL_ACCESS)
+
+
+def engine(request: Request) -> Engine:
+    """The engine acting for the caller of ``request``."""
+    return services(request).engine.with_access(access(request))
+
+
+def bundles(request: Request) -> BundleProcessor:
+    """The Bundle processor acting for the caller of ``request``."""
+    return services(request).bundles.with_engine(engine(request))
 
 
 def base_url(request: Request) -> str:

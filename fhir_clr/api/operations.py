@@ -7,13 +7,14 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import base_url, services
+from fhir_clr.api.context import base_url, engine, services
 from fhir_clr.api.negotiation import check_accept, check_content_type
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.content import parse_json_object
 from fhir_clr.engine.render import outcome_bytes
 from fhir_clr.engine.validation_op import validate_operation
+from fhir_clr.errors import FhirError
 
 router = APIRouter()
 
@@ -22,7 +23,9 @@ router = APIRouter()
 async def metadata(request: Request) -> Response:
     """``GET [base]/metadata``: the CapabilityStatement."""
     check_accept(request)
-    statement = capability_statement(services(request).registry, base_url(request))
+    base = base_url(request)
+    token_url = f"{base}/auth/token" if getattr(request.app.state, "auth", None) is not None else None
+    statement = capability_statement(services(request).registry, base, token_url)
     return fhir_response(orjson.dumps(statement))
 
 
@@ -45,6 +48,11 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
     check_content_type(request)
     body = parse_json_object(await request.body())
     svc = services(request)
+    caller_engine = engine(request)
+    if resource_id is not None:
+        await caller_engine.read(resource_type, resource_id)  # scope "r" and 404 outside the caller's reach
+    elif not (caller_engine.access.permits(resource_type, "c") or caller_engine.access.permits(resource_type, "u")):
+        raise FhirError(403, "forbidden", f"The access token's scopes do not allow writing {resource_type}")
     issues = await validate_operation(svc.engine.planner, resource_type, resource_id, body,
                                       svc.known_profiles)
     return fhir_response(outcome_bytes(issues))

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import base_url, services
+from fhir_clr.api.context import base_url, bundles, engine
 from fhir_clr.api.negotiation import JSON_PATCH, check_accept, check_content_type, parse_prefer
 from fhir_clr.api.responses import (
     fhir_response,
@@ -20,7 +20,7 @@ from fhir_clr.api.responses import (
     write_response,
 )
 from fhir_clr.engine.bundle_requests import parse_etag
-from fhir_clr.engine.content import parse_json_object
+from fhir_clr.engine.content import MAX_JSON_DEPTH, json_depth_exceeds, parse_json_object
 from fhir_clr.engine.render import history_bundle, outcome_bytes, resource_bytes, searchset_bundle
 from fhir_clr.engine.results import WriteResult
 from fhir_clr.engine.writes import require_type
@@ -80,8 +80,7 @@ async def batch_or_transaction(request: Request) -> Response:
     check_accept(request)
     bundle = await _body(request)
     prefer = parse_prefer(request)
-    content = await services(request).bundles.process(bundle, base_url(request),
-                                                      return_body=prefer.return_ != "minimal")
+    content = await bundles(request).process(bundle, base_url(request), return_body=prefer.return_ != "minimal")
     return fhir_response(content)
 
 
@@ -89,7 +88,7 @@ async def batch_or_transaction(request: Request) -> Response:
 async def system_history(request: Request) -> Response:
     """``GET [base]/_history``."""
     check_accept(request)
-    result = await services(request).engine.history(None, None, _query(request))
+    result = await engine(request).history(None, None, _query(request))
     return fhir_response(history_bundle(result, base_url(request), "_history"))
 
 
@@ -100,7 +99,7 @@ async def system_history(request: Request) -> Response:
 async def type_history(request: Request, resource_type: str) -> Response:
     """``GET [base]/[type]/_history``."""
     check_accept(request)
-    result = await services(request).engine.history(resource_type, None, _query(request))
+    result = await engine(request).history(resource_type, None, _query(request))
     return fhir_response(history_bundle(result, base_url(request), f"{resource_type}/_history"))
 
 
@@ -126,7 +125,7 @@ async def search_get(request: Request, resource_type: str) -> Response:
 async def _search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
     prefer = parse_prefer(request)
     base = base_url(request)
-    result = await services(request).engine.search(resource_type, params, strict=prefer.strict,
+    result = await engine(request).search(resource_type, params, strict=prefer.strict,
                                                    request_base=base)
     return fhir_response(searchset_bundle(result, base, resource_type))
 
@@ -137,7 +136,7 @@ async def create(request: Request, resource_type: str) -> Response:
     check_accept(request)
     require_type(resource_type)
     body = await _body(request)
-    result = await services(request).engine.create(resource_type, body, request.headers.get("if-none-exist"))
+    result = await engine(request).create(resource_type, body, request.headers.get("if-none-exist"))
     return _written(request, result, location=True)
 
 
@@ -146,7 +145,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     """``PUT [base]/[type]?criteria``."""
     check_accept(request)
     body = await _body(request)
-    result = await services(request).engine.conditional_update(resource_type, _criteria(request), body,
+    result = await engine(request).conditional_update(resource_type, _criteria(request), body,
                                                                 _if_match(request))
     return _written(request, result, location=True)
 
@@ -156,7 +155,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
     """``PATCH [base]/[type]?criteria`` with a JSON Patch."""
     check_accept(request)
     operations = await _patch_body(request)
-    result = await services(request).engine.conditional_patch(resource_type, _criteria(request), operations,
+    result = await engine(request).conditional_patch(resource_type, _criteria(request), operations,
                                                               _if_match(request))
     return _written(request, result, location=False)
 
@@ -165,7 +164,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
 async def conditional_delete(request: Request, resource_type: str) -> Response:
     """``DELETE [base]/[type]?criteria``."""
     check_accept(request)
-    return _deleted(await services(request).engine.conditional_delete(resource_type, _criteria(request)))
+    return _deleted(await engine(request).conditional_delete(resource_type, _criteria(request)))
 
 
 # ---- instance level ---------------------------------------------------------------------------------
@@ -175,7 +174,7 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
 async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
     """``GET [base]/[type]/[id]/_history``."""
     check_accept(request)
-    result = await services(request).engine.history(resource_type, resource_id, _query(request))
+    result = await engine(request).history(resource_type, resource_id, _query(request))
     return fhir_response(history_bundle(result, base_url(request), f"{resource_type}/{resource_id}/_history"))
 
 
@@ -183,7 +182,7 @@ async def instance_history(request: Request, resource_type: str, resource_id: st
 async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
     """``GET [base]/[type]/[id]/_history/[vid]``."""
     check_accept(request)
-    stored = await services(request).engine.vread(resource_type, resource_id, version)
+    stored = await engine(request).vread(resource_type, resource_id, version)
     summary, elements = _summary_params(request)
     return fhir_response(resource_bytes(stored, summary, elements), 200, version_headers(stored))
 
@@ -192,7 +191,7 @@ async def vread(request: Request, resource_type: str, resource_id: str, version:
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     """``GET [base]/[type]/[id]`` with conditional read (If-None-Match / If-Modified-Since → 304)."""
     check_accept(request)
-    stored = await services(request).engine.read(resource_type, resource_id)
+    stored = await engine(request).read(resource_type, resource_id)
     headers = version_headers(stored)
     if not_modified(stored, request.headers.get("if-none-match"), request.headers.get("if-modified-since")):
         return Response(status_code=304, headers=headers)
@@ -205,7 +204,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     """``PUT [base]/[type]/[id]`` (update-as-create allowed)."""
     check_accept(request)
     body = await _body(request)
-    result = await services(request).engine.update(resource_type, resource_id, body, _if_match(request))
+    result = await engine(request).update(resource_type, resource_id, body, _if_match(request))
     return _written(request, result, location=True)
 
 
@@ -216,9 +215,12 @@ async def _patch_body(request: Request) -> list[Any]:
                         "PATCH takes application/json-patch+json (FHIRPath Patch is not supported)")
     raw = await request.body()
     try:
-        return orjson.loads(raw)
+        operations = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise FhirError(400, "structure", "The JSON Patch body is not valid JSON") from None
+    if json_depth_exceeds(operations, MAX_JSON_DEPTH):
+        raise FhirError(400, "structure", f"The JSON Patch body nests deeper than {MAX_JSON_DEPTH} levels")
+    return operations
 
 
 @router.patch("/{resource_type}/{resource_id}")
@@ -226,7 +228,7 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     """``PATCH [base]/[type]/[id]`` with a JSON Patch document."""
     check_accept(request)
     operations = await _patch_body(request)
-    result = await services(request).engine.patch(resource_type, resource_id, operations, _if_match(request))
+    result = await engine(request).patch(resource_type, resource_id, operations, _if_match(request))
     return _written(request, result, location=False)
 
 
@@ -234,5 +236,5 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
 async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
     """``DELETE [base]/[type]/[id]``."""
     check_accept(request)
-    return _deleted(await services(request).engine.delete(resource_type, resource_id, _if_match(request)))
+    return _deleted(await engine(request).delete(resource_type, resource_id, _if_match(request)))
 

@@ -34,6 +34,10 @@ TRANSACTION_ATTEMPTS = 5
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
+WRITE_SCOPE_LETTER = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+"""The SMART scope letter each write entry of a transaction needs."""
+
+
 class BundleProcessor:
     """Processes ``POST [base]`` Bundles of type batch or transaction."""
 
@@ -41,6 +45,10 @@ class BundleProcessor:
         self.engine = engine
         self.max_entries = max_entries
         self.base_urls = base_urls
+
+    def with_engine(self, engine: Engine) -> BundleProcessor:
+        """The same processor running its entries through ``engine`` (e.g. one acting for a caller)."""
+        return BundleProcessor(engine, max_entries=self.max_entries, base_urls=self.base_urls)
 
     async def process(self, bundle: dict[str, Any], base_url: str, *, return_body: bool = True) -> bytes:
         """Run the Bundle and return the response Bundle as JSON bytes."""
@@ -148,7 +156,9 @@ class BundleProcessor:
             if request.method in ("GET", "HEAD"):
                 continue
             try:
+                self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
                 plans[request.index] = await self._plan(request, ids, resolved, resources.get(request.index))
+                await self.engine.authorize(plans[request.index])
             except FhirError as error:
                 raise locate(error, request.index) from None
         changes = [plan.change for plan in plans.values() if plan.change is not None]

@@ -16,10 +16,12 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 
 
-def capability_statement(registry: SearchParamRegistry, base_url: str) -> dict[str, Any]:
-    """A CapabilityStatement describing exactly the interactions and parameters this server serves."""
+def capability_statement(registry: SearchParamRegistry, base_url: str, token_url: str | None = None
+                         ) -> dict[str, Any]:
+    """A CapabilityStatement describing exactly the interactions and parameters this server serves;
+    ``token_url`` (None when authentication is off) adds the SMART-on-FHIR ``security`` element."""
     resources = [_resource_entry(resource_type, registry) for resource_type in sorted(R4_RESOURCE_TYPES)]
-    return {
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -36,6 +38,21 @@ def capability_statement(registry: SearchParamRegistry, base_url: str) -> dict[s
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
         }],
+    }
+    if token_url is not None:
+        statement["rest"][0]["security"] = _security(token_url)
+    return statement
+
+
+def _security(token_url: str) -> dict[str, Any]:
+    return {
+        "cors": False,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART Backend Services (client_credentials, private_key_jwt)"}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": token_url}]}],
+        "description": "SMART Backend Services; see /.well-known/smart-configuration",
     }
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 
 SERVER_META_KEYS = ("versionId", "lastUpdated")
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays accepted in a request body (FHIR resources stay well below)."""
 
 
 def new_id() -> str:
@@ -52,4 +54,18 @@ def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
                         ) from None
     if not isinstance(value, dict):
         raise FhirError(400, "structure", f"The {what} must be a JSON object")
+    if json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise FhirError(400, "structure", f"The {what} nests deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when objects/arrays in ``value`` nest more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

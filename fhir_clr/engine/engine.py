@@ -7,10 +7,12 @@ index extraction, history and outbox events happen the same way for every write.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.history import HistoryReader
 from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
 from fhir_clr.engine.searching import Searcher
@@ -18,14 +20,16 @@ from fhir_clr.engine.writes import Plan, WritePlanner, parse_criteria, require_t
 from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.validate import validate_id
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
+from fhir_clr.store.port import ChangeOp, MatchKeyTaken, Store, StoredResource, VersionConflict
+from fhir_clr.store.query import Condition, ParamType, Query, TokenValue
 
 MAX_ATTEMPTS = 40
 """Plans tried per write before giving up with 409 (each lost race means another writer succeeded)."""
 
 
 class Engine:
-    """FHIR create/read/update/patch/delete/search/history over one store."""
+    """FHIR create/read/update/patch/delete/search/history over one store, on behalf of ``access`` (see
+    ``with_access``; unrestricted by default)."""
 
     def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int = 20,
                  max_count: int = 1000, base_urls: Sequence[str] = ()) -> None:
@@ -36,17 +40,73 @@ class Engine:
         self.searcher = Searcher(store, registry, default_count=default_count, max_count=max_count,
                                  base_urls=base_urls)
         self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
+        self.access: AccessPolicy = FULL_ACCESS
+
+    def with_access(self, access: AccessPolicy) -> Engine:
+        """A view of this engine acting for one caller (cheap: shares the store, planner and searcher)."""
+        scoped = copy.copy(self)
+        scoped.access = access
+        return scoped
+
+    # ---- access ----------------------------------------------------------------------------------
+
+    async def visible(self, resources: Sequence[StoredResource]) -> list[StoredResource]:
+        """The resources the caller may see (current, live versions decide), in the given order."""
+        by_type: dict[str, set[str]] = {}
+        for resource in resources:
+            if self.access.restriction(resource.resource_type) is not None:
+                by_type.setdefault(resource.resource_type, set()).add(resource.resource_id)
+        if not by_type:
+            return list(resources)
+        hidden: set[tuple[str, str]] = set()
+        for resource_type, ids in by_type.items():
+            allowed = await self._visible_ids(resource_type, ids)
+            hidden.update((resource_type, i) for i in ids - allowed)
+        return [r for r in resources if (r.resource_type, r.resource_id) not in hidden]
+
+    async def _visible_ids(self, resource_type: str, ids: set[str]) -> set[str]:
+        restriction = self.access.restriction(resource_type)
+        if restriction is None:
+            return ids
+        id_values = tuple(TokenValue(None, i) for i in sorted(ids))
+        query = Query(resource_type, [Condition("_id", ParamType.TOKEN, id_values), restriction], count=len(ids))
+        return {r.resource_id for r in (await self.store.search(query)).resources}
+
+    async def _require_visible(self, resource_type: str, resource_id: str) -> None:
+        """404 (never 403: no existence leaks) when the caller may not see this resource."""
+        if not await self._visible_ids(resource_type, {resource_id}):
+            raise not_found(resource_type, resource_id)
+
+    async def authorize(self, plan: Plan) -> None:
+        """Check a planned write against the caller's policy: the resource it changes must be visible (else
+        404) and the new content must be the caller's to write (else 403)."""
+        change = plan.change
+        if change is None:
+            if plan.existing is not None and not plan.existing.deleted:
+                await self._require_visible(plan.existing.resource_type, plan.existing.resource_id)
+            return
+        if change.op is not ChangeOp.CREATE:
+            await self._require_visible(change.resource_type, change.resource_id)
+        self.access.check_content(change.resource_type, change.resource)
 
     # ---- reads -----------------------------------------------------------------------------------
 
     async def read(self, resource_type: str, resource_id: str) -> StoredResource:
-        """Current version; 404 if unknown, 410 if deleted."""
+        """Current version; 404 if unknown or out of the caller's reach, 410 if deleted."""
+        require_type(resource_type)
+        self.access.require(resource_type, "r")
+        if self.access.restriction(resource_type) is not None:
+            validate_id(resource_id)
+            await self._require_visible(resource_type, resource_id)
         return await self.planner.read_live(resource_type, resource_id)
 
     async def vread(self, resource_type: str, resource_id: str, version: str) -> StoredResource:
         """One version; 404 if unknown, 410 if that version is a delete."""
         require_type(resource_type)
         validate_id(resource_id)
+        self.access.require(resource_type, "r")
+        if self.access.restriction(resource_type) is not None:
+            await self._require_visible(resource_type, resource_id)
         if not version.isdigit():
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
         stored = await self.store.read_version(resource_type, resource_id, int(version))
@@ -58,26 +118,37 @@ class Engine:
 
     async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False,
                      request_base: str | None = None) -> SearchResult:
-        """Type-level search (see ``Searcher``)."""
+        """Type-level search (see ``Searcher``), limited to what the caller may see."""
         require_type(resource_type)
-        return await self.searcher.search(resource_type, params, strict=strict, request_base=request_base)
+        self.access.require(resource_type, "s")
+        return await self.searcher.search(resource_type, params, strict=strict, request_base=request_base,
+                                          access=self.access, visible=self.visible)
 
     async def history(self, resource_type: str | None, resource_id: str | None,
                       params: list[tuple[str, str]]) -> HistoryResult:
-        """Instance, type or system history, newest first."""
+        """Instance, type or system history, newest first. Restricted callers get the entries of resources they
+        may see now (a page can then be shorter than ``_count``)."""
         if resource_type is not None:
             require_type(resource_type)
+            self.access.require(resource_type, "r" if resource_id is not None else "s")
         if resource_id is not None:
             validate_id(resource_id)
             if await self.store.read(resource_type or "", resource_id) is None:
                 raise not_found(resource_type or "", resource_id)
-        return await self.history_reader.read(resource_type, resource_id, params)
+            if self.access.restriction(resource_type or "") is not None:
+                await self._require_visible(resource_type or "", resource_id)
+        result = await self.history_reader.read(resource_type, resource_id, params)
+        if resource_id is None:
+            permitted = [e for e in result.entries if self.access.permits(e.resource_type, "s")]
+            result.entries = await self.visible(permitted)
+        return result
 
     # ---- writes ----------------------------------------------------------------------------------
 
     async def create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None
                      ) -> WriteResult:
         """``POST [type]`` (optionally conditional on ``If-None-Exist``), race-free."""
+        self.access.require(resource_type, "c")
         steal = False
         for _ in range(MAX_ATTEMPTS):
             plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal)
@@ -92,36 +163,42 @@ class Engine:
     async def update(self, resource_type: str, resource_id: str, body: dict[str, Any],
                      if_match: int | None = None) -> WriteResult:
         """``PUT [type]/[id]`` (update, or update-as-create)."""
+        self.access.require(resource_type, "u")
         return await self._with_retries(
             lambda: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
 
     async def conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                  if_match: int | None = None) -> WriteResult:
         """``PUT [type]?criteria``."""
+        self.access.require(resource_type, "u")
         return await self._with_retries(
             lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match), if_match)
 
     async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
                     if_match: int | None = None) -> WriteResult:
         """``PATCH [type]/[id]`` with a JSON Patch document."""
+        self.access.require(resource_type, "u")
         return await self._with_retries(
             lambda: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
 
     async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any],
                                 if_match: int | None = None) -> WriteResult:
         """``PATCH [type]?criteria``: exactly one match is patched."""
+        self.access.require(resource_type, "u")
         target = await self._single_match(resource_type, criteria, "Conditional patch")
         return await self.patch(resource_type, target.resource_id, operations, if_match)
 
     async def delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> WriteResult:
         """``DELETE [type]/[id]``; idempotent."""
+        self.access.require(resource_type, "d")
         return await self._with_retries(
             lambda: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
 
     async def conditional_delete(self, resource_type: str, criteria: str) -> WriteResult:
         """``DELETE [type]?criteria``: no match is a success, several matches are refused (412)."""
         require_type(resource_type)
-        found = await self.planner.find(resource_type, parse_criteria(criteria))
+        self.access.require(resource_type, "d")
+        found = await self.visible(await self.planner.find(resource_type, parse_criteria(criteria)))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "Conditional delete criteria match more than one resource")
         if not found:
@@ -132,7 +209,7 @@ class Engine:
 
     async def _single_match(self, resource_type: str, criteria: str, what: str) -> StoredResource:
         require_type(resource_type)
-        found = await self.planner.find(resource_type, parse_criteria(criteria))
+        found = await self.visible(await self.planner.find(resource_type, parse_criteria(criteria)))
         if not found:
             raise FhirError(404, "not-found", f"{what} criteria match no resource")
         if len(found) > 1:
@@ -157,6 +234,7 @@ class Engine:
         raise _too_contended()
 
     async def _commit(self, plan: Plan) -> WriteResult:
+        await self.authorize(plan)
         if plan.change is None:
             return WriteResult(stored=plan.existing, status=plan.status, changed=False)
         [stored] = await self.store.commit([plan.change])

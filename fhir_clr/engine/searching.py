@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import orjson
 
+from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.results import SearchResult
 from fhir_clr.errors import FhirError, Issue
 from fhir_clr.search.parse import IncludeSpec, ParsedSearch, parse_search
@@ -14,6 +15,9 @@ from fhir_clr.store.port import Store, StoredResource
 from fhir_clr.store.query import Condition, ParamType, Query, ReferenceValue
 
 MAX_INCLUDE_ITERATIONS = 3
+
+Visibility = Callable[[Sequence[StoredResource]], Awaitable[list[StoredResource]]]
+"""Filters resources down to those the caller may see (``Engine.visible``)."""
 
 
 class Searcher:
@@ -36,10 +40,16 @@ class Searcher:
                             max_count=self.max_count, base_urls=base_urls)
 
     async def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False,
-                     request_base: str | None = None) -> SearchResult:
+                     request_base: str | None = None, access: AccessPolicy = FULL_ACCESS,
+                     visible: Visibility | None = None) -> SearchResult:
         """One page of results. Unknown parameters are reported as a warning issue, or refused (400)
-        under ``strict`` (``Prefer: handling=strict``)."""
+        under ``strict`` (``Prefer: handling=strict``). ``access`` restricts the matches (its criterion is
+        AND-ed into the query) and ``visible`` filters included resources."""
         parsed = self.parse(resource_type, params, request_base)
+        access.check_search(resource_type, parsed.query.criteria)
+        restriction = access.restriction(resource_type)
+        if restriction is not None:
+            parsed.query.criteria.append(restriction)
         issues: list[Issue] = []
         if parsed.unknown:
             names = ", ".join(sorted(set(parsed.unknown)))
@@ -59,6 +69,9 @@ class Searcher:
             else:
                 total = await self.store.count(query)
         included, include_issues = await self._includes(page.resources, parsed)
+        if included and (visible is not None or access is not FULL_ACCESS):
+            included = [r for r in included if access.permits(r.resource_type, "r")]
+            included = await visible(included) if visible is not None else included
         issues.extend(include_issues)
         return SearchResult(page.resources, included, total, parsed.self_params, page.next_token,
                             page.prev_token, issues, parsed.summary, parsed.elements)

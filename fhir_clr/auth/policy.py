@@ -1,0 +1,167 @@
+"""Per-organization access policy for authenticated clients.
+
+* ``plan``: sees and changes everything its scopes allow; the only role that may read the audit trail.
+* ``servicing-provider`` / ``referring-entity``: see
+  - Tasks whose ``requester`` or ``owner`` is their Organization, ServiceRequests whose ``requester`` or
+    ``performer`` is, and ServiceRequests that such Tasks point at (``focus``/``basedOn``);
+  - Patients who are the subject of those referrals;
+  - other clinical resources linked to those referrals: a Task's ``focus``/``output``, a ServiceRequest's
+    ``supportingInfo``, and resources ``basedOn`` such a ServiceRequest;
+  - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
+  They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
+  or ``performer``), change other resources only when they can see them, and not write directory resources.
+  Chained searches are allowed along the links above (or to directory types); ``_has`` only from directory
+  types: otherwise they could probe resources the client cannot see.
+
+Scopes are a ceiling: both the scope and the organization rule must allow an interaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fhir_clr.auth.clients import Role
+from fhir_clr.auth.tokens import Caller
+from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
+from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.query import (
+    AnyOf,
+    ChainCondition,
+    Condition,
+    Criterion,
+    HasCondition,
+    ParamType,
+    ReferenceValue,
+)
+
+DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "HealthcareService", "Location",
+                             "Endpoint", "Questionnaire", *CONFORMANCE_TYPES})
+"""Non-PHI types every authenticated client may read and search."""
+
+PLAN_ONLY_TYPES = frozenset({"AuditEvent"})
+PARTY_ELEMENTS = {"Task": ("requester", "owner"), "ServiceRequest": ("requester", "performer")}
+"""Referral types and the elements (search parameters of the same name) that make an Organization a party."""
+
+CHAIN_LINKS = frozenset({("ServiceRequest", "subject", "Patient"), ("ServiceRequest", "patient", "Patient"),
+                         ("Task", "patient", "Patient"), ("Task", "subject", "Patient"),
+                         ("Task", "focus", "ServiceRequest"), ("Task", "based-on", "ServiceRequest")})
+"""Chains that stay inside what a visible resource's own links already reveal."""
+
+
+def forbidden(message: str) -> FhirError:
+    """A 403 with a ``forbidden`` OperationOutcome."""
+    return FhirError(403, "forbidden", message)
+
+
+class OrganizationPolicy:
+    """The access policy of one authenticated caller (see module docstring)."""
+
+    def __init__(self, caller: Caller, registry: SearchParamRegistry) -> None:
+        self.caller = caller
+        self.organization: str | None = caller.organization
+        self.role = caller.role
+        self.registry = registry
+        self._criteria: dict[str, Criterion | None] = {}
+
+    # ---- scopes ------------------------------------------------------------------------------------------
+
+    def permits(self, resource_type: str, interaction: str) -> bool:
+        """True when a granted scope covers the interaction."""
+        return self.caller.scopes.allows(resource_type, interaction)
+
+    def require(self, resource_type: str, interaction: str) -> None:
+        """403 unless a granted scope covers the interaction."""
+        if not self.permits(resource_type, interaction):
+            raise forbidden(f"The access token's scopes do not allow this interaction on {resource_type}")
+
+    # ---- visibility --------------------------------------------------------------------------------------
+
+    def restriction(self, resource_type: str) -> Criterion | None:
+        """None for the plan and directory types; otherwise an OR of the organization's links."""
+        if self.role is Role.PLAN or resource_type in DIRECTORY_TYPES:
+            return None
+        if resource_type not in self._criteria:
+            self._criteria[resource_type] = AnyOf(tuple(self._alternatives(resource_type)))
+        return self._criteria[resource_type]
+
+    def _alternatives(self, resource_type: str) -> list[Condition | ChainCondition | HasCondition]:
+        if resource_type in PLAN_ONLY_TYPES:
+            return []
+        if resource_type in PARTY_ELEMENTS:
+            found: list[Condition | ChainCondition | HasCondition] = [
+                self._party(resource_type, p) for p in PARTY_ELEMENTS[resource_type]]
+            if resource_type == "ServiceRequest":
+                found += self._via_tasks(("focus", "based-on"))
+            return [c for c in found if c is not None]
+        if resource_type == "Patient":
+            return [c for c in (*self._via("ServiceRequest", "subject"), *self._via("Task", "patient"))
+                    if c is not None]
+        found = [*self._via_tasks(("focus", "output")), *self._via("ServiceRequest", "supporting-info")]
+        if self._has_param(resource_type, "based-on"):
+            found += [ChainCondition("based-on", "ServiceRequest", c) for c in
+                      (self._party("ServiceRequest", p) for p in PARTY_ELEMENTS["ServiceRequest"]) if c is not None]
+        return [c for c in found if c is not None]
+
+    def _party(self, resource_type: str, param: str) -> Condition | None:
+        if not self._has_param(resource_type, param):
+            return None
+        return Condition(param, ParamType.REFERENCE, (ReferenceValue(self.caller.organization),))
+
+    def _via(self, source_type: str, link: str) -> list[HasCondition | None]:
+        """Resources that a ``source_type`` referral of this organization references through ``link``."""
+        if not self._has_param(source_type, link):
+            return []
+        return [HasCondition(source_type, link, party) if party else None
+                for party in (self._party(source_type, p) for p in PARTY_ELEMENTS[source_type])]
+
+    def _via_tasks(self, links: Sequence[str]) -> list[HasCondition | None]:
+        return [c for link in links for c in self._via("Task", link)]
+
+    def _has_param(self, resource_type: str, param: str) -> bool:
+        definition = self.registry.get(resource_type, param)
+        return definition is not None and definition.type is ParamType.REFERENCE
+
+    def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
+        """403 for chains leaving the caller's links and for ``_has`` from PHI types."""
+        if self.role is Role.PLAN:
+            return
+        for criterion in criteria:
+            if isinstance(criterion, ChainCondition) and criterion.target_type not in DIRECTORY_TYPES and (
+                    resource_type, criterion.param, criterion.target_type) not in CHAIN_LINKS:
+                raise forbidden(f"Chained search through {criterion.param} to {criterion.target_type} is not "
+                                "available to this client")
+            if isinstance(criterion, HasCondition) and criterion.source_type not in DIRECTORY_TYPES:
+                raise forbidden(f"_has on {criterion.source_type} is not available to this client")
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+        """Who may change what: see the module docstring."""
+        if resource_type in PLAN_ONLY_TYPES:
+            raise forbidden(f"{resource_type} is written by the server only")
+        if self.role is Role.PLAN or resource is None:
+            return
+        if resource_type in DIRECTORY_TYPES:
+            raise forbidden(f"Only the plan maintains {resource_type} resources")
+        if resource_type in PARTY_ELEMENTS and not self.is_party(resource_type, resource):
+            raise forbidden(f"A {resource_type} must keep {self.caller.organization} as "
+                            f"{' or '.join(PARTY_ELEMENTS[resource_type])}")
+
+    def is_party(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        """True when the caller's Organization is a party (requester, owner, performer) of a referral."""
+        for element in PARTY_ELEMENTS.get(resource_type, ()):
+            value = resource.get(element)
+            for ref in value if isinstance(value, list) else [value]:
+                if isinstance(ref, dict) and _local(ref.get("reference")) == self.caller.organization:
+                    return True
+        return False
+
+
+def _local(reference: Any) -> str | None:
+    """``Type/id`` of a relative reference (absolute ones point elsewhere and never make a party)."""
+    if not isinstance(reference, str) or "://" in reference:
+        return None
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None

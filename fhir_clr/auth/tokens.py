@@ -1,0 +1,69 @@
+"""Access tokens: self-contained JWTs signed by the server (ES384), carrying the client, its organization and
+role, and the granted scopes. No refresh tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+
+from fhir_clr.auth.clients import Role
+from fhir_clr.auth.scopes import ScopeError, ScopeSet
+from fhir_clr.auth.signing import SIGNING_ALG
+
+TOKEN_TYPE = "at+jwt"
+
+
+class InvalidToken(Exception):
+    """The bearer token is malformed, forged, expired or not for this server."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the authenticated client, the Organization it acts for, its role and granted scopes."""
+
+    client_id: str
+    organization: str
+    role: Role
+    scopes: ScopeSet
+
+
+class TokenService:
+    """Issues and verifies access tokens with one signing key."""
+
+    def __init__(self, key: ECKey, issuer: str, *, lifetime: int = 300, leeway: int = 5) -> None:
+        self.key = key
+        self.issuer = issuer
+        self.lifetime = min(lifetime, 300)
+        self.leeway = leeway
+
+    def issue(self, caller: Caller) -> str:
+        """A signed access token for ``caller``, valid for ``lifetime`` seconds."""
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": caller.client_id, "client_id": caller.client_id,
+                  "org": caller.organization, "role": caller.role.value, "scope": caller.scopes.text(),
+                  "iat": now, "exp": now + self.lifetime, "jti": uuid.uuid4().hex}
+        return jwt.encode({"alg": SIGNING_ALG, "kid": self.key.kid, "typ": TOKEN_TYPE}, claims, self.key,
+                          algorithms=[SIGNING_ALG])
+
+    def verify(self, token: str) -> Caller:
+        """The caller of a valid token; InvalidToken otherwise (the reason is not told to the client)."""
+        try:
+            decoded = jwt.decode(token, self.key, algorithms=[SIGNING_ALG])
+        except (JoseError, ValueError, TypeError):
+            raise InvalidToken("signature") from None
+        claims = decoded.claims
+        if decoded.header.get("typ") != TOKEN_TYPE or claims.get("iss") != self.issuer:
+            raise InvalidToken("issuer")
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp + self.leeway < time.time():
+            raise InvalidToken("expired")
+        try:
+            return Caller(client_id=str(claims["client_id"]), organization=str(claims["org"]),
+                          role=Role(claims["role"]), scopes=ScopeSet.from_strings(str(claims["scope"]).split()))
+        except (KeyError, ValueError, ScopeError):
+            raise InvalidToken("claims") from None

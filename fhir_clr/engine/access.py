@@ -1,0 +1,63 @@
+"""What the engine asks about the caller of an interaction. The HTTP layer builds a policy per request (see
+``fhir_clr.auth.policy``) and hands it to the engine with ``Engine.with_access``; CLI commands, file loaders
+and dev mode use ``FULL_ACCESS``.
+
+A restricted policy turns into query criteria: searches AND the policy's criterion into the query, and reads,
+includes and history check single resources with the same criterion, so every path answers "may this caller
+see it" the same way. Resources outside a caller's reach are reported as not found (never 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from fhir_clr.store.query import Criterion
+
+
+class AccessPolicy(Protocol):
+    """The caller's rights, as the engine needs them."""
+
+    organization: str | None
+    """``Organization/id`` the caller acts for (None: unrestricted server-side caller)."""
+
+    def permits(self, resource_type: str, interaction: str) -> bool:
+        """True when the caller's scopes allow ``interaction`` (one of ``c r u d s``) on ``resource_type``."""
+
+    def require(self, resource_type: str, interaction: str) -> None:
+        """Raise 403 unless ``permits``."""
+
+    def restriction(self, resource_type: str) -> Criterion | None:
+        """A criterion matching exactly the resources of ``resource_type`` the caller may see; None: all."""
+
+    def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
+        """Raise 403 for search criteria that would reveal data outside the caller's reach (chains, _has)."""
+
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+        """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type``."""
+
+
+class FullAccess:
+    """No restrictions (dev mode, CLI, server-internal callers)."""
+
+    organization: str | None = None
+
+    def permits(self, resource_type: str, interaction: str) -> bool:
+        """Everything is permitted."""
+        return True
+
+    def require(self, resource_type: str, interaction: str) -> None:
+        """Never refuses."""
+
+    def restriction(self, resource_type: str) -> Criterion | None:
+        """No restriction."""
+        return None
+
+    def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
+        """Every search is allowed."""
+
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+        """Every write is allowed."""
+
+
+FULL_ACCESS = FullAccess()
