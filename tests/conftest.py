@@ -23,14 +23,14 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A fhir-clr server process for tests."""
+    """A fhir-clr server process for tests: dev mode (no authentication) unless ``dev=False``."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *, dev: bool = True) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.env = {**os.environ, "FHIR_CLR_DATA_DIR": str(data_dir), "FHIR_CLR_LOG_LEVEL": "WARNING",
-                    **(env or {})}
+                    "FHIR_CLR_DEV": "true" if dev else "false", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
