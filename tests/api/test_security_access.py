@@ -1,0 +1,200 @@
+"""Per-organization access on a live, non-dev server: reads, searches (``_include``, ``_revinclude``, chains,
+``_has``), history, batch and transaction Bundles and ``$validate`` see only what the caller's Organization
+may see (404, never 403, outside it); writes keep the caller a party; the audit trail records every
+interaction without values and only the plan reads it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import FHIR_JSON, patient, task, unique
+from tests.api.security_client import access_token, http_for, new_client, register
+from tests.conftest import LiveServer
+
+PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
+CBO_A = new_client("cbo-a-app", "Organization/cbo-a", "servicing-provider", ["system/*.cruds"])
+CBO_B = new_client("cbo-b-app", "Organization/cbo-b", "servicing-provider", ["system/*.cruds"], ec=True)
+
+
+@dataclass
+class World:
+    """The server, one HTTP client per organization and the ids of the seeded referrals."""
+
+    server: LiveServer
+    plan: httpx.Client
+    a: httpx.Client
+    b: httpx.Client
+    ids: dict[str, str]
+
+
+def _create(http: httpx.Client, body: dict[str, Any]) -> str:
+    response = http.post(f"/{body['resourceType']}", json=body, headers=FHIR_JSON)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _ids(bundle: dict[str, Any], resource_type: str | None = None) -> set[str]:
+    return {e["resource"]["id"] for e in bundle.get("entry", [])
+            if resource_type is None or e["resource"]["resourceType"] == resource_type}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Two referrals: one assigned to cbo-a (patient pa), one to cbo-b (patient pb)."""
+    data_dir: Path = tmp_path_factory.mktemp("access-server")
+    for client in (PLAN, CBO_A, CBO_B):
+        register(data_dir, client)
+    server = LiveServer(data_dir, dev=False)
+    server.start()
+    plan = http_for(server.base_url, access_token(server.base_url, PLAN))
+    ids: dict[str, str] = {}
+    for org in ("plan", "cbo-a", "cbo-b"):
+        assert plan.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},
+                        headers=FHIR_JSON).status_code in (200, 201)
+    for side in ("a", "b"):
+        ids[f"p{side}"] = _create(plan, patient(family=f"Family{side.upper()}"))
+        ids[f"sr{side}"] = _create(plan, {
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "subject": {"reference": f"Patient/{ids[f'p{side}']}"}, "requester": {"reference": "Organization/plan"},
+            "performer": [{"reference": f"Organization/cbo-{side}"}]})
+        ids[f"t{side}"] = _create(plan, task(owner=f"Organization/cbo-{side}", requester={
+            "reference": "Organization/plan"}, focus={"reference": f"ServiceRequest/{ids[f'sr{side}']}"},
+            **{"for": {"reference": f"Patient/{ids[f'p{side}']}"}}))
+        ids[f"proc{side}"] = _create(plan, {
+            "resourceType": "Procedure", "status": "completed", "subject": {"reference": f"Patient/{ids[f'p{side}']}"},
+            "basedOn": [{"reference": f"ServiceRequest/{ids[f'sr{side}']}"}]})
+    a = http_for(server.base_url, access_token(server.base_url, CBO_A))
+    b = http_for(server.base_url, access_token(server.base_url, CBO_B))
+    yield World(server, plan, a, b, ids)
+    for http in (plan, a, b):
+        http.close()
+    server.stop()
+
+
+def test_read_is_404_outside_the_organization(world: World) -> None:
+    ids = world.ids
+    for path in (f"Task/{ids['ta']}", f"ServiceRequest/{ids['sra']}", f"Patient/{ids['pa']}",
+                 f"Procedure/{ids['proca']}"):
+        assert world.a.get(f"/{path}").status_code == 200, path
+        refused = world.b.get(f"/{path}")
+        assert refused.status_code == 404, path
+        assert world.b.get(f"/{path}/_history/1").status_code == 404, path
+    assert world.b.get(f"/Task/{ids['ta']}").json()["issue"][0]["code"] == "not-found"
+    assert world.b.get("/Organization/cbo-a").status_code == 200  # directory data is shared
+
+
+def test_search_and_includes_stay_inside(world: World) -> None:
+    ids = world.ids
+    tasks = world.b.get("/Task", params={"_include": "Task:patient", "_revinclude": "Provenance:target"}).json()
+    assert _ids(tasks, "Task") == {ids["tb"]} and _ids(tasks, "Patient") == {ids["pb"]}
+    patients = world.a.get("/Patient", params={"_revinclude": ["Task:patient", "ServiceRequest:subject"]}).json()
+    assert _ids(patients, "Patient") == {ids["pa"]}
+    assert _ids(patients) == {ids["pa"], ids["ta"], ids["sra"]}
+    wide = world.b.get("/ServiceRequest", params={"_include": "*", "_revinclude": "*"}).json()
+    assert ids["pa"] not in _ids(wide) and ids["ta"] not in _ids(wide) and ids["sra"] not in _ids(wide)
+    assert world.plan.get("/Task", params={"_id": f"{ids['ta']},{ids['tb']}"}).json()["total"] == 2
+
+
+def test_chains_and_has(world: World) -> None:
+    ids = world.ids
+    chained = world.b.get("/Task", params={"patient.family": "FamilyA"}).json()
+    assert _ids(chained) == set()
+    own = world.a.get("/Task", params={"patient.family": "FamilyA"}).json()
+    assert _ids(own) == {ids["ta"]}
+    probe = world.b.get("/Patient", params={"_has:Task:patient:status": "requested"})
+    assert probe.status_code == 403
+    assert len(world.plan.get("/Patient", params={"_has:Task:patient:owner": "Organization/cbo-a"}).json()[
+        "entry"]) == 1
+
+
+def test_history_stays_inside(world: World) -> None:
+    ids = world.ids
+    assert world.b.get(f"/Task/{ids['ta']}/_history").status_code == 404
+    assert world.a.get(f"/Task/{ids['ta']}/_history").status_code == 200
+    type_history = world.b.get("/Task/_history").json()
+    assert _ids(type_history) == {ids["tb"]}
+    system_history = _ids(world.b.get("/_history", params={"_count": 500}).json())
+    assert ids["pb"] in system_history and not {ids["pa"], ids["ta"], ids["sra"], ids["proca"]} & system_history
+
+
+def test_bundles_check_each_entry(world: World) -> None:
+    ids = world.ids
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Task/{ids['ta']}"}},
+        {"request": {"method": "GET", "url": f"Task/{ids['tb']}"}},
+        {"request": {"method": "GET", "url": "Patient"}}]}
+    entries = world.b.post("/", json=batch, headers=FHIR_JSON).json()["entry"]
+    assert [e["response"]["status"][:3] for e in entries] == ["404", "200", "200"]
+    assert _ids(entries[2]["resource"]) == {ids["pb"]}
+    steal = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": task(owner="Organization/cbo-b", id=ids["ta"]),
+         "request": {"method": "PUT", "url": f"Task/{ids['ta']}"}}]}
+    assert world.b.post("/", json=steal, headers=FHIR_JSON).status_code == 404
+    foreign = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": task(owner="Organization/cbo-a"), "request": {"method": "POST", "url": "Task"}}]}
+    assert world.b.post("/", json=foreign, headers=FHIR_JSON).status_code == 403
+    assert world.a.get(f"/Task/{ids['ta']}").json()["owner"]["reference"] == "Organization/cbo-a"
+
+
+def test_writes_keep_the_caller_a_party(world: World) -> None:
+    ids = world.ids
+    assert world.b.post("/Task", json=task(owner="Organization/cbo-a"), headers=FHIR_JSON).status_code == 403
+    own = world.b.post("/Task", json=task(owner="Organization/cbo-b"), headers=FHIR_JSON)
+    assert own.status_code == 201
+    current = world.a.get(f"/Task/{ids['ta']}").json()
+    assert world.b.put(f"/Task/{ids['ta']}", json=current, headers=FHIR_JSON).status_code == 404
+    assert world.b.delete(f"/Task/{ids['ta']}").status_code == 404
+    patch = [{"op": "replace", "path": "/status", "value": "accepted"}]
+    assert world.b.patch(f"/Task/{ids['ta']}", json=patch,
+                         headers={"Content-Type": "application/json-patch+json"}).status_code == 404
+    hand_off = {**current, "owner": {"reference": "Organization/cbo-b"}}
+    assert world.a.put(f"/Task/{ids['ta']}", json=hand_off, headers=FHIR_JSON).status_code == 403
+    assert world.a.put("/Organization/cbo-a", json={"resourceType": "Organization", "id": "cbo-a", "name": "x"},
+                       headers=FHIR_JSON).status_code == 403
+
+
+def test_validate_operation_respects_reach(world: World) -> None:
+    ids = world.ids
+    body = world.a.get(f"/Task/{ids['ta']}").json()
+    assert world.b.post(f"/Task/{ids['ta']}/$validate", json=body, headers=FHIR_JSON).status_code == 404
+    assert world.a.post(f"/Task/{ids['ta']}/$validate", json=body, headers=FHIR_JSON).status_code == 200
+
+
+def _audit(world: World, **params: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while True:
+        bundle = world.plan.get("/AuditEvent", params={"_count": 1000, **params}).json()
+        events = [e["resource"] for e in bundle.get("entry", [])]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.3)
+
+
+def test_audit_trail(world: World) -> None:
+    secret = unique("SecretName")
+    world.b.get("/Patient", params={"family": secret})
+    world.b.get(f"/Task/{world.ids['ta']}")
+    time.sleep(0.5)
+    events = _audit(world, altid="cbo-b-app")
+    assert events
+    searches = [e for e in events if e["subtype"][0]["code"] == "search-type"
+                and "family" in str(e.get("entity", [{}])[0].get("detail", ""))]
+    assert searches and searches[0]["agent"][0]["who"]["reference"] == "Organization/cbo-b"
+    refused = [e for e in events if e.get("entity", [{}])[0].get("what", {}).get("reference") ==
+               f"Task/{world.ids['ta']}"]
+    assert refused and refused[0]["outcomeDesc"] == "HTTP 404" and refused[0]["outcome"] == "4"
+    dump = str(events)
+    assert secret not in dump and "FamilyA" not in dump and "FamilyB" not in dump
+    # only the plan reads the trail, and nobody writes it
+    assert _ids(world.a.get("/AuditEvent").json()) == set()
+    assert world.a.get(f"/AuditEvent/{events[0]['id']}").status_code == 404
+    forged = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2024-01-01T00:00:00Z",
+              "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
+    assert world.plan.post("/AuditEvent", json=forged, headers=FHIR_JSON).status_code == 403
