@@ -4,7 +4,6 @@ search-parameter registry."""
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,14 +20,12 @@ from fhir_clr.api import operations, rest
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.responses import error_response
-from fhir_clr.auth import endpoints as auth_endpoints
-from fhir_clr.auth.middleware import SecurityMiddleware
-from fhir_clr.auth.service import build_auth
 from fhir_clr.config import Settings
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
+from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store
 from fhir_clr.store.port import StoreUnavailable
@@ -72,25 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Store threads hand the GIL back to the event loop after each query; the default 5 ms switch
-        # interval would add up to 5 ms of latency to each hand-over under load.
-        sys.setswitchinterval(0.0005)
         services = await build_services(settings)
+        tune_runtime()
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
-        log.info("store ready", extra={"store": services.store.name, "auth": not settings.dev})
+        log.info("store ready", extra={"store": services.store.name})
         try:
             yield
         finally:
-            if app.state.auth is not None:
-                await app.state.auth.close()
             await services.store.close()
 
     app = FastAPI(title="fhir-clr", version="0.1.0", lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
-    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev)
     app.add_middleware(AccessLogMiddleware)
-    app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
     app.include_router(rest.router)
     _install_error_handlers(app)
