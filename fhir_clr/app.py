@@ -20,6 +20,9 @@ from fhir_clr.api import operations, rest
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.responses import error_response
+from fhir_clr.auth import endpoints as auth_endpoints
+from fhir_clr.auth.middleware import SecurityMiddleware
+from fhir_clr.auth.service import build_auth
 from fhir_clr.config import Settings
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
@@ -72,15 +75,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await build_services(settings)
         tune_runtime()
         app.state.services = services
-        log.info("store ready", extra={"store": services.store.name})
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        log.info("store ready", extra={"store": services.store.name, "auth": not settings.dev})
         try:
             yield
         finally:
+            if app.state.auth is not None:
+                await app.state.auth.close()
             await services.store.close()
 
     app = FastAPI(title="fhir-clr", version="0.1.0", lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
+    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev)
     app.add_middleware(AccessLogMiddleware)
+    app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
     app.include_router(rest.router)
     _install_error_handlers(app)

@@ -3,6 +3,7 @@ role, and the granted scopes. No refresh tokens."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from fhir_clr.auth.scopes import ScopeError, ScopeSet
 from fhir_clr.auth.signing import SIGNING_ALG
 
 TOKEN_TYPE = "at+jwt"
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens remembered (by digest) until they expire, so a signature is checked once per token."""
 
 
 class InvalidToken(Exception):
@@ -40,6 +43,7 @@ class TokenService:
         self.issuer = issuer
         self.lifetime = min(lifetime, 300)
         self.leeway = leeway
+        self._verified: dict[bytes, tuple[Caller, int]] = {}
 
     def issue(self, caller: Caller) -> str:
         """A signed access token for ``caller``, valid for ``lifetime`` seconds."""
@@ -52,6 +56,17 @@ class TokenService:
 
     def verify(self, token: str) -> Caller:
         """The caller of a valid token; InvalidToken otherwise (the reason is not told to the client)."""
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None and known[1] + self.leeway >= time.time():
+            return known[0]
+        caller, exp = self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[digest] = (caller, exp)
+        return caller
+
+    def _verify_signed(self, token: str) -> tuple[Caller, int]:
         try:
             decoded = jwt.decode(token, self.key, algorithms=[SIGNING_ALG])
         except (JoseError, ValueError, TypeError):
@@ -64,6 +79,6 @@ class TokenService:
             raise InvalidToken("expired")
         try:
             return Caller(client_id=str(claims["client_id"]), organization=str(claims["org"]),
-                          role=Role(claims["role"]), scopes=ScopeSet.from_strings(str(claims["scope"]).split()))
+                          role=Role(claims["role"]), scopes=ScopeSet.from_strings(str(claims["scope"]).split())), exp
         except (KeyError, ValueError, ScopeError):
             raise InvalidToken("claims") from None
