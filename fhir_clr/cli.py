@@ -17,6 +17,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ["FHIR_CLR_DATA_DIR"] = str(args.data)
+    # FHIR_CLR_DEV in the environment means dev mode too: it must not open a non-loopback port either.
+    args.dev = args.dev or os.environ.get("FHIR_CLR_DEV", "").strip().lower() in ("1", "true", "yes", "on")
     if args.dev:
         os.environ["FHIR_CLR_DEV"] = "true"
     host = args.host or LOOPBACK
