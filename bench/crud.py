@@ -167,7 +167,9 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fhir-clr-bench-"))
-    env = {"FHIR_CLR_DATA_DIR": str(tmp / "crud"), "FHIR_CLR_LOG_LEVEL": "WARNING"}
+    # Dev mode (no authentication): this measures the FHIR engine and store; auth + audit overhead is
+    # measured separately by tools/perf_auth.py.
+    env = {"FHIR_CLR_DATA_DIR": str(tmp / "crud"), "FHIR_CLR_LOG_LEVEL": "WARNING", "FHIR_CLR_DEV": "true"}
     if args.store:
         env["FHIR_CLR_STORE_URL"] = args.store
     print(f"fhir-clr CRUD benchmark: {os.cpu_count()} cores, {args.concurrency} clients, "
