@@ -77,6 +77,16 @@ class Engine:
         if not await self._visible_ids(resource_type, {resource_id}):
             raise not_found(resource_type, resource_id)
 
+    async def _hide_unseen(self, resource_type: str, resource_id: str) -> None:
+        """Before any precondition (If-Match) is evaluated: 404 when a live resource exists that the caller
+        may not see, so a 412 cannot reveal its existence or version."""
+        if self.access.restriction(resource_type) is None:
+            return
+        validate_id(resource_id)
+        current = await self.store.read(resource_type, resource_id)
+        if current is not None and not current.deleted:
+            await self._require_visible(resource_type, resource_id)
+
     async def authorize(self, plan: Plan) -> None:
         """Check a planned write against the caller's policy: the resource it changes must be visible (else
         404) and the new content must be the caller's to write (else 403)."""
@@ -164,6 +174,7 @@ class Engine:
                      if_match: int | None = None) -> WriteResult:
         """``PUT [type]/[id]`` (update, or update-as-create)."""
         self.access.require(resource_type, "u")
+        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
             lambda: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
 
@@ -178,6 +189,7 @@ class Engine:
                     if_match: int | None = None) -> WriteResult:
         """``PATCH [type]/[id]`` with a JSON Patch document."""
         self.access.require(resource_type, "u")
+        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
             lambda: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
 
@@ -191,6 +203,7 @@ class Engine:
     async def delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> WriteResult:
         """``DELETE [type]/[id]``; idempotent."""
         self.access.require(resource_type, "d")
+        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
             lambda: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
 

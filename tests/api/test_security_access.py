@@ -160,6 +160,17 @@ def test_writes_keep_the_caller_a_party(world: World) -> None:
                        headers=FHIR_JSON).status_code == 403
 
 
+def test_preconditions_do_not_reveal_hidden_resources(world: World) -> None:
+    hidden = world.ids["tb"]  # cbo-b's Task, out of cbo-a's reach
+    body = {**task(owner="Organization/cbo-a"), "id": hidden}
+    stale = {**FHIR_JSON, "If-Match": 'W/"99"'}
+    assert world.a.put(f"/Task/{hidden}", json=body, headers=stale).status_code == 404
+    assert world.a.delete(f"/Task/{hidden}", headers={"If-Match": 'W/"99"'}).status_code == 404
+    patch = [{"op": "replace", "path": "/status", "value": "accepted"}]
+    assert world.a.patch(f"/Task/{hidden}", json=patch, headers={
+        "Content-Type": "application/json-patch+json", "If-Match": 'W/"99"'}).status_code == 404
+
+
 def test_validate_operation_respects_reach(world: World) -> None:
     ids = world.ids
     body = world.a.get(f"/Task/{ids['ta']}").json()
