@@ -15,6 +15,14 @@ import httpx
 import pytest
 
 
+def pytest_report_header() -> list[str]:
+    """Say which databases the suite runs on (the MongoDB run is opt-in with MONGODB_URI)."""
+    from tests.mongo_engines import mongo_engine
+
+    return ["stores: embedded SQLite (API and contract tests); MongoDB adapter (contract and unit tests) on "
+            + mongo_engine()]
+
+
 def free_port() -> int:
     """A TCP port that is free on loopback right now."""
     with socket.socket() as sock:
