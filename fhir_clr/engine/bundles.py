@@ -173,7 +173,8 @@ class BundleProcessor:
         planner = self.engine.planner
         if request.method == "POST":
             if request.if_none_exist:
-                found = await planner.find(request.resource_type, parse_criteria(request.if_none_exist))
+                found = await self.engine.visible(
+                    await planner.find(request.resource_type, parse_criteria(request.if_none_exist)))
                 if len(found) > 1:
                     raise FhirError(412, "multiple-matches", "ifNoneExist criteria match more than one resource")
                 if found:
@@ -181,7 +182,8 @@ class BundleProcessor:
                     ids[request.index] = found[0].resource_id
             ids.setdefault(request.index, new_id())
         elif request.method in ("PUT", "PATCH", "DELETE") and request.query:
-            found = await planner.find(request.resource_type, parse_criteria(request.query))
+            found = await self.engine.visible(
+                await planner.find(request.resource_type, parse_criteria(request.query)))
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches", "Conditional criteria match more than one resource")
             if found:
@@ -202,7 +204,8 @@ class BundleProcessor:
             target_type, _, criteria = value.partition("?")
             try:
                 require_type(target_type)
-                found = await self.engine.planner.find(target_type, parse_criteria(criteria))
+                found = await self.engine.visible(
+                    await self.engine.planner.find(target_type, parse_criteria(criteria)))
             except FhirError as error:
                 raise locate(error, request.index) from None
             if len(found) != 1:

@@ -171,6 +171,14 @@ def test_preconditions_do_not_reveal_hidden_resources(world: World) -> None:
         "Content-Type": "application/json-patch+json", "If-Match": 'W/"99"'}).status_code == 404
 
 
+def test_transaction_conditional_reference_cannot_find_hidden_resources(world: World) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": task(owner="Organization/cbo-a", **{"for": {"reference": "Patient?family=FamilyB"}}),
+        "request": {"method": "POST", "url": "Task"}}]}
+    response = world.a.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 404, response.text  # as if FamilyB did not exist
+
+
 def test_validate_operation_respects_reach(world: World) -> None:
     ids = world.ids
     body = world.a.get(f"/Task/{ids['ta']}").json()
