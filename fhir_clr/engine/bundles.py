@@ -173,8 +173,8 @@ class BundleProcessor:
         planner = self.engine.planner
         if request.method == "POST":
             if request.if_none_exist:
-                found = await self.engine.visible(
-                    await planner.find(request.resource_type, parse_criteria(request.if_none_exist)))
+                found = await planner.find(request.resource_type, parse_criteria(request.if_none_exist),
+                                           restriction=self.engine.access.restriction(request.resource_type))
                 if len(found) > 1:
                     raise FhirError(412, "multiple-matches", "ifNoneExist criteria match more than one resource")
                 if found:
@@ -182,8 +182,8 @@ class BundleProcessor:
                     ids[request.index] = found[0].resource_id
             ids.setdefault(request.index, new_id())
         elif request.method in ("PUT", "PATCH", "DELETE") and request.query:
-            found = await self.engine.visible(
-                await planner.find(request.resource_type, parse_criteria(request.query)))
+            found = await planner.find(request.resource_type, parse_criteria(request.query),
+                                       restriction=self.engine.access.restriction(request.resource_type))
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches", "Conditional criteria match more than one resource")
             if found:
@@ -204,8 +204,8 @@ class BundleProcessor:
             target_type, _, criteria = value.partition("?")
             try:
                 require_type(target_type)
-                found = await self.engine.visible(
-                    await self.engine.planner.find(target_type, parse_criteria(criteria)))
+                found = await self.engine.planner.find(target_type, parse_criteria(criteria),
+                                                       restriction=self.engine.access.restriction(target_type))
             except FhirError as error:
                 raise locate(error, request.index) from None
             if len(found) != 1:
@@ -226,7 +226,8 @@ class BundleProcessor:
             if request.index in resolved:
                 return Plan(change=None, status=200, existing=resolved[request.index])
             return await planner.plan_create(type_, resource or {}, request.if_none_exist,
-                                             resource_id=ids[request.index])
+                                             resource_id=ids[request.index],
+                                             restriction=self.engine.access.restriction(type_))
         if request.method == "DELETE":
             if request.index not in ids:
                 return Plan(change=None, status=200)

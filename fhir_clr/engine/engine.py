@@ -161,7 +161,8 @@ class Engine:
         self.access.require(resource_type, "c")
         steal = False
         for _ in range(MAX_ATTEMPTS):
-            plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal)
+            plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal,
+                                                  restriction=self.access.restriction(resource_type))
             try:
                 return await self._commit(plan)
             except MatchKeyTaken:
@@ -183,7 +184,8 @@ class Engine:
         """``PUT [type]?criteria``."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match), if_match)
+            lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match,
+                                                         self.access.restriction(resource_type)), if_match)
 
     async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
                     if_match: int | None = None) -> WriteResult:
@@ -211,7 +213,8 @@ class Engine:
         """``DELETE [type]?criteria``: no match is a success, several matches are refused (412)."""
         require_type(resource_type)
         self.access.require(resource_type, "d")
-        found = await self.visible(await self.planner.find(resource_type, parse_criteria(criteria)))
+        found = await self.planner.find(resource_type, parse_criteria(criteria),
+                                        restriction=self.access.restriction(resource_type))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "Conditional delete criteria match more than one resource")
         if not found:
@@ -222,7 +225,8 @@ class Engine:
 
     async def _single_match(self, resource_type: str, criteria: str, what: str) -> StoredResource:
         require_type(resource_type)
-        found = await self.visible(await self.planner.find(resource_type, parse_criteria(criteria)))
+        found = await self.planner.find(resource_type, parse_criteria(criteria),
+                                        restriction=self.access.restriction(resource_type))
         if not found:
             raise FhirError(404, "not-found", f"{what} criteria match no resource")
         if len(found) > 1:

@@ -23,6 +23,7 @@ from fhir_clr.fhirmodel.validate import validate_id, validate_resource
 from fhir_clr.search.parse import parse_search
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Change, ChangeOp, Store, StoredResource
+from fhir_clr.store.query import Criterion
 
 
 @dataclass(slots=True)
@@ -76,16 +77,19 @@ class WritePlanner:
 
     # ---- conditional matching ------------------------------------------------------------------------
 
-    async def find(self, resource_type: str, params: Sequence[tuple[str, str]], limit: int = 2
-                   ) -> list[StoredResource]:
-        """Resources matching conditional criteria (at most ``limit``). Unknown parameters are an error
-        here: ignoring a misspelt criterion would match everything."""
+    async def find(self, resource_type: str, params: Sequence[tuple[str, str]], limit: int = 2,
+                   restriction: Criterion | None = None) -> list[StoredResource]:
+        """Resources matching conditional criteria (at most ``limit``), within ``restriction`` (the caller's
+        access criterion) when given. Unknown parameters are an error here: ignoring a misspelt criterion
+        would match everything."""
         parsed = parse_search(resource_type, list(params), self.registry, default_count=limit,
                               max_count=self.max_count, base_urls=self.base_urls)
         if parsed.unknown:
             raise FhirError(400, "invalid", "Unknown search parameter(s) in conditional criteria: "
                             + ", ".join(sorted(parsed.unknown)))
         parsed.query.count = limit
+        if restriction is not None:
+            parsed.query.criteria.append(restriction)
         page = await self.store.search(parsed.query)
         return page.resources
 
@@ -109,13 +113,15 @@ class WritePlanner:
     # ---- plans -----------------------------------------------------------------------------------
 
     async def plan_create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None,
-                          *, resource_id: str | None = None, steal_keys: bool = False) -> Plan:
-        """Plan a create (``POST``). With ``If-None-Exist``: one match -> no write, 200; several -> 412."""
+                          *, resource_id: str | None = None, steal_keys: bool = False,
+                          restriction: Criterion | None = None) -> Plan:
+        """Plan a create (``POST``). With ``If-None-Exist``: one match -> no write, 200; several -> 412.
+        ``restriction`` limits the matching to what the caller may see."""
         require_type(resource_type)
         keys: tuple[str, ...] = ()
         if if_none_exist:
             params = parse_criteria(if_none_exist)
-            found = await self.find(resource_type, params)
+            found = await self.find(resource_type, params, restriction=restriction)
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches",
                                 "If-None-Exist criteria match more than one resource")
@@ -153,11 +159,12 @@ class WritePlanner:
         return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource), 200)
 
     async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
-                                      if_match: int | None = None) -> Plan:
-        """Plan ``PUT [type]?criteria``: no match -> create, one match -> update it, several -> 412."""
+                                      if_match: int | None = None, restriction: Criterion | None = None) -> Plan:
+        """Plan ``PUT [type]?criteria``: no match -> create, one match -> update it, several -> 412; matching
+        only among what the caller may see (``restriction``)."""
         require_type(resource_type)
         params = parse_criteria(criteria)
-        found = await self.find(resource_type, params)
+        found = await self.find(resource_type, params, restriction=restriction)
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "Conditional update criteria match more than one resource")
         body_id = body.get("id")
@@ -171,7 +178,7 @@ class WritePlanner:
                                           {**body, "id": target.resource_id}, if_match)
         if body_id is not None:
             return await self.plan_update(resource_type, body_id, body, if_match)
-        return await self.plan_create(resource_type, body, criteria)
+        return await self.plan_create(resource_type, body, criteria, restriction=restriction)
 
     async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any],
                          if_match: int | None = None) -> Plan:
