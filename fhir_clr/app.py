@@ -31,7 +31,7 @@ from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store
-from fhir_clr.store.port import StoreUnavailable
+from fhir_clr.store.port import InvalidPageToken, StoreUnavailable, UnsupportedSearch
 
 log = logging.getLogger("fhir_clr")
 
@@ -99,6 +99,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def on_fhir_error(_: Request, error: FhirError) -> Response:
         return error_response(error)
+
+    @app.exception_handler(InvalidPageToken)
+    async def on_bad_page_token(_: Request, error: InvalidPageToken) -> Response:
+        return error_response(FhirError(400, "value", "The paging token is not valid for this search; "
+                                        "start again from the first page"))
+
+    @app.exception_handler(UnsupportedSearch)
+    async def on_unsupported_search(_: Request, error: UnsupportedSearch) -> Response:
+        return error_response(FhirError(400, "not-supported", f"This search cannot be run: {error}"))
 
     @app.exception_handler(StoreUnavailable)
     async def on_store_unavailable(_: Request, error: StoreUnavailable) -> Response:

@@ -138,6 +138,10 @@ class InvalidPageToken(StoreError):
     """A paging token that this store did not issue for this query."""
 
 
+class UnsupportedSearch(StoreError):
+    """The query uses a parameter type or modifier this adapter cannot answer."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached or cannot do what the server needs (e.g. no transactions)."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_clr.store.port import StoreError
+from fhir_clr.store.port import UnsupportedSearch
 from fhir_clr.store.query import (
     AnyOf,
     ChainCondition,
@@ -34,10 +34,6 @@ from fhir_clr.store.query import (
 from fhir_clr.store.sqlite_schema import INDEX_TABLES
 
 ALIAS = "{a}"
-
-
-class UnsupportedSearch(StoreError):
-    """The query uses a parameter type or modifier this adapter cannot answer."""
 
 
 @dataclass(slots=True, frozen=True)

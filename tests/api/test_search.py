@@ -177,6 +177,8 @@ def test_unknown_parameters(client: httpx.Client, referral_set: dict) -> None:
     assert bad_date.status_code == 400 and bad_date.json()["resourceType"] == "OperationOutcome"
     bad_sort = client.get("/Task", params={"_sort": "colour"})
     assert bad_sort.status_code == 400
+    forged_token = client.get("/Task", params={"owner": owner, "_page_token": "bm90LWEtdG9rZW4"})
+    assert forged_token.status_code == 400 and forged_token.json()["resourceType"] == "OperationOutcome"
 
 
 def test_empty_result_is_200(client: httpx.Client) -> None:
