@@ -19,6 +19,7 @@ from starlette.responses import Response
 from fhir_clr.api import operations, rest
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
+from fhir_clr.api.plain_routes import install as install_plain_routes
 from fhir_clr.api.responses import error_response
 from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
-    app.include_router(rest.router)
+    install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app
 

@@ -7,12 +7,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.api.context import base_url, bundles, engine
 from fhir_clr.api.negotiation import JSON_PATCH, check_accept, check_content_type, parse_prefer
+from fhir_clr.api.plain_routes import PlainRouter
 from fhir_clr.api.responses import (
     fhir_response,
     not_modified,
@@ -26,7 +26,7 @@ from fhir_clr.engine.results import WriteResult
 from fhir_clr.engine.writes import require_type
 from fhir_clr.errors import FhirError, Issue
 
-router = APIRouter()
+router = PlainRouter()
 
 
 def _if_match(request: Request) -> int | None:
