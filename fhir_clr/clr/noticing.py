@@ -1,0 +1,161 @@
+"""Which notices a referral event calls for (clr-spec §2) and when they are due, as CLR Notice Obligation Tasks.
+
+Rules, all driven by the ``noticing`` section of the rules configuration and the code lists:
+- a service flagged ``clr-excluded`` (Sobering Centers) gets no obligations at all;
+- a referral identified by the MCP gets none (the plan is the Referring Entity);
+- a self or caretaker referral: only the Member's authorization decision notice;
+- any other referral: the Member's and the Referring Entity's authorization decision notices, and the
+  loop-closure notice to the Referring Entity, except when the loop closed because of a denial (the denial
+  notice suffices). A provider referring to its own service is still a Referring Entity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fhir_clr.clr.codes import CodeLists, default_code_lists
+from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.deadlines import Deadlines
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralFacts:
+    """What noticing needs to know about a CLR Referral (ServiceRequest)."""
+
+    reference: str | None
+    referral_type: str | None
+    service: str | None
+    excluded: bool
+    authorization_status: str | None
+    decided: datetime | date | None
+    subject: dict[str, Any] | None
+    requester: dict[str, Any] | None
+
+
+def _moment(value: Any) -> datetime | date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
+
+
+class Noticing:
+    """Builds obligation Tasks for referral events."""
+
+    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
+        self.rules = rules or default_rules()
+        self.codes = codes or default_code_lists()
+        self.deadlines = Deadlines(self.rules)
+        self._conf: dict[str, Any] = self.rules["noticing"]
+        self._kinds = self.codes["notice-kinds"]
+        self._profile = extension_url(self.rules, "clr-notice-obligation")
+
+    # ---- facts -------------------------------------------------------------------------------------------
+
+    def facts(self, referral: dict[str, Any]) -> ReferralFacts:
+        """The noticing-relevant facts of a CLR Referral ServiceRequest."""
+        services = self.codes["clr-services"]
+        service = services.code_of(referral.get("code")) if referral.get("code") else None
+        referral_type = None
+        if (ext := _extension(referral, extension_url(self.rules, "referral-type"))) is not None:
+            referral_type = self.codes["referral-type"].code_of(ext.get("valueCoding"))
+        status, decided = None, None
+        if (ext := _extension(referral, extension_url(self.rules, "authorization-decision"))) is not None:
+            parts = {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
+            status = self.codes["authorization-status"].code_of(parts.get("status", {}).get("valueCoding"))
+            decided = _moment(parts.get("date", {}).get("valueDateTime"))
+        excluded = bool(service and services.concepts[service].properties.get("clr-excluded"))
+        reference = f"ServiceRequest/{referral['id']}" if referral.get("id") else None
+        return ReferralFacts(reference, referral_type, service, excluded, status, decided, referral.get("subject"),
+                             referral.get("requester"))
+
+    def is_tracked(self, facts: ReferralFacts) -> bool:
+        """False for services excluded from CLR (no timers, no notices)."""
+        return not facts.excluded
+
+    def _noticed(self, facts: ReferralFacts) -> bool:
+        return self.is_tracked(facts) and facts.referral_type not in self._conf["mcp_identified_types"]
+
+    def _to_referring_entity(self, facts: ReferralFacts) -> bool:
+        return self._noticed(facts) and facts.referral_type not in self._conf["self_referral_types"]
+
+    # ---- events ------------------------------------------------------------------------------------------
+
+    def on_authorization_decided(self, referral: dict[str, Any], task_reference: str,
+                                 now: datetime) -> list[dict[str, Any]]:
+        """Obligations when the plan records a decision on the referral's authorization request."""
+        facts = self.facts(referral)
+        if not self._noticed(facts) or facts.authorization_status not in self._conf["decided_authorization_statuses"]:
+            return []
+        decided = facts.decided or now
+        out = [self.obligation("authorization-decision-member", facts, task_reference, now,
+                               self.deadlines.member_decision_notice_due(decided), facts.subject)]
+        if self._to_referring_entity(facts):
+            moment = decided if isinstance(decided, datetime) else now
+            out.append(self.obligation("authorization-decision-referring-entity", facts, task_reference, now,
+                                       self.deadlines.referring_entity_decision_notice_due(moment), facts.requester))
+        return out
+
+    def on_loop_closed(self, referral: dict[str, Any], task_reference: str, closure_reason: str | None,
+                       processed: datetime) -> list[dict[str, Any]]:
+        """Obligations when the referral loop closes; ``processed`` is when the closing status was processed."""
+        facts = self.facts(referral)
+        denied = closure_reason in self.rules["workflow"]["denial_closure_reasons"] \
+            or facts.authorization_status in self._conf["denied_authorization_statuses"]
+        if denied or not self._to_referring_entity(facts):
+            return []
+        return [self.obligation("loop-closure-referring-entity", facts, task_reference, processed,
+                                self.deadlines.loop_closure_notice_due(processed), facts.requester)]
+
+    def on_inquiry(self, referral: dict[str, Any], task_reference: str, received: datetime,
+                   inquirer: dict[str, Any]) -> list[dict[str, Any]]:
+        """Obligation to answer a status inquiry from ``inquirer`` (a Reference to the Member or Referring Entity)."""
+        facts = self.facts(referral)
+        if not self.is_tracked(facts):
+            return []
+        return [self.obligation("inquiry-response", facts, task_reference, received,
+                                self.deadlines.inquiry_response_due(received), inquirer)]
+
+    def on_status_recorded(self, referral: dict[str, Any], task_reference: str, status_date: datetime | date,
+                           now: datetime) -> list[dict[str, Any]]:
+        """Obligations that follow any recorded status of an open referral: refresh it within the freshness
+        period, and follow up if it is still open after the service's extended-open threshold."""
+        facts = self.facts(referral)
+        if not self.is_tracked(facts):
+            return []
+        return [self.obligation("status-update", facts, task_reference, now,
+                                self.deadlines.status_update_due(status_date), None),
+                self.obligation("pending-follow-up", facts, task_reference, now,
+                                self.deadlines.extended_open_due(status_date, facts.service), None)]
+
+    # ---- the obligation resource -------------------------------------------------------------------------
+
+    def obligation(self, kind: str, facts: ReferralFacts, task_reference: str, start: datetime | date,
+                   due: datetime | date, recipient: dict[str, Any] | None) -> dict[str, Any]:
+        """A CLR Notice Obligation Task of ``kind``, part of the referral Task, due ``due``."""
+        restriction: dict[str, Any] = {"period": {"start": start.isoformat(), "end": due.isoformat()}}
+        if recipient:
+            restriction["recipient"] = [recipient]
+        task: dict[str, Any] = {
+            "resourceType": "Task",
+            "meta": {"profile": [self._profile]},
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [self._kinds.coding(kind)]},
+            "partOf": [{"reference": task_reference}],
+            "authoredOn": start.isoformat(),
+            "restriction": restriction,
+        }
+        if facts.reference:
+            task["focus"] = {"reference": facts.reference}
+        if facts.subject:
+            task["for"] = facts.subject
+        return task

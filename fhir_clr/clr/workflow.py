@@ -1,0 +1,311 @@
+"""The CLR referral Task workflow: the SDOHCC referral-management state machine driven by the CLR Referral Status.
+
+``businessStatus`` (CLR Referral Status) is the master; ``Task.status`` is derived from it (and, on closure, from
+the Reason for Referral Loop Closure) through tables in the rules configuration. :func:`check_task_change` checks
+one proposed create or update of a referral Task for a caller and returns the normalized Task plus the side
+effects to apply, or raises a :class:`FhirError` whose issues name the offending elements.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from fhir_clr.clr.codes import CodeLists, default_code_lists
+from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.deadlines import Deadlines
+from fhir_clr.clr.noticing import Noticing
+from fhir_clr.errors import FhirError, Issue
+
+ROLE_PLAN = "plan"
+"""Caller role of the plan's own staff and systems: may act as any party."""
+
+SDOHCC_TRANSITIONS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"draft", "requested"}),
+    "draft": frozenset({"requested"}),
+    "requested": frozenset({"accepted", "rejected", "cancelled"}),
+    "accepted": frozenset({"in-progress", "on-hold", "cancelled", "completed", "failed"}),
+    "in-progress": frozenset({"on-hold", "cancelled", "completed", "failed"}),
+    "on-hold": frozenset({"in-progress", "cancelled", "completed", "failed"}),
+}
+"""Task.status moves allowed by the SDOHCC TaskForReferralManagement state diagram (entered-in-error aside)."""
+TERMINAL_STATUSES = frozenset({"rejected", "cancelled", "completed", "failed", "entered-in-error"})
+ENTERED_IN_ERROR = "entered-in-error"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is making a change: their organization (``Organization/123``) and role (``plan`` or another)."""
+
+    organization: str | None
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteServiceRequest:
+    """Side effect: set the referral ServiceRequest's status to completed (loop closed with services received)."""
+
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateObligation:
+    """Side effect: create this CLR Notice Obligation Task."""
+
+    task: dict[str, Any]
+
+
+SideEffect = CompleteServiceRequest | CreateObligation
+
+
+@dataclass(slots=True)
+class TaskDecision:
+    """The outcome of an accepted Task change."""
+
+    task: dict[str, Any]
+    """The proposed Task with canonical codes and derived fields filled."""
+    effects: list[SideEffect] = field(default_factory=list)
+    status_changed: bool = False
+    """True when the CLR Referral Status changed (or the Task is new)."""
+    closure_reason: str | None = None
+    """The Reason for Referral Loop Closure code when this change closes the loop."""
+
+
+def parties(caller: Caller, task: dict[str, Any]) -> set[str]:
+    """The roles ``caller`` holds on ``task``: ``plan``, ``requester`` (Task.requester) and/or ``owner``."""
+    held = {ROLE_PLAN} if caller.role == ROLE_PLAN else set()
+    if caller.organization:
+        if _ref(task.get("requester")) == caller.organization:
+            held.add("requester")
+        if _ref(task.get("owner")) == caller.organization:
+            held.add("owner")
+    return held
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("reference") if isinstance(value, dict) else None
+
+
+def _forbidden(message: str, expression: str) -> FhirError:
+    return FhirError(403, "forbidden", message, expression=expression)
+
+
+def _parse_moment(value: Any) -> datetime | date | None:
+    """A FHIR date or dateTime string as a date or (aware or naive) datetime; None when not parseable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+class TaskWorkflow:
+    """The referral Task rules for one code-list set and rules configuration."""
+
+    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
+        self.rules = rules or default_rules()
+        self.codes = codes or default_code_lists()
+        self.deadlines = Deadlines(self.rules)
+        self.noticing = Noticing(self.rules, self.codes)
+        self._flow: dict[str, Any] = self.rules["workflow"]
+        self._statuses = self.codes["referral-status"]
+        self._reasons = self.codes["loop-closure-reason"]
+        self._date_url = extension_url(self.rules, "date-of-referral-status-update")
+        self._closure_date_url = extension_url(self.rules, "referral-loop-closure-date")
+        self._transitions = {(t["from"], t["to"]): frozenset(t["by"]) for t in self._flow["transitions"]}
+
+    # ---- public ------------------------------------------------------------------------------------------
+
+    def check_task_change(self, previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
+                          now: datetime, referral: dict[str, Any] | None = None) -> TaskDecision:
+        """Check a create (``previous`` None) or update of a CLR referral Task by ``caller`` at ``now``.
+
+        Returns the normalized Task and side effects; raises 403 (wrong party) or 422 (business rule) with one
+        issue per problem and an element path each. With ``referral`` (the focus ServiceRequest) a closing
+        change of a stored Task also yields the notice obligations the closure calls for.
+        """
+        task = copy.deepcopy(proposed)
+        if previous is not None and task.get("status") == ENTERED_IN_ERROR:
+            self._require(caller, previous, self._flow["entered_in_error_by"], "mark this referral Task as entered "
+                          "in error", "Task.status")
+            return TaskDecision(task)
+        if previous is not None and previous.get("status") in TERMINAL_STATUSES:
+            raise FhirError(422, "business-rule", "This referral Task is closed; its history cannot be changed",
+                            expression="Task.status")
+        self._check_owned_elements(previous, task, caller)
+        acting_on = task if previous is None else previous
+        if previous is not None and previous.get("owner") is None and task.get("owner") is not None:
+            acting_on = {**previous, "owner": task["owner"]}  # a claim (or assignment) checked just above
+        issues: list[Issue] = []
+        code = self._normalize_business_status(task, issues)
+        previous_code = self._statuses.code_of(previous.get("businessStatus")) if previous else None
+        closed = code == self._flow["closed_referral_status"]
+        reason = self._normalize_reason(task, closed, issues)
+        self._check_status_date(previous, task, code != previous_code, now, issues)
+        if issues:
+            raise _unprocessable(issues)
+        derived = self._task_status(code, reason)
+        self._check_derived_status(task, derived, issues)
+        if issues:
+            raise _unprocessable(issues)
+        if code != previous_code:
+            self._check_transition(previous_code, code, previous, derived, caller, acting_on)
+        elif self._status_date(previous) != self._status_date(task):
+            self._require(caller, acting_on, self._flow["same_status_update_by"], "update the Referral Status",
+                          "Task.businessStatus")
+        task["status"] = derived
+        decision = TaskDecision(task, status_changed=code != previous_code)
+        if closed:
+            self._fill_closure_date(task, now)
+            decision.closure_reason = reason
+            focus = _ref(task.get("focus"))
+            if reason in self._flow["completes_service_request"] and focus:
+                decision.effects.append(CompleteServiceRequest(focus))
+            if referral is not None and task.get("id"):
+                decision.effects.extend(CreateObligation(t) for t in self.noticing.on_loop_closed(
+                    referral, f"Task/{task['id']}", reason, now))
+        elif any(e.get("url") == self._closure_date_url for e in task.get("extension", ())):
+            raise _unprocessable([Issue("business-rule", "A Referral Loop Closure Date is only recorded on a closed "
+                                        "referral", expression=f"Task.extension('{self._closure_date_url}')")])
+        return decision
+
+    # ---- steps -------------------------------------------------------------------------------------------
+
+    def _require(self, caller: Caller, task: dict[str, Any], allowed: list[str], action: str,
+                 expression: str) -> None:
+        if not parties(caller, task) & set(allowed):
+            raise _forbidden(f"Only the {' or the '.join(allowed)} may {action}", expression)
+
+    def _check_owned_elements(self, previous: dict[str, Any] | None, task: dict[str, Any], caller: Caller) -> None:
+        """Elements only the requester (or plan) may change, and ``owner``, which only they assign (or which a
+        provider may claim on an unowned Task by naming itself)."""
+        if previous is None:
+            return
+        held = parties(caller, previous)
+        for element in self._flow["requester_owned_elements"]:
+            if previous.get(element) != task.get(element) and not held & {"requester", ROLE_PLAN}:
+                raise _forbidden(f"Only the requester or the plan may change Task.{element}", f"Task.{element}")
+        if previous.get("owner") != task.get("owner") and not held & {"requester", ROLE_PLAN}:
+            claims = previous.get("owner") is None and _ref(task.get("owner")) == caller.organization
+            if not claims or caller.organization is None:
+                raise _forbidden("Only the requester or the plan may assign Task.owner", "Task.owner")
+
+    def _normalize_business_status(self, task: dict[str, Any], issues: list[Issue]) -> str | None:
+        value = task.get("businessStatus")
+        if value is None:
+            issues.append(Issue("required", "Task.businessStatus (CLR Referral Status) is required",
+                                expression="Task.businessStatus"))
+            return None
+        try:
+            task["businessStatus"] = self._statuses.parse_concept(value, "Task.businessStatus")
+        except FhirError as error:
+            issues.extend(error.issues)
+            return None
+        return task["businessStatus"]["coding"][0]["code"]
+
+    def _normalize_reason(self, task: dict[str, Any], closed: bool, issues: list[Issue]) -> str | None:
+        value = task.get("statusReason")
+        if not closed:
+            if isinstance(value, dict) and value.get("coding"):
+                issues.append(Issue("business-rule", "A Reason for Referral Loop Closure is only recorded when the "
+                                    "Referral Status is Referral Loop Closed", expression="Task.statusReason"))
+            return None
+        if value is None:
+            issues.append(Issue("required", "Closing a referral requires a Reason for Referral Loop Closure",
+                                expression="Task.statusReason"))
+            return None
+        try:
+            concept = self._reasons.parse_concept(value, "Task.statusReason")
+        except FhirError as error:
+            issues.extend(error.issues)
+            return None
+        if isinstance(value, dict) and isinstance(value.get("text"), str) and value["text"].strip():
+            concept["text"] = value["text"]
+        task["statusReason"] = concept
+        return concept["coding"][0]["code"]
+
+    def _status_date(self, task: dict[str, Any] | None) -> Any:
+        for ext in (task or {}).get("extension", ()):
+            if isinstance(ext, dict) and ext.get("url") == self._date_url:
+                return ext.get("valueDateTime")
+        return None
+
+    def _check_status_date(self, previous: dict[str, Any] | None, task: dict[str, Any], changed: bool,
+                           now: datetime, issues: list[Issue]) -> None:
+        expression = f"Task.extension('{self._date_url}')"
+        raw = self._status_date(task)
+        if raw is None:
+            issues.append(Issue("required", "Every Referral Status needs its Date of Referral Status Update",
+                                expression=expression))
+            return
+        moment = _parse_moment(raw)
+        if moment is None:
+            issues.append(Issue("invalid", "The Date of Referral Status Update is not a valid dateTime",
+                                expression=expression))
+            return
+        local = self.deadlines.local_date
+        if local(moment) > local(now):
+            issues.append(Issue("business-rule", "The Date of Referral Status Update cannot be in the future",
+                                expression=expression))
+        before = _parse_moment(self._status_date(previous))
+        if before is not None and local(moment) < local(before):
+            issues.append(Issue("business-rule", "The Date of Referral Status Update cannot go back before the "
+                                "previous status's date", expression=expression))
+        elif changed and previous is not None and raw == self._status_date(previous):
+            issues.append(Issue("business-rule", "A new Referral Status needs its own Date of Referral Status "
+                                "Update", expression=expression))
+
+    def _task_status(self, code: str | None, reason: str | None) -> str:
+        if code == self._flow["closed_referral_status"]:
+            by_reason = self._flow["task_status_by_closure_reason"]
+            return by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
+        return self._flow["task_status_by_referral_status"][code]
+
+    def _check_derived_status(self, task: dict[str, Any], derived: str, issues: list[Issue]) -> None:
+        given = task.get("status")
+        if given is not None and given != derived:
+            issues.append(Issue("business-rule", f"Task.status {given} does not match the Referral Status, which "
+                                f"requires {derived}", expression="Task.status"))
+
+    def _check_transition(self, previous_code: str | None, code: str, previous: dict[str, Any] | None,
+                          derived: str, caller: Caller, acting_on: dict[str, Any]) -> None:
+        allowed = self._transitions.get((previous_code, code))
+        if allowed is None:
+            before = self._statuses.concepts[previous_code].display if previous_code else "(new referral)"
+            raise _unprocessable([Issue("business-rule", f"The Referral Status cannot change from {before} to "
+                                        f"{self._statuses.concepts[code].display}", expression="Task.businessStatus")])
+        before_status = previous.get("status") if previous else None
+        if derived != before_status and derived not in SDOHCC_TRANSITIONS.get(before_status, frozenset()):
+            raise _unprocessable([Issue("business-rule", f"A referral Task cannot go from {before_status} to "
+                                        f"{derived}; record the intermediate Referral Status first",
+                                        expression="Task.status")])
+        self._require(caller, acting_on, sorted(allowed), f"set the Referral Status to "
+                      f"{self._statuses.concepts[code].display}", "Task.businessStatus")
+
+    def _fill_closure_date(self, task: dict[str, Any], now: datetime) -> None:
+        extensions = task.setdefault("extension", [])
+        if any(e.get("url") == self._closure_date_url for e in extensions):
+            return
+        when = _parse_moment(self._status_date(task)) or now
+        extensions.append({"url": self._closure_date_url,
+                           "valueDate": self.deadlines.local_date(when).isoformat()})
+
+
+def _unprocessable(issues: list[Issue]) -> FhirError:
+    first = issues[0]
+    return FhirError(422, first.code, first.message, expression=first.expression, issues=issues)
+
+
+def check_task_change(previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
+                      now: datetime, referral: dict[str, Any] | None = None) -> TaskDecision:
+    """:meth:`TaskWorkflow.check_task_change` with the bundled rules and code lists."""
+    return _default_workflow().check_task_change(previous, proposed, caller, now, referral)
+
+
+@cache
+def _default_workflow() -> TaskWorkflow:
+    return TaskWorkflow()
