@@ -43,7 +43,7 @@ def _seed(args: argparse.Namespace) -> int:
     configure_logging("WARNING")
     settings = Settings(data_dir=args.data)
     count = asyncio.run(load_sample_data(settings))
-    print(f"seeded {count} resources into {Path(args.data).resolve()}")
+    print(f"sample referrals present in {Path(args.data).resolve()} ({count} entries; loading twice adds nothing)")
     return 0
 
 

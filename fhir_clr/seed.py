@@ -20,10 +20,16 @@ GIVEN = ["Ana", "Minh", "Jordan", "Luis", "Grace", "Sofia", "Daniel", "Maya"]
 STATUSES = ["requested", "accepted", "in-progress", "requested"]
 
 
-def _entry(full_url: str, resource: dict[str, Any], method: str = "POST", url: str | None = None
-           ) -> dict[str, Any]:
+SAMPLE_SYSTEM = "urn:fhir-clr:sample"
+
+
+def _entry(full_url: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """A conditional create keyed on the resource's first identifier, so loading the samples twice adds
+    nothing."""
+    identifier = resource["identifier"][0]
     return {"fullUrl": full_url, "resource": resource,
-            "request": {"method": method, "url": url or resource["resourceType"]}}
+            "request": {"method": "POST", "url": resource["resourceType"],
+                        "ifNoneExist": f"identifier={identifier['system']}|{identifier['value']}"}}
 
 
 def sample_bundle(members: int = 8) -> dict[str, Any]:
@@ -43,11 +49,13 @@ def sample_bundle(members: int = 8) -> dict[str, Any]:
         code, display = SERVICES[n % len(SERVICES)]
         entries.append(_entry(f"urn:uuid:sr-{n}", {
             "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "identifier": [{"system": SAMPLE_SYSTEM, "value": f"referral-{n}"}],
             "code": {"coding": [{"system": "urn:fhir-clr:sample-service", "code": code, "display": display}]},
             "subject": {"reference": f"urn:uuid:patient-{n}"}, "authoredOn": f"2026-10-0{1 + n % 9}",
             "requester": {"reference": "urn:uuid:org-cbo"}, "performer": [{"reference": "urn:uuid:org-ecm"}]}))
         entries.append(_entry(f"urn:uuid:task-{n}", {
             "resourceType": "Task", "meta": {"profile": [SDOHCC_TASK]},
+            "identifier": [{"system": SAMPLE_SYSTEM, "value": f"referral-task-{n}"}],
             "status": STATUSES[n % len(STATUSES)], "intent": "order",
             "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
             "focus": {"reference": f"urn:uuid:sr-{n}"}, "for": {"reference": f"urn:uuid:patient-{n}"},
@@ -57,7 +65,7 @@ def sample_bundle(members: int = 8) -> dict[str, Any]:
 
 
 async def load_sample_data(settings: Settings, members: int = 8) -> int:
-    """Load the sample Bundle into the configured store; return the number of resources written."""
+    """Load the sample Bundle into the configured store (idempotent); return the number of entries."""
     services = await build_services(settings)
     try:
         response = await services.bundles.process(sample_bundle(members), "http://localhost")
