@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from fhir_clr.errors import FhirError
+
 SERVER_META_KEYS = ("versionId", "lastUpdated")
 MAX_JSON_DEPTH = 64
 """Deepest nesting of objects and arrays accepted in a request body (FHIR resources stay well below)."""
@@ -43,8 +45,6 @@ def same_content(candidate: dict[str, Any], stored_body: bytes | None) -> bool:
 
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
     """Parse JSON bytes into an object or raise a 400 FhirError naming what was wrong."""
-    from fhir_clr.errors import FhirError
-
     if not raw:
         raise FhirError(400, "structure", f"The {what} is empty; a FHIR JSON resource is required")
     try:
