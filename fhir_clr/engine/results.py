@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from fhir_clr.errors import Issue
 from fhir_clr.store.port import StoredResource
@@ -47,5 +46,3 @@ class HistoryResult:
     next_token: str | None
     total: int | None = None
 
-
-JsonDict = dict[str, Any]
