@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_clr.fhirmodel.validate import validate_resource
 from fhir_clr.search.registry import SearchParamRegistry
@@ -123,3 +124,15 @@ def test_clr_referral_search_values(registry: SearchParamRegistry) -> None:
     assert ("service", f"{BASE}/CodeSystem/clr-services", "ecm") in tokens
     assert ("authorization-status", f"{BASE}/CodeSystem/authorization-status", "approved") in tokens
     assert "authorization-date" in {param for param, _lo, _hi in entries.dates}
+
+
+@pytest.mark.parametrize("path", sorted(PROFILES.glob("StructureDefinition-*.json")), ids=lambda p: p.name)
+def test_differential_follows_the_base_element_order(path: Path) -> None:
+    definition = _load(path)
+    elements = definition["differential"]["element"]
+    assert elements[0]["path"] == definition["type"]
+    order = get_fhir_model_class(definition["type"]).elements_sequence()
+    top = [e["path"].split(".")[1] for e in elements[1:]]
+    positions = [next(i for i, known in enumerate(order) if known == name or
+                      (name.endswith("[x]") and known.startswith(name.removesuffix("[x]")))) for name in top]
+    assert positions == sorted(positions), path.name
