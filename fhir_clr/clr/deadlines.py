@@ -18,6 +18,16 @@ def add_months(start: date, months: int) -> date:
     return date(year, month, min(start.day, month_calendar.monthrange(year, month)[1]))
 
 
+def parse_moment(value: Any) -> datetime | date | None:
+    """A FHIR date or dateTime string as a date or datetime; None when absent or not parseable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 class Deadlines:
     """Due dates of the CLR clocks. Dates are local (plan time zone) calendar dates."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from fhir_clr.clr.codes import CodeLists, default_code_lists
 from fhir_clr.clr.config import default_rules, extension_url
-from fhir_clr.clr.deadlines import Deadlines
+from fhir_clr.clr.deadlines import Deadlines, parse_moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +32,6 @@ class ReferralFacts:
     decided: datetime | date | None
     subject: dict[str, Any] | None
     requester: dict[str, Any] | None
-
-
-def _moment(value: Any) -> datetime | date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
@@ -71,7 +62,7 @@ class Noticing:
         if (ext := _extension(referral, extension_url(self.rules, "authorization-decision"))) is not None:
             parts = {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
             status = self.codes["authorization-status"].code_of(parts.get("status", {}).get("valueCoding"))
-            decided = _moment(parts.get("date", {}).get("valueDateTime"))
+            decided = parse_moment(parts.get("date", {}).get("valueDateTime"))
         excluded = bool(service and services.concepts[service].properties.get("clr-excluded"))
         reference = f"ServiceRequest/{referral['id']}" if referral.get("id") else None
         return ReferralFacts(reference, referral_type, service, excluded, status, decided, referral.get("subject"),

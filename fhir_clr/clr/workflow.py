@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from fhir_clr.clr.codes import CodeLists, default_code_lists
 from fhir_clr.clr.config import default_rules, extension_url
-from fhir_clr.clr.deadlines import Deadlines
+from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.errors import FhirError, Issue
 
@@ -93,16 +93,6 @@ def _forbidden(message: str, expression: str) -> FhirError:
     return FhirError(403, "forbidden", message, expression=expression)
 
 
-def _parse_moment(value: Any) -> datetime | date | None:
-    """A FHIR date or dateTime string as a date or (aware or naive) datetime; None when not parseable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
 class TaskWorkflow:
     """The referral Task rules for one code-list set and rules configuration."""
 
@@ -140,18 +130,8 @@ class TaskWorkflow:
         acting_on = task if previous is None else previous
         if previous is not None and previous.get("owner") is None and task.get("owner") is not None:
             acting_on = {**previous, "owner": task["owner"]}  # a claim (or assignment) checked just above
-        issues: list[Issue] = []
-        code = self._normalize_business_status(task, issues)
         previous_code = self._statuses.code_of(previous.get("businessStatus")) if previous else None
-        closed = code == self._flow["closed_referral_status"]
-        reason = self._normalize_reason(task, closed, issues)
-        self._check_status_date(previous, task, code != previous_code, now, issues)
-        if issues:
-            raise _unprocessable(issues)
-        derived = self._task_status(code, reason)
-        self._check_derived_status(task, derived, issues)
-        if issues:
-            raise _unprocessable(issues)
+        code, reason, derived = self._normalize(previous, task, previous_code, now)
         if code != previous_code:
             self._check_transition(previous_code, code, previous, derived, caller, acting_on)
         elif self._status_date(previous) != self._status_date(task):
@@ -159,7 +139,7 @@ class TaskWorkflow:
                           "Task.businessStatus")
         task["status"] = derived
         decision = TaskDecision(task, status_changed=code != previous_code)
-        if closed:
+        if code == self._flow["closed_referral_status"]:
             self._fill_closure_date(task, now)
             decision.closure_reason = reason
             focus = _ref(task.get("focus"))
@@ -168,12 +148,30 @@ class TaskWorkflow:
             if referral is not None and task.get("id"):
                 decision.effects.extend(CreateObligation(t) for t in self.noticing.on_loop_closed(
                     referral, f"Task/{task['id']}", reason, now))
-        elif any(e.get("url") == self._closure_date_url for e in task.get("extension", ())):
-            raise _unprocessable([Issue("business-rule", "A Referral Loop Closure Date is only recorded on a closed "
-                                        "referral", expression=f"Task.extension('{self._closure_date_url}')")])
         return decision
 
     # ---- steps -------------------------------------------------------------------------------------------
+
+    def _normalize(self, previous: dict[str, Any] | None, task: dict[str, Any], previous_code: str | None,
+                   now: datetime) -> tuple[str, str | None, str]:
+        """Canonical codes in ``task``, checked against the status-date and closure rules; returns the Referral
+        Status code, the closure reason code and the Task.status they call for. Raises 422 with every problem."""
+        issues: list[Issue] = []
+        code = self._normalize_business_status(task, issues)
+        closed = code == self._flow["closed_referral_status"]
+        reason = self._normalize_reason(task, closed, issues)
+        self._check_status_date(previous, task, code != previous_code, now, issues)
+        if not closed and any(e.get("url") == self._closure_date_url for e in task.get("extension", ())):
+            issues.append(Issue("business-rule", "A Referral Loop Closure Date is only recorded on a closed referral",
+                                expression=f"Task.extension('{self._closure_date_url}')"))
+        if issues or code is None:
+            raise _unprocessable(issues)
+        derived = self._task_status(code, reason)
+        given = task.get("status")
+        if given is not None and given != derived:
+            raise _unprocessable([Issue("business-rule", f"Task.status {given} does not match the Referral Status, "
+                                        f"which requires {derived}", expression="Task.status")])
+        return code, reason, derived
 
     def _require(self, caller: Caller, task: dict[str, Any], allowed: list[str], action: str,
                  expression: str) -> None:
@@ -242,7 +240,7 @@ class TaskWorkflow:
             issues.append(Issue("required", "Every Referral Status needs its Date of Referral Status Update",
                                 expression=expression))
             return
-        moment = _parse_moment(raw)
+        moment = parse_moment(raw)
         if moment is None:
             issues.append(Issue("invalid", "The Date of Referral Status Update is not a valid dateTime",
                                 expression=expression))
@@ -251,7 +249,7 @@ class TaskWorkflow:
         if local(moment) > local(now):
             issues.append(Issue("business-rule", "The Date of Referral Status Update cannot be in the future",
                                 expression=expression))
-        before = _parse_moment(self._status_date(previous))
+        before = parse_moment(self._status_date(previous))
         if before is not None and local(moment) < local(before):
             issues.append(Issue("business-rule", "The Date of Referral Status Update cannot go back before the "
                                 "previous status's date", expression=expression))
@@ -264,12 +262,6 @@ class TaskWorkflow:
             by_reason = self._flow["task_status_by_closure_reason"]
             return by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
         return self._flow["task_status_by_referral_status"][code]
-
-    def _check_derived_status(self, task: dict[str, Any], derived: str, issues: list[Issue]) -> None:
-        given = task.get("status")
-        if given is not None and given != derived:
-            issues.append(Issue("business-rule", f"Task.status {given} does not match the Referral Status, which "
-                                f"requires {derived}", expression="Task.status"))
 
     def _check_transition(self, previous_code: str | None, code: str, previous: dict[str, Any] | None,
                           derived: str, caller: Caller, acting_on: dict[str, Any]) -> None:
@@ -290,7 +282,7 @@ class TaskWorkflow:
         extensions = task.setdefault("extension", [])
         if any(e.get("url") == self._closure_date_url for e in extensions):
             return
-        when = _parse_moment(self._status_date(task)) or now
+        when = parse_moment(self._status_date(task)) or now
         extensions.append({"url": self._closure_date_url,
                            "valueDate": self.deadlines.local_date(when).isoformat()})
 
