@@ -10,6 +10,7 @@ import pytest
 
 from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, CreateObligation, check_task_change
 from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.validate import validate_resource
 
 BASE = "http://fhir-clr.org/fhir"
 DATE_URL = f"{BASE}/StructureDefinition/date-of-referral-status-update"
@@ -237,3 +238,12 @@ def test_closure_creates_the_loop_closure_notice_when_given_the_referral() -> No
     assert [(o["code"]["coding"][0]["code"], o["restriction"]["period"]["end"]) for o in obligations] == [
         ("loop-closure-referring-entity", "2026-03-04")]
     assert obligations[0]["partOf"] == [{"reference": "Task/t1"}]
+
+
+def test_inputs_untouched_and_result_is_valid_r4() -> None:
+    previous = stored("4", "2026-02-20")
+    proposed = task("5", statusReason={"text": "Services Received"})
+    before = (copy.deepcopy(previous), copy.deepcopy(proposed))
+    decision = check_task_change(previous, proposed, OWNER, NOW)
+    assert (previous, proposed) == before
+    validate_resource(decision.task)
