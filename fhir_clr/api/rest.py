@@ -126,7 +126,7 @@ async def _search(request: Request, resource_type: str, params: list[tuple[str, 
     prefer = parse_prefer(request)
     base = base_url(request)
     result = await engine(request).search(resource_type, params, strict=prefer.strict,
-                          request_base=base)
+                                          request_base=base)
     return fhir_response(searchset_bundle(result, base, resource_type))
 
 
@@ -146,7 +146,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     check_accept(request)
     body = await _body(request)
     result = await engine(request).conditional_update(resource_type, _criteria(request), body,
-                          _if_match(request))
+                                                      _if_match(request))
     return _written(request, result, location=True)
 
 
@@ -156,7 +156,7 @@ async def conditional_patch(request: Request, resource_type: str) -> Response:
     check_accept(request)
     operations = await _patch_body(request)
     result = await engine(request).conditional_patch(resource_type, _criteria(request), operations,
-                          _if_match(request))
+                                                     _if_match(request))
     return _written(request, result, location=False)
 
 
