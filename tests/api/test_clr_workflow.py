@@ -155,3 +155,40 @@ def test_codes_outside_the_value_sets_are_refused(client: httpx.Client) -> None:
     assert response.status_code == 422
     assert issue_expressions(response.json()) == ["ServiceRequest.code"]
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_unprofiled_task_focused_on_a_clr_referral_follows_the_rules(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    body = with_status(task, "Outreach Initiated", "2026-11-09", "in-progress")
+    del body["meta"]
+    response = put(client, body)
+    assert response.status_code == 422
+    assert issue_expressions(response.json()) == ["Task.businessStatus"]
+
+
+def test_transaction_closing_a_referral_commits_its_side_effects_with_it(client: httpx.Client) -> None:
+    referral, task = open_referral(client)
+    task = accepted(client, task)
+    closing = with_status(task, "5. Referral Loop Closed", "2026-11-24", "completed",
+                          statusReason={"text": "Services Received"})
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": closing, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"].startswith("200")
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    assert [e["resource"]["restriction"]["period"]["end"] for e in found["entry"]] == ["2026-11-30"]
+
+
+def test_transaction_with_a_refused_referral_change_changes_nothing(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    patient = {"resourceType": "Patient", "name": [{"family": unique("member")}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": with_status(task, "4", "2026-11-09", "in-progress"),
+         "request": {"method": "PUT", "url": f"Task/{task['id']}"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 422
+    assert client.get("/Patient", params={"family": patient["name"][0]["family"]}).json().get("entry", []) == []
+    assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
