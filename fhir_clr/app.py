@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -52,6 +53,16 @@ def known_profiles(profiles_dir: Path) -> set[str]:
     return urls
 
 
+def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
+    """The fixed clock of ``FHIR_CLR_FIXED_NOW`` (development mode only), or None for the real time."""
+    fixed = settings.fixed_now
+    if fixed is None:
+        return None
+    if not settings.dev:
+        raise ValueError("FHIR_CLR_FIXED_NOW is only allowed in development mode")
+    return lambda: fixed
+
+
 async def build_services(settings: Settings) -> Services:
     """Open the store and build the engine (used by the app and by CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
@@ -61,7 +72,7 @@ async def build_services(settings: Settings) -> Services:
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
     engine = Engine(store, registry, default_count=settings.default_page_size,
-                    max_count=settings.max_page_size, base_urls=base_urls)
+                    max_count=settings.max_page_size, base_urls=base_urls, clock=fixed_clock(settings))
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls)
     return Services(settings=settings, store=store, registry=registry, engine=engine, bundles=bundles,
                     known_profiles=known_profiles(profiles_dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     sqlite_read_threads: int = Field(default=4, ge=1)
     dev: bool = Field(default=False, description="Development mode: no authentication, loopback only.")
     log_level: str = Field(default="INFO")
+    fixed_now: datetime | None = Field(
+        default=None, description="Development mode only: the current time business rules see (deadline tests).")
     auth_signing_key: Path | None = Field(
         default=None, description="Private JWK file signing access tokens; unset = generated in the data directory.")
     access_token_lifetime: int = Field(default=300, ge=30, le=300, description="Access token lifetime (seconds).")

@@ -157,15 +157,17 @@ class BundleProcessor:
                 continue
             try:
                 self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                plans[request.index] = await self._plan(request, ids, resolved, resources.get(request.index))
+                plan = await self._plan(request, ids, resolved, resources.get(request.index))
+                plans[request.index] = await self.engine.apply_rules(plan)
                 await self.engine.authorize(plans[request.index])
             except FhirError as error:
                 raise locate(error, request.index) from None
-        changes = [plan.change for plan in plans.values() if plan.change is not None]
+        changes = [change for plan in plans.values() for change in plan.changes()]
         stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
         results: dict[int, tuple[StoredResource | None, int]] = {}
         for index, plan in plans.items():
-            results[index] = (next(stored) if plan.change is not None else plan.existing, plan.status)
+            written = [next(stored) for _ in plan.changes()]
+            results[index] = (written[0] if written else plan.existing, plan.status)
         return results
 
     async def _assign_identity(self, request: EntryRequest, ids: dict[int, str],

@@ -10,9 +10,12 @@ import asyncio
 import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from fhir_clr.clr.workflow import Caller
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
+from fhir_clr.engine.clr_rules import ClrWriteRules
 from fhir_clr.engine.history import HistoryReader
 from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
 from fhir_clr.engine.searching import Searcher
@@ -32,7 +35,8 @@ class Engine:
     ``with_access``; unrestricted by default)."""
 
     def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int = 20,
-                 max_count: int = 1000, base_urls: Sequence[str] = ()) -> None:
+                 max_count: int = 1000, base_urls: Sequence[str] = (),
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.registry = registry
         self.planner = WritePlanner(store, registry, default_count=default_count, max_count=max_count,
@@ -40,6 +44,9 @@ class Engine:
         self.searcher = Searcher(store, registry, default_count=default_count, max_count=max_count,
                                  base_urls=base_urls)
         self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
+        self.clr_rules = ClrWriteRules(self.planner)
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        """The current time for business rules (fixed in reproducible deadline tests)."""
         self.access: AccessPolicy = FULL_ACCESS
 
     def with_access(self, access: AccessPolicy) -> Engine:
@@ -86,6 +93,11 @@ class Engine:
         current = await self.store.read(resource_type, resource_id)
         if current is not None and not current.deleted:
             await self._require_visible(resource_type, resource_id)
+
+    async def apply_rules(self, plan: Plan) -> Plan:
+        """``plan`` after the CLR business rules, for the caller at the engine's current time."""
+        caller = Caller(self.access.organization, str(self.access.role))
+        return await self.clr_rules.apply(plan, caller, self.clock())
 
     async def authorize(self, plan: Plan) -> None:
         """Check a planned write against the caller's policy: the resource it changes must be visible (else
@@ -251,10 +263,12 @@ class Engine:
         raise _too_contended()
 
     async def _commit(self, plan: Plan) -> WriteResult:
+        """Apply the business rules, authorize, and commit the write with the changes it entails at once."""
+        plan = await self.apply_rules(plan)
         await self.authorize(plan)
         if plan.change is None:
             return WriteResult(stored=plan.existing, status=plan.status, changed=False)
-        [stored] = await self.store.commit([plan.change])
+        stored, *_ = await self.store.commit(plan.changes())
         return WriteResult(stored=stored, status=plan.status)
 
 

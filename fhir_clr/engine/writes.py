@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -28,11 +28,17 @@ from fhir_clr.store.query import Criterion
 
 @dataclass(slots=True)
 class Plan:
-    """A planned write. ``change`` None means nothing to write and ``existing`` is the answer."""
+    """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
+    changes the write entails (CLR workflow side effects), committed atomically with ``change``."""
 
     change: Change | None
     status: int
     existing: StoredResource | None = None
+    extra: list[Change] = field(default_factory=list)
+
+    def changes(self) -> list[Change]:
+        """Every change to commit for this plan: the write itself first, then its extra changes."""
+        return [self.change, *self.extra] if self.change is not None else []
 
 
 def require_type(resource_type: str) -> None:

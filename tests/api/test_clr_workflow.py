@@ -1,0 +1,194 @@
+"""CLR referral workflow over HTTP: a plan system and a provider move a referral Task through its statuses on a
+live dev-mode server whose clock is fixed (``FHIR_CLR_FIXED_NOW``), so notice due dates are exact.
+
+The fixed "now" is Tuesday 24 November 2026, 10:00 in California: two business days later crosses Thanksgiving
+(26th), the day after Thanksgiving (a California state holiday) and a weekend, landing on Monday 30 November.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import FHIR_JSON, issue_expressions, unique
+from tests.conftest import LiveServer
+
+BASE = "http://fhir-clr.org/fhir"
+REFERRAL_PROFILE = f"{BASE}/StructureDefinition/clr-referral"
+TASK_PROFILE = f"{BASE}/StructureDefinition/clr-referral-task"
+DATE_URL = f"{BASE}/StructureDefinition/date-of-referral-status-update"
+CLOSURE_URL = f"{BASE}/StructureDefinition/referral-loop-closure-date"
+STATUS_SYSTEM = f"{BASE}/CodeSystem/referral-status"
+FIXED_NOW = "2026-11-24T18:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A client of a dev-mode live server with a fixed clock (overrides the shared server's ``client``)."""
+    server = LiveServer(Path(tmp_path_factory.mktemp("clr-server")), {"FHIR_CLR_FIXED_NOW": FIXED_NOW})
+    server.start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30.0,
+                          headers={"Accept": "application/fhir+json"}) as http:
+            yield http
+    finally:
+        server.stop()
+
+
+def created(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(f"/{body['resourceType']}", json=body, headers=FHIR_JSON)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def open_referral(client: httpx.Client) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A CLR Referral (external Referring Entity, ECM) and its referral Task, Pending since 2 November."""
+    patient = created(client, {"resourceType": "Patient", "name": [{"family": unique("member")}]})
+    clinic = created(client, {"resourceType": "Organization", "name": unique("clinic")})
+    provider = created(client, {"resourceType": "Organization", "name": unique("provider")})
+    referral = created(client, {
+        "resourceType": "ServiceRequest", "meta": {"profile": [REFERRAL_PROFILE]}, "status": "active",
+        "intent": "order", "code": {"text": "ECM"}, "subject": {"reference": f"Patient/{patient['id']}"},
+        "requester": {"reference": f"Organization/{clinic['id']}"},
+        "extension": [{"url": f"{BASE}/StructureDefinition/referral-type", "valueCoding": {"code": "1"}}]})
+    task = created(client, {
+        "resourceType": "Task", "meta": {"profile": [TASK_PROFILE]}, "status": "requested", "intent": "order",
+        "businessStatus": {"text": "3"}, "focus": {"reference": f"ServiceRequest/{referral['id']}"},
+        "for": {"reference": f"Patient/{patient['id']}"},
+        "requester": {"reference": f"Organization/{clinic['id']}"},
+        "owner": {"reference": f"Organization/{provider['id']}"}, "authoredOn": "2026-11-02",
+        "extension": [{"url": DATE_URL, "valueDateTime": "2026-11-02"}]})
+    return referral, task
+
+
+def with_status(task: dict[str, Any], business: str, when: str, status: str, **extra: Any) -> dict[str, Any]:
+    """``task`` moved to Referral Status ``business`` (free text) dated ``when``, Task.status ``status``."""
+    body = copy.deepcopy(task)
+    body["meta"] = {"profile": [TASK_PROFILE]}
+    body["businessStatus"] = {"text": business}
+    body["status"] = status
+    body["extension"] = [e for e in body.get("extension", []) if e["url"] != DATE_URL]
+    body["extension"].append({"url": DATE_URL, "valueDateTime": when})
+    body.update(extra)
+    return body
+
+
+def put(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return client.put(f"/Task/{body['id']}", json=body, headers=FHIR_JSON)
+
+
+def accepted(client: httpx.Client, task: dict[str, Any]) -> dict[str, Any]:
+    response = put(client, with_status(task, "Accepted", "2026-11-09", "accepted"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def status_code(task: dict[str, Any]) -> str:
+    return task["businessStatus"]["coding"][0]["code"]
+
+
+def test_referral_closed_with_services_received_completes_it_and_owes_the_closure_notice(
+        client: httpx.Client) -> None:
+    referral, task = open_referral(client)
+    assert referral["code"]["coding"][0]["code"] == "ecm"
+    assert task["businessStatus"]["coding"][0]["system"] == STATUS_SYSTEM and status_code(task) == "3"
+    task = accepted(client, task)
+    response = put(client, with_status(task, "4. Outreach Initiated", "2026-11-16", "in-progress"))
+    assert response.status_code == 200, response.text
+    task = response.json()
+    assert task["businessStatus"] == {"coding": [{"system": STATUS_SYSTEM, "version": "0.1.0", "code": "4",
+                                                  "display": "Outreach Initiated"}], "text": "Outreach Initiated"}
+    response = put(client, with_status(task, "Referral Loop Closed", "2026-11-24", "completed",
+                                       statusReason={"text": "services received"}))
+    assert response.status_code == 200, response.text
+    closed = response.json()
+    assert closed["statusReason"]["coding"][0]["code"] == "services-received"
+    assert {"url": CLOSURE_URL, "valueDate": "2026-11-24"} in closed["extension"]
+
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    obligations = [e["resource"] for e in found.get("entry", [])]
+    assert [(o["code"]["coding"][0]["code"], o["restriction"]["period"]["end"]) for o in obligations] == [
+        ("loop-closure-referring-entity", "2026-11-30")]
+    assert obligations[0]["restriction"]["recipient"] == [referral["requester"]]
+
+    history = client.get(f"/Task/{task['id']}/_history").json()
+    statuses = [(status_code(e["resource"]),
+                 next(x["valueDateTime"] for x in e["resource"]["extension"] if x["url"] == DATE_URL))
+                for e in reversed(history["entry"])]
+    assert statuses == [("3", "2026-11-02"), ("1", "2026-11-09"), ("4", "2026-11-16"), ("5", "2026-11-24")]
+
+
+def test_closing_without_a_reason_is_refused_and_changes_nothing(client: httpx.Client) -> None:
+    referral, task = open_referral(client)
+    task = accepted(client, task)
+    response = put(client, with_status(task, "5", "2026-11-24", "completed"))
+    assert response.status_code == 422
+    assert "Task.statusReason" in issue_expressions(response.json())
+    assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "active"
+    assert client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json().get("entry", []) == []
+
+
+def test_invalid_transition_is_refused(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    response = put(client, with_status(task, "Outreach Initiated", "2026-11-09", "in-progress"))
+    assert response.status_code == 422
+    outcome = response.json()
+    assert issue_expressions(outcome) == ["Task.businessStatus"]
+    assert "cannot change from Pending to Outreach Initiated" in outcome["issue"][0]["details"]["text"]
+    assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+
+
+def test_codes_outside_the_value_sets_are_refused(client: httpx.Client) -> None:
+    referral, task = open_referral(client)
+    response = put(client, with_status(task, "9. Teleported", "2026-11-09", "accepted"))
+    assert response.status_code == 422
+    assert issue_expressions(response.json()) == ["Task.businessStatus"]
+    response = client.put(f"/ServiceRequest/{referral['id']}", json={**referral, "code": {"text": "Teleportation"}},
+                          headers=FHIR_JSON)
+    assert response.status_code == 422
+    assert issue_expressions(response.json()) == ["ServiceRequest.code"]
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_unprofiled_task_focused_on_a_clr_referral_follows_the_rules(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    body = with_status(task, "Outreach Initiated", "2026-11-09", "in-progress")
+    del body["meta"]
+    response = put(client, body)
+    assert response.status_code == 422
+    assert issue_expressions(response.json()) == ["Task.businessStatus"]
+
+
+def test_transaction_closing_a_referral_commits_its_side_effects_with_it(client: httpx.Client) -> None:
+    referral, task = open_referral(client)
+    task = accepted(client, task)
+    closing = with_status(task, "5. Referral Loop Closed", "2026-11-24", "completed",
+                          statusReason={"text": "Services Received"})
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": closing, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"].startswith("200")
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    assert [e["resource"]["restriction"]["period"]["end"] for e in found["entry"]] == ["2026-11-30"]
+
+
+def test_transaction_with_a_refused_referral_change_changes_nothing(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    patient = {"resourceType": "Patient", "name": [{"family": unique("member")}]}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": with_status(task, "4", "2026-11-09", "in-progress"),
+         "request": {"method": "PUT", "url": f"Task/{task['id']}"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 422
+    assert client.get("/Patient", params={"family": patient["name"][0]["family"]}).json().get("entry", []) == []
+    assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
