@@ -1,4 +1,4 @@
-"""Command line: ``fhir-clr serve | seed | clients``."""
+"""Command line: ``fhir-clr serve | seed | clients | report``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import os
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+import orjson
 
 from fhir_clr.logging_setup import configure_logging
 
@@ -47,6 +50,49 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_compliance(args: argparse.Namespace) -> int:
+    from fhir_clr.clr.report import ComplianceReporter, ReportPeriod
+    from fhir_clr.clr.report_render import render_text, report_document
+    from fhir_clr.clr.report_source import load_configured_store
+    from fhir_clr.config import Settings
+
+    if args.from_date > args.to_date:
+        print("--from must not be after --to", file=sys.stderr)
+        return 2
+    configure_logging("WARNING")
+    reporter = ComplianceReporter()
+    period = ReportPeriod(args.from_date, args.to_date)
+    as_of = args.as_of or reporter.deadlines.local_date(datetime.now(UTC))
+    data = asyncio.run(load_configured_store(Settings(data_dir=args.data), period, reporter))
+    report = reporter.report(data, period, as_of)
+    if args.format == "json":
+        reasons = list(reporter.codes["loop-closure-reason"].concepts)
+        document = report_document(report, datetime.now(UTC).replace(microsecond=0), reasons)
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    return 0
+
+
+def _add_report_parser(commands: argparse._SubParsersAction, default_data: Path) -> None:
+    report = commands.add_parser("report", help="reports computed from the stored referrals")
+    kinds = report.add_subparsers(dest="report", required=True)
+    compliance = kinds.add_parser(
+        "compliance", help="CLR compliance metrics per service and per Referring Entity",
+        description="Referrals dated (plan-local authoredOn) within --from..--to, both included.")
+    compliance.add_argument("--from", dest="from_date", type=date.fromisoformat, required=True,
+                            metavar="YYYY-MM-DD", help="first referral date")
+    compliance.add_argument("--to", dest="to_date", type=date.fromisoformat, required=True,
+                            metavar="YYYY-MM-DD", help="last referral date")
+    compliance.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                            help="day deciding whether an unsent notice is late (default: today, plan-local)")
+    compliance.add_argument("--format", choices=("table", "json"), default="table")
+    compliance.add_argument("--data", type=Path, default=default_data,
+                            help="data directory of the embedded store (default $FHIR_CLR_DATA_DIR or ./data); "
+                                 "FHIR_CLR_STORE_URL selects another store as for serve")
+    compliance.set_defaults(func=_report_compliance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fhir-clr`` argument parser."""
     parser = argparse.ArgumentParser(prog="fhir-clr", description="FHIR R4 server for Medi-Cal CLR")
@@ -66,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fhir_clr.auth.cli import add_parser as add_clients_parser
 
     add_clients_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
+    _add_report_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
     return parser
 
 

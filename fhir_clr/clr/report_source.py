@@ -1,0 +1,91 @@
+"""Loads what a compliance report needs from the store, through the engine's search (every page, in batches).
+
+Queries, for N referrals: the CLR Referrals authored in the period widened by a day on each side (the report
+keeps those whose plan-local date falls in it), then the Tasks focused on them, ``batch_size`` referrals per
+query, then the Referring Entity resources by ``_id``, ``batch_size`` per query. Counts are skipped
+(``_total=none``), so each page is one store query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from fhir_clr.app import build_services
+from fhir_clr.clr.config import extension_url
+from fhir_clr.clr.report import ComplianceReporter, ReportData, ReportPeriod
+from fhir_clr.config import Settings
+from fhir_clr.engine.engine import Engine
+from fhir_clr.search.parse import PAGE_TOKEN
+
+BATCH_SIZE = 1000
+ENTITY_TYPES = ("Organization", "Practitioner", "PractitionerRole")
+"""Requester types looked up for display names (the Member's side is never named)."""
+
+
+def _batches(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+async def search_all(engine: Engine, resource_type: str, params: list[tuple[str, str]],
+                     page_size: int = BATCH_SIZE) -> list[dict[str, Any]]:
+    """Every match of a search, following the pages to the end, as JSON dicts."""
+    base = [*params, ("_count", str(page_size)), ("_total", "none")]
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        result = await engine.search(resource_type, base if token is None else [*base, (PAGE_TOKEN, token)])
+        found.extend(orjson.loads(r.body) for r in result.matches if r.body is not None)
+        token = result.next_token
+        if token is None:
+            return found
+
+
+def _ids_by_type(references: Iterable[str], types: Iterable[str]) -> dict[str, list[str]]:
+    wanted = set(types)
+    ids: dict[str, set[str]] = {}
+    for reference in references:
+        resource_type, _, resource_id = reference.partition("/")
+        if resource_type in wanted and resource_id and "/" not in resource_id:
+            ids.setdefault(resource_type, set()).add(resource_id)
+    return {t: sorted(i) for t, i in ids.items()}
+
+
+async def load_report_data(engine: Engine, period: ReportPeriod, reporter: ComplianceReporter | None = None,
+                           batch_size: int = BATCH_SIZE) -> ReportData:
+    """The referrals of ``period`` (plus a day each side), their Tasks and their Referring Entities."""
+    reporter = reporter or ComplianceReporter()
+    referrals = await search_all(engine, "ServiceRequest", [
+        ("_profile", extension_url(reporter.rules, "clr-referral")),
+        ("authored", f"ge{(period.start - timedelta(days=1)).isoformat()}"),
+        ("authored", f"le{(period.end + timedelta(days=1)).isoformat()}")], batch_size)
+    referral_ids = sorted({r["id"] for r in referrals if r.get("id")})
+    data = ReportData(referrals)
+    for batch in _batches(referral_ids, batch_size):
+        focus = ",".join(f"ServiceRequest/{i}" for i in batch)
+        for task in await search_all(engine, "Task", [("focus", focus)], batch_size):
+            if reporter.is_obligation(task):
+                data.obligations.append(task)
+            elif reporter.is_referral_task(task):
+                data.referral_tasks.append(task)
+    requesters = (r["requester"]["reference"] for r in referrals
+                  if isinstance(r.get("requester"), dict) and isinstance(r["requester"].get("reference"), str))
+    for resource_type, ids in _ids_by_type(requesters, ENTITY_TYPES).items():
+        for batch in _batches(ids, batch_size):
+            data.referring_entities.extend(await search_all(engine, resource_type, [("_id", ",".join(batch))],
+                                                            batch_size))
+    return data
+
+
+async def load_configured_store(settings: Settings, period: ReportPeriod,
+                                reporter: ComplianceReporter | None = None) -> ReportData:
+    """:func:`load_report_data` from the store ``settings`` name (opened for the call, then closed)."""
+    services = await build_services(settings)
+    try:
+        return await load_report_data(services.engine, period, reporter)
+    finally:
+        await services.store.close()

@@ -1,0 +1,141 @@
+"""``fhir-clr report compliance`` end to end: referrals written through the engine into an embedded store (with the
+CLR write rules, so the loop-closure obligation is the one the server creates), then the CLI run as a subprocess
+on that data directory. The engine's clock is fixed at Tuesday 20 October 2026, 10:00 in California."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_clr.app import build_services
+from fhir_clr.config import Settings
+from fhir_clr.engine.engine import Engine
+from tests.clr_resources import STATUS_DATE_URL, obligation, referral, referral_task
+
+NOW = datetime(2026, 10, 20, 17, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _created(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    result = await engine.create(body["resourceType"], {k: v for k, v in body.items() if k != "id"})
+    assert result.stored is not None and result.stored.body is not None
+    return orjson.loads(result.stored.body)
+
+
+async def _moved(engine: Engine, task: dict[str, Any], status_code: str, when: str, status: str,
+                 reason: str | None = None) -> dict[str, Any]:
+    """``task`` moved to Referral Status ``status_code`` on ``when`` (Task.status ``status``)."""
+    body = {**task, "status": status, "businessStatus": {"text": status_code},
+            "extension": [{"url": STATUS_DATE_URL, "valueDateTime": when}]}
+    if reason:
+        body["statusReason"] = {"text": reason}
+    result = await engine.update("Task", task["id"], body)
+    assert result.stored is not None and result.stored.body is not None
+    return orjson.loads(result.stored.body)
+
+
+async def _load(data_dir: Path) -> None:
+    """Three October referrals and one from September, from two Referring Entities and one Member."""
+    services = await build_services(Settings(data_dir=data_dir, dev=True, fixed_now=NOW))
+    engine = services.engine
+    try:
+        clinic = await _created(engine, {"resourceType": "Organization", "name": "Eastside Clinic"})
+        cbo = await _created(engine, {"resourceType": "Organization", "name": "Harbor Community Services"})
+        member = await _created(engine, {"resourceType": "Patient", "name": [{"family": "Quintero", "given": ["Rosa"]}],
+                                         "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.5",
+                                                         "value": "91234567A"}]})
+        subject = f"Patient/{member['id']}"
+
+        async def referral_with_task(authored: str, requester: str, **kwargs: Any
+                                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+            created = await _created(engine, referral("x", authored, requester=requester, subject=subject, **kwargs))
+            task = await _created(engine, referral_task("x", created["id"], status_date=authored))
+            return created, task
+
+        approved, approved_task = await referral_with_task(
+            "2026-10-01", f"Organization/{clinic['id']}", authorization="approved", decided="2026-10-05T18:00:00Z")
+        approved_task = await _moved(engine, approved_task, "1", "2026-10-08", "accepted")
+        await _moved(engine, approved_task, "5", "2026-10-15", "completed", "services-received")  # owes a notice
+        await _created(engine, obligation("x", approved["id"], "2026-10-07", status="completed",
+                                          sent="2026-10-06T16:00:00Z"))
+        await _created(engine, obligation("x", approved["id"], "2026-10-06T18:00:00Z",
+                                          kind="authorization-decision-referring-entity", status="completed",
+                                          sent="2026-10-06T16:00:00Z"))
+
+        denied, denied_task = await referral_with_task(
+            "2026-10-02", f"Organization/{cbo['id']}", service="housing-deposits", authorization="denied",
+            decided="2026-10-02T18:00:00Z", flag="duplicate-authorized")
+        await _moved(engine, denied_task, "5", "2026-10-12", "cancelled", "authorization-denied")
+        await _created(engine, obligation("x", denied["id"], "2026-10-06"))  # never sent
+
+        await _created(engine, referral("x", "2026-10-31T23:30:00-07:00", requester=subject, referral_type="3",
+                                        subject=subject))  # a self-referral without a Task yet
+        await _created(engine, referral("x", "2026-09-30T20:00:00-07:00", requester=f"Organization/{clinic['id']}",
+                                        subject=subject))  # 1 October in UTC, September in California
+    finally:
+        await services.store.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = Path(tmp_path_factory.mktemp("report-store"))
+    asyncio.run(_load(directory))
+    return directory
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("FHIR_CLR_STORE_URL", None)
+    return subprocess.run([sys.executable, "-m", "fhir_clr.cli", "report", "compliance", *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+
+
+def test_json_report_counts_the_october_referrals(data_dir: Path) -> None:
+    done = run_cli("--from", "2026-10-01", "--to", "2026-10-31", "--as-of", "2026-10-30", "--format", "json",
+                   "--data", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)
+    assert (report["schema"], report["version"], report["asOf"]) == ("fhir-clr/compliance-report", "1", "2026-10-30")
+    totals = report["totals"]
+    assert (totals["referrals"], totals["authorized"], totals["denied"]) == (3, 1, 1)
+    assert totals["duplicates"] == {"total": 1, "alreadyAuthorized": 1, "coordinationNeeded": 0}
+    assert totals["closed"]["total"] == 2
+    assert {k: v for k, v in totals["closed"]["byReason"].items() if v} == {
+        "services-received": 1, "authorization-denied": 1}
+    assert totals["medianDaysToAuthorization"] == 4.0  # 1 → 5 October
+    assert totals["medianDaysToClosure"] == 12.0  # 14 and 10 days
+    # on time: both decision notices of the approved referral; late: the unsent denial notice and the
+    # loop-closure notice the server created on closing (due 22 October, still open on the 30th)
+    assert totals["notices"] == {"onTime": 2, "late": 2, "pending": 0}
+    assert [(g["key"], g["referrals"]) for g in report["byService"]] == [("ecm", 2), ("housing-deposits", 1)]
+    entities = {g["display"]: g["referrals"] for g in report["byReferringEntity"]}
+    assert entities == {"Eastside Clinic": 1, "Harbor Community Services": 1, "Self or caretaker referrals": 1}
+    assert "Quintero" not in done.stdout and "91234567A" not in done.stdout and "Patient/" not in done.stdout
+
+
+def test_as_of_before_the_due_dates_leaves_open_notices_pending(data_dir: Path) -> None:
+    done = run_cli("--from", "2026-10-01", "--to", "2026-10-31", "--as-of", "2026-10-06", "--format", "json",
+                   "--data", str(data_dir))
+    assert orjson.loads(done.stdout)["totals"]["notices"] == {"onTime": 2, "late": 0, "pending": 2}
+
+
+def test_table_report_and_an_empty_period(data_dir: Path) -> None:
+    done = run_cli("--from", "2026-09-01", "--to", "2026-09-30", "--as-of", "2026-10-30", "--data", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert "referrals dated 2026-09-01 to 2026-09-30 (America/Los_Angeles)" in done.stdout
+    assert "Eastside Clinic" in done.stdout and "Enhanced Care Management" in done.stdout
+    empty = run_cli("--from", "2025-01-01", "--to", "2025-01-31", "--format", "json", "--data", str(data_dir))
+    assert orjson.loads(empty.stdout)["byService"] == []
+
+
+def test_reversed_period_is_refused(data_dir: Path) -> None:
+    done = run_cli("--from", "2026-10-31", "--to", "2026-10-01", "--data", str(data_dir))
+    assert done.returncode == 2 and "--from" in done.stderr
