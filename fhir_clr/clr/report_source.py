@@ -1,9 +1,9 @@
 """Loads what a compliance report needs from the store, through the engine's search (every page, in batches).
 
-Queries, for N referrals: the CLR Referrals authored in the period widened by a day on each side (the report
-keeps those whose plan-local date falls in it), then the Tasks focused on them, ``batch_size`` referrals per
-query, then the Referring Entity resources by ``_id``, ``batch_size`` per query. Counts are skipped
-(``_total=none``), so each page is one store query.
+Queries: the CLR Referrals authored in the period widened by a day on each side (the report keeps those whose
+plan-local date falls in it), then the Tasks focused on them, ``VALUES_PER_QUERY`` referrals per query, then the
+Referring Entity resources by ``_id``, as many per query. Pages hold ``PAGE_SIZE`` resources and counts are
+skipped (``_total=none``), so each page is one store query.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.parse import PAGE_TOKEN
 
-BATCH_SIZE = 1000
+PAGE_SIZE = 1000
+VALUES_PER_QUERY = 400
+"""OR-ed values per search parameter: the embedded store turns each into one branch of a compound SELECT, and
+SQLite allows 500 branches."""
 ENTITY_TYPES = ("Organization", "Practitioner", "PractitionerRole")
 """Requester types looked up for display names (the Member's side is never named)."""
 
@@ -32,7 +35,7 @@ def _batches(values: list[str], size: int) -> Iterator[list[str]]:
 
 
 async def search_all(engine: Engine, resource_type: str, params: list[tuple[str, str]],
-                     page_size: int = BATCH_SIZE) -> list[dict[str, Any]]:
+                     page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
     """Every match of a search, following the pages to the end, as JSON dicts."""
     base = [*params, ("_count", str(page_size)), ("_total", "none")]
     found: list[dict[str, Any]] = []
@@ -56,18 +59,18 @@ def _ids_by_type(references: Iterable[str], types: Iterable[str]) -> dict[str, l
 
 
 async def load_report_data(engine: Engine, period: ReportPeriod, reporter: ComplianceReporter | None = None,
-                           batch_size: int = BATCH_SIZE) -> ReportData:
+                           batch_size: int = VALUES_PER_QUERY) -> ReportData:
     """The referrals of ``period`` (plus a day each side), their Tasks and their Referring Entities."""
     reporter = reporter or ComplianceReporter()
     referrals = await search_all(engine, "ServiceRequest", [
         ("_profile", extension_url(reporter.rules, "clr-referral")),
         ("authored", f"ge{(period.start - timedelta(days=1)).isoformat()}"),
-        ("authored", f"le{(period.end + timedelta(days=1)).isoformat()}")], batch_size)
+        ("authored", f"le{(period.end + timedelta(days=1)).isoformat()}")])
     referral_ids = sorted({r["id"] for r in referrals if r.get("id")})
     data = ReportData(referrals)
     for batch in _batches(referral_ids, batch_size):
         focus = ",".join(f"ServiceRequest/{i}" for i in batch)
-        for task in await search_all(engine, "Task", [("focus", focus)], batch_size):
+        for task in await search_all(engine, "Task", [("focus", focus)]):
             if reporter.is_obligation(task):
                 data.obligations.append(task)
             elif reporter.is_referral_task(task):
@@ -76,8 +79,7 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
                   if isinstance(r.get("requester"), dict) and isinstance(r["requester"].get("reference"), str))
     for resource_type, ids in _ids_by_type(requesters, ENTITY_TYPES).items():
         for batch in _batches(ids, batch_size):
-            data.referring_entities.extend(await search_all(engine, resource_type, [("_id", ",".join(batch))],
-                                                            batch_size))
+            data.referring_entities.extend(await search_all(engine, resource_type, [("_id", ",".join(batch))]))
     return data
 
 

@@ -8,7 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,11 @@ import orjson
 import pytest
 
 from fhir_clr.app import build_services
+from fhir_clr.clr.report import ReportPeriod
+from fhir_clr.clr.report_source import VALUES_PER_QUERY, load_report_data, search_all
 from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
+from fhir_clr.store.port import ChangeOp
 from tests.clr_resources import STATUS_DATE_URL, obligation, referral, referral_task
 
 NOW = datetime(2026, 10, 20, 17, 0, tzinfo=UTC)
@@ -139,3 +142,27 @@ def test_table_report_and_an_empty_period(data_dir: Path) -> None:
 def test_reversed_period_is_refused(data_dir: Path) -> None:
     done = run_cli("--from", "2026-10-31", "--to", "2026-10-01", "--data", str(data_dir))
     assert done.returncode == 2 and "--from" in done.stderr
+
+
+async def test_loader_pages_and_batches_past_the_store_limits(tmp_path: Path) -> None:
+    """More referrals than one focus query may name and than one page holds: every Task is still found."""
+    services = await build_services(Settings(data_dir=tmp_path))
+    planner = services.engine.planner
+    try:
+        changes = []
+        for n in range(VALUES_PER_QUERY + 150):
+            for resource_type, resource_id, body in [
+                    ("ServiceRequest", f"r{n}", referral(f"r{n}", "2026-10-05")),
+                    ("Task", f"t{n}", referral_task(f"t{n}", f"r{n}", status_code="5", closure_reason="other",
+                                                    closure_date="2026-10-09", task_status="cancelled")),
+                    ("Task", f"o{n}", obligation(f"o{n}", f"r{n}", "2026-10-07"))]:
+                changes.append(planner.change(ChangeOp.CREATE, resource_type, resource_id, 0,
+                                              planner.prepare(resource_type, resource_id, body)))
+        await services.store.commit(changes)
+        data = await load_report_data(services.engine, ReportPeriod(date(2026, 10, 1), date(2026, 10, 31)))
+        paged = await search_all(services.engine, "ServiceRequest", [("authored", "ge2026-10-01")], page_size=100)
+    finally:
+        await services.store.close()
+    count = VALUES_PER_QUERY + 150
+    assert (len(data.referrals), len(data.referral_tasks), len(data.obligations)) == (count, count, count)
+    assert len({r["id"] for r in paged}) == count
