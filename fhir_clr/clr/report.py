@@ -156,15 +156,6 @@ def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
     return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
 
 
-def _first_code(concept: Any) -> str | None:
-    """``coding[0].code`` of a CodeableConcept, if any."""
-    codings = concept.get("coding") if isinstance(concept, dict) else None
-    if isinstance(codings, list) and codings and isinstance(codings[0], dict):
-        code = codings[0].get("code")
-        return code if isinstance(code, str) else None
-    return None
-
-
 def _reference(value: Any) -> str | None:
     reference = value.get("reference") if isinstance(value, dict) else None
     return reference if isinstance(reference, str) else None
@@ -228,12 +219,13 @@ class ComplianceReporter:
             facts = self._facts(referral, referred, tasks_by_focus.get(reference, []),
                                 obligations_by_focus.get(reference, []), as_of)
             service_key = service or UNKNOWN_SERVICE
-            service_group = by_service.get(service_key) or by_service.setdefault(
-                service_key, GroupMetrics(service_key, services.concepts[service].display if service
-                                          else "Unrecognized service"))
+            if service_key not in by_service:
+                display = services.concepts[service].display if service else "Unrecognized service"
+                by_service[service_key] = GroupMetrics(service_key, display)
             entity_key, entity_display = self._referring_entity(referral, names)
-            entity_group = by_entity.setdefault(entity_key, GroupMetrics(entity_key, entity_display))
-            for group in (service_group, entity_group, totals):
+            if entity_key not in by_entity:
+                by_entity[entity_key] = GroupMetrics(entity_key, entity_display)
+            for group in (by_service[service_key], by_entity[entity_key], totals):
                 self._add(group, facts)
         return ComplianceReport(period, as_of, str(self.deadlines.timezone), str(self.rules.get("version", "")),
                                 sorted(by_service.values(), key=lambda g: g.key),
@@ -290,7 +282,7 @@ class ComplianceReporter:
 
     def _is_notice(self, obligation: dict[str, Any]) -> bool:
         return (obligation.get("status") not in NOT_OBLIGATIONS_ANY_MORE
-                and _first_code(obligation.get("code")) in self._noticing["notice_kinds"])
+                and self.codes["notice-kinds"].code_of(obligation.get("code") or {}) in self._noticing["notice_kinds"])
 
     def _timeliness(self, obligation: dict[str, Any], as_of: date) -> str:
         """``on_time``, ``late`` or ``pending`` (a NoticeCounts field name) for one notice obligation."""
