@@ -111,11 +111,19 @@ def test_referral_closed_with_services_received_completes_it_and_owes_the_closur
     assert {"url": CLOSURE_URL, "valueDate": "2026-11-24"} in closed["extension"]
 
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
-    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "requested"}).json()
     obligations = [e["resource"] for e in found.get("entry", [])]
     assert [(o["code"]["coding"][0]["code"], o["restriction"]["period"]["end"]) for o in obligations] == [
         ("loop-closure-referring-entity", "2026-11-30")]
     assert obligations[0]["restriction"]["recipient"] == [referral["requester"]]
+    clocks = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "completed,cancelled",
+                                         "_sort": "due-date"}).json()
+    assert sorted((e["resource"]["code"]["coding"][0]["code"], e["resource"]["status"],
+                   e["resource"]["restriction"]["period"]["end"]) for e in clocks["entry"]) == [
+        ("pending-follow-up", "cancelled", "2026-12-02"),  # 30 days after Pending on 2 November
+        ("status-update", "completed", "2026-12-02"),  # a month after each status's own date
+        ("status-update", "completed", "2026-12-09"),
+        ("status-update", "completed", "2026-12-16")]
 
     history = client.get(f"/Task/{task['id']}/_history").json()
     statuses = [(status_code(e["resource"]),
@@ -132,7 +140,8 @@ def test_closing_without_a_reason_is_refused_and_changes_nothing(client: httpx.C
     assert "Task.statusReason" in issue_expressions(response.json())
     assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "active"
-    assert client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json().get("entry", []) == []
+    assert client.get("/Task", params={"part-of": f"Task/{task['id']}", "code": "loop-closure-referring-entity"}
+                      ).json().get("entry", []) == []
 
 
 def test_invalid_transition_is_refused(client: httpx.Client) -> None:
@@ -177,7 +186,7 @@ def test_transaction_closing_a_referral_commits_its_side_effects_with_it(client:
     assert response.status_code == 200, response.text
     assert response.json()["entry"][0]["response"]["status"].startswith("200")
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
-    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "requested"}).json()
     assert [e["resource"]["restriction"]["period"]["end"] for e in found["entry"]] == ["2026-11-30"]
 
 
