@@ -7,7 +7,6 @@ The fixed "now" is Tuesday 24 November 2026, 10:00 in California: two business d
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,28 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.clr_helpers import (
+    CLOSURE_URL,
+    DATE_URL,
+    STATUS_SYSTEM,
+    created,
+    fixed_clock_server,
+    member,
+    organization,
+    referral_body,
+    referral_task_body,
+    status_code,
+    with_status,
+)
 from tests.api.helpers import FHIR_JSON, issue_expressions, unique
-from tests.conftest import LiveServer
 
-BASE = "http://fhir-clr.org/fhir"
-REFERRAL_PROFILE = f"{BASE}/StructureDefinition/clr-referral"
-TASK_PROFILE = f"{BASE}/StructureDefinition/clr-referral-task"
-DATE_URL = f"{BASE}/StructureDefinition/date-of-referral-status-update"
-CLOSURE_URL = f"{BASE}/StructureDefinition/referral-loop-closure-date"
-STATUS_SYSTEM = f"{BASE}/CodeSystem/referral-status"
 FIXED_NOW = "2026-11-24T18:00:00+00:00"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A client of a dev-mode live server with a fixed clock (overrides the shared server's ``client``)."""
-    server = LiveServer(Path(tmp_path_factory.mktemp("clr-server")), {"FHIR_CLR_FIXED_NOW": FIXED_NOW})
-    server.start()
+    server = fixed_clock_server(Path(tmp_path_factory.mktemp("clr-server")), FIXED_NOW)
     try:
         with httpx.Client(base_url=server.base_url, timeout=30.0,
                           headers={"Accept": "application/fhir+json"}) as http:
@@ -40,42 +44,11 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         server.stop()
 
 
-def created(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/{body['resourceType']}", json=body, headers=FHIR_JSON)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def open_referral(client: httpx.Client) -> tuple[dict[str, Any], dict[str, Any]]:
     """A CLR Referral (external Referring Entity, ECM) and its referral Task, Pending since 2 November."""
-    patient = created(client, {"resourceType": "Patient", "name": [{"family": unique("member")}]})
-    clinic = created(client, {"resourceType": "Organization", "name": unique("clinic")})
-    provider = created(client, {"resourceType": "Organization", "name": unique("provider")})
-    referral = created(client, {
-        "resourceType": "ServiceRequest", "meta": {"profile": [REFERRAL_PROFILE]}, "status": "active",
-        "intent": "order", "code": {"text": "ECM"}, "subject": {"reference": f"Patient/{patient['id']}"},
-        "requester": {"reference": f"Organization/{clinic['id']}"},
-        "extension": [{"url": f"{BASE}/StructureDefinition/referral-type", "valueCoding": {"code": "1"}}]})
-    task = created(client, {
-        "resourceType": "Task", "meta": {"profile": [TASK_PROFILE]}, "status": "requested", "intent": "order",
-        "businessStatus": {"text": "3"}, "focus": {"reference": f"ServiceRequest/{referral['id']}"},
-        "for": {"reference": f"Patient/{patient['id']}"},
-        "requester": {"reference": f"Organization/{clinic['id']}"},
-        "owner": {"reference": f"Organization/{provider['id']}"}, "authoredOn": "2026-11-02",
-        "extension": [{"url": DATE_URL, "valueDateTime": "2026-11-02"}]})
-    return referral, task
-
-
-def with_status(task: dict[str, Any], business: str, when: str, status: str, **extra: Any) -> dict[str, Any]:
-    """``task`` moved to Referral Status ``business`` (free text) dated ``when``, Task.status ``status``."""
-    body = copy.deepcopy(task)
-    body["meta"] = {"profile": [TASK_PROFILE]}
-    body["businessStatus"] = {"text": business}
-    body["status"] = status
-    body["extension"] = [e for e in body.get("extension", []) if e["url"] != DATE_URL]
-    body["extension"].append({"url": DATE_URL, "valueDateTime": when})
-    body.update(extra)
-    return body
+    subject, clinic, provider = member(client), organization(client, "clinic"), organization(client, "provider")
+    referral = created(client, referral_body(subject, clinic))
+    return referral, created(client, referral_task_body(referral, provider))
 
 
 def put(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
@@ -86,10 +59,6 @@ def accepted(client: httpx.Client, task: dict[str, Any]) -> dict[str, Any]:
     response = put(client, with_status(task, "Accepted", "2026-11-09", "accepted"))
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def status_code(task: dict[str, Any]) -> str:
-    return task["businessStatus"]["coding"][0]["code"]
 
 
 def test_referral_closed_with_services_received_completes_it_and_owes_the_closure_notice(
