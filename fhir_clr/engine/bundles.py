@@ -23,6 +23,7 @@ from fhir_clr.engine.bundle_requests import (
     rewrite_narrative,
     rewrite_strings,
 )
+from fhir_clr.engine.clr_context import planning_transaction
 from fhir_clr.engine.content import new_id
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.render import etag, history_bundle, resource_bytes, searchset_bundle
@@ -152,16 +153,19 @@ class BundleProcessor:
         resources = {r.index: await self._rewrite(r, mapping) for r in requests if r.resource is not None}
         _check_overlaps(requests, ids)
         plans: dict[int, Plan] = {}
-        for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
-            if request.method in ("GET", "HEAD"):
-                continue
-            try:
-                self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                plan = await self._plan(request, ids, resolved, resources.get(request.index))
-                plans[request.index] = await self.engine.apply_rules(plan)
-                await self.engine.authorize(plans[request.index])
-            except FhirError as error:
-                raise locate(error, request.index) from None
+        with planning_transaction() as planned:
+            for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
+                if request.method in ("GET", "HEAD"):
+                    continue
+                try:
+                    self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
+                    plan = await self._plan(request, ids, resolved, resources.get(request.index))
+                    plans[request.index] = await self.engine.apply_rules(plan)
+                    await self.engine.authorize(plans[request.index])
+                except FhirError as error:
+                    raise locate(error, request.index) from None
+                planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
+                               for c in plans[request.index].changes() if c.resource is not None)
         changes = [change for plan in plans.values() for change in plan.changes()]
         stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
         results: dict[int, tuple[StoredResource | None, int]] = {}

@@ -3,6 +3,9 @@ the extra store Changes a rule produces (creates with new ids, compare-and-swap 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,21 @@ REFERRAL_PROFILE = extension_url(default_rules(), "clr-referral")
 REFERRAL_TASK_PROFILE = extension_url(default_rules(), "clr-referral-task")
 LOOKUP_LIMIT = 200
 """Most related resources one rule looks at (obligations of a Task, referrals of a Member for a service)."""
+
+
+_PLANNED: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("clr_planned_in_transaction", default=None)
+
+
+@contextmanager
+def planning_transaction() -> Iterator[dict[str, dict[str, Any]]]:
+    """While a transaction Bundle is planned: the resources its earlier entries will write, by ``Type/id``, so
+    a later entry's rules see them (a referral Task whose CLR Referral is created in the same Bundle)."""
+    planned: dict[str, dict[str, Any]] = {}
+    token = _PLANNED.set(planned)
+    try:
+        yield planned
+    finally:
+        _PLANNED.reset(token)
 
 
 def profiles(resource: dict[str, Any]) -> list[str]:
@@ -89,6 +107,9 @@ class ClrContext:
         """The CLR Referral at ``reference`` (``ServiceRequest/id``), or None when it is something else."""
         if not reference or not reference.startswith("ServiceRequest/"):
             return None
+        planned = (_PLANNED.get() or {}).get(reference)
+        if planned is not None:
+            return planned if is_referral(planned) else None
         related = await self.read(reference)
         return related.body if related is not None and is_referral(related.body) else None
 

@@ -170,3 +170,23 @@ def test_transaction_with_a_refused_referral_change_changes_nothing(client: http
     assert response.status_code == 422
     assert client.get("/Patient", params={"family": patient["name"][0]["family"]}).json().get("entry", []) == []
     assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+
+
+def test_transaction_creating_a_referral_and_its_task_starts_every_clock(client: httpx.Client) -> None:
+    subject, clinic, provider = member(client), organization(client, "clinic"), organization(client, "provider")
+    referral = referral_body(subject, clinic)
+    task = referral_task_body({**referral, "id": "placeholder"}, provider)
+    task["focus"] = {"reference": "urn:uuid:6d1f0c1e-5d0a-4a53-9a59-0d6f1b2a7c11"}
+    del task["meta"]  # unprofiled: a CLR Task because its focus is the CLR Referral of the same Bundle
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6d1f0c1e-5d0a-4a53-9a59-0d6f1b2a7c11", "resource": referral,
+         "request": {"method": "POST", "url": "ServiceRequest"}},
+        {"resource": task, "request": {"method": "POST", "url": "Task"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    task_id = response.json()["entry"][1]["response"]["location"].split("/")[1]
+    stored = client.get(f"/Task/{task_id}").json()
+    assert stored["businessStatus"]["coding"][0]["system"] == STATUS_SYSTEM
+    clocks = client.get("/Task", params={"part-of": f"Task/{task_id}"}).json()
+    assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in clocks["entry"]) == [
+        "pending-follow-up", "status-update"]
