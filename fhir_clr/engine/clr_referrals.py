@@ -83,7 +83,11 @@ class ReferralEvents:
             referral = self._flagged(referral, self._flags["open_referral"])
             changes += await self._flag_others(check.matches)
             changes += [self.context.create(o) for o in noticing.on_duplicate_open(referral, now)]
-        if self._decided_status(referral) is not None:
+        if (status := self._decided_status(referral)) is not None:
+            if status in self._conf["approved_authorization_statuses"]:
+                moment = noticing.facts(referral).decided or now
+                referral = self._with_default_period(referral, moment if isinstance(moment, datetime) else
+                                                     datetime.combine(moment, now.timetz()))
             obligations = noticing.on_authorization_decided(referral, None, now)
         else:
             obligations = noticing.on_referral_received(referral, now)
@@ -131,6 +135,8 @@ class ReferralEvents:
         noticing = self.context.noticing
         moment = noticing.facts(referral).decided or now
         when = moment if isinstance(moment, datetime) else datetime.combine(moment, now.timetz())
+        if decided in self._conf["approved_authorization_statuses"]:
+            referral = self._with_default_period(referral, when)
         open_tasks = await self.context.open_referral_tasks(reference)
         task_reference = f"Task/{open_tasks[0].stored.resource_id}" if open_tasks else None
         changes = [self.context.create(o) for o in noticing.on_authorization_decided(referral, task_reference, now)]
@@ -143,6 +149,22 @@ class ReferralEvents:
             for task in open_tasks:
                 changes += await self._close_denied(task, referral, when, now)
         return referral, changes
+
+    def _with_default_period(self, referral: dict[str, Any], start: datetime) -> dict[str, Any]:
+        """An approval recorded without a period gets the service's configured authorization length (ECM: 12
+        months) from the decision date; other services keep what the plan sent."""
+        extension = self._decision(referral)
+        if extension is None or any(p.get("url") == "period" for p in extension.get("extension", ())):
+            return referral
+        deadlines = self.context.noticing.deadlines
+        end = deadlines.authorization_period_end(start, self.context.noticing.facts(referral).service)
+        if end is None:
+            return referral
+        period = {"url": "period", "valuePeriod": {"start": deadlines.local_date(start).isoformat(),
+                                                   "end": end.isoformat()}}
+        completed_extension = {**extension, "extension": [*extension["extension"], period]}
+        return {**referral, "extension": [completed_extension if e is extension else e
+                                          for e in referral["extension"]]}
 
     async def _close_denied(self, task: Related, referral: dict[str, Any], when: datetime,
                             now: datetime) -> list[Change]:

@@ -73,6 +73,8 @@ def test_external_referral_decision_clock_and_both_decision_notices(client: http
     assert obligations(client, **about(referral)) == [("authorization-decision", "requested", "2026-12-01")]
 
     referral = updated(client, decided(referral, "approved", DECISION))
+    parts = {p["url"]: p for p in next(e for e in referral["extension"] if e["url"] == AUTH_URL)["extension"]}
+    assert parts["period"]["valuePeriod"] == {"start": "2026-11-24", "end": "2027-11-23"}  # ECM: 12 months
     assert obligations(client, **about(referral)) == [
         ("authorization-decision", "completed", "2026-12-01"),
         ("authorization-decision-member", "requested", "2026-11-30"),  # 2 business days: Wed 25th, Mon 30th
