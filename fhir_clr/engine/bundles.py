@@ -141,6 +141,18 @@ class BundleProcessor:
 
     async def _transaction_once(self, requests: list[EntryRequest]
                                 ) -> dict[int, tuple[StoredResource | None, int]]:
+        plans = await self.plan_transaction(requests)
+        changes = [change for plan in plans.values() for change in plan.changes()]
+        stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
+        results: dict[int, tuple[StoredResource | None, int]] = {}
+        for index, plan in plans.items():
+            written = [next(stored) for _ in plan.changes()]
+            results[index] = (written[0] if written else plan.existing, plan.status)
+        return results
+
+    async def plan_transaction(self, requests: list[EntryRequest]) -> dict[int, Plan]:
+        """Plan every write entry of a transaction (identities, urn:uuid rewriting, CLR rules, authorization)
+        without committing; the plans by entry index. Raises the first entry's error, located."""
         ids: dict[int, str] = {}
         resolved: dict[int, StoredResource] = {}
         mapping: dict[str, str] = {}
@@ -166,13 +178,7 @@ class BundleProcessor:
                     raise locate(error, request.index) from None
                 planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
                                for c in plans[request.index].changes() if c.resource is not None)
-        changes = [change for plan in plans.values() for change in plan.changes()]
-        stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
-        results: dict[int, tuple[StoredResource | None, int]] = {}
-        for index, plan in plans.items():
-            written = [next(stored) for _ in plan.changes()]
-            results[index] = (written[0] if written else plan.existing, plan.status)
-        return results
+        return plans
 
     async def _assign_identity(self, request: EntryRequest, ids: dict[int, str],
                                resolved: dict[int, StoredResource], mapping: dict[str, str]) -> None:
