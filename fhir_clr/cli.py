@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fhir_clr.auth.cli import add_parser as add_clients_parser
 
     add_clients_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
+    from fhir_clr.imports.cli import add_parser as add_import_parser
+
+    add_import_parser(commands)
     return parser
 
 

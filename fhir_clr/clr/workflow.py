@@ -120,6 +120,10 @@ class TaskWorkflow:
         """The Referral Status code of a closed loop."""
         return str(self._flow["closed_referral_status"])
 
+    def task_status_for(self, code: str, reason: str | None) -> str:
+        """The Task.status a Referral Status code (and closure reason, when closed) calls for."""
+        return self._task_status(code, reason)
+
     def closing(self, task: dict[str, Any], reason: str, when: datetime) -> dict[str, Any]:
         """A copy of ``task`` moved to Referral Loop Closed with ``reason`` (a closure reason code) dated
         ``when`` (or the Task's current status date, when that is later); Task.status left to be derived."""

@@ -47,9 +47,11 @@ class _Planned:
 class RowBatchWriter:
     """Plans groups one by one and commits them in batches through one engine (and its caller's access)."""
 
-    def __init__(self, processor: BundleProcessor, base_url: str = "") -> None:
+    def __init__(self, processor: BundleProcessor, base_url: str = "", *, dry_run: bool = False) -> None:
         self.processor = processor
         self.base_url = base_url
+        self.dry_run = dry_run
+        """Plan and check every group but commit nothing (results say what would be applied)."""
 
     async def write(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> list[GroupResult]:
         """Run every ``(key, transaction Bundle)`` group; one result per group, in order."""
@@ -95,6 +97,9 @@ class RowBatchWriter:
 
     async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult]) -> None:
         if not batch:
+            return
+        if self.dry_run:
+            results.update((g.key, GroupResult(g.key, "applied")) for g in batch)
             return
         store = self.processor.engine.store
         for _ in range(COMMIT_ATTEMPTS):
