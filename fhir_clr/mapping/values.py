@@ -2,8 +2,9 @@
 
 Parsing never raises: a bad cell becomes a :class:`CellError` whose ``message`` says what rule failed without
 quoting the cell (messages may reach logs); the raw text travels separately in ``CellError.value`` for the
-row report. Each column's parser is compiled once (``compile_parser``) and caches the dates and codes it has
-seen, so the per-row cost stays a dictionary lookup for the repetitive columns of a file.
+row report. ``compile_parser`` makes a column's parser for one file: it remembers (up to a bound) the cells it
+has parsed, so the repetitive columns of a file (dates, codes, provider, plan) cost a dictionary lookup, and
+the memory goes away with the file.
 
 Spreadsheet formulas: a cell starting with ``=``, ``+``, ``-`` or ``@`` is refused (``+``/``-`` are fine on
 phone and integer columns when the rest is a number). On output such text is written behind a ``'``, and on
@@ -102,13 +103,19 @@ def format_cell(column: ColumnSpec, value: Any) -> str:
     return text
 
 
-@cache
 def compile_parser(column: ColumnSpec) -> Callable[[str], Any]:
-    """A function from raw cell text to the column's typed value, raising :class:`InvalidCell`."""
+    """A function from raw cell text to the column's typed value, raising :class:`InvalidCell`.
+
+    Compile one per file: the function keeps the values it parsed, keyed by raw text, up to a bound.
+    """
     typed = _TYPED[column.type](column)
     required, default, signed = column.required, column.default, column.type in _SIGNED_TYPES
+    seen: dict[str, Any] = {}
 
     def parse(raw: str) -> Any:
+        value = seen.get(raw)
+        if value is not None:
+            return value
         text = raw.strip()
         if not text:
             if default is not None:
@@ -118,7 +125,10 @@ def compile_parser(column: ColumnSpec) -> Callable[[str], Any]:
             return None
         if text[0] in _FORMULA_START or text[0] == "'":
             text = _defuse(text, signed)
-        return typed(text)
+        value = typed(text)
+        if len(seen) < _CACHE_LIMIT:
+            seen[raw] = value
+        return value
 
     return parse
 
@@ -136,6 +146,8 @@ def _limited(column: ColumnSpec, check: Callable[[str], str]) -> Callable[[str],
     """Wrap a text check with the column's pattern and maximum length."""
     pattern = re.compile(column.pattern) if column.pattern else None
     limit = column.max_length
+    if pattern is None and limit is None:
+        return check
 
     def parse(text: str) -> str:
         value = check(text)
@@ -152,7 +164,7 @@ def _string(column: ColumnSpec) -> Callable[[str], str]:
     def check(text: str) -> str:
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if _CONTROL.search(text):
+        if not text.isprintable() and _CONTROL.search(text):
             raise InvalidCell("control-character", "contains a control character")
         return text
 
@@ -237,16 +249,10 @@ def _boolean(column: ColumnSpec) -> Callable[[str], bool]:
 
 
 def _date(column: ColumnSpec) -> Callable[[str], date]:
-    seen: dict[str, date] = {}
-
     def check(text: str) -> date:
-        found = seen.get(text)
+        found = parse_date_text(text)
         if found is None:
-            found = parse_date_text(text)
-            if found is None:
-                raise InvalidCell("date", "not a date (MM/DD/YYYY, MM-DD-YYYY, M/D/YYYY or ISO 8601)")
-            if len(seen) < _CACHE_LIMIT:
-                seen[text] = found
+            raise InvalidCell("date", "not a date (MM/DD/YYYY, MM-DD-YYYY, M/D/YYYY or ISO 8601)")
         return found
 
     return check
@@ -271,18 +277,12 @@ def parse_date_text(text: str) -> date | None:
 def _code(column: ColumnSpec) -> Callable[[str], str]:
     codes = column.code_list
     assert codes is not None  # the spec loader resolves every code column's list
-    seen: dict[str, str] = {}
 
     def check(text: str) -> str:
-        found = seen.get(text)
-        if found is None:
-            concept = codes.find(text)
-            if concept is None:
-                raise InvalidCell("code", f"not a code or label of {codes.title}")
-            found = concept.code
-            if len(seen) < _CACHE_LIMIT:
-                seen[text] = found
-        return found
+        concept = codes.find(text)
+        if concept is None:
+            raise InvalidCell("code", f"not a code or label of {codes.title}")
+        return concept.code
 
     return check
 
