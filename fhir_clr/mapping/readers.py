@@ -108,7 +108,7 @@ def _open_text(stream: IO[bytes]) -> Table:
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         headers = _trim([cell.strip() for cell in next(reader)])
-    except csv.Error:
+    except (csv.Error, _RowTooLong):
         raise FileFormatError("the header row cannot be read as delimited text") from None
     lines.record_started()
     return Table(headers, _DELIMITERS[delimiter], encoding, _text_rows(reader, lines), text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import tracemalloc
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
@@ -124,6 +125,26 @@ def test_unclosed_quote_does_not_swallow_the_file() -> None:
 def test_header_line_too_long() -> None:
     with pytest.raises(FileFormatError, match="header line is too long"):
         open_table(b"A" * (MAX_LINE_CHARS + 10))
+    with pytest.raises(FileFormatError, match="header row cannot be read"):
+        open_table(b'"A,B\n' + b"x,y\n" * 2_000_000)
+
+
+def test_memory_stays_flat_while_streaming_a_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    row = "12345678A,Doe,Jane,1 Main St,Sacramento,CA,95814,07/01/2025,3. Pending\r\n"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("CIN,Last,First,Address,City,State,Zip,Date,Status\r\n")
+        for _ in range(250_000):
+            out.write(row)
+    assert path.stat().st_size > 15_000_000
+    tracemalloc.start()
+    try:
+        with open_table(path) as table:
+            count = sum(1 for _ in table)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 250_000 and peak < 5_000_000
 
 
 def xlsx_bytes(rows: list[list[object]], title: str = "Sheet") -> bytes:
