@@ -10,6 +10,7 @@ rest. Memory stays flat: rows are streamed, and only rejected rows are kept.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,13 +174,18 @@ def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
                                                                    if k not in strip}
 
 
-def _engine_problems(spec: MappingSpec, error: FhirError) -> list[Problem]:
+_ENTRY = re.compile(r"^Bundle\.entry\[\d+\]\.resource")
+_ENTRY_MESSAGE = re.compile(r"^Bundle\.entry\[\d+\]: ")
+
+
+def _engine_problems(spec: MappingSpec, error: FhirError, resource_type: str = "Task") -> list[Problem]:
     """The engine's refusal of a row, each issue attributed to the file column whose target it names."""
     problems = []
     for issue in error.issues:
-        expression = issue.expression or ""
+        expression = _ENTRY.sub(resource_type, issue.expression or "")
         column = next((c for c in spec.columns if c.path is not None and _names(c.target, expression)), None)
-        problems.append(Problem(column.header if column else None, None, "rule", issue.message))
+        problems.append(Problem(column.header if column else None, None, "rule", _ENTRY_MESSAGE.sub("",
+                                                                                                   issue.message)))
     return problems or [Problem(None, None, "rule", str(error))]
 
 
