@@ -127,14 +127,16 @@ class ClrContext:
     # ---- changes -----------------------------------------------------------------------------------------
 
     def create(self, resource: dict[str, Any]) -> Change:
-        """A create of ``resource`` with a new server id (validated, index extracted)."""
+        """A create of ``resource`` with a new server id (index extracted). Obligations are built by the server
+        from validated parts and are not validated again; anything else is."""
         resource_type, resource_id = resource["resourceType"], new_id()
-        prepared = self.planner.prepare(resource_type, resource_id, resource)
+        prepared = self.planner.prepare(resource_type, resource_id, resource, trusted=is_obligation(resource))
         return self.planner.change(ChangeOp.CREATE, resource_type, resource_id, 0, prepared)
 
     def update(self, current: Related, resource: dict[str, Any]) -> Change:
         """An update of ``current`` to ``resource``, compare-and-swap on the version the rule looked at."""
         stored = current.stored
-        prepared = self.planner.prepare(stored.resource_type, stored.resource_id, resource)
+        prepared = self.planner.prepare(stored.resource_type, stored.resource_id, resource,
+                                        trusted=is_obligation(resource) and is_obligation(current.body))
         return self.planner.change(ChangeOp.UPDATE, stored.resource_type, stored.resource_id, stored.version,
                                    prepared)

@@ -55,8 +55,10 @@ async def _import(args: argparse.Namespace, data: bytes) -> ImportReport:
     from fhir_clr.app import build_services
     from fhir_clr.config import Settings
     from fhir_clr.imports.job import FileImporter, ImportRequest
+    from fhir_clr.runtime_tuning import tune_runtime
 
     services = await build_services(Settings(data_dir=args.data))
+    tune_runtime()
     try:
         importer = FileImporter(services.bundles, services.engine.clock)
         request = ImportRequest(args.kind, data, args.file.name, args.program, args.provider, args.dry_run)

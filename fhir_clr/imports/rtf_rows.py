@@ -29,7 +29,7 @@ from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.spec import MappingSpec
 
 SERVICING = "Organization[servicing]"
-LOOKUP_LIMIT = 1000
+LOOKUP_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)

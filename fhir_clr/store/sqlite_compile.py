@@ -85,7 +85,12 @@ def successor(text: str) -> str:
 
 
 def _join(parts: list[Fragment], glue: str) -> Fragment:
-    return Fragment(glue.join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+    """``parts`` joined by ``glue`` as a balanced tree: SQLite parses ``a OR b OR c…`` one level deeper per
+    term and refuses past depth 1000, so hundreds of OR-ed values would otherwise fail."""
+    if len(parts) <= 8:
+        return Fragment(glue.join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+    middle = len(parts) // 2
+    return _join([_join(parts[:middle], glue), _join(parts[middle:], glue)], glue)
 
 
 class CriteriaCompiler:
