@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import imports, operations, rest
+from fhir_clr.api import imports, operations, rest, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
     app.include_router(imports.router)
+    app.include_router(worklist.router)
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app
