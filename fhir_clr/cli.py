@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fhir_clr.imports.cli import add_parser as add_import_parser
 
     add_import_parser(commands)
+    from fhir_clr.clr.report_cli import add_parser as add_report_parser
+
+    add_report_parser(commands)
     return parser
 
 
