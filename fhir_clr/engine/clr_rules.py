@@ -21,6 +21,8 @@ from fhir_clr.engine.clr_messages import MessageEvents
 from fhir_clr.engine.clr_referrals import ReferralEvents
 from fhir_clr.engine.clr_tasks import ReferralTaskEvents
 from fhir_clr.engine.writes import Plan, WritePlanner
+from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.profile_check import check_profiles, normalize_extension_codes
 from fhir_clr.store.port import Change, ChangeOp
 
 
@@ -40,7 +42,22 @@ class ClrWriteRules:
         change = plan.change
         if change is None or change.resource is None:
             return plan
-        resource = change.resource
+        resource = normalize_extension_codes(change.resource)
+        checked = self._checked(await self._dispatch(plan, resource, caller, now))
+        return checked
+
+    @staticmethod
+    def _checked(plan: Plan) -> Plan:
+        """``plan`` after the profile check of the resource it writes (422 with every issue)."""
+        assert plan.change is not None and plan.change.resource is not None
+        issues = check_profiles(plan.change.resource)
+        if issues:
+            raise FhirError(422, issues[0].code, issues[0].message, expression=issues[0].expression, issues=issues)
+        return plan
+
+    async def _dispatch(self, plan: Plan, resource: dict[str, Any], caller: Caller, now: datetime) -> Plan:
+        change = plan.change
+        assert change is not None
         kind = change.resource_type
         if kind == "ServiceRequest" and is_referral(resource):
             previous = await self._previous(change)
@@ -51,17 +68,17 @@ class ClrWriteRules:
         if kind == "Task":
             referral = await self.context.referral(reference_of(resource.get("focus")))
             if not self._is_referral_task(resource, referral):
-                return plan
+                return self._replace(plan, resource, []) if resource is not change.resource else plan
             normalized, extra = await self.tasks.decide(await self._previous(change), resource,
                                                         change.resource_id, caller, now, referral)
             return self._replace(plan, normalized, extra)
         if kind == "Communication":
             extra = await self.messages.communication(await self._previous(change), resource, now)
-            return self._replace(plan, None, extra) if extra else plan
+            return self._replace(plan, resource, extra)
         if kind == "DocumentReference":
             extra = await self.messages.document(await self._previous(change), resource, now)
-            return self._replace(plan, None, extra) if extra else plan
-        return plan
+            return self._replace(plan, resource, extra)
+        return self._replace(plan, resource, []) if resource is not change.resource else plan
 
     @staticmethod
     def _is_referral_task(task: dict[str, Any], referral: dict[str, Any] | None) -> bool:

@@ -59,9 +59,10 @@ def notice(obligation_task: dict[str, Any], sent: str, channel: str = "secure-el
             "status": "completed", "basedOn": [{"reference": f"Task/{obligation_task['id']}"}],
             "about": [obligation_task["focus"]], "sent": sent,
             "category": [{"coding": [{"system": f"{BASE}/CodeSystem/message-category", "code": "notice"}]}],
-            "recipient": obligation_task["restriction"].get("recipient", []),
             "extension": [{"url": f"{BASE}/StructureDefinition/notice-channel",
-                           "valueCoding": {"system": f"{BASE}/CodeSystem/notice-channels", "code": channel}}]}
+                           "valueCoding": {"system": f"{BASE}/CodeSystem/notice-channels", "code": channel}}],
+            **({"recipient": obligation_task["restriction"]["recipient"]}
+               if obligation_task["restriction"].get("recipient") else {})}
 
 
 # ---- §3 authorization decision clocks and §2 who gets the decision notices ---------------------------------
@@ -280,3 +281,18 @@ def test_duplicate_of_an_open_referral_is_tracked_and_both_are_flagged(client: h
                                                     ("duplicate-coordination", "requested", "2026-12-02")]
     assert obligations(client, **about(first)) == [("authorization-decision", "requested", "2026-12-01")]
 
+
+
+def test_a_notice_missing_what_its_profile_requires_is_refused_and_changes_nothing(client: httpx.Client) -> None:
+    referral = created(client, referral_body(member(client), organization(client, "clinic")))
+    owed = obligation(client, "authorization-decision", **about(referral))
+    incomplete = notice(owed, "2026-11-24T11:00:00-08:00")
+    del incomplete["extension"]
+    response = client.post("/Communication", json=incomplete, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 422
+    assert [i["expression"] for i in response.json()["issue"]] == [
+        [f"Communication.extension('{BASE}/StructureDefinition/notice-channel')"]]
+    assert client.get(f"/Task/{owed['id']}").json()["status"] == "requested"
+    fax = notice(owed, "2026-11-24T11:00:00-08:00", channel="carrier-pigeon")
+    refused = client.post("/Communication", json=fax, headers={"Content-Type": "application/fhir+json"})
+    assert refused.status_code == 422, refused.text
