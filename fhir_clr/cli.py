@@ -66,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     from fhir_clr.auth.cli import add_parser as add_clients_parser
 
     add_clients_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
+    from fhir_clr.imports.cli import add_export_parser
     from fhir_clr.imports.cli import add_parser as add_import_parser
 
     add_import_parser(commands)
+    add_export_parser(commands)
     from fhir_clr.clr.report_cli import add_parser as add_report_parser
 
     add_report_parser(commands)

@@ -84,3 +84,47 @@ def _print_table(report: ImportReport) -> None:
         print(f"  extra columns (ignored): {', '.join(report.extra_headers)}")
     if report.rows and report.seconds:
         print(f"  {report.rows / report.seconds:,.0f} rows/s")
+
+
+def add_export_parser(commands: Any) -> None:
+    """Register the ``export`` command."""
+    parser = commands.add_parser("export", help="write a provider's referrals as a MIF, ASF or RTF")
+    parser.add_argument("kind", choices=["mif", "asf", "rtf"])
+    parser.add_argument("--provider", metavar="NPI", required=True, help="the servicing provider's NPI")
+    parser.add_argument("--period", metavar="YYYY-MM", required=True, help="referrals open during this month")
+    parser.add_argument("--program", choices=["ecm", "cs"], default=None, help="layout, when both exist")
+    parser.add_argument("--format", choices=["csv", "pipe", "tab", "xlsx"], default="csv")
+    parser.add_argument("--out", type=Path, required=True, help="file to write")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
+                        help="data directory of the embedded store (default ./data)")
+    parser.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fhir_clr.imports.exports import ExportPeriod
+    from fhir_clr.logging_setup import configure_logging
+    from fhir_clr.mapping.spec import find_spec
+
+    configure_logging("WARNING")
+    try:
+        spec = find_spec(args.kind, args.program)
+        period = ExportPeriod.parse(args.period)
+    except (LookupError, ValueError) as error:
+        print(f"cannot export: {error}", file=sys.stderr)
+        return 2
+    rows = asyncio.run(_write_export(args, spec, period))
+    print(f"{rows:,} referrals written to {args.out} ({spec.id}, {args.format})", file=sys.stderr)
+    return 0
+
+
+async def _write_export(args: argparse.Namespace, spec: Any, period: Any) -> int:
+    from fhir_clr.app import build_services
+    from fhir_clr.config import Settings
+    from fhir_clr.imports.exports import ReferralExporter
+
+    services = await build_services(Settings(data_dir=args.data))
+    try:
+        with args.out.open("wb") as out:
+            return await ReferralExporter(services.engine, spec).write(args.provider, period, args.format, out)
+    finally:
+        await services.store.close()
