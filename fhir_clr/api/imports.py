@@ -1,4 +1,5 @@
-"""``POST [base]/$import`` and its status URL: import an RTF file over HTTP as a background job.
+"""``POST [base]/$import`` and its status URL (import an RTF file over HTTP as a background job), and
+``GET [base]/$clr-export`` (a provider's referrals as a MIF, ASF or RTF file).
 
 * ``POST /$import?kind=rtf[&program=ecm|cs][&provider=NPI][&dryRun=true]`` with the file as the body (CSV, pipe,
   tab or XLSX; any content type) → ``202 Accepted`` and ``Content-Location`` = the status URL.
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+import io
+
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -18,9 +21,11 @@ from starlette.responses import Response
 from fhir_clr.api.context import base_url, engine, services
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
+from fhir_clr.imports.exports import ExportPeriod, ReferralExporter
 from fhir_clr.imports.http_jobs import ImportJob, ImportJobs
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
+from fhir_clr.mapping.spec import find_spec
 
 router = APIRouter()
 
@@ -110,3 +115,31 @@ async def cancel_import(request: Request, job_id: str) -> Response:
     """Stop the job and forget it."""
     _jobs(request).cancel(_job(request, job_id))
     return Response(status_code=202)
+
+
+EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "pipe": "text/plain; charset=utf-8",
+                "tab": "text/tab-separated-values; charset=utf-8",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+@router.get("/$clr-export")
+async def clr_export(request: Request) -> Response:
+    """``GET /$clr-export?kind=mif|asf|rtf&provider=NPI&period=YYYY-MM[&program=ecm|cs][&format=csv]``: the
+    provider's referrals open in the month, rendered through the mapping spec, as a file download."""
+    params = request.query_params
+    fmt = params.get("format", "csv")
+    if fmt not in EXPORT_MEDIA:
+        raise FhirError(400, "value", f"format must be one of {', '.join(EXPORT_MEDIA)}", expression="format")
+    for name in ("kind", "provider", "period"):
+        if not params.get(name):
+            raise FhirError(400, "required", f"The {name} parameter is required", expression=name)
+    try:
+        spec = find_spec(params["kind"], params.get("program"))
+        period = ExportPeriod.parse(params["period"])
+    except (LookupError, ValueError) as error:
+        raise FhirError(400, "value", f"Cannot export: {error}") from None
+    out = io.BytesIO()
+    await ReferralExporter(engine(request), spec).write(params["provider"], period, fmt, out)
+    filename = f"{spec.id}-{params['period']}.{'xlsx' if fmt == 'xlsx' else 'csv' if fmt == 'csv' else 'txt'}"
+    return Response(content=out.getvalue(), media_type=EXPORT_MEDIA[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

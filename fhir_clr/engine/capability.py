@@ -16,6 +16,7 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
 SYSTEM_OPERATIONS = [
     {"name": "clr-worklist", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-worklist"},
     {"name": "import", "definition": "http://fhir-clr.org/fhir/OperationDefinition/import"},
+    {"name": "clr-export", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-export"},
 ]
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 

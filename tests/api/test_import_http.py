@@ -58,3 +58,23 @@ def test_import_over_http(client: httpx.Client) -> None:
     assert client.get("/$import-status/unknown").status_code == 404
     assert client.delete(status_url).status_code == 202
     assert client.get(status_url).status_code == 404
+
+
+def test_export_over_http(client: httpx.Client) -> None:
+    npi = valid_npi("333456789")
+    member = created(client, {"resourceType": "Patient", "identifier": [{"system": SYSTEMS["cin"],
+                                                                         "value": "33345678M"}]})
+    provider = created(client, {"resourceType": "Organization", "name": "ECM provider",
+                                "identifier": [{"system": SYSTEMS["npi"], "value": npi}]})
+    referral = created(client, referral_body(f"Patient/{member['id']}", organization(client, "clinic")))
+    created(client, referral_task_body(referral, f"Organization/{provider['id']}", since="2026-10-01"))
+    response = client.get("/$clr-export", params={"kind": "rtf", "program": "ecm", "provider": npi,
+                                                  "period": "2026-11", "format": "csv"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert 'filename="ecm-rtf-clr-2026-11.csv"' in response.headers["content-disposition"]
+    lines = response.text.splitlines()
+    assert lines[0].startswith("Primary Payer (MCP) Identifier,") and "33345678M" in lines[1]
+    assert client.get("/$clr-export", params={"kind": "rtf", "provider": npi}).status_code == 400
+    assert client.get("/$clr-export", params={"kind": "rtf", "program": "ecm", "provider": npi,
+                                              "period": "2026-13"}).status_code == 400
