@@ -21,6 +21,7 @@ from typing import Any
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.errors import FhirError
+from fhir_clr.imports.mif_rows import mif_group
 from fhir_clr.imports.received import keep_received_file, mark_processed
 from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, Problem, RejectedRow
 from fhir_clr.imports.rtf_rows import RowProblem, RtfMatcher
@@ -30,8 +31,8 @@ from fhir_clr.mapping.rows import parse_row
 from fhir_clr.mapping.spec import MappingSpec, find_spec
 
 BATCH_ROWS = 500
-IMPORTABLE_KINDS = ("rtf",)
-"""File kinds that can be imported today (MIF and ASF are plan-produced files; exporting them comes first)."""
+IMPORTABLE_KINDS = ("rtf", "mif")
+"""File kinds that can be imported: RTF rows update referrals, MIF rows create them (ASF: export only)."""
 CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
@@ -113,9 +114,19 @@ class FileImporter:
                 continue
             fragments = matcher.project(record.values)
             parsed.append((raw, fragments, matcher.keys(fragments)))
-        await matcher.prefetch([keys for _, _, keys in parsed])
         groups: list[tuple[int, dict[str, Any]]] = []
         raws: dict[int, RawRow] = {}
+        if spec.kind == "mif":
+            for raw, fragments, _ in parsed:
+                group = mif_group(fragments, raw.number)
+                if isinstance(group, RowProblem):
+                    self._reject(report, raw, [Problem(None, None, group.rule, group.message)])
+                else:
+                    groups.append((raw.number, group))
+                    raws[raw.number] = raw
+            await self._write(spec, writer, groups, raws, report)
+            return
+        await matcher.prefetch([keys for _, _, keys in parsed])
         for raw, fragments, keys in parsed:
             if request.provider_npi and keys.npi != request.provider_npi:
                 self._reject(report, raw, [Problem(None, None, "provider", "The row names another servicing "
@@ -133,9 +144,15 @@ class FileImporter:
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"resource": updated, "request": {"method": "PUT", "url": f"Task/{found['id']}"}}]}))
             raws[raw.number] = raw
+        await self._write(spec, writer, groups, raws, report)
+
+    async def _write(self, spec: MappingSpec, writer: RowBatchWriter, groups: list[tuple[int, dict[str, Any]]],
+                     raws: dict[int, RawRow], report: ImportReport) -> None:
+        bundles = dict(groups)
         for result in await writer.write(groups):
             if result.outcome == REJECTED and result.error is not None:
-                self._reject(report, raws[int(str(result.key))], _engine_problems(spec, result.error))
+                number = int(str(result.key))
+                self._reject(report, raws[number], _engine_problems(spec, result.error, bundles[number]))
             else:
                 report.count(APPLIED if result.outcome == APPLIED else UNCHANGED)
 
@@ -174,15 +191,17 @@ def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
                                                                    if k not in strip}
 
 
-_ENTRY = re.compile(r"^Bundle\.entry\[\d+\]\.resource")
+_ENTRY = re.compile(r"^Bundle\.entry\[(?P<index>\d+)\]\.resource")
 _ENTRY_MESSAGE = re.compile(r"^Bundle\.entry\[\d+\]: ")
 
 
-def _engine_problems(spec: MappingSpec, error: FhirError, resource_type: str = "Task") -> list[Problem]:
+def _engine_problems(spec: MappingSpec, error: FhirError, bundle: dict[str, Any]) -> list[Problem]:
     """The engine's refusal of a row, each issue attributed to the file column whose target it names."""
     problems = []
+    entries = bundle.get("entry", [])
     for issue in error.issues:
-        expression = _ENTRY.sub(resource_type, issue.expression or "")
+        expression = _ENTRY.sub(lambda m: entries[int(m["index"])]["resource"]["resourceType"],
+                                issue.expression or "")
         column = next((c for c in spec.columns if c.path is not None and _names(c.target, expression)), None)
         problems.append(Problem(column.header if column else None, None, "rule", _ENTRY_MESSAGE.sub("",
                                                                                                    issue.message)))
