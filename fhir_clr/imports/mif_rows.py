@@ -17,6 +17,11 @@ REFERRING = "Organization[referring]"
 PLAN = "Organization[plan]"
 
 
+def referral_key(cin: str | None, service: str | None, npi: str | None, referral_date: str) -> str:
+    """The key a MIF-created referral and its Task carry (``identifier`` in :data:`REFERRAL_KEY_SYSTEM`)."""
+    return hashlib.sha256(f"{cin}|{service}|{npi}|{referral_date}".encode()).hexdigest()[:32]
+
+
 def _first_identifier(fragment: dict[str, Any] | None, system: str) -> str | None:
     return next((i.get("value") for i in (fragment or {}).get("identifier", ()) if i.get("system") == system), None)
 
@@ -40,7 +45,7 @@ def mif_group(fragments: dict[str, dict[str, Any]], row_number: int) -> dict[str
     referring = dict(fragments.get(REFERRING) or fragments.get(PLAN) or {})
     if not referring.get("name"):
         return RowProblem(None, "required", "A MIF row needs the Referring Entity (or the plan) by name")
-    key = hashlib.sha256(f"{cin}|{service}|{npi}|{request['authoredOn']}".encode()).hexdigest()[:32]
+    key = referral_key(cin, service, npi, request["authoredOn"])
     urls = {name: f"urn:uuid:{hashlib.md5(f'{row_number}:{name}'.encode()).hexdigest()[:8]}-0000-4000-8000-"
                   f"{key[:12]}" for name in ("patient", "provider", "referring", "request", "task")}
     request.update({"meta": {"profile": [extension_url(rules, "clr-referral")]}, "status": "active",

@@ -106,7 +106,7 @@ class RtfMatcher:
                                                         ("patient", ",".join(f"Patient/{p}" for p in patients))],
                                                limit=LOOKUP_LIMIT * 4)
         tasks = [orjson.loads(t.body) for t in found if t.body is not None]
-        tasks = [t for t in tasks if not is_obligation(t) and t.get("status") not in TERMINAL_STATUSES]
+        tasks = [t for t in tasks if not is_obligation(t)]
         focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
                      if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
         referrals = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
@@ -136,16 +136,19 @@ class RtfMatcher:
     # ---- one row -----------------------------------------------------------------------------------------
 
     def match(self, keys: RowKeys) -> dict[str, Any] | RowProblem:
-        """The open referral Task the row updates, or why there is none."""
+        """The open referral Task the row updates (or, when all are closed, the latest closed one, which the
+        workflow keeps closed), or why there is none."""
         cin_column = next((c for c, p in self._match_columns.items() if p == "Patient.identifier"), None)
         npi_column = next((c for c, p in self._match_columns.items() if p.startswith(SERVICING)), None)
         if keys.cin is None or keys.cin not in self._patients:
             return RowProblem(cin_column, "match", "No Member has this CIN")
         if keys.npi is None or keys.npi not in self._providers:
             return RowProblem(npi_column, "match", "No servicing provider has this NPI")
-        candidates = [task for task, service in self._tasks.get((self._patients[keys.cin],
-                                                                  self._providers[keys.npi]), [])
-                      if service == keys.service]
+        same = [task for task, service in self._tasks.get((self._patients[keys.cin], self._providers[keys.npi]), [])
+                if service == keys.service]
+        candidates = [task for task in same if task.get("status") not in TERMINAL_STATUSES]
+        if not candidates and same:  # only closed ones: the latest, so a repeated closing row is "unchanged"
+            return max(same, key=lambda task: str((task.get("meta") or {}).get("lastUpdated", "")))
         if not candidates:
             return RowProblem(None, "match", "The Member has no open referral for this service with this "
                                              "servicing provider")
