@@ -17,8 +17,9 @@ from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport,
 
 def add_parser(commands: Any) -> None:
     """Register the ``import`` command."""
-    parser = commands.add_parser("import", help="import an RTF (status updates) or MIF (new referrals) file")
-    parser.add_argument("kind", choices=["rtf", "mif"], help="file kind")
+    parser = commands.add_parser("import", help="import an RTF (statuses), MIF (new referrals) or ASF "
+                                 "(authorizations) file")
+    parser.add_argument("kind", choices=["rtf", "mif", "asf"], help="file kind")
     parser.add_argument("file", type=Path, help="CSV (comma, pipe or tab) or XLSX file")
     parser.add_argument("--program", choices=["ecm", "cs"], default=None,
                         help="which layout (ECM or Community Supports RTF); required when both exist")

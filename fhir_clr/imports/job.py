@@ -21,6 +21,7 @@ from typing import Any
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.errors import FhirError
+from fhir_clr.imports.asf_rows import updated_referral
 from fhir_clr.imports.mif_rows import mif_group
 from fhir_clr.imports.received import keep_received_file, mark_processed
 from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, Problem, RejectedRow
@@ -31,8 +32,9 @@ from fhir_clr.mapping.rows import parse_row
 from fhir_clr.mapping.spec import MappingSpec, find_spec
 
 BATCH_ROWS = 500
-IMPORTABLE_KINDS = ("rtf", "mif")
-"""File kinds that can be imported: RTF rows update referrals, MIF rows create them (ASF: export only)."""
+IMPORTABLE_KINDS = ("rtf", "mif", "asf")
+"""File kinds that can be imported: RTF rows update referral statuses, MIF rows create referrals, ASF rows
+record authorization decisions."""
 CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
@@ -137,12 +139,23 @@ class FileImporter:
                 self._reject(report, raw, [Problem(_header(spec, found.column), rows.cell(raw, found.column),
                                                    found.rule, found.message)])
                 continue
-            updated = matcher.updated_task(found, fragments.get("Task", {}))
+            if spec.kind == "asf":
+                current = matcher.referrals.get(str((found.get("focus") or {}).get("reference", "")).removeprefix(
+                    "ServiceRequest/"), {})
+                if not current:
+                    self._reject(report, raw, [Problem(None, None, "match", "The referral of this Member, "
+                                                       "service and provider could not be read")])
+                    continue
+                updated = updated_referral(current, fragments.get("ServiceRequest", {}), self.clock())
+                found = current
+            else:
+                updated = matcher.updated_task(found, fragments.get("Task", {}))
             if _same(updated, found):
                 report.count(UNCHANGED)
                 continue
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
-                {"resource": updated, "request": {"method": "PUT", "url": f"Task/{found['id']}"}}]}))
+                {"resource": updated, "request": {"method": "PUT",
+                                                  "url": f"{updated['resourceType']}/{found['id']}"}}]}))
             raws[raw.number] = raw
         await self._write(spec, writer, groups, raws, report)
 

@@ -70,6 +70,8 @@ class RtfMatcher:
         self._patients: dict[str, str] = {}
         self._providers: dict[str, str] = {}
         self._tasks: dict[tuple[str, str], list[tuple[dict[str, Any], str | None]]] = {}
+        self.referrals: dict[str, dict[str, Any]] = {}
+        """The CLR Referrals of the prefetched Tasks, by id."""
         self._match_columns = {self._column_for(prefix): prefix for prefix in (
             "Patient.identifier", "ServiceRequest.code", f"{SERVICING}.identifier")}
 
@@ -98,7 +100,7 @@ class RtfMatcher:
         npis = sorted({r.npi for r in rows if r.npi})
         self._patients = await self._ids_by_identifier("Patient", self.systems["cin"], cins)
         self._providers = await self._ids_by_identifier("Organization", self.systems["npi"], npis)
-        self._tasks = {}
+        self._tasks, self.referrals = {}, {}
         patients = sorted(set(self._patients.values()))
         if not patients:
             return
@@ -109,8 +111,9 @@ class RtfMatcher:
         tasks = [t for t in tasks if not is_obligation(t)]
         focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
                      if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
-        referrals = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
-        service_of = {r.resource_id: self._service(orjson.loads(r.body)) for r in referrals if r.body is not None}
+        stored = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
+        self.referrals = {r.resource_id: orjson.loads(r.body) for r in stored if r.body is not None}
+        service_of = {rid: self._service(body) for rid, body in self.referrals.items()}
         for task in tasks:
             patient = str((task.get("for") or {}).get("reference", "")).removeprefix("Patient/")
             owner = str((task.get("owner") or {}).get("reference", "")).removeprefix("Organization/")
