@@ -146,3 +146,36 @@ def test_cli_imports_an_xlsx_rtf(tmp_path: Path) -> None:
     report = orjson.loads(done.stdout)
     assert (report["applied"], report["rejected"], report["format"]) == (1, 1, "xlsx")
     assert rejects.read_text().splitlines()[1].startswith("3,ECM Provider National Provider Identifier (NPI)")
+
+
+async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhir_clr.imports.job as job
+
+    monkeypatch.setattr(job, "BATCH_ROWS", 2)
+    npi = valid_npi("633456789")
+    cins = [f"6{n}345678X" for n in range(5)]
+    tasks = [await referral(services, cin, npi) for cin in cins]
+    data = rtf([row(cin, npi, "1", date(2026, 11, 10)) for cin in cins])
+    commits = 0
+    real_commit = services.store.commit
+
+    async def failing_commit(changes: Any) -> Any:
+        nonlocal commits
+        if any(c.resource_type == "Task" and c.op.value == "update" for c in changes):
+            commits += 1
+            if commits == 2:
+                raise RuntimeError("power cut")
+        return await real_commit(changes)
+
+    monkeypatch.setattr(services.store, "commit", failing_commit)
+    importer = FileImporter(services.bundles, services.engine.clock)
+    with pytest.raises(RuntimeError):
+        await importer.run(ImportRequest("rtf", data, "rtf.csv", "ecm"))
+    states = [(await task_now(services, t["id"]))["businessStatus"]["coding"][0]["code"] for t in tasks]
+    assert states == ["1", "1", "3", "3", "3"]  # the first batch whole, the second not at all
+    monkeypatch.setattr(services.store, "commit", real_commit)
+    report = await importer.run(ImportRequest("rtf", data, "rtf.csv", "ecm"))
+    assert report.counts == {"applied": 3, "unchanged": 2, "rejected": 0}
+    document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")
+    assert document["docStatus"] == "final"
