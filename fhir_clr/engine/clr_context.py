@@ -14,7 +14,7 @@ import orjson
 from fhir_clr.clr.codes import CodeList, default_code_lists
 from fhir_clr.clr.config import default_rules, extension_url
 from fhir_clr.clr.noticing import Noticing
-from fhir_clr.clr.obligations import OBLIGATION_PROFILE, is_obligation, is_open
+from fhir_clr.clr.obligations import is_obligation, is_open
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
 from fhir_clr.engine.content import new_id
 from fhir_clr.engine.writes import WritePlanner
@@ -120,8 +120,8 @@ class ClrContext:
 
     async def open_obligations(self, *, part_of: str | None = None, focus: str | None = None) -> list[Related]:
         """Open obligations that are part of the referral Task ``part_of`` or about ``focus``."""
-        params = [("_profile", OBLIGATION_PROFILE), ("status", "requested")]
-        params.append(("part-of", part_of) if part_of else ("focus", focus or ""))
+        # no _profile criterion: the reference is selective, and _profile makes SQLite choose a slow plan
+        params = [("part-of", part_of) if part_of else ("focus", focus or ""), ("status", "requested")]
         return [o for o in await self.find("Task", params) if is_obligation(o.body) and is_open(o.body)]
 
     # ---- changes -----------------------------------------------------------------------------------------

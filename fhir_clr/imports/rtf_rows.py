@@ -23,13 +23,15 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE
+from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles
 from fhir_clr.engine.engine import Engine
 from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.spec import MappingSpec
 
 SERVICING = "Organization[servicing]"
 LOOKUP_LIMIT = 200
+TASKS_PER_MEMBER = 50
+"""Most Tasks (referral Tasks and their obligations) read per Member when matching rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +106,11 @@ class RtfMatcher:
         patients = sorted(set(self._patients.values()))
         if not patients:
             return
-        found = await self.engine.planner.find("Task", [("_profile", REFERRAL_TASK_PROFILE),
-                                                        ("patient", ",".join(f"Patient/{p}" for p in patients))],
-                                               limit=LOOKUP_LIMIT * 4)
+        # by Member only (adding _profile makes SQLite pick a slow plan, 12x here); obligations dropped below
+        found = await self.engine.planner.find("Task", [("patient", ",".join(f"Patient/{p}" for p in patients))],
+                                               limit=TASKS_PER_MEMBER * len(patients))
         tasks = [orjson.loads(t.body) for t in found if t.body is not None]
-        tasks = [t for t in tasks if not is_obligation(t)]
+        tasks = [t for t in tasks if not is_obligation(t) and REFERRAL_TASK_PROFILE in profiles(t)]
         focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
                      if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
         stored = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
