@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import operations, rest
+from fhir_clr.api import imports, operations, rest, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -26,6 +26,7 @@ from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
 from fhir_clr.auth.service import build_auth
 from fhir_clr.config import Settings
+from fhir_clr.conformance import load_conformance
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
+        await load_conformance(services.engine, settings.resolved_profiles_dir())
         tune_runtime()
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
+    app.include_router(imports.router)
+    app.include_router(worklist.router)
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app

@@ -1,4 +1,4 @@
-"""Command line: ``fhir-clr serve | seed | clients | report``."""
+"""Command line: ``fhir-clr serve | seed | clients | import | export | report``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from fhir_clr.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from fhir_clr.config import Settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,6 +49,13 @@ def _seed(args: argparse.Namespace) -> int:
 
     configure_logging("WARNING")
     settings = Settings(data_dir=args.data)
+    if args.members:
+        totals = asyncio.run(_seed_population(settings, args))
+        print(f"synthetic population of {args.members} Members loaded in {Path(args.data).resolve()}: "
+              f"{totals['applied']} file rows applied, {totals['unchanged']} unchanged, {totals['rejected']} "
+              "rejected (two rows are bad on purpose; on a repeat run, older monthly status rows of referrals "
+              "that have moved on are refused too — nothing is added twice)")
+        return 0
     count = asyncio.run(load_sample_data(settings))
     print(f"sample referrals present in {Path(args.data).resolve()} ({count} entries; loading twice adds nothing)")
     return 0
@@ -93,6 +104,18 @@ def _add_report_parser(commands: argparse._SubParsersAction, default_data: Path)
     compliance.set_defaults(func=_report_compliance)
 
 
+async def _seed_population(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
+    from fhir_clr.app import build_services
+    from fhir_clr.synthetic import generate_population, load_population
+
+    services = await build_services(settings)
+    try:
+        population = generate_population(args.members, args.as_of or date.today(), args.seed_value)
+        return await load_population(services, population, args.files)
+    finally:
+        await services.store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fhir-clr`` argument parser."""
     parser = argparse.ArgumentParser(prog="fhir-clr", description="FHIR R4 server for Medi-Cal CLR")
@@ -108,10 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     seed = commands.add_parser("seed", help="load sample referral data into the embedded store")
     seed.add_argument("--data", type=Path, default=Path("./data"))
+    seed.add_argument("--members", type=int, default=0,
+                      help="load a synthetic CLR population of N Members through MIF and RTF imports instead")
+    seed.add_argument("--as-of", type=date.fromisoformat, default=None,
+                      help="the population's 'today' (default today)")
+    seed.add_argument("--seed-value", type=int, default=2025, help="random seed (same seed, same population)")
+    seed.add_argument("--files", type=Path, default=None, help="also write the MIF and RTF files here")
     seed.set_defaults(func=_seed)
     from fhir_clr.auth.cli import add_parser as add_clients_parser
 
     add_clients_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
+    from fhir_clr.imports.cli import add_export_parser
+    from fhir_clr.imports.cli import add_parser as add_import_parser
+
+    add_import_parser(commands)
+    add_export_parser(commands)
     _add_report_parser(commands, Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")))
     return parser
 

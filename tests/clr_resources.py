@@ -39,8 +39,9 @@ def referral(referral_id: str, authored: str, *, service: str = "ecm", requester
 
 def referral_task(task_id: str, referral_id: str, *, status_code: str = "3", status_date: str = "2026-10-01",
                   closure_reason: str | None = None, closure_date: str | None = None,
-                  task_status: str = "requested") -> dict[str, Any]:
-    """A CLR Referral Task focused on ``ServiceRequest/referral_id`` with Referral Status ``status_code``."""
+                  task_status: str = "requested", subject: str = "Patient/member") -> dict[str, Any]:
+    """A CLR Referral Task for Member ``subject`` focused on ``ServiceRequest/referral_id`` with Referral Status
+    ``status_code``."""
     extensions: list[dict[str, Any]] = [{"url": STATUS_DATE_URL, "valueDateTime": status_date}]
     if closure_date:
         extensions.append({"url": CLOSURE_DATE_URL, "valueDate": closure_date})
@@ -48,7 +49,8 @@ def referral_task(task_id: str, referral_id: str, *, status_code: str = "3", sta
         "resourceType": "Task", "id": task_id, "meta": {"profile": [REFERRAL_TASK_PROFILE]},
         "status": task_status, "intent": "order",
         "businessStatus": {"coding": [{"system": f"{BASE}/CodeSystem/referral-status", "code": status_code}]},
-        "focus": {"reference": f"ServiceRequest/{referral_id}"}, "extension": extensions}
+        "focus": {"reference": f"ServiceRequest/{referral_id}"}, "for": {"reference": subject},
+        "extension": extensions}
     if closure_reason:
         task["statusReason"] = {"coding": [{"system": f"{BASE}/CodeSystem/loop-closure-reason",
                                             "code": closure_reason}]}
@@ -56,12 +58,13 @@ def referral_task(task_id: str, referral_id: str, *, status_code: str = "3", sta
 
 
 def obligation(task_id: str, referral_id: str, due: str, *, kind: str = "authorization-decision-member",
-               status: str = "requested", sent: str | None = None) -> dict[str, Any]:
-    """A CLR Notice Obligation of ``kind`` for the referral, due ``due``; ``sent`` = when it was satisfied."""
+               status: str = "requested", sent: str | None = None, subject: str = "Patient/member") -> dict[str, Any]:
+    """A CLR Notice Obligation of ``kind`` for the referral of Member ``subject``, due ``due``; ``sent`` = when
+    it was satisfied."""
     task: dict[str, Any] = {
         "resourceType": "Task", "id": task_id, "meta": {"profile": [OBLIGATION_PROFILE]}, "status": status,
         "intent": "order", "code": {"coding": [{"system": f"{BASE}/CodeSystem/notice-kinds", "code": kind}]},
-        "focus": {"reference": f"ServiceRequest/{referral_id}"},
+        "focus": {"reference": f"ServiceRequest/{referral_id}"}, "for": {"reference": subject},
         "restriction": {"period": {"start": "2026-10-01", "end": due}}}
     if sent:
         task["executionPeriod"] = {"end": sent}

@@ -90,3 +90,14 @@ class Deadlines:
     def extended_open_due(self, since: datetime | date, service_code: str | None) -> date:
         """The day a referral open (or pending) since ``since`` becomes open for an extended period."""
         return add_calendar_days(self.local_date(since), self.extended_open_days(service_code))
+
+    def authorization_period_end(self, start: datetime | date, service_code: str | None, *,
+                                 reauthorization: bool = False) -> date | None:
+        """The last day of an authorization starting ``start`` for the service (initial or reauthorization
+        length from the configuration); None for services with no configured length."""
+        section = self._table["authorization_period"]
+        months = section["reauthorization_months_by_service" if reauthorization else "months_by_service"].get(
+            service_code)
+        if months is None:
+            return None
+        return add_months(self.local_date(start), int(months)) - timedelta(days=1)

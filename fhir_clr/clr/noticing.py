@@ -12,7 +12,7 @@ Rules, all driven by the ``noticing`` section of the rules configuration and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from fhir_clr.clr.codes import CodeLists, default_code_lists
@@ -48,6 +48,8 @@ class Noticing:
         self._conf: dict[str, Any] = self.rules["noticing"]
         self._kinds = self.codes["notice-kinds"]
         self._profile = extension_url(self.rules, "clr-notice-obligation")
+        self.authorization_url = extension_url(self.rules, "authorization-decision")
+        """The URL of the authorization-decision extension on a CLR Referral."""
 
     # ---- facts -------------------------------------------------------------------------------------------
 
@@ -59,7 +61,7 @@ class Noticing:
         if (ext := _extension(referral, extension_url(self.rules, "referral-type"))) is not None:
             referral_type = self.codes["referral-type"].code_of(ext.get("valueCoding"))
         status, decided = None, None
-        if (ext := _extension(referral, extension_url(self.rules, "authorization-decision"))) is not None:
+        if (ext := _extension(referral, self.authorization_url)) is not None:
             parts = {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
             status = self.codes["authorization-status"].code_of(parts.get("status", {}).get("valueCoding"))
             decided = parse_moment(parts.get("date", {}).get("valueDateTime"))
@@ -80,7 +82,37 @@ class Noticing:
 
     # ---- events ------------------------------------------------------------------------------------------
 
-    def on_authorization_decided(self, referral: dict[str, Any], task_reference: str,
+    def on_referral_received(self, referral: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """The obligation to decide the authorization request a new referral is (routine, or expedited when the
+        referral's priority is one of ``expedited_priorities``); none for services excluded from CLR."""
+        facts = self.facts(referral)
+        if not self.is_tracked(facts):
+            return []
+        received = parse_moment(referral.get("authoredOn")) or now
+        expedited = referral.get("priority") in self._conf["expedited_priorities"]
+        if expedited and not isinstance(received, datetime):
+            received = now if self.deadlines.local_date(now) == received else datetime.combine(
+                received, time.min, self.deadlines.timezone)
+        due = self.deadlines.authorization_decision_due(received, expedited=expedited)
+        return [self.obligation("authorization-decision", facts, None, received, due, None)]
+
+    def on_duplicate_open(self, referral: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """The obligation to coordinate a referral with another open one for the same Member and service: due
+        with the authorization decision, since the Member's choice of provider is part of that decision."""
+        facts = self.facts(referral)
+        if not self.is_tracked(facts):
+            return []
+        received = parse_moment(referral.get("authoredOn")) or now
+        return [self.obligation("duplicate-coordination", facts, None, received,
+                                self.deadlines.authorization_decision_due(received), None)]
+
+    def on_rtf_received(self, document_reference: str, received: datetime | date) -> dict[str, Any]:
+        """The obligation to process (ingest and clean) a received Return Transmission File."""
+        facts = ReferralFacts(document_reference, None, None, False, None, None, None, None)
+        return self.obligation("rtf-processing", facts, None, received,
+                               self.deadlines.rtf_processing_due(received), None)
+
+    def on_authorization_decided(self, referral: dict[str, Any], task_reference: str | None,
                                  now: datetime) -> list[dict[str, Any]]:
         """Obligations when the plan records a decision on the referral's authorization request."""
         facts = self.facts(referral)
@@ -106,8 +138,8 @@ class Noticing:
         return [self.obligation("loop-closure-referring-entity", facts, task_reference, processed,
                                 self.deadlines.loop_closure_notice_due(processed), facts.requester)]
 
-    def on_inquiry(self, referral: dict[str, Any], task_reference: str, received: datetime,
-                   inquirer: dict[str, Any]) -> list[dict[str, Any]]:
+    def on_inquiry(self, referral: dict[str, Any], task_reference: str | None, received: datetime,
+                   inquirer: dict[str, Any] | None) -> list[dict[str, Any]]:
         """Obligation to answer a status inquiry from ``inquirer`` (a Reference to the Member or Referring Entity)."""
         facts = self.facts(referral)
         if not self.is_tracked(facts):
@@ -117,21 +149,34 @@ class Noticing:
 
     def on_status_recorded(self, referral: dict[str, Any], task_reference: str, status_date: datetime | date,
                            now: datetime) -> list[dict[str, Any]]:
-        """Obligations that follow any recorded status of an open referral: refresh it within the freshness
-        period, and follow up if it is still open after the service's extended-open threshold."""
+        """The obligation that follows any recorded status of an open referral: refresh it within the freshness
+        period (counted from the status's own date)."""
         facts = self.facts(referral)
         if not self.is_tracked(facts):
             return []
         return [self.obligation("status-update", facts, task_reference, now,
-                                self.deadlines.status_update_due(status_date), None),
-                self.obligation("pending-follow-up", facts, task_reference, now,
-                                self.deadlines.extended_open_due(status_date, facts.service), None)]
+                                self.deadlines.status_update_due(status_date), None)]
+
+    def keeps_pending(self, status_code: str | None) -> bool:
+        """True for the Referral Statuses whose duration the extended-open clock watches (Pending)."""
+        return status_code in self._conf["extended_open_statuses"]
+
+    def on_pending(self, referral: dict[str, Any], task_reference: str, since: datetime | date,
+                   now: datetime) -> list[dict[str, Any]]:
+        """The obligation to follow up a referral still pending after its service's threshold, counted from
+        ``since`` (when it became pending)."""
+        facts = self.facts(referral)
+        if not self.is_tracked(facts):
+            return []
+        return [self.obligation("pending-follow-up", facts, task_reference, now,
+                                self.deadlines.extended_open_due(since, facts.service), None)]
 
     # ---- the obligation resource -------------------------------------------------------------------------
 
-    def obligation(self, kind: str, facts: ReferralFacts, task_reference: str, start: datetime | date,
+    def obligation(self, kind: str, facts: ReferralFacts, task_reference: str | None, start: datetime | date,
                    due: datetime | date, recipient: dict[str, Any] | None) -> dict[str, Any]:
-        """A CLR Notice Obligation Task of ``kind``, part of the referral Task, due ``due``."""
+        """A CLR Notice Obligation Task of ``kind`` about ``facts.reference``, part of the referral Task when
+        there is one, due ``due``."""
         restriction: dict[str, Any] = {"period": {"start": start.isoformat(), "end": due.isoformat()}}
         if recipient:
             restriction["recipient"] = [recipient]
@@ -141,10 +186,11 @@ class Noticing:
             "status": "requested",
             "intent": "order",
             "code": {"coding": [self._kinds.coding(kind)]},
-            "partOf": [{"reference": task_reference}],
             "authoredOn": start.isoformat(),
             "restriction": restriction,
         }
+        if task_reference:
+            task["partOf"] = [{"reference": task_reference}]
         if facts.reference:
             task["focus"] = {"reference": facts.reference}
         if facts.subject:

@@ -23,8 +23,8 @@ from fhir_clr.search.parse import PAGE_TOKEN
 
 PAGE_SIZE = 1000
 VALUES_PER_QUERY = 400
-"""OR-ed values per search parameter: the embedded store turns each into one branch of a compound SELECT, and
-SQLite allows 500 branches."""
+"""References or ids OR-ed in one search parameter: at most this many, each an index lookup of its own in the
+embedded store (one UNION ALL term each), so every batch is one short query."""
 ENTITY_TYPES = ("Organization", "Practitioner", "PractitionerRole")
 """Requester types looked up for display names (the Member's side is never named)."""
 

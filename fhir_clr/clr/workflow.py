@@ -110,6 +110,34 @@ class TaskWorkflow:
 
     # ---- public ------------------------------------------------------------------------------------------
 
+    @property
+    def status_date_url(self) -> str:
+        """The URL of the Date of Referral Status Update extension."""
+        return self._date_url
+
+    @property
+    def closed_status(self) -> str:
+        """The Referral Status code of a closed loop."""
+        return str(self._flow["closed_referral_status"])
+
+    def task_status_for(self, code: str, reason: str | None) -> str:
+        """The Task.status a Referral Status code (and closure reason, when closed) calls for."""
+        return self._task_status(code, reason)
+
+    def closing(self, task: dict[str, Any], reason: str, when: datetime) -> dict[str, Any]:
+        """A copy of ``task`` moved to Referral Loop Closed with ``reason`` (a closure reason code) dated
+        ``when`` (or the Task's current status date, when that is later); Task.status left to be derived."""
+        closed = copy.deepcopy(task)
+        before = parse_moment(self._status_date(task))
+        moment = when if before is None or self.deadlines.local_date(before) <= self.deadlines.local_date(when) \
+            else before
+        closed["businessStatus"] = {"coding": [self._statuses.coding(self.closed_status)]}
+        closed["statusReason"] = {"coding": [self._reasons.coding(reason)]}
+        closed.pop("status", None)
+        closed["extension"] = [e for e in closed.get("extension", ()) if e.get("url") != self._date_url]
+        closed["extension"].append({"url": self._date_url, "valueDateTime": moment.isoformat()})
+        return closed
+
     def check_task_change(self, previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
                           now: datetime, referral: dict[str, Any] | None = None) -> TaskDecision:
         """Check a create (``previous`` None) or update of a CLR referral Task by ``caller`` at ``now``.

@@ -23,6 +23,7 @@ from fhir_clr.engine.bundle_requests import (
     rewrite_narrative,
     rewrite_strings,
 )
+from fhir_clr.engine.clr_context import planning_transaction
 from fhir_clr.engine.content import new_id
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.render import etag, history_bundle, resource_bytes, searchset_bundle
@@ -140,6 +141,18 @@ class BundleProcessor:
 
     async def _transaction_once(self, requests: list[EntryRequest]
                                 ) -> dict[int, tuple[StoredResource | None, int]]:
+        plans = await self.plan_transaction(requests)
+        changes = [change for plan in plans.values() for change in plan.changes()]
+        stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
+        results: dict[int, tuple[StoredResource | None, int]] = {}
+        for index, plan in plans.items():
+            written = [next(stored) for _ in plan.changes()]
+            results[index] = (written[0] if written else plan.existing, plan.status)
+        return results
+
+    async def plan_transaction(self, requests: list[EntryRequest]) -> dict[int, Plan]:
+        """Plan every write entry of a transaction (identities, urn:uuid rewriting, CLR rules, authorization)
+        without committing; the plans by entry index. Raises the first entry's error, located."""
         ids: dict[int, str] = {}
         resolved: dict[int, StoredResource] = {}
         mapping: dict[str, str] = {}
@@ -152,23 +165,20 @@ class BundleProcessor:
         resources = {r.index: await self._rewrite(r, mapping) for r in requests if r.resource is not None}
         _check_overlaps(requests, ids)
         plans: dict[int, Plan] = {}
-        for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
-            if request.method in ("GET", "HEAD"):
-                continue
-            try:
-                self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                plan = await self._plan(request, ids, resolved, resources.get(request.index))
-                plans[request.index] = await self.engine.apply_rules(plan)
-                await self.engine.authorize(plans[request.index])
-            except FhirError as error:
-                raise locate(error, request.index) from None
-        changes = [change for plan in plans.values() for change in plan.changes()]
-        stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
-        results: dict[int, tuple[StoredResource | None, int]] = {}
-        for index, plan in plans.items():
-            written = [next(stored) for _ in plan.changes()]
-            results[index] = (written[0] if written else plan.existing, plan.status)
-        return results
+        with planning_transaction() as planned:
+            for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
+                if request.method in ("GET", "HEAD"):
+                    continue
+                try:
+                    self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
+                    plan = await self._plan(request, ids, resolved, resources.get(request.index))
+                    plans[request.index] = await self.engine.apply_rules(plan)
+                    await self.engine.authorize(plans[request.index])
+                except FhirError as error:
+                    raise locate(error, request.index) from None
+                planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
+                               for c in plans[request.index].changes() if c.resource is not None)
+        return plans
 
     async def _assign_identity(self, request: EntryRequest, ids: dict[int, str],
                                resolved: dict[int, StoredResource], mapping: dict[str, str]) -> None:

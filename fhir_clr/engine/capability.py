@@ -13,6 +13,11 @@ from fhir_clr.search.registry import SearchParamRegistry
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                      "create", "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+SYSTEM_OPERATIONS = [
+    {"name": "clr-worklist", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-worklist"},
+    {"name": "import", "definition": "http://fhir-clr.org/fhir/OperationDefinition/import"},
+    {"name": "clr-export", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-export"},
+]
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 
 
@@ -37,6 +42,7 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            "operation": SYSTEM_OPERATIONS,
         }],
     }
     if token_url is not None:

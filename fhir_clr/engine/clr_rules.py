@@ -1,13 +1,13 @@
 """CLR rules on the write path: a planned write of a CLR resource is checked and normalized, and the workflow's
 side effects become extra store Changes committed atomically with it.
 
-* A Task is a CLR referral Task when it claims the CLR Referral Task profile, or claims no profile and its
-  ``focus`` is a CLR Referral. :func:`fhir_clr.clr.workflow.check_task_change` checks the change for the caller
-  (previous = the stored version) and the normalized Task is stored; "complete the ServiceRequest" becomes a
-  compare-and-swap update of that ServiceRequest, "create an obligation" a create with a new id.
-* A ServiceRequest claiming the CLR Referral profile gets its ``code`` normalized to the CLR service ValueSet.
+* A CLR Referral (ServiceRequest claiming the profile): :mod:`fhir_clr.engine.clr_referrals`.
+* A referral Task (claims the CLR Referral Task profile, or claims no profile and its ``focus`` is a CLR
+  Referral): :mod:`fhir_clr.engine.clr_tasks`.
+* A Communication (notice or inquiry) or a DocumentReference (received file): :mod:`fhir_clr.engine.clr_messages`.
 
-Rule failures are 422 (or 403 for the wrong party) raised before anything is committed.
+Rule failures are 422 (or 403 for the wrong party) raised before anything is committed. Extra changes are
+compare-and-swap updates or creates, so a concurrent writer makes the whole write re-plan, never half-apply.
 """
 
 from __future__ import annotations
@@ -15,30 +15,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
-from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, SideEffect, check_task_change
-from fhir_clr.engine.content import new_id
+from fhir_clr.clr.workflow import Caller
+from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, ClrContext, body_of, is_referral, profiles, reference_of
+from fhir_clr.engine.clr_messages import MessageEvents
+from fhir_clr.engine.clr_referrals import ReferralEvents
+from fhir_clr.engine.clr_tasks import ReferralTaskEvents
 from fhir_clr.engine.writes import Plan, WritePlanner
 from fhir_clr.errors import FhirError
-from fhir_clr.store.port import Change, ChangeOp, StoredResource
-
-REFERRAL_PROFILE = extension_url(default_rules(), "clr-referral")
-REFERRAL_TASK_PROFILE = extension_url(default_rules(), "clr-referral-task")
-
-
-def _profiles(resource: dict[str, Any]) -> list[str]:
-    meta = resource.get("meta")
-    profiles = meta.get("profile") if isinstance(meta, dict) else None
-    return [p.split("|")[0] for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
-
-
-def _body(stored: StoredResource | None) -> dict[str, Any] | None:
-    if stored is None or stored.deleted or stored.body is None:
-        return None
-    return orjson.loads(stored.body)
+from fhir_clr.fhirmodel.profile_check import check_profiles, normalize_extension_codes
+from fhir_clr.store.port import Change, ChangeOp
 
 
 class ClrWriteRules:
@@ -46,6 +31,10 @@ class ClrWriteRules:
 
     def __init__(self, planner: WritePlanner) -> None:
         self.planner = planner
+        self.context = ClrContext(planner)
+        self.tasks = ReferralTaskEvents(self.context)
+        self.referrals = ReferralEvents(self.context, self.tasks)
+        self.messages = MessageEvents(self.context)
 
     async def apply(self, plan: Plan, caller: Caller, now: datetime) -> Plan:
         """``plan`` with its resource normalized and the CLR side effects added as extra changes; unchanged
@@ -53,69 +42,63 @@ class ClrWriteRules:
         change = plan.change
         if change is None or change.resource is None:
             return plan
-        if change.resource_type == "ServiceRequest" and REFERRAL_PROFILE in _profiles(change.resource):
-            return self._replace(plan, self._normalized_referral(change.resource))
-        if change.resource_type != "Task":
-            return plan
-        referral = await self._focus_referral(change.resource)
-        if not self._is_referral_task(change.resource, referral):
-            return plan
-        previous = None
-        if change.op is ChangeOp.UPDATE:
-            previous = _body(await self.planner.store.read("Task", change.resource_id))
-        decision = check_task_change(previous, change.resource, caller, now, referral)
-        extra = [await self._effect_change(effect) for effect in decision.effects]
-        return self._replace(plan, decision.task, extra)
+        resource = normalize_extension_codes(change.resource)
+        checked = self._checked(await self._dispatch(plan, resource, caller, now))
+        return checked
 
-    # ---- classification ----------------------------------------------------------------------------------
+    @staticmethod
+    def _checked(plan: Plan) -> Plan:
+        """``plan`` after the profile check of the resource it writes (422 with every issue)."""
+        assert plan.change is not None and plan.change.resource is not None
+        issues = check_profiles(plan.change.resource)
+        if issues:
+            raise FhirError(422, issues[0].code, issues[0].message, expression=issues[0].expression, issues=issues)
+        return plan
+
+    async def _dispatch(self, plan: Plan, resource: dict[str, Any], caller: Caller, now: datetime) -> Plan:
+        change = plan.change
+        assert change is not None
+        kind = change.resource_type
+        if kind == "ServiceRequest" and is_referral(resource):
+            previous = await self._previous(change)
+            if previous is not None and not is_referral(previous):
+                previous = None
+            normalized, extra = await self.referrals.decide(previous, resource, caller, now)
+            return self._replace(plan, normalized, extra)
+        if kind == "Task":
+            referral = await self.context.referral(reference_of(resource.get("focus")))
+            if not self._is_referral_task(resource, referral):
+                return self._replace(plan, resource, []) if resource is not change.resource else plan
+            normalized, extra = await self.tasks.decide(await self._previous(change), resource,
+                                                        change.resource_id, caller, now, referral)
+            return self._replace(plan, normalized, extra)
+        if kind == "Communication":
+            extra = await self.messages.communication(await self._previous(change), resource, now)
+            return self._replace(plan, resource, extra)
+        if kind == "DocumentReference":
+            extra = await self.messages.document(await self._previous(change), resource, now)
+            return self._replace(plan, resource, extra)
+        return self._replace(plan, resource, []) if resource is not change.resource else plan
 
     @staticmethod
     def _is_referral_task(task: dict[str, Any], referral: dict[str, Any] | None) -> bool:
-        profiles = _profiles(task)
-        return REFERRAL_TASK_PROFILE in profiles or (not profiles and referral is not None)
+        claimed = profiles(task)
+        return REFERRAL_TASK_PROFILE in claimed or (not claimed and referral is not None)
 
-    async def _focus_referral(self, task: dict[str, Any]) -> dict[str, Any] | None:
-        """The Task's focus when it is a stored CLR Referral ServiceRequest, else None."""
-        focus = task.get("focus")
-        reference = focus.get("reference") if isinstance(focus, dict) else None
-        if not isinstance(reference, str) or not reference.startswith("ServiceRequest/"):
+    async def _previous(self, change: Change) -> dict[str, Any] | None:
+        """The stored version an update replaces (None for a create)."""
+        if change.op is not ChangeOp.UPDATE:
             return None
-        referral = _body(await self.planner.store.read("ServiceRequest", reference.removeprefix("ServiceRequest/")))
-        return referral if referral is not None and REFERRAL_PROFILE in _profiles(referral) else None
+        return body_of(await self.planner.store.read(change.resource_type, change.resource_id))
 
-    # ---- normalization -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _normalized_referral(referral: dict[str, Any]) -> dict[str, Any]:
-        """The CLR Referral with ``code`` as the canonical CLR service coding (422 outside the ValueSet)."""
-        if "code" not in referral:
-            raise FhirError(422, "required", "A CLR Referral needs its service (ServiceRequest.code)",
-                            expression="ServiceRequest.code")
-        code = default_code_lists()["clr-services"].parse_concept(referral["code"], "ServiceRequest.code")
-        return {**referral, "code": code}
-
-    # ---- changes -----------------------------------------------------------------------------------------
-
-    def _replace(self, plan: Plan, resource: dict[str, Any], extra: list[Change] | None = None) -> Plan:
-        """``plan`` storing ``resource`` instead (re-validated, index re-extracted), plus ``extra`` changes."""
+    def _replace(self, plan: Plan, resource: dict[str, Any] | None, extra: list[Change]) -> Plan:
+        """``plan`` storing ``resource`` instead (re-validated, index re-extracted; None keeps it), plus
+        ``extra`` changes."""
         change = plan.change
         assert change is not None
-        prepared = self.planner.prepare(change.resource_type, change.resource_id, resource)
-        replaced = self.planner.change(change.op, change.resource_type, change.resource_id,
-                                       change.expected_version, prepared, change.match_keys,
-                                       change.steal_match_keys)
-        return Plan(replaced, plan.status, plan.existing, extra=[*plan.extra, *(extra or [])])
-
-    async def _effect_change(self, effect: SideEffect) -> Change:
-        if isinstance(effect, CompleteServiceRequest):
-            return await self._complete(effect.reference)
-        rid = new_id()
-        return self.planner.change(ChangeOp.CREATE, "Task", rid, 0, self.planner.prepare("Task", rid, effect.task))
-
-    async def _complete(self, reference: str) -> Change:
-        """Set the referral ServiceRequest's status to completed, compare-and-swap on its current version."""
-        resource_type, _, resource_id = reference.partition("/")
-        current = await self.planner.read_live(resource_type, resource_id)
-        body = _body(current) or {}
-        resource = self.planner.prepare(resource_type, resource_id, {**body, "status": "completed"})
-        return self.planner.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource)
+        if resource is not None:
+            prepared = self.planner.prepare(change.resource_type, change.resource_id, resource)
+            change = self.planner.change(change.op, change.resource_type, change.resource_id,
+                                         change.expected_version, prepared, change.match_keys,
+                                         change.steal_match_keys)
+        return Plan(change, plan.status, plan.existing, extra=[*plan.extra, *extra])

@@ -84,8 +84,17 @@ def successor(text: str) -> str:
     return "\U0010ffff" * 2
 
 
+MAX_UNION_TERMS = 400
+"""SQLite refuses a compound SELECT of more than 500 terms: longer value lists share terms (OR-ed)."""
+
+
 def _join(parts: list[Fragment], glue: str) -> Fragment:
-    return Fragment(glue.join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+    """``parts`` joined by ``glue`` as a balanced tree: SQLite parses ``a OR b OR c…`` one level deeper per
+    term and refuses past depth 1000, so hundreds of OR-ed values would otherwise fail."""
+    if len(parts) <= 8:
+        return Fragment(glue.join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+    middle = len(parts) // 2
+    return _join([_join(parts[:middle], glue), _join(parts[middle:], glue)], glue)
 
 
 class CriteriaCompiler:
@@ -255,8 +264,11 @@ def _index_criterion(table: str, param: str, alts: list[Fragment], *, negate: bo
                      f"WHERE rid = {ALIAS}.rid AND param = ? AND ({values.sql}))", (param, *values.params))
     if negate:
         return Compiled(probe, rid_only=True)
-    driver = Fragment(" UNION ALL ".join(f"SELECT rid FROM {table} WHERE param = ? AND ({a.sql})" for a in alts),
-                      tuple(x for a in alts for x in (param, *a.params)))
+    groups = [alts] if len(alts) <= MAX_UNION_TERMS else [[_join(alts[i::MAX_UNION_TERMS], " OR ")]
+                                                          for i in range(MAX_UNION_TERMS)]
+    parts = [a for group in groups for a in group]
+    driver = Fragment(" UNION ALL ".join(f"SELECT rid FROM {table} WHERE param = ? AND ({a.sql})" for a in parts),
+                      tuple(x for a in parts for x in (param, *a.params)))
     return Compiled(probe, driver, rank, rid_only=True)
 
 

@@ -1,6 +1,7 @@
 """``fhir-clr report compliance`` end to end: referrals written through the engine into an embedded store (with the
-CLR write rules, so the loop-closure obligation is the one the server creates), then the CLI run as a subprocess
-on that data directory. The engine's clock is fixed at Tuesday 20 October 2026, 10:00 in California."""
+CLR write rules, so the notice obligations, the denial closing the loop and the duplicate flags are the server's
+own), then the CLI run as a subprocess on that data directory.
+The engine's clock is fixed at Tuesday 20 October 2026, 10:00 in California."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from fhir_clr.clr.report_source import VALUES_PER_QUERY, load_report_data, searc
 from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
 from fhir_clr.store.port import ChangeOp
-from tests.clr_resources import STATUS_DATE_URL, obligation, referral, referral_task
+from tests.clr_resources import BASE, STATUS_DATE_URL, obligation, referral, referral_task
 
 NOW = datetime(2026, 10, 20, 17, 0, tzinfo=UTC)
+AUTH_URL = f"{BASE}/StructureDefinition/authorization-decision"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,44 +47,70 @@ async def _moved(engine: Engine, task: dict[str, Any], status_code: str, when: s
     return orjson.loads(result.stored.body)
 
 
+async def _decided(engine: Engine, referral_body: dict[str, Any], status: str, when: str) -> dict[str, Any]:
+    """``referral_body`` with the plan's authorization decision ``status`` dated ``when`` recorded."""
+    body = {**referral_body, "extension": [*referral_body["extension"], {"url": AUTH_URL, "extension": [
+        {"url": "status", "valueCoding": {"code": status}}, {"url": "date", "valueDateTime": when}]}]}
+    result = await engine.update("ServiceRequest", body["id"], body)
+    assert result.stored is not None and result.stored.body is not None
+    return orjson.loads(result.stored.body)
+
+
+async def _notice_sent(engine: Engine, referral_id: str, kind: str, sent: str) -> None:
+    """A CLR Notice satisfying the open obligation of ``kind`` the server created for the referral."""
+    found = await search_all(engine, "Task", [("focus", f"ServiceRequest/{referral_id}"), ("code", kind),
+                                              ("status", "requested")])
+    assert len(found) == 1, found
+    due = found[0]
+    await _created(engine, {
+        "resourceType": "Communication", "meta": {"profile": [f"{BASE}/StructureDefinition/clr-notice"]},
+        "status": "completed", "basedOn": [{"reference": f"Task/{due['id']}"}], "about": [due["focus"]],
+        "sent": sent, "category": [{"coding": [{"system": f"{BASE}/CodeSystem/message-category", "code": "notice"}]}],
+        "extension": [{"url": f"{BASE}/StructureDefinition/notice-channel",
+                       "valueCoding": {"system": f"{BASE}/CodeSystem/notice-channels", "code": "secure-electronic"}}],
+        **({"recipient": due["restriction"]["recipient"]} if due["restriction"].get("recipient") else {})})
+
+
 async def _load(data_dir: Path) -> None:
-    """Three October referrals and one from September, from two Referring Entities and one Member."""
+    """Five October referrals and one from September, from two Referring Entities; the obligations and duplicate
+    flags are the ones the server's CLR rules create."""
     services = await build_services(Settings(data_dir=data_dir, dev=True, fixed_now=NOW))
     engine = services.engine
     try:
-        clinic = await _created(engine, {"resourceType": "Organization", "name": "Eastside Clinic"})
-        cbo = await _created(engine, {"resourceType": "Organization", "name": "Harbor Community Services"})
-        member = await _created(engine, {"resourceType": "Patient", "name": [{"family": "Quintero", "given": ["Rosa"]}],
-                                         "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.5",
-                                                         "value": "91234567A"}]})
-        subject = f"Patient/{member['id']}"
+        clinic, cbo = [f"Organization/{(await _created(engine, {'resourceType': 'Organization', 'name': name}))['id']}"
+                       for name in ("Eastside Clinic", "Harbor Community Services")]
 
-        async def referral_with_task(authored: str, requester: str, **kwargs: Any
+        async def member() -> str:
+            created = await _created(engine, {
+                "resourceType": "Patient", "name": [{"family": "Quintero", "given": ["Rosa"]}],
+                "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.5", "value": "91234567A"}]})
+            return f"Patient/{created['id']}"
+
+        async def referral_with_task(authored: str, requester: str, subject: str, **kwargs: Any
                                      ) -> tuple[dict[str, Any], dict[str, Any]]:
             created = await _created(engine, referral("x", authored, requester=requester, subject=subject, **kwargs))
-            task = await _created(engine, referral_task("x", created["id"], status_date=authored))
+            task = await _created(engine, referral_task("x", created["id"], status_date=authored, subject=subject))
             return created, task
 
-        approved, approved_task = await referral_with_task(
-            "2026-10-01", f"Organization/{clinic['id']}", authorization="approved", decided="2026-10-05T18:00:00Z")
+        rosa = await member()
+        approved, approved_task = await referral_with_task("2026-10-01", clinic, rosa)
+        approved = await _decided(engine, approved, "approved", "2026-10-05T18:00:00Z")
+        await _notice_sent(engine, approved["id"], "authorization-decision-member", "2026-10-06T16:00:00Z")
+        await _notice_sent(engine, approved["id"], "authorization-decision-referring-entity", "2026-10-06T16:00:00Z")
+        await _created(engine, referral("x", "2026-10-12", requester=cbo, subject=rosa))  # denied: authorized already
         approved_task = await _moved(engine, approved_task, "1", "2026-10-08", "accepted")
         await _moved(engine, approved_task, "5", "2026-10-15", "completed", "services-received")  # owes a notice
-        await _created(engine, obligation("x", approved["id"], "2026-10-07", status="completed",
-                                          sent="2026-10-06T16:00:00Z"))
-        await _created(engine, obligation("x", approved["id"], "2026-10-06T18:00:00Z",
-                                          kind="authorization-decision-referring-entity", status="completed",
-                                          sent="2026-10-06T16:00:00Z"))
 
-        denied, denied_task = await referral_with_task(
-            "2026-10-02", f"Organization/{cbo['id']}", service="housing-deposits", authorization="denied",
-            decided="2026-10-02T18:00:00Z", flag="duplicate-authorized")
-        await _moved(engine, denied_task, "5", "2026-10-12", "cancelled", "authorization-denied")
-        await _created(engine, obligation("x", denied["id"], "2026-10-06"))  # never sent
+        denied, _ = await referral_with_task("2026-10-02", cbo, await member(), service="housing-deposits")
+        await _decided(engine, denied, "denied", "2026-10-02T18:00:00Z")  # closes the loop; notices never sent
 
-        await _created(engine, referral("x", "2026-10-31T23:30:00-07:00", requester=subject, referral_type="3",
-                                        subject=subject))  # a self-referral without a Task yet
-        await _created(engine, referral("x", "2026-09-30T20:00:00-07:00", requester=f"Organization/{clinic['id']}",
-                                        subject=subject))  # 1 October in UTC, September in California
+        self_referred = await member()
+        await _created(engine, referral("x", "2026-10-31T23:30:00-07:00", requester=self_referred, referral_type="3",
+                                        subject=self_referred))  # no Task yet
+        waiting = await member()
+        await _created(engine, referral("x", "2026-09-30T20:00:00-07:00", requester=clinic,
+                                        subject=waiting))  # 1 October in UTC, September in California
+        await _created(engine, referral("x", "2026-10-19", requester=cbo, subject=waiting))  # both to coordinate
     finally:
         await services.store.close()
 
@@ -108,26 +136,29 @@ def test_json_report_counts_the_october_referrals(data_dir: Path) -> None:
     report = orjson.loads(done.stdout)
     assert (report["schema"], report["version"], report["asOf"]) == ("fhir-clr/compliance-report", "1", "2026-10-30")
     totals = report["totals"]
-    assert (totals["referrals"], totals["authorized"], totals["denied"]) == (3, 1, 1)
-    assert totals["duplicates"] == {"total": 1, "alreadyAuthorized": 1, "coordinationNeeded": 0}
+    assert (totals["referrals"], totals["authorized"], totals["denied"]) == (5, 1, 2)
+    assert totals["duplicates"] == {"total": 2, "alreadyAuthorized": 1, "coordinationNeeded": 1}
     assert totals["closed"]["total"] == 2
     assert {k: v for k, v in totals["closed"]["byReason"].items() if v} == {
         "services-received": 1, "authorization-denied": 1}
     assert totals["medianDaysToAuthorization"] == 4.0  # 1 → 5 October
-    assert totals["medianDaysToClosure"] == 12.0  # 14 and 10 days
-    # on time: both decision notices of the approved referral; late: the unsent denial notice and the
-    # loop-closure notice the server created on closing (due 22 October, still open on the 30th)
-    assert totals["notices"] == {"onTime": 2, "late": 2, "pending": 0}
-    assert [(g["key"], g["referrals"]) for g in report["byService"]] == [("ecm", 2), ("housing-deposits", 1)]
-    entities = {g["display"]: g["referrals"] for g in report["byReferringEntity"]}
-    assert entities == {"Eastside Clinic": 1, "Harbor Community Services": 1, "Self or caretaker referrals": 1}
+    assert totals["medianDaysToClosure"] == 7.0  # 14 days (closed on the 15th) and 0 (denied the same day)
+    # on time: both decision notices of the approved referral, sent on the 6th; late: the loop-closure notice
+    # the server owes since the 15th, and the unsent decision notices of the two denied referrals
+    assert totals["notices"] == {"onTime": 2, "late": 5, "pending": 0}
+    assert [(g["key"], g["referrals"], g["denied"]) for g in report["byService"]] == [
+        ("ecm", 4, 1), ("housing-deposits", 1, 1)]
+    entities = {g["display"]: (g["referrals"], g["duplicates"]["total"]) for g in report["byReferringEntity"]}
+    assert entities == {"Eastside Clinic": (1, 0), "Harbor Community Services": (3, 2),
+                        "Self or caretaker referrals": (1, 0)}
     assert "Quintero" not in done.stdout and "91234567A" not in done.stdout and "Patient/" not in done.stdout
 
 
 def test_as_of_before_the_due_dates_leaves_open_notices_pending(data_dir: Path) -> None:
     done = run_cli("--from", "2026-10-01", "--to", "2026-10-31", "--as-of", "2026-10-06", "--format", "json",
                    "--data", str(data_dir))
-    assert orjson.loads(done.stdout)["totals"]["notices"] == {"onTime": 2, "late": 0, "pending": 2}
+    # late: only the denial notice to the Referring Entity (due 24 hours after the 2 October decision)
+    assert orjson.loads(done.stdout)["totals"]["notices"] == {"onTime": 2, "late": 1, "pending": 4}
 
 
 def test_table_report_and_an_empty_period(data_dir: Path) -> None:

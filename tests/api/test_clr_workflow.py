@@ -7,7 +7,6 @@ The fixed "now" is Tuesday 24 November 2026, 10:00 in California: two business d
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,28 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.clr_helpers import (
+    CLOSURE_URL,
+    DATE_URL,
+    STATUS_SYSTEM,
+    created,
+    fixed_clock_server,
+    member,
+    organization,
+    referral_body,
+    referral_task_body,
+    status_code,
+    with_status,
+)
 from tests.api.helpers import FHIR_JSON, issue_expressions, unique
-from tests.conftest import LiveServer
 
-BASE = "http://fhir-clr.org/fhir"
-REFERRAL_PROFILE = f"{BASE}/StructureDefinition/clr-referral"
-TASK_PROFILE = f"{BASE}/StructureDefinition/clr-referral-task"
-DATE_URL = f"{BASE}/StructureDefinition/date-of-referral-status-update"
-CLOSURE_URL = f"{BASE}/StructureDefinition/referral-loop-closure-date"
-STATUS_SYSTEM = f"{BASE}/CodeSystem/referral-status"
 FIXED_NOW = "2026-11-24T18:00:00+00:00"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A client of a dev-mode live server with a fixed clock (overrides the shared server's ``client``)."""
-    server = LiveServer(Path(tmp_path_factory.mktemp("clr-server")), {"FHIR_CLR_FIXED_NOW": FIXED_NOW})
-    server.start()
+    server = fixed_clock_server(Path(tmp_path_factory.mktemp("clr-server")), FIXED_NOW)
     try:
         with httpx.Client(base_url=server.base_url, timeout=30.0,
                           headers={"Accept": "application/fhir+json"}) as http:
@@ -40,42 +44,11 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         server.stop()
 
 
-def created(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/{body['resourceType']}", json=body, headers=FHIR_JSON)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def open_referral(client: httpx.Client) -> tuple[dict[str, Any], dict[str, Any]]:
     """A CLR Referral (external Referring Entity, ECM) and its referral Task, Pending since 2 November."""
-    patient = created(client, {"resourceType": "Patient", "name": [{"family": unique("member")}]})
-    clinic = created(client, {"resourceType": "Organization", "name": unique("clinic")})
-    provider = created(client, {"resourceType": "Organization", "name": unique("provider")})
-    referral = created(client, {
-        "resourceType": "ServiceRequest", "meta": {"profile": [REFERRAL_PROFILE]}, "status": "active",
-        "intent": "order", "code": {"text": "ECM"}, "subject": {"reference": f"Patient/{patient['id']}"},
-        "requester": {"reference": f"Organization/{clinic['id']}"},
-        "extension": [{"url": f"{BASE}/StructureDefinition/referral-type", "valueCoding": {"code": "1"}}]})
-    task = created(client, {
-        "resourceType": "Task", "meta": {"profile": [TASK_PROFILE]}, "status": "requested", "intent": "order",
-        "businessStatus": {"text": "3"}, "focus": {"reference": f"ServiceRequest/{referral['id']}"},
-        "for": {"reference": f"Patient/{patient['id']}"},
-        "requester": {"reference": f"Organization/{clinic['id']}"},
-        "owner": {"reference": f"Organization/{provider['id']}"}, "authoredOn": "2026-11-02",
-        "extension": [{"url": DATE_URL, "valueDateTime": "2026-11-02"}]})
-    return referral, task
-
-
-def with_status(task: dict[str, Any], business: str, when: str, status: str, **extra: Any) -> dict[str, Any]:
-    """``task`` moved to Referral Status ``business`` (free text) dated ``when``, Task.status ``status``."""
-    body = copy.deepcopy(task)
-    body["meta"] = {"profile": [TASK_PROFILE]}
-    body["businessStatus"] = {"text": business}
-    body["status"] = status
-    body["extension"] = [e for e in body.get("extension", []) if e["url"] != DATE_URL]
-    body["extension"].append({"url": DATE_URL, "valueDateTime": when})
-    body.update(extra)
-    return body
+    subject, clinic, provider = member(client), organization(client, "clinic"), organization(client, "provider")
+    referral = created(client, referral_body(subject, clinic))
+    return referral, created(client, referral_task_body(referral, provider))
 
 
 def put(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
@@ -86,10 +59,6 @@ def accepted(client: httpx.Client, task: dict[str, Any]) -> dict[str, Any]:
     response = put(client, with_status(task, "Accepted", "2026-11-09", "accepted"))
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def status_code(task: dict[str, Any]) -> str:
-    return task["businessStatus"]["coding"][0]["code"]
 
 
 def test_referral_closed_with_services_received_completes_it_and_owes_the_closure_notice(
@@ -111,11 +80,19 @@ def test_referral_closed_with_services_received_completes_it_and_owes_the_closur
     assert {"url": CLOSURE_URL, "valueDate": "2026-11-24"} in closed["extension"]
 
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
-    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "requested"}).json()
     obligations = [e["resource"] for e in found.get("entry", [])]
     assert [(o["code"]["coding"][0]["code"], o["restriction"]["period"]["end"]) for o in obligations] == [
         ("loop-closure-referring-entity", "2026-11-30")]
     assert obligations[0]["restriction"]["recipient"] == [referral["requester"]]
+    clocks = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "completed,cancelled",
+                                         "_sort": "due-date"}).json()
+    assert sorted((e["resource"]["code"]["coding"][0]["code"], e["resource"]["status"],
+                   e["resource"]["restriction"]["period"]["end"]) for e in clocks["entry"]) == [
+        ("pending-follow-up", "cancelled", "2026-12-02"),  # 30 days after Pending on 2 November
+        ("status-update", "completed", "2026-12-02"),  # a month after each status's own date
+        ("status-update", "completed", "2026-12-09"),
+        ("status-update", "completed", "2026-12-16")]
 
     history = client.get(f"/Task/{task['id']}/_history").json()
     statuses = [(status_code(e["resource"]),
@@ -132,7 +109,8 @@ def test_closing_without_a_reason_is_refused_and_changes_nothing(client: httpx.C
     assert "Task.statusReason" in issue_expressions(response.json())
     assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "active"
-    assert client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json().get("entry", []) == []
+    assert client.get("/Task", params={"part-of": f"Task/{task['id']}", "code": "loop-closure-referring-entity"}
+                      ).json().get("entry", []) == []
 
 
 def test_invalid_transition_is_refused(client: httpx.Client) -> None:
@@ -177,7 +155,7 @@ def test_transaction_closing_a_referral_commits_its_side_effects_with_it(client:
     assert response.status_code == 200, response.text
     assert response.json()["entry"][0]["response"]["status"].startswith("200")
     assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
-    found = client.get("/Task", params={"part-of": f"Task/{task['id']}"}).json()
+    found = client.get("/Task", params={"part-of": f"Task/{task['id']}", "status": "requested"}).json()
     assert [e["resource"]["restriction"]["period"]["end"] for e in found["entry"]] == ["2026-11-30"]
 
 
@@ -192,3 +170,23 @@ def test_transaction_with_a_refused_referral_change_changes_nothing(client: http
     assert response.status_code == 422
     assert client.get("/Patient", params={"family": patient["name"][0]["family"]}).json().get("entry", []) == []
     assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+
+
+def test_transaction_creating_a_referral_and_its_task_starts_every_clock(client: httpx.Client) -> None:
+    subject, clinic, provider = member(client), organization(client, "clinic"), organization(client, "provider")
+    referral = referral_body(subject, clinic)
+    task = referral_task_body({**referral, "id": "placeholder"}, provider)
+    task["focus"] = {"reference": "urn:uuid:6d1f0c1e-5d0a-4a53-9a59-0d6f1b2a7c11"}
+    del task["meta"]  # unprofiled: a CLR Task because its focus is the CLR Referral of the same Bundle
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6d1f0c1e-5d0a-4a53-9a59-0d6f1b2a7c11", "resource": referral,
+         "request": {"method": "POST", "url": "ServiceRequest"}},
+        {"resource": task, "request": {"method": "POST", "url": "Task"}}]}
+    response = client.post("/", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    task_id = response.json()["entry"][1]["response"]["location"].split("/")[1]
+    stored = client.get(f"/Task/{task_id}").json()
+    assert stored["businessStatus"]["coding"][0]["system"] == STATUS_SYSTEM
+    clocks = client.get("/Task", params={"part-of": f"Task/{task_id}"}).json()
+    assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in clocks["entry"]) == [
+        "pending-follow-up", "status-update"]

@@ -53,3 +53,13 @@ def test_unknown_route_and_method_give_operation_outcomes(client: httpx.Client) 
     assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
     wrong_method = client.put("/", json={}, headers=FHIR_JSON)
     assert wrong_method.status_code == 405 and wrong_method.json()["resourceType"] == "OperationOutcome"
+
+
+def test_conformance_resources_are_served_and_searchable(client: httpx.Client) -> None:
+    profile = client.get("/StructureDefinition/clr-referral")
+    assert profile.status_code == 200 and profile.json()["url"].endswith("/StructureDefinition/clr-referral")
+    found = client.get("/CodeSystem", params={"url": "http://fhir-clr.org/fhir/CodeSystem/referral-status"}).json()
+    assert found["total"] == 1
+    assert client.get("/SearchParameter/Task-due-date").json()["code"] == "due-date"
+    assert client.get("/OperationDefinition/clr-worklist").status_code == 200
+    assert client.get("/ValueSet", params={"_summary": "count"}).json()["total"] >= 10

@@ -100,3 +100,9 @@ def test_routine_authorization_ceiling_and_service_thresholds() -> None:
 def test_add_months_clamps() -> None:
     assert add_months(D("2024-01-31"), 1) == D("2024-02-29")
     assert add_months(D("2025-12-15"), 1) == D("2026-01-15")
+
+
+def test_authorization_period_lengths(deadlines: Deadlines) -> None:
+    assert deadlines.authorization_period_end(date(2026, 2, 1), "ecm") == date(2027, 1, 31)  # 12 months
+    assert deadlines.authorization_period_end(date(2026, 2, 1), "ecm", reauthorization=True) == date(2026, 7, 31)
+    assert deadlines.authorization_period_end(date(2026, 2, 1), "housing-deposits") is None

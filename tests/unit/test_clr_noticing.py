@@ -71,6 +71,8 @@ def test_sobering_centers_get_nothing(noticing: Noticing) -> None:
     assert noticing.on_loop_closed(sobering, TASK, "services-received", PROCESSED) == []
     assert noticing.on_inquiry(sobering, TASK, PROCESSED, {"reference": "Patient/p1"}) == []
     assert noticing.on_status_recorded(sobering, TASK, PROCESSED, PROCESSED) == []
+    assert noticing.on_pending(sobering, TASK, PROCESSED, PROCESSED) == []
+    assert noticing.on_duplicate_open(sobering, PROCESSED) == []
 
 
 def test_loop_closure_notice_due_two_business_days_after_processing(noticing: Noticing) -> None:
@@ -101,6 +103,28 @@ def test_inquiry_and_status_clocks(noticing: Noticing) -> None:
     inquiry = noticing.on_inquiry(referral("3"), TASK, datetime(2026, 3, 30, 20, 0, tzinfo=UTC),
                                   {"reference": "Patient/p1"})
     assert summary(inquiry) == [("inquiry-response", "2026-04-01", "Patient/p1")]  # Cesar Chavez Day skipped
-    clocks = noticing.on_status_recorded(referral("2"), TASK, datetime(2026, 1, 31, 18, 0, tzinfo=UTC), PROCESSED)
+    since = datetime(2026, 1, 31, 18, 0, tzinfo=UTC)
+    clocks = noticing.on_status_recorded(referral("2"), TASK, since, PROCESSED) + noticing.on_pending(
+        referral("2"), TASK, since, PROCESSED)
     assert [(s[0], s[1]) for s in summary(clocks)] == [("status-update", "2026-02-28"),
                                                         ("pending-follow-up", "2026-03-02")]
+    assert noticing.keeps_pending("3") and not noticing.keeps_pending("1")
+
+
+def test_referral_received_owes_the_authorization_decision(noticing: Noticing) -> None:
+    received = referral("1", authorization=None)
+    received["authoredOn"] = "2025-11-21"  # Friday: 5 business days skip Thanksgiving and the day after
+    obligations = noticing.on_referral_received(received, PROCESSED)
+    assert summary(obligations) == [("authorization-decision", "2025-12-02", None)]
+    assert "partOf" not in obligations[0] and obligations[0]["focus"] == {"reference": "ServiceRequest/r1"}
+    validate_resource(obligations[0])
+    expedited = {**received, "priority": "urgent", "authoredOn": "2025-11-21T10:00:00-08:00"}
+    assert summary(noticing.on_referral_received(expedited, PROCESSED)) == [
+        ("authorization-decision", "2025-11-24T10:00:00-08:00", None)]
+    assert noticing.on_referral_received(referral("1", "sobering-centers"), PROCESSED) == []
+
+
+def test_rtf_received_owes_processing_in_five_business_days(noticing: Noticing) -> None:
+    obligation = noticing.on_rtf_received("DocumentReference/f1", datetime(2025, 11, 26, 18, 0, tzinfo=UTC))
+    assert summary([obligation]) == [("rtf-processing", "2025-12-05", None)]
+    assert obligation["focus"] == {"reference": "DocumentReference/f1"} and "for" not in obligation

@@ -1,0 +1,129 @@
+"""RTF ingest benchmark for fhir-clr (issue: file mappers).
+
+Seeds N open ECM referrals (Member + CLR Referral + Pending referral Task, with their CLR obligations) into a
+fresh embedded store, writes an ECM RTF of N rows that moves every referral to Accepted, imports it, and prints
+rows/s and the peak traced memory of the import; then imports the same file again (every row unchanged).
+
+    python bench/ingest.py                    # 10,000 and 100,000 rows
+    python bench/ingest.py --rows 10000       # one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fhir_clr.app import Services, build_services
+from fhir_clr.clr.config import default_rules
+from fhir_clr.config import Settings
+from fhir_clr.engine.row_batches import RowBatchWriter
+from fhir_clr.imports.job import FileImporter, ImportRequest
+from fhir_clr.mapping.spec import find_spec
+from fhir_clr.mapping.values import npi_check_digit_ok
+from fhir_clr.mapping.writers import write_table
+from fhir_clr.runtime_tuning import tune_runtime
+
+BASE = "http://fhir-clr.org/fhir"
+SYSTEMS = default_rules()["identifier_systems"]
+NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+SEED_GROUP = 500
+
+
+def npi() -> str:
+    return next(f"199999999{d}" for d in "0123456789" if npi_check_digit_ok(f"199999999{d}"))
+
+
+def cin(n: int) -> str:
+    return f"{n:08d}B"
+
+
+def referral_group(n: int, provider: str, clinic: str) -> dict[str, Any]:
+    """A transaction creating one Member, their CLR Referral and its Pending referral Task."""
+    patient, request = f"urn:uuid:00000000-0000-4000-8000-{n:012d}", f"urn:uuid:00000000-0000-4000-9000-{n:012d}"
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": patient, "request": {"method": "POST", "url": "Patient"}, "resource": {
+            "resourceType": "Patient", "identifier": [{"system": SYSTEMS["cin"], "value": cin(n)}]}},
+        {"fullUrl": request, "request": {"method": "POST", "url": "ServiceRequest"}, "resource": {
+            "resourceType": "ServiceRequest", "meta": {"profile": [f"{BASE}/StructureDefinition/clr-referral"]},
+            "status": "active", "intent": "order", "code": {"text": "ECM"}, "subject": {"reference": patient},
+            "requester": {"reference": clinic}, "authoredOn": "2026-10-01",
+            "extension": [{"url": f"{BASE}/StructureDefinition/referral-type", "valueCoding": {"code": "1"}}]}},
+        {"request": {"method": "POST", "url": "Task"}, "resource": {
+            "resourceType": "Task", "meta": {"profile": [f"{BASE}/StructureDefinition/clr-referral-task"]},
+            "status": "requested", "intent": "order", "businessStatus": {"text": "3"},
+            "focus": {"reference": request}, "for": {"reference": patient}, "requester": {"reference": clinic},
+            "owner": {"reference": provider}, "authoredOn": "2026-10-01",
+            "extension": [{"url": f"{BASE}/StructureDefinition/date-of-referral-status-update",
+                           "valueDateTime": "2026-10-01"}]}}]}
+
+
+async def seed(services: Services, rows: int) -> str:
+    """Load ``rows`` open referrals; the provider's NPI."""
+    provider_npi = npi()
+    provider = await services.engine.create("Organization", {
+        "resourceType": "Organization", "name": "Bench ECM provider",
+        "identifier": [{"system": SYSTEMS["npi"], "value": provider_npi}]})
+    clinic = await services.engine.create("Organization", {"resourceType": "Organization", "name": "Bench clinic"})
+    assert provider.stored is not None and clinic.stored is not None
+    writer = RowBatchWriter(services.bundles)
+    for start in range(0, rows, SEED_GROUP):
+        groups = [(n, referral_group(n, f"Organization/{provider.stored.resource_id}",
+                                     f"Organization/{clinic.stored.resource_id}"))
+                  for n in range(start, min(rows, start + SEED_GROUP))]
+        results = await writer.write(groups)
+        assert all(r.outcome == "applied" for r in results), [r.error for r in results if r.error][:1]
+    return provider_npi
+
+
+def rtf_file(rows: int, provider_npi: str) -> bytes:
+    out = io.BytesIO()
+    write_table(find_spec("rtf", "ecm"), ({
+        "mcp_name": "Bench Plan", "member_cin": cin(n), "ecm_provider_name": "Bench ECM provider",
+        "ecm_provider_npi": provider_npi, "referral_status": "1", "referral_status_date": date(2026, 11, 2)}
+        for n in range(rows)), "csv", out)
+    return out.getvalue()
+
+
+async def run(rows: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="fhir-clr-ingest-") as directory:
+        services = await build_services(Settings(data_dir=Path(directory), dev=True, fixed_now=NOW))
+        tune_runtime()
+        try:
+            started = time.perf_counter()
+            provider_npi = await seed(services, rows)
+            seeded = time.perf_counter() - started
+            data = rtf_file(rows, provider_npi)
+            importer = FileImporter(services.bundles, services.engine.clock)
+            tracemalloc.start()  # memory of a dry run (same reading, matching and planning; tracing slows it)
+            await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            report = await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm"))
+            again = await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm"))
+        finally:
+            await services.store.close()
+    print(f"{rows:>8,} rows ({len(data) / 1e6:.1f} MB CSV; seeding {rows / seeded:,.0f} referrals/s)")
+    print(f"    first import : {report.rows / report.seconds:>8,.0f} rows/s  {report.summary()}")
+    print(f"    peak memory  : {peak / 1e6:>8,.1f} MB traced during a dry run of the same file")
+    print(f"    re-import    : {again.rows / again.seconds:>8,.0f} rows/s  {again.summary()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="file sizes (default 10,000 and 100,000)")
+    for rows in parser.parse_args().rows or [10_000, 100_000]:
+        asyncio.run(run(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The life of a CLR Notice Obligation Task: open (``requested``) until a notice or event satisfies it
+(``completed``, with when and by what) or it stops being needed (``cancelled``, with why)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, datetime
+from typing import Any
+
+from fhir_clr.clr.config import default_rules, extension_url
+
+OPEN = "requested"
+OBLIGATION_PROFILE = extension_url(default_rules(), "clr-notice-obligation")
+
+
+def is_obligation(resource: dict[str, Any] | None) -> bool:
+    """True for a Task claiming the CLR Notice Obligation profile."""
+    if not resource or resource.get("resourceType") != "Task":
+        return False
+    profiles = (resource.get("meta") or {}).get("profile") or []
+    return any(isinstance(p, str) and p.split("|")[0] == OBLIGATION_PROFILE for p in profiles)
+
+
+def kind_of(obligation: dict[str, Any]) -> str | None:
+    """The obligation's kind (its notice-kinds code)."""
+    codings = (obligation.get("code") or {}).get("coding") or [{}]
+    return codings[0].get("code")
+
+
+def is_open(obligation: dict[str, Any]) -> bool:
+    """True while nothing has satisfied or cancelled the obligation."""
+    return obligation.get("status") == OPEN
+
+
+def completed(obligation: dict[str, Any], when: datetime | date, by: str | None = None) -> dict[str, Any]:
+    """``obligation`` satisfied at ``when`` (the notice's sent time or the satisfying event's), by the resource
+    ``by`` (``Communication/123``) when there is one."""
+    done = copy.deepcopy(obligation)
+    done["status"] = "completed"
+    done["executionPeriod"] = {**done.get("executionPeriod", {}), "end": when.isoformat()}
+    if by:
+        done["output"] = [*done.get("output", []), {"type": {"text": "Satisfied by"},
+                                                    "valueReference": {"reference": by}}]
+    return done
+
+
+def cancelled(obligation: dict[str, Any], why: str) -> dict[str, Any]:
+    """``obligation`` no longer needed, with the reason in ``statusReason``."""
+    done = copy.deepcopy(obligation)
+    done["status"] = "cancelled"
+    done["statusReason"] = {"text": why}
+    return done

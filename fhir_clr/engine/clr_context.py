@@ -1,0 +1,142 @@
+"""What the CLR write rules share: the rule objects, lookups of related resources in the store, and builders of
+the extra store Changes a rule produces (creates with new ids, compare-and-swap updates)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhir_clr.clr.codes import CodeList, default_code_lists
+from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.noticing import Noticing
+from fhir_clr.clr.obligations import is_obligation, is_open
+from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
+from fhir_clr.engine.content import new_id
+from fhir_clr.engine.writes import WritePlanner
+from fhir_clr.store.port import Change, ChangeOp, StoredResource
+
+REFERRAL_PROFILE = extension_url(default_rules(), "clr-referral")
+REFERRAL_TASK_PROFILE = extension_url(default_rules(), "clr-referral-task")
+LOOKUP_LIMIT = 200
+"""Most related resources one rule looks at (obligations of a Task, referrals of a Member for a service)."""
+
+
+_PLANNED: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("clr_planned_in_transaction", default=None)
+
+
+@contextmanager
+def planning_transaction() -> Iterator[dict[str, dict[str, Any]]]:
+    """While a transaction Bundle is planned: the resources its earlier entries will write, by ``Type/id``, so
+    a later entry's rules see them (a referral Task whose CLR Referral is created in the same Bundle)."""
+    planned: dict[str, dict[str, Any]] = {}
+    token = _PLANNED.set(planned)
+    try:
+        yield planned
+    finally:
+        _PLANNED.reset(token)
+
+
+def profiles(resource: dict[str, Any]) -> list[str]:
+    """The profiles ``resource`` claims, without versions."""
+    meta = resource.get("meta")
+    claimed = meta.get("profile") if isinstance(meta, dict) else None
+    return [p.split("|")[0] for p in claimed if isinstance(p, str)] if isinstance(claimed, list) else []
+
+
+def body_of(stored: StoredResource | None) -> dict[str, Any] | None:
+    """The JSON body of a live stored resource; None when absent or deleted."""
+    if stored is None or stored.deleted or stored.body is None:
+        return None
+    return orjson.loads(stored.body)
+
+
+def reference_of(value: Any) -> str | None:
+    """``value["reference"]`` when ``value`` is a Reference with a literal reference."""
+    return value.get("reference") if isinstance(value, dict) and isinstance(value.get("reference"), str) else None
+
+
+def is_referral(resource: dict[str, Any] | None) -> bool:
+    """True for a ServiceRequest claiming the CLR Referral profile."""
+    return bool(resource) and REFERRAL_PROFILE in profiles(resource or {})
+
+
+@dataclass(slots=True)
+class Related:
+    """A stored resource together with its parsed body."""
+
+    stored: StoredResource
+    body: dict[str, Any]
+
+
+class ClrContext:
+    """Rules, lookups and change builders over one write planner (and its store)."""
+
+    def __init__(self, planner: WritePlanner) -> None:
+        self.planner = planner
+        self.rules = default_rules()
+        self.codes = default_code_lists()
+        self.workflow = TaskWorkflow(self.rules, self.codes)
+        self.noticing: Noticing = self.workflow.noticing
+
+    def code_list(self, key: str) -> CodeList:
+        """One of the CLR code lists (CodeSystem id)."""
+        return self.codes[key]
+
+    # ---- lookups -----------------------------------------------------------------------------------------
+
+    async def read(self, reference: str | None) -> Related | None:
+        """The live resource at a relative reference (``Type/id``), or None."""
+        if not reference or reference.count("/") != 1:
+            return None
+        resource_type, resource_id = reference.split("/")
+        stored = await self.planner.store.read(resource_type, resource_id)
+        body = body_of(stored)
+        return Related(stored, body) if stored is not None and body is not None else None
+
+    async def find(self, resource_type: str, params: list[tuple[str, str]]) -> list[Related]:
+        """Live resources matching search ``params`` (at most :data:`LOOKUP_LIMIT`)."""
+        found = await self.planner.find(resource_type, params, limit=LOOKUP_LIMIT)
+        return [Related(s, b) for s in found if (b := body_of(s)) is not None]
+
+    async def referral(self, reference: str | None) -> dict[str, Any] | None:
+        """The CLR Referral at ``reference`` (``ServiceRequest/id``), or None when it is something else."""
+        if not reference or not reference.startswith("ServiceRequest/"):
+            return None
+        planned = (_PLANNED.get() or {}).get(reference)
+        if planned is not None:
+            return planned if is_referral(planned) else None
+        related = await self.read(reference)
+        return related.body if related is not None and is_referral(related.body) else None
+
+    async def open_referral_tasks(self, referral_reference: str) -> list[Related]:
+        """The referral Tasks about a CLR Referral that are not closed yet."""
+        tasks = await self.find("Task", [("focus", referral_reference)])
+        return [t for t in tasks if not is_obligation(t.body) and t.body.get("status") not in TERMINAL_STATUSES]
+
+    async def open_obligations(self, *, part_of: str | None = None, focus: str | None = None) -> list[Related]:
+        """Open obligations that are part of the referral Task ``part_of`` or about ``focus``."""
+        # no _profile criterion: the reference is selective, and _profile makes SQLite choose a slow plan
+        params = [("part-of", part_of) if part_of else ("focus", focus or ""), ("status", "requested")]
+        return [o for o in await self.find("Task", params) if is_obligation(o.body) and is_open(o.body)]
+
+    # ---- changes -----------------------------------------------------------------------------------------
+
+    def create(self, resource: dict[str, Any]) -> Change:
+        """A create of ``resource`` with a new server id (index extracted). Obligations are built by the server
+        from validated parts and are not validated again; anything else is."""
+        resource_type, resource_id = resource["resourceType"], new_id()
+        prepared = self.planner.prepare(resource_type, resource_id, resource, trusted=is_obligation(resource))
+        return self.planner.change(ChangeOp.CREATE, resource_type, resource_id, 0, prepared)
+
+    def update(self, current: Related, resource: dict[str, Any]) -> Change:
+        """An update of ``current`` to ``resource``, compare-and-swap on the version the rule looked at."""
+        stored = current.stored
+        prepared = self.planner.prepare(stored.resource_type, stored.resource_id, resource,
+                                        trusted=is_obligation(resource) and is_obligation(current.body))
+        return self.planner.change(ChangeOp.UPDATE, stored.resource_type, stored.resource_id, stored.version,
+                                   prepared)

@@ -1,0 +1,135 @@
+"""Many small transactions committed as one: the write path of file imports.
+
+Each *group* (one file row) is a transaction Bundle planned through the same machinery as ``POST [base]`` —
+identities, conditional creates, CLR rules, access checks — and either fails on its own (its error is its
+result; the other groups go on) or joins the current batch. A batch is committed in **one** store transaction,
+so a crash leaves whole rows or nothing. A group that touches a resource (or claims a conditional-create key)
+already touched in the batch is planned again after the batch is flushed, so it sees the earlier row's result;
+a batch that loses a race with a concurrent writer is re-planned group by group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_clr.engine.bundle_requests import parse_entries
+from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.writes import Plan
+from fhir_clr.errors import FhirError
+from fhir_clr.store.port import Change, MatchKeyTaken, StoredResource, VersionConflict
+
+COMMIT_ATTEMPTS = 5
+
+
+@dataclass(slots=True)
+class GroupResult:
+    """What became of one group: ``applied`` (something written), ``unchanged`` or ``rejected`` (with the
+    error). ``written`` holds the stored results of the group's writes, in entry order."""
+
+    key: Hashable
+    outcome: str
+    error: FhirError | None = None
+    written: list[StoredResource] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Planned:
+    key: Hashable
+    bundle: dict[str, Any]
+    plans: dict[int, Plan]
+
+    def changes(self) -> list[Change]:
+        return [c for plan in self.plans.values() for c in plan.changes()]
+
+
+class RowBatchWriter:
+    """Plans groups one by one and commits them in batches through one engine (and its caller's access)."""
+
+    def __init__(self, processor: BundleProcessor, base_url: str = "", *, dry_run: bool = False) -> None:
+        self.processor = processor
+        self.base_url = base_url
+        self.dry_run = dry_run
+        """Plan and check every group but commit nothing (results say what would be applied)."""
+
+    async def write(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> list[GroupResult]:
+        """Run every ``(key, transaction Bundle)`` group; one result per group, in order."""
+        results: dict[Hashable, GroupResult] = {}
+        batch: list[_Planned] = []
+        touched: set[tuple[str, str]] = set()
+        claimed: set[str] = set()
+        for key, bundle in groups:
+            planned = await self._plan(key, bundle, results)
+            if planned is None:
+                continue
+            resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
+            keys = {k for c in planned.changes() for k in c.match_keys}
+            if resources & touched or keys & claimed:
+                await self._flush(batch, results)
+                batch, touched, claimed = [], set(), set()
+                planned = await self._plan(key, bundle, results)
+                if planned is None:
+                    continue
+                resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
+                keys = {k for c in planned.changes() for k in c.match_keys}
+            batch.append(planned)
+            touched |= resources
+            claimed |= keys
+        await self._flush(batch, results)
+        return [results[key] for key, _ in groups]
+
+    async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult]
+                    ) -> _Planned | None:
+        """The group's plans, or None when it is already decided (rejected, or nothing to write)."""
+        try:
+            requests = parse_entries(bundle, (*self.processor.base_urls, self.base_url), self.processor.max_entries)
+            plans = await self.processor.plan_transaction(requests)
+        except FhirError as error:
+            results[key] = GroupResult(key, "rejected", error)
+            return None
+        planned = _Planned(key, bundle, plans)
+        if not planned.changes():
+            results[key] = GroupResult(key, "unchanged", written=[p.existing for p in plans.values()
+                                                                  if p.existing is not None])
+            return None
+        return planned
+
+    async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult]) -> None:
+        if not batch:
+            return
+        if self.dry_run:
+            results.update((g.key, GroupResult(g.key, "applied")) for g in batch)
+            return
+        store = self.processor.engine.store
+        for _ in range(COMMIT_ATTEMPTS):
+            try:
+                stored = iter(await store.commit([c for group in batch for c in group.changes()]))
+            except (VersionConflict, MatchKeyTaken):
+                batch = await self._replan(batch, results)
+                if not batch:
+                    return
+                continue
+            for group in batch:
+                results[group.key] = GroupResult(group.key, "applied",
+                                                 written=[next(stored) for _ in group.changes()])
+            return
+        for group in batch:  # still racing: give each group its own commit
+            await self._commit_alone(group, results)
+
+    async def _replan(self, batch: list[_Planned], results: dict[Hashable, GroupResult]) -> list[_Planned]:
+        replanned = []
+        for group in batch:
+            again = await self._plan(group.key, group.bundle, results)
+            if again is not None:
+                replanned.append(again)
+        return replanned
+
+    async def _commit_alone(self, group: _Planned, results: dict[Hashable, GroupResult]) -> None:
+        try:
+            written = await self.processor.engine.store.commit(group.changes())
+        except (VersionConflict, MatchKeyTaken):
+            results[group.key] = GroupResult(group.key, "rejected", FhirError(
+                409, "conflict", "The row kept conflicting with concurrent writes; import it again"))
+            return
+        results[group.key] = GroupResult(group.key, "applied", written=written)

@@ -1,0 +1,131 @@
+"""``fhir-clr import rtf FILE``: import a flat file into the store, with progress and a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, rejects_csv
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``import`` command."""
+    parser = commands.add_parser("import", help="import an RTF (statuses), MIF (new referrals) or ASF "
+                                 "(authorizations) file")
+    parser.add_argument("kind", choices=["rtf", "mif", "asf"], help="file kind")
+    parser.add_argument("file", type=Path, help="CSV (comma, pipe or tab) or XLSX file")
+    parser.add_argument("--program", choices=["ecm", "cs"], default=None,
+                        help="which layout (ECM or Community Supports RTF); required when both exist")
+    parser.add_argument("--provider", metavar="NPI", default=None,
+                        help="only apply rows for this servicing provider")
+    parser.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+    parser.add_argument("--rejects", type=Path, default=None, help="write the rejected rows here as CSV")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
+                        help="data directory of the embedded store (default ./data)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fhir_clr.logging_setup import configure_logging
+
+    configure_logging("WARNING")
+    try:
+        data = args.file.read_bytes()
+    except OSError as error:
+        print(f"cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
+    report = asyncio.run(_import(args, data))
+    if args.rejects is not None:
+        args.rejects.write_text(rejects_csv(report), encoding="utf-8")
+    if args.json:
+        print(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print_table(report)
+    return 1 if report.file_problems else 0
+
+
+async def _import(args: argparse.Namespace, data: bytes) -> ImportReport:
+    from fhir_clr.app import build_services
+    from fhir_clr.config import Settings
+    from fhir_clr.imports.job import FileImporter, ImportRequest
+    from fhir_clr.runtime_tuning import tune_runtime
+
+    services = await build_services(Settings(data_dir=args.data))
+    tune_runtime()
+    try:
+        importer = FileImporter(services.bundles, services.engine.clock)
+        request = ImportRequest(args.kind, data, args.file.name, args.program, args.provider, args.dry_run)
+        interactive = sys.stderr.isatty()
+        return await importer.run(request, progress=(lambda n: print(f"\r  {n:,} rows", end="", file=sys.stderr,
+                                                                     flush=True)) if interactive else None)
+    finally:
+        await services.store.close()
+
+
+def _print_table(report: ImportReport) -> None:
+    print(f"\n{report.spec} ({report.file_format}, {report.encoding})"
+          + (" — dry run, nothing written" if report.dry_run else ""))
+    for problem in report.file_problems:
+        print(f"  file not imported: {problem}")
+    width = max(len(k) for k in (APPLIED, UNCHANGED, REJECTED))
+    for outcome in (APPLIED, UNCHANGED, REJECTED):
+        print(f"  {outcome:<{width}}  {report.counts[outcome]:>9,}")
+    rules = Counter(f"{p.rule}: {p.column or 'row'}" for row in report.rejected for p in row.problems)
+    for label, count in rules.most_common(10):
+        print(f"    {count:>7,}  {label}")
+    if report.extra_headers:
+        print(f"  extra columns (ignored): {', '.join(report.extra_headers)}")
+    if report.rows and report.seconds:
+        print(f"  {report.rows / report.seconds:,.0f} rows/s")
+
+
+def add_export_parser(commands: Any) -> None:
+    """Register the ``export`` command."""
+    parser = commands.add_parser("export", help="write a provider's referrals as a MIF, ASF or RTF")
+    parser.add_argument("kind", choices=["mif", "asf", "rtf"])
+    parser.add_argument("--provider", metavar="NPI", required=True, help="the servicing provider's NPI")
+    parser.add_argument("--period", metavar="YYYY-MM", required=True, help="referrals open during this month")
+    parser.add_argument("--program", choices=["ecm", "cs"], default=None, help="layout, when both exist")
+    parser.add_argument("--format", choices=["csv", "pipe", "tab", "xlsx"], default="csv")
+    parser.add_argument("--out", type=Path, required=True, help="file to write")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
+                        help="data directory of the embedded store (default ./data)")
+    parser.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fhir_clr.imports.exports import ExportPeriod
+    from fhir_clr.logging_setup import configure_logging
+    from fhir_clr.mapping.spec import find_spec
+
+    configure_logging("WARNING")
+    try:
+        spec = find_spec(args.kind, args.program)
+        period = ExportPeriod.parse(args.period)
+    except (LookupError, ValueError) as error:
+        print(f"cannot export: {error}", file=sys.stderr)
+        return 2
+    rows = asyncio.run(_write_export(args, spec, period))
+    print(f"{rows:,} referrals written to {args.out} ({spec.id}, {args.format})", file=sys.stderr)
+    return 0
+
+
+async def _write_export(args: argparse.Namespace, spec: Any, period: Any) -> int:
+    from fhir_clr.app import build_services
+    from fhir_clr.config import Settings
+    from fhir_clr.imports.exports import ReferralExporter
+
+    services = await build_services(Settings(data_dir=args.data))
+    try:
+        with args.out.open("wb") as out:
+            return await ReferralExporter(services.engine, spec).write(args.provider, period, args.format, out)
+    finally:
+        await services.store.close()

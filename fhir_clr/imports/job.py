@@ -1,0 +1,232 @@
+"""Importing one file: keep it, read it row by row, apply each row through the engine in atomic batches, and
+report every row as applied, unchanged or rejected (with reasons).
+
+The file is kept first (a Binary + DocumentReference identified by its SHA-256), so the receipt time starts the
+RTF processing clock; once every row has an outcome the DocumentReference is marked processed, which satisfies
+that clock. Rows go through :class:`fhir_clr.engine.row_batches.RowBatchWriter`: a crash mid-import leaves
+whole rows or nothing, and importing the same file again finds every applied row unchanged and finishes the
+rest. Memory stays flat: rows are streamed, and only rejected rows are kept.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.row_batches import RowBatchWriter
+from fhir_clr.errors import FhirError
+from fhir_clr.imports.asf_rows import updated_referral
+from fhir_clr.imports.mif_rows import mif_group
+from fhir_clr.imports.received import keep_received_file, mark_processed
+from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, Problem, RejectedRow
+from fhir_clr.imports.rtf_rows import RowProblem, RtfMatcher
+from fhir_clr.mapping.headers import HeaderMatch, match_headers
+from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
+from fhir_clr.mapping.rows import parse_row
+from fhir_clr.mapping.spec import MappingSpec, find_spec
+
+BATCH_ROWS = 500
+IMPORTABLE_KINDS = ("rtf", "mif", "asf")
+"""File kinds that can be imported: RTF rows update referral statuses, MIF rows create referrals, ASF rows
+record authorization decisions."""
+CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """What to import and how."""
+
+    kind: str
+    data: bytes
+    filename: str | None = None
+    program: str | None = None
+    provider_npi: str | None = None
+    """Only rows for this servicing provider may be applied (a provider's own RTF)."""
+    dry_run: bool = False
+    received: datetime | None = None
+
+
+class FileImporter:
+    """Imports files through one bundle processor (and so one engine acting for one caller)."""
+
+    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime]) -> None:
+        self.bundles = bundles
+        self.engine = bundles.engine
+        self.clock = clock
+
+    async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Import ``request``'s file; the report says what became of every row."""
+        started = time.perf_counter()
+        if request.kind not in IMPORTABLE_KINDS:
+            raise FhirError(400, "not-supported", f"Importing {request.kind} files is not supported; "
+                            f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
+        try:
+            spec = find_spec(request.kind, request.program)
+        except LookupError as error:
+            raise FhirError(400, "invalid", str(error)) from None
+        report = ImportReport(request.kind, spec.id, request.dry_run)
+        try:
+            table = open_table(request.data, request.filename)
+        except FileFormatError as error:
+            report.file_problems.append(str(error))
+            return report
+        with table:
+            report.file_format, report.encoding = table.format, table.encoding
+            header_match = match_headers(spec, table.headers)
+            report.extra_headers = list(header_match.extra)
+            if not header_match.ok:
+                report.file_problems.append("required columns missing: " + ", ".join(
+                    spec.by_name[name].header for name in header_match.missing))
+                return report
+            if not request.dry_run:
+                kept = await keep_received_file(
+                    self.engine, request.data, kind=request.kind, filename=request.filename,
+                    content_type=CONTENT_TYPES.get(table.format, "text/csv"),
+                    received=request.received or self.clock())
+                report.document_id, report.sha256 = kept.document_id, kept.sha256
+            rows = _RowSource(spec, header_match, iter(table))
+            await self._apply_rows(spec, rows, request, report, progress)
+        if report.document_id is not None:
+            await mark_processed(self.engine, report.document_id, report.summary())
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _apply_rows(self, spec: MappingSpec, rows: _RowSource, request: ImportRequest, report: ImportReport,
+                          progress: Callable[[int], None] | None) -> None:
+        matcher = RtfMatcher(self.engine, spec)
+        writer = RowBatchWriter(self.bundles, dry_run=request.dry_run)
+        while batch := list(islice(rows, BATCH_ROWS)):
+            await self._apply_batch(spec, rows, matcher, writer, batch, request, report)
+            if progress is not None:
+                progress(report.rows)
+
+    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
+                           batch: list[tuple[RawRow, Any]], request: ImportRequest, report: ImportReport) -> None:
+        parsed = []
+        for raw, record in batch:
+            if not record.ok:
+                self._reject(report, raw, [Problem(_header(spec, e.column), e.value, e.rule, e.message)
+                                           for e in record.errors])
+                continue
+            fragments = matcher.project(record.values)
+            parsed.append((raw, fragments, matcher.keys(fragments)))
+        groups: list[tuple[int, dict[str, Any]]] = []
+        raws: dict[int, RawRow] = {}
+        if spec.kind == "mif":
+            for raw, fragments, _ in parsed:
+                group = mif_group(fragments, raw.number)
+                if isinstance(group, RowProblem):
+                    self._reject(report, raw, [Problem(None, None, group.rule, group.message)])
+                else:
+                    groups.append((raw.number, group))
+                    raws[raw.number] = raw
+            await self._write(spec, writer, groups, raws, report)
+            return
+        await matcher.prefetch([keys for _, _, keys in parsed])
+        for raw, fragments, keys in parsed:
+            if request.provider_npi and keys.npi != request.provider_npi:
+                self._reject(report, raw, [Problem(None, None, "provider", "The row names another servicing "
+                                                   "provider than the one importing the file")])
+                continue
+            found = matcher.match(keys)
+            if isinstance(found, RowProblem):
+                self._reject(report, raw, [Problem(_header(spec, found.column), rows.cell(raw, found.column),
+                                                   found.rule, found.message)])
+                continue
+            if spec.kind == "asf":
+                current = matcher.referrals.get(str((found.get("focus") or {}).get("reference", "")).removeprefix(
+                    "ServiceRequest/"), {})
+                if not current:
+                    self._reject(report, raw, [Problem(None, None, "match", "The referral of this Member, "
+                                                       "service and provider could not be read")])
+                    continue
+                updated = updated_referral(current, fragments.get("ServiceRequest", {}), self.clock())
+                found = current
+            else:
+                updated = matcher.updated_task(found, fragments.get("Task", {}))
+            if _same(updated, found):
+                report.count(UNCHANGED)
+                continue
+            groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": updated, "request": {"method": "PUT",
+                                                  "url": f"{updated['resourceType']}/{found['id']}"}}]}))
+            raws[raw.number] = raw
+        await self._write(spec, writer, groups, raws, report)
+
+    async def _write(self, spec: MappingSpec, writer: RowBatchWriter, groups: list[tuple[int, dict[str, Any]]],
+                     raws: dict[int, RawRow], report: ImportReport) -> None:
+        bundles = dict(groups)
+        for result in await writer.write(groups):
+            if result.outcome == REJECTED and result.error is not None:
+                number = int(str(result.key))
+                self._reject(report, raws[number], _engine_problems(spec, result.error, bundles[number]))
+            else:
+                report.count(APPLIED if result.outcome == APPLIED else UNCHANGED)
+
+    @staticmethod
+    def _reject(report: ImportReport, raw: RawRow, problems: list[Problem]) -> None:
+        report.count(REJECTED)
+        report.rejected.append(RejectedRow(raw.number, problems))
+
+
+class _RowSource:
+    """The file's rows, each with its parsed record."""
+
+    def __init__(self, spec: MappingSpec, header_match: HeaderMatch, rows: Iterator[RawRow]) -> None:
+        self.spec, self.header_match, self.rows = spec, header_match, rows
+
+    def __iter__(self) -> _RowSource:
+        return self
+
+    def __next__(self) -> tuple[RawRow, Any]:
+        raw = next(self.rows)
+        return raw, parse_row(self.spec, self.header_match, raw)
+
+    def cell(self, raw: RawRow, column: str | None) -> str | None:
+        """The text of ``column``'s cell in ``raw`` (None when the file has no such cell)."""
+        index = self.header_match.indexes.get(column or "")
+        return raw.cells[index] if index is not None and index < len(raw.cells) else None
+
+
+def _header(spec: MappingSpec, column: str | None) -> str | None:
+    return spec.by_name[column].header if column in spec.by_name else None
+
+
+def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    strip = ("meta", "text")
+    return {k: v for k, v in updated.items() if k not in strip} == {k: v for k, v in current.items()
+                                                                   if k not in strip}
+
+
+_ENTRY = re.compile(r"^Bundle\.entry\[(?P<index>\d+)\]\.resource")
+_ENTRY_MESSAGE = re.compile(r"^Bundle\.entry\[\d+\]: ")
+
+
+def _engine_problems(spec: MappingSpec, error: FhirError, bundle: dict[str, Any]) -> list[Problem]:
+    """The engine's refusal of a row, each issue attributed to the file column whose target it names."""
+    problems = []
+    entries = bundle.get("entry", [])
+    for issue in error.issues:
+        expression = _ENTRY.sub(lambda m: entries[int(m["index"])]["resource"]["resourceType"],
+                                issue.expression or "")
+        column = next((c for c in spec.columns if c.path is not None and _names(c.target, expression)), None)
+        problems.append(Problem(column.header if column else None, None, "rule", _ENTRY_MESSAGE.sub("",
+                                                                                                   issue.message)))
+    return problems or [Problem(None, None, "rule", str(error))]
+
+
+def _names(target: str, expression: str) -> bool:
+    """True when a FHIRPath-ish issue ``expression`` points at the element a column ``target`` fills."""
+    if "extension('" in expression and "extension[" in target:
+        url = expression.split("extension('", 1)[1].split("'", 1)[0]
+        return target.split("extension[", 1)[1].split("]", 1)[0] == url.rsplit("/", 1)[-1]
+    element = expression.split("(")[0].split("[")[0]
+    if element == "Task.status":
+        element = "Task.businessStatus"
+    return bool(element) and target.split("[")[0].startswith(element)

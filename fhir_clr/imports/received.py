@@ -1,0 +1,72 @@
+"""A received file, kept as it arrived: a ``Binary`` with the bytes and a ``DocumentReference`` describing it
+(kind, received time, size, SHA-256). The hash identifies the file, so receiving the same bytes again finds
+the first copy instead of storing another. The DocumentReference's ``docStatus`` moves from ``preliminary``
+(received) to ``final`` (processed); for an RTF the CLR rules turn both moments into the processing clock."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.engine.engine import Engine
+
+FILE_HASH_SYSTEM = "http://fhir-clr.org/fhir/sid/file-sha256"
+RECEIVED, PROCESSED = "preliminary", "final"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    """The stored file: its DocumentReference id, hash, and whether an earlier import already finished it."""
+
+    document_id: str
+    sha256: str
+    processed: bool
+    first_receipt: bool
+
+
+def _document(data: bytes, sha256: str, kind: str, filename: str | None, content_type: str, binary_id: str,
+              received: datetime) -> dict[str, Any]:
+    attachment: dict[str, Any] = {"contentType": content_type, "url": f"Binary/{binary_id}", "size": len(data),
+                                  "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
+                                  "creation": received.isoformat()}
+    if filename:
+        attachment["title"] = filename
+    return {"resourceType": "DocumentReference", "status": "current", "docStatus": RECEIVED,
+            "identifier": [{"system": FILE_HASH_SYSTEM, "value": sha256}],
+            "type": {"coding": [default_code_lists()["file-types"].coding(kind)]},
+            "date": received.isoformat(), "content": [{"attachment": attachment}]}
+
+
+async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename: str | None, content_type: str,
+                             received: datetime) -> ReceivedFile:
+    """Store ``data`` (a ``kind`` file: mif, asf or rtf) unless the same bytes were received before."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    criteria = f"identifier={FILE_HASH_SYSTEM}|{sha256}"
+    found = await engine.planner.find("DocumentReference", [("identifier", f"{FILE_HASH_SYSTEM}|{sha256}")])
+    if found and found[0].body is not None:
+        existing = orjson.loads(found[0].body)
+        return ReceivedFile(found[0].resource_id, sha256, existing.get("docStatus") == PROCESSED, False)
+    binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": content_type,
+                                            "data": base64.b64encode(data).decode("ascii")})
+    assert binary.stored is not None
+    document = _document(data, sha256, kind, filename, content_type, binary.stored.resource_id, received)
+    result = await engine.create("DocumentReference", document, criteria)
+    assert result.stored is not None
+    return ReceivedFile(result.stored.resource_id, sha256, False, result.status == 201)
+
+
+async def mark_processed(engine: Engine, document_id: str, summary: str) -> None:
+    """Record that the file's rows have all been processed (``docStatus`` final, with a summary)."""
+    current = await engine.read("DocumentReference", document_id)
+    assert current.body is not None
+    document = orjson.loads(current.body)
+    if document.get("docStatus") == PROCESSED and document.get("description") == summary:
+        return
+    await engine.update("DocumentReference", document_id, {**document, "docStatus": PROCESSED,
+                                                          "description": summary})

@@ -1,0 +1,190 @@
+"""RTF rows to referral Task updates.
+
+A row names its referral by the spec's ``match`` columns: the Member's CIN, the service and the servicing
+provider's NPI. The referral is the one open referral Task for that Member whose owner is that provider and
+whose CLR Referral is for that service; none, or more than one, is a rejection that says which. The row's
+Referral Status, its date and the closure reason (and servicing contact, service dates) are merged into the
+current Task, so the CLR workflow rules check the change exactly as for a REST update.
+
+Lookups are batched: :meth:`RtfMatcher.prefetch` resolves every Member, provider and open referral of a batch
+of rows in a handful of queries.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.obligations import is_obligation
+from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
+from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles
+from fhir_clr.engine.engine import Engine
+from fhir_clr.mapping.fhir_map import record_to_fhir
+from fhir_clr.mapping.spec import MappingSpec
+
+SERVICING = "Organization[servicing]"
+LOOKUP_LIMIT = 200
+TASKS_PER_MEMBER = 50
+"""Most Tasks (referral Tasks and their obligations) read per Member when matching rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why a row was refused: the column (None for the whole row), the rule and a message without values."""
+
+    column: str | None
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowKeys:
+    """The identifying values of one row, read from its FHIR projection."""
+
+    cin: str | None
+    service: str | None
+    npi: str | None
+
+
+def _identifier(fragment: dict[str, Any] | None, system: str) -> str | None:
+    for identifier in (fragment or {}).get("identifier", ()):
+        if identifier.get("system") == system:
+            return identifier.get("value")
+    return None
+
+
+class RtfMatcher:
+    """Finds the referral Task each RTF row updates and builds the updated Task."""
+
+    def __init__(self, engine: Engine, spec: MappingSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        rules = default_rules()
+        self.systems = rules["identifier_systems"]
+        self.workflow = TaskWorkflow(rules)
+        self.codes = default_code_lists()
+        self._patients: dict[str, str] = {}
+        self._providers: dict[str, str] = {}
+        self._tasks: dict[tuple[str, str], list[tuple[dict[str, Any], str | None]]] = {}
+        self.referrals: dict[str, dict[str, Any]] = {}
+        """The CLR Referrals of the prefetched Tasks, by id."""
+        self._match_columns = {self._column_for(prefix): prefix for prefix in (
+            "Patient.identifier", "ServiceRequest.code", f"{SERVICING}.identifier")}
+
+    def _column_for(self, target_prefix: str) -> str | None:
+        return next((name for name in self.spec.match
+                     if self.spec.by_name[name].target.startswith(target_prefix)), None)
+
+    def keys(self, fragments: dict[str, dict[str, Any]]) -> RowKeys:
+        """The CIN, service code and provider NPI a row's projection carries."""
+        service = None
+        code = fragments.get("ServiceRequest", {}).get("code")
+        if isinstance(code, dict) and code.get("coding"):
+            service = code["coding"][0].get("code")
+        return RowKeys(_identifier(fragments.get("Patient"), self.systems["cin"]), service,
+                       _identifier(fragments.get(SERVICING), self.systems["npi"]))
+
+    def project(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The row's FHIR fragments (resource key → fragment)."""
+        return record_to_fhir(self.spec, values)
+
+    # ---- batched lookups ---------------------------------------------------------------------------------
+
+    async def prefetch(self, rows: Sequence[RowKeys]) -> None:
+        """Resolve the Members, providers and open referral Tasks of ``rows`` (replacing earlier lookups)."""
+        cins = sorted({r.cin for r in rows if r.cin})
+        npis = sorted({r.npi for r in rows if r.npi})
+        self._patients = await self._ids_by_identifier("Patient", self.systems["cin"], cins)
+        self._providers = await self._ids_by_identifier("Organization", self.systems["npi"], npis)
+        self._tasks, self.referrals = {}, {}
+        patients = sorted(set(self._patients.values()))
+        if not patients:
+            return
+        # by Member only (adding _profile makes SQLite pick a slow plan, 12x here); obligations dropped below
+        found = await self.engine.planner.find("Task", [("patient", ",".join(f"Patient/{p}" for p in patients))],
+                                               limit=TASKS_PER_MEMBER * len(patients))
+        tasks = [orjson.loads(t.body) for t in found if t.body is not None]
+        tasks = [t for t in tasks if not is_obligation(t) and REFERRAL_TASK_PROFILE in profiles(t)]
+        focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
+                     if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
+        stored = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
+        self.referrals = {r.resource_id: orjson.loads(r.body) for r in stored if r.body is not None}
+        service_of = {rid: self._service(body) for rid, body in self.referrals.items()}
+        for task in tasks:
+            patient = str((task.get("for") or {}).get("reference", "")).removeprefix("Patient/")
+            owner = str((task.get("owner") or {}).get("reference", "")).removeprefix("Organization/")
+            focus = str((task.get("focus") or {}).get("reference", "")).removeprefix("ServiceRequest/")
+            self._tasks.setdefault((patient, owner), []).append((task, service_of.get(focus)))
+
+    async def _ids_by_identifier(self, resource_type: str, system: str, values: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(values), LOOKUP_LIMIT):
+            chunk = values[start:start + LOOKUP_LIMIT]
+            found = await self.engine.planner.find(resource_type, [
+                ("identifier", ",".join(f"{system}|{v}" for v in chunk))], limit=LOOKUP_LIMIT * 2)
+            for stored in found:
+                body = orjson.loads(stored.body) if stored.body is not None else {}
+                value = _identifier(body, system)
+                if value is not None:
+                    out.setdefault(value, stored.resource_id)
+        return out
+
+    def _service(self, referral: dict[str, Any]) -> str | None:
+        return self.codes["clr-services"].code_of(referral.get("code")) if referral.get("code") else None
+
+    # ---- one row -----------------------------------------------------------------------------------------
+
+    def match(self, keys: RowKeys) -> dict[str, Any] | RowProblem:
+        """The open referral Task the row updates (or, when all are closed, the latest closed one, which the
+        workflow keeps closed), or why there is none."""
+        cin_column = next((c for c, p in self._match_columns.items() if p == "Patient.identifier"), None)
+        npi_column = next((c for c, p in self._match_columns.items() if p.startswith(SERVICING)), None)
+        if keys.cin is None or keys.cin not in self._patients:
+            return RowProblem(cin_column, "match", "No Member has this CIN")
+        if keys.npi is None or keys.npi not in self._providers:
+            return RowProblem(npi_column, "match", "No servicing provider has this NPI")
+        same = [task for task, service in self._tasks.get((self._patients[keys.cin], self._providers[keys.npi]), [])
+                if service == keys.service]
+        candidates = [task for task in same if task.get("status") not in TERMINAL_STATUSES]
+        if not candidates and same:  # only closed ones: the latest, so a repeated closing row is "unchanged"
+            return max(same, key=lambda task: str((task.get("meta") or {}).get("lastUpdated", "")))
+        if not candidates:
+            return RowProblem(None, "match", "The Member has no open referral for this service with this "
+                                             "servicing provider")
+        if len(candidates) > 1:
+            return RowProblem(None, "ambiguous", f"{len(candidates)} open referrals match this Member, service "
+                                                 "and servicing provider; close the extra ones first")
+        return candidates[0]
+
+    def updated_task(self, current: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+        """``current`` with the row's Task elements: Referral Status (canonical), its date, the closure reason
+        (dropped when the status is not closing), extensions by URL, and any other element the row carries."""
+        task = copy.deepcopy(current)
+        task.pop("meta", None)
+        task["meta"] = {"profile": [REFERRAL_TASK_PROFILE]}
+        statuses = self.codes["referral-status"]
+        for element, value in fragment.items():
+            if element in ("resourceType", "extension"):
+                continue
+            task[element] = value
+        urls = {e.get("url") for e in fragment.get("extension", ())}
+        task["extension"] = [e for e in task.get("extension", ()) if e.get("url") not in urls] + list(
+            fragment.get("extension", ()))
+        code = statuses.code_of(task.get("businessStatus"))
+        if code is not None:
+            task["businessStatus"] = statuses.parse_concept(code)
+        closing = code == self.workflow.closed_status
+        if not closing:
+            task.pop("statusReason", None)
+        reason = self.codes["loop-closure-reason"].code_of(task.get("statusReason")) if closing else None
+        if reason is not None:
+            task["statusReason"] = self.codes["loop-closure-reason"].parse_concept(reason)
+        if code is not None:
+            task["status"] = self.workflow.task_status_for(code, reason)
+        return task

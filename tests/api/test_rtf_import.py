@@ -1,0 +1,181 @@
+"""Importing an ECM RTF into a real embedded store: rows update their referrals through the CLR rules, bad rows
+are rejected with reasons, re-importing changes nothing, a dry run writes nothing, and the received file starts
+and satisfies the RTF processing clock. The CLI runs the same job in a subprocess."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_clr.app import Services, build_services
+from fhir_clr.clr.config import default_rules
+from fhir_clr.config import Settings
+from fhir_clr.imports.job import FileImporter, ImportRequest
+from fhir_clr.imports.results import rejects_csv, rejects_outcome
+from fhir_clr.mapping.spec import find_spec
+from fhir_clr.mapping.values import npi_check_digit_ok
+from fhir_clr.mapping.writers import write_table
+from tests.api.clr_helpers import referral_body, referral_task_body
+
+NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)  # Tue 24 Nov 2026, 10:00 in California
+SYSTEMS = default_rules()["identifier_systems"]
+
+
+def valid_npi(prefix: str) -> str:
+    """A 10-digit NPI starting with the 9 digits ``prefix`` and a valid check digit."""
+    return next(f"{prefix}{d}" for d in "0123456789" if npi_check_digit_ok(f"{prefix}{d}"))
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
+    try:
+        yield built
+    finally:
+        await built.store.close()
+
+
+async def create(services: Services, body: dict[str, Any]) -> dict[str, Any]:
+    result = await services.engine.create(body["resourceType"], body)
+    assert result.stored is not None and result.stored.body is not None
+    return orjson.loads(result.stored.body)
+
+
+async def referral(services: Services, cin: str, npi: str) -> dict[str, Any]:
+    """A Member with ``cin`` and an ECM referral Pending since 2 November with the provider ``npi``."""
+    member = await create(services, {"resourceType": "Patient", "identifier": [{"system": SYSTEMS["cin"],
+                                                                                "value": cin}]})
+    found = await services.engine.planner.find("Organization", [("identifier", f"{SYSTEMS['npi']}|{npi}")])
+    provider = found[0].resource_id if found else (await create(services, {
+        "resourceType": "Organization", "name": "ECM provider",
+        "identifier": [{"system": SYSTEMS["npi"], "value": npi}]}))["id"]
+    clinic = await create(services, {"resourceType": "Organization", "name": "clinic"})
+    request = await create(services, referral_body(f"Patient/{member['id']}", f"Organization/{clinic['id']}"))
+    return await create(services, referral_task_body(request, f"Organization/{provider}"))
+
+
+def rtf(rows: list[dict[str, Any]], fmt: str = "csv") -> bytes:
+    out = io.BytesIO()
+    write_table(find_spec("rtf", "ecm"), rows, fmt, out)
+    return out.getvalue()
+
+
+def row(cin: str, npi: str, status: str, day: date, reason: str | None = None) -> dict[str, Any]:
+    return {"mcp_name": "Sample Plan", "member_cin": cin, "ecm_provider_name": "ECM provider",
+            "ecm_provider_npi": npi, "referral_status": status, "referral_status_date": day,
+            "loop_closure_reason": reason}
+
+
+async def task_now(services: Services, task_id: str) -> dict[str, Any]:
+    return orjson.loads((await services.engine.read("Task", task_id)).body or b"{}")
+
+
+async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) -> None:
+    npi = valid_npi("123456789")
+    first = await referral(services, "12345678A", npi)
+    second = await referral(services, "22345678B", npi)
+    data = rtf([row("12345678A", npi, "1", date(2026, 11, 10)),
+                row("22345678B", npi, "4", date(2026, 11, 10)),  # Pending → Outreach Initiated: not allowed
+                row("99999999Z", npi, "1", date(2026, 11, 10)),  # no such Member
+                row("12345678A", npi, "1", date(2026, 12, 1))])  # status date in the future
+    importer = FileImporter(services.bundles, services.engine.clock)
+    report = await importer.run(ImportRequest("rtf", data, "rtf-2026-11.csv", "ecm"))
+    assert report.counts == {"applied": 1, "unchanged": 0, "rejected": 3}, rejects_csv(report)
+    assert (await task_now(services, first["id"]))["businessStatus"]["coding"][0]["code"] == "1"
+    assert (await task_now(services, second["id"]))["meta"]["versionId"] == second["meta"]["versionId"]
+    reasons = {r.number: [(p.column, p.rule) for p in r.problems] for r in report.rejected}
+    assert reasons[3] == [("Referral Status", "rule")]
+    assert reasons[4] == [("Member Client Index Number (CIN)", "match")]
+    assert reasons[5] == [("Date of Referral Status Update", "rule")]
+    assert "row 4, column 'Member Client Index Number (CIN)'" in orjson.dumps(rejects_outcome(report)).decode()
+
+    again = await importer.run(ImportRequest("rtf", data, "rtf-2026-11.csv", "ecm"))
+    assert again.counts == {"applied": 0, "unchanged": 1, "rejected": 3}
+    assert again.document_id == report.document_id
+
+    document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")
+    assert document["docStatus"] == "final" and document["identifier"][0]["value"] == report.sha256
+    clock = await services.engine.search("Task", [("focus", f"DocumentReference/{report.document_id}")])
+    processing = [orjson.loads(s.body) for s in clock.matches if s.body is not None]
+    assert [(o["status"], o["restriction"]["period"]["end"]) for o in processing] == [("completed", "2026-12-03")]
+
+
+async def test_dry_run_writes_nothing_and_missing_columns_fail_the_file(services: Services) -> None:
+    npi = valid_npi("223456789")
+    task = await referral(services, "32345678C", npi)
+    importer = FileImporter(services.bundles, services.engine.clock)
+    dry = await importer.run(ImportRequest("rtf", rtf([row("32345678C", npi, "Accepted", date(2026, 11, 10))]),
+                                           "x.csv", "ecm", dry_run=True))
+    assert dry.counts["applied"] == 1 and dry.document_id is None
+    assert (await task_now(services, task["id"]))["meta"]["versionId"] == task["meta"]["versionId"]
+    broken = await importer.run(ImportRequest("rtf", b"Member CIN,Referral Status\r\n12345678A,1\r\n", "y.csv",
+                                              "ecm"))
+    assert broken.rows == 0 and broken.file_problems
+    assert "ECM Provider National Provider Identifier (NPI)" in broken.file_problems[0]
+
+
+def test_cli_imports_an_xlsx_rtf(tmp_path: Path) -> None:
+    import asyncio
+
+    npi = valid_npi("323456789")
+
+    async def prepare() -> None:
+        built = await build_services(Settings(data_dir=tmp_path, dev=True))
+        try:
+            await referral(built, "42345678D", npi)
+        finally:
+            await built.store.close()
+
+    asyncio.run(prepare())
+    file = tmp_path / "rtf.xlsx"
+    file.write_bytes(rtf([row("42345678D", npi, "1. Accepted", date(2026, 11, 10)),
+                          row("42345678D", "1234567890", "1", date(2026, 11, 10))], "xlsx"))
+    rejects = tmp_path / "rejects.csv"
+    done = subprocess.run([sys.executable, "-m", "fhir_clr.cli", "import", "rtf", str(file), "--program", "ecm",
+                           "--data", str(tmp_path), "--json", "--rejects", str(rejects)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)
+    assert (report["applied"], report["rejected"], report["format"]) == (1, 1, "xlsx")
+    assert rejects.read_text().splitlines()[1].startswith("3,ECM Provider National Provider Identifier (NPI)")
+
+
+async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhir_clr.imports.job as job
+
+    monkeypatch.setattr(job, "BATCH_ROWS", 2)
+    npi = valid_npi("633456789")
+    cins = [f"6{n}345678X" for n in range(5)]
+    tasks = [await referral(services, cin, npi) for cin in cins]
+    data = rtf([row(cin, npi, "1", date(2026, 11, 10)) for cin in cins])
+    commits = 0
+    real_commit = services.store.commit
+
+    async def failing_commit(changes: Any) -> Any:
+        nonlocal commits
+        if any(c.resource_type == "Task" and c.op.value == "update" for c in changes):
+            commits += 1
+            if commits == 2:
+                raise RuntimeError("power cut")
+        return await real_commit(changes)
+
+    monkeypatch.setattr(services.store, "commit", failing_commit)
+    importer = FileImporter(services.bundles, services.engine.clock)
+    with pytest.raises(RuntimeError):
+        await importer.run(ImportRequest("rtf", data, "rtf.csv", "ecm"))
+    states = [(await task_now(services, t["id"]))["businessStatus"]["coding"][0]["code"] for t in tasks]
+    assert states == ["1", "1", "3", "3", "3"]  # the first batch whole, the second not at all
+    monkeypatch.setattr(services.store, "commit", real_commit)
+    report = await importer.run(ImportRequest("rtf", data, "rtf.csv", "ecm"))
+    assert report.counts == {"applied": 3, "unchanged": 2, "rejected": 0}
+    document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")
+    assert document["docStatus"] == "final"

@@ -1,0 +1,47 @@
+"""``fhir-clr seed --members N``: an invented population loaded through MIF and RTF imports, covering every
+service, Referral Type, status and closure reason; loading twice adds nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+from fhir_clr.app import build_services
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.config import Settings
+from fhir_clr.synthetic import PATHS, generate_population, load_population
+
+AS_OF = date(2026, 11, 24)
+
+
+def test_population_covers_every_code_and_is_deterministic() -> None:
+    population = generate_population(60, AS_OF)
+    assert population.referrals[7].cin == generate_population(60, AS_OF).referrals[7].cin
+    assert {r.service for r in population.referrals} == set(default_code_lists()["clr-services"].concepts)
+    assert {r.referral_type for r in population.referrals} == {"1", "2", "3"}
+    statuses = {step[0] for r in population.referrals for step in r.path}
+    assert statuses == {"1", "2", "3", "4", "5"}
+    reasons = {reason for path in PATHS for _, reason in path if reason}
+    assert reasons <= set(default_code_lists()["loop-closure-reason"].concepts)
+    assert {r.decision for r in population.referrals} == {None, "approved", "denied"}
+
+
+async def test_population_loads_through_the_file_pipeline_once(tmp_path: Path) -> None:
+    services = await build_services(Settings(data_dir=tmp_path / "data", dev=True))
+    try:
+        population = generate_population(40, AS_OF)
+        first = await load_population(services, population, tmp_path / "files")
+        assert first["rejected"] == 2 and first["applied"] > 40  # only the two deliberately bad rows
+        assert (tmp_path / "files" / "mif.csv").exists()
+        again = await load_population(services, population)
+        # nothing new: the MIF and the last status of each referral come back unchanged; older monthly RTF rows
+        # are refused for referrals that have since closed (their history cannot be rewritten)
+        assert again["applied"] == 0 and again["unchanged"] >= 40
+        closed = await services.engine.search("Task", [("referral-status", "5"), ("_summary", "count")])
+        assert (closed.total or 0) > 0
+        owed = await services.engine.search("Task", [("code", "loop-closure-referring-entity")])
+        assert owed.matches and orjson.loads(owed.matches[0].body or b"{}")["status"] == "requested"
+    finally:
+        await services.store.close()
