@@ -4,6 +4,7 @@ written the way a plan system and a provider would send them."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,14 @@ def obligation(client: httpx.Client, kind: str, **params: str) -> dict[str, Any]
 def status_code(task: dict[str, Any]) -> str:
     """The Referral Status code of a referral Task."""
     return task["businessStatus"]["coding"][0]["code"]
+
+
+def fixed_clock_client(directory: Path, now: str) -> Iterator[httpx.Client]:
+    """A client of a dev-mode live server whose clock is fixed at ``now`` (for module-scoped fixtures)."""
+    server = fixed_clock_server(directory, now)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30.0,
+                          headers={"Accept": "application/fhir+json"}) as http:
+            yield http
+    finally:
+        server.stop()

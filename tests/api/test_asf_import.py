@@ -4,30 +4,17 @@ the provider, through the engine — decision notices owed, denial closing the l
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from fhir_clr.app import Services, build_services
-from fhir_clr.config import Settings
+from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import AUTH_URL, referral_body, referral_task_body
-from tests.api.test_rtf_import import NOW, SYSTEMS, create, valid_npi
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
-    try:
-        yield built
-    finally:
-        await built.store.close()
+from tests.api.test_rtf_import import SYSTEMS, create, valid_npi
 
 
 async def cs_referral(services: Services, cin: str, npi: str) -> tuple[dict[str, Any], dict[str, Any]]:

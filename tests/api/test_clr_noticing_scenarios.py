@@ -20,7 +20,7 @@ from tests.api.clr_helpers import (
     FLAGS_SYSTEM,
     created,
     decided,
-    fixed_clock_server,
+    fixed_clock_client,
     member,
     obligation,
     obligations,
@@ -40,13 +40,7 @@ BASE = "http://fhir-clr.org/fhir"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A client of a dev-mode live server with the fixed clock (overrides the shared server's ``client``)."""
-    server = fixed_clock_server(Path(tmp_path_factory.mktemp("clr-scenarios")), NOW)
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=30.0,
-                          headers={"Accept": "application/fhir+json"}) as http:
-            yield http
-    finally:
-        server.stop()
+    yield from fixed_clock_client(Path(tmp_path_factory.mktemp("clr-scenarios")), NOW)
 
 
 def about(referral: dict[str, Any]) -> dict[str, str]:

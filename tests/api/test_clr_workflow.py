@@ -19,7 +19,7 @@ from tests.api.clr_helpers import (
     DATE_URL,
     STATUS_SYSTEM,
     created,
-    fixed_clock_server,
+    fixed_clock_client,
     member,
     organization,
     referral_body,
@@ -34,14 +34,8 @@ FIXED_NOW = "2026-11-24T18:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A client of a dev-mode live server with a fixed clock (overrides the shared server's ``client``)."""
-    server = fixed_clock_server(Path(tmp_path_factory.mktemp("clr-server")), FIXED_NOW)
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=30.0,
-                          headers={"Accept": "application/fhir+json"}) as http:
-            yield http
-    finally:
-        server.stop()
+    """A client of a dev-mode live server with the fixed clock (overrides the shared server's ``client``)."""
+    yield from fixed_clock_client(Path(tmp_path_factory.mktemp("clr-server")), FIXED_NOW)
 
 
 def open_referral(client: httpx.Client) -> tuple[dict[str, Any], dict[str, Any]]:

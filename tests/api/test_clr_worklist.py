@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.clr_helpers import (
     created,
-    fixed_clock_server,
+    fixed_clock_client,
     member,
     organization,
     referral_body,
@@ -24,13 +24,8 @@ NOW = "2026-11-25T18:00:00+00:00"  # Wednesday before Thanksgiving, 10:00 in Cal
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = fixed_clock_server(Path(tmp_path_factory.mktemp("clr-worklist")), NOW)
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=30.0,
-                          headers={"Accept": "application/fhir+json"}) as http:
-            yield http
-    finally:
-        server.stop()
+    """A client of a dev-mode live server with the fixed clock (overrides the shared server's ``client``)."""
+    yield from fixed_clock_client(Path(tmp_path_factory.mktemp("clr-worklist")), NOW)
 
 
 def worklist(client: httpx.Client, **params: str) -> dict[str, dict[str, Any]]:

@@ -7,11 +7,8 @@ import asyncio
 import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
-
-import pytest
 
 from fhir_clr.app import Services, build_services
 from fhir_clr.config import Settings
@@ -21,16 +18,7 @@ from fhir_clr.mapping.headers import match_headers
 from fhir_clr.mapping.readers import open_table
 from fhir_clr.mapping.rows import parse_row
 from fhir_clr.mapping.spec import find_spec
-from tests.api.test_rtf_import import NOW, referral, row, rtf, valid_npi
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
-    try:
-        yield built
-    finally:
-        await built.store.close()
+from tests.api.test_rtf_import import referral, row, rtf, valid_npi
 
 
 async def export(services: Services, kind: str, npi: str, fmt: str = "csv") -> bytes:

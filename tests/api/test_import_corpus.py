@@ -5,31 +5,17 @@ exactly what is wrong with it."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 
-import pytest
-
-from fhir_clr.app import Services, build_services
-from fhir_clr.config import Settings
+from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import ImportReport
 from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
-from tests.api.test_rtf_import import NOW, referral, row, valid_npi
+from tests.api.test_rtf_import import referral, row, valid_npi
 
 SPEC = find_spec("rtf", "ecm")
 CIN, OTHER_CIN = "62345678F", "72345678G"
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
-    try:
-        yield built
-    finally:
-        await built.store.close()
 
 
 def csv_text(rows: list[list[str]], delimiter: str = ",") -> str:

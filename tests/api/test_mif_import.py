@@ -4,29 +4,16 @@ through the engine (obligations included); importing again changes nothing; bad 
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from fhir_clr.app import Services, build_services
-from fhir_clr.config import Settings
+from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
-from tests.api.test_rtf_import import NOW, valid_npi
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
-    try:
-        yield built
-    finally:
-        await built.store.close()
+from tests.api.test_rtf_import import valid_npi
 
 
 def mif(rows: list[dict[str, Any]]) -> bytes:

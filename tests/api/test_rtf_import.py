@@ -7,8 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,15 @@ from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import referral_body, referral_task_body
+from tests.api.conftest import EMBEDDED_NOW
 
-NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)  # Tue 24 Nov 2026, 10:00 in California
+NOW = EMBEDDED_NOW
 SYSTEMS = default_rules()["identifier_systems"]
 
 
 def valid_npi(prefix: str) -> str:
     """A 10-digit NPI starting with the 9 digits ``prefix`` and a valid check digit."""
     return next(f"{prefix}{d}" for d in "0123456789" if npi_check_digit_ok(f"{prefix}{d}"))
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = await build_services(Settings(data_dir=tmp_path, dev=True, fixed_now=NOW))
-    try:
-        yield built
-    finally:
-        await built.store.close()
 
 
 async def create(services: Services, body: dict[str, Any]) -> dict[str, Any]:
