@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import date, datetime
 from typing import Any
 
 from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.fhirmodel.clone import clone
 
 OPEN = "requested"
 OBLIGATION_PROFILE = extension_url(default_rules(), "clr-notice-obligation")
@@ -35,7 +35,7 @@ def is_open(obligation: dict[str, Any]) -> bool:
 def completed(obligation: dict[str, Any], when: datetime | date, by: str | None = None) -> dict[str, Any]:
     """``obligation`` satisfied at ``when`` (the notice's sent time or the satisfying event's), by the resource
     ``by`` (``Communication/123``) when there is one."""
-    done = copy.deepcopy(obligation)
+    done = clone(obligation)
     done["status"] = "completed"
     done["executionPeriod"] = {**done.get("executionPeriod", {}), "end": when.isoformat()}
     if by:
@@ -46,7 +46,7 @@ def completed(obligation: dict[str, Any], when: datetime | date, by: str | None 
 
 def cancelled(obligation: dict[str, Any], why: str) -> dict[str, Any]:
     """``obligation`` no longer needed, with the reason in ``statusReason``."""
-    done = copy.deepcopy(obligation)
+    done = clone(obligation)
     done["status"] = "cancelled"
     done["statusReason"] = {"text": why}
     return done

@@ -8,7 +8,6 @@ effects to apply, or raises a :class:`FhirError` whose issues name the offending
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -19,6 +18,7 @@ from fhir_clr.clr.config import default_rules, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.errors import FhirError, Issue
+from fhir_clr.fhirmodel.clone import clone
 
 ROLE_PLAN = "plan"
 """Caller role of the plan's own staff and systems: may act as any party."""
@@ -127,7 +127,7 @@ class TaskWorkflow:
     def closing(self, task: dict[str, Any], reason: str, when: datetime) -> dict[str, Any]:
         """A copy of ``task`` moved to Referral Loop Closed with ``reason`` (a closure reason code) dated
         ``when`` (or the Task's current status date, when that is later); Task.status left to be derived."""
-        closed = copy.deepcopy(task)
+        closed = clone(task)
         before = parse_moment(self._status_date(task))
         moment = when if before is None or self.deadlines.local_date(before) <= self.deadlines.local_date(when) \
             else before
@@ -146,7 +146,7 @@ class TaskWorkflow:
         issue per problem and an element path each. With ``referral`` (the focus ServiceRequest) a closing
         change of a stored Task also yields the notice obligations the closure calls for.
         """
-        task = copy.deepcopy(proposed)
+        task = clone(proposed)
         if previous is not None and task.get("status") == ENTERED_IN_ERROR:
             self._require(caller, previous, self._flow["entered_in_error_by"], "mark this referral Task as entered "
                           "in error", "Task.status")

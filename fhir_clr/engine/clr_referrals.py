@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from fhir_clr.clr.workflow import ROLE_PLAN, TERMINAL_STATUSES, Caller
 from fhir_clr.engine.clr_context import REFERRAL_PROFILE, ClrContext, Related, reference_of
 from fhir_clr.engine.clr_tasks import ReferralTaskEvents
 from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.clone import clone
 from fhir_clr.store.port import Change
 
 FLAG_SYSTEM_KEY = "referral-flags"
@@ -104,7 +104,7 @@ class ReferralEvents:
 
     def _flagged(self, referral: dict[str, Any], flag: str) -> dict[str, Any]:
         coding = self.context.code_list(FLAG_SYSTEM_KEY).coding(flag)
-        meta = copy.deepcopy(referral.get("meta") or {})
+        meta = clone(referral.get("meta") or {})
         tags = meta.setdefault("tag", [])
         if not any(t.get("system") == coding["system"] and t.get("code") == flag for t in tags):
             tags.append({"system": coding["system"], "code": flag, "display": coding.get("display")})

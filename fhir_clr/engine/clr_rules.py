@@ -60,7 +60,7 @@ class ClrWriteRules:
         assert change is not None
         kind = change.resource_type
         if kind == "ServiceRequest" and is_referral(resource):
-            previous = await self._previous(change)
+            previous = await self._previous(plan)
             if previous is not None and not is_referral(previous):
                 previous = None
             normalized, extra = await self.referrals.decide(previous, resource, caller, now)
@@ -69,14 +69,14 @@ class ClrWriteRules:
             referral = await self.context.referral(reference_of(resource.get("focus")))
             if not self._is_referral_task(resource, referral):
                 return self._replace(plan, resource, []) if resource is not change.resource else plan
-            normalized, extra = await self.tasks.decide(await self._previous(change), resource,
+            normalized, extra = await self.tasks.decide(await self._previous(plan), resource,
                                                         change.resource_id, caller, now, referral)
             return self._replace(plan, normalized, extra)
         if kind == "Communication":
-            extra = await self.messages.communication(await self._previous(change), resource, now)
+            extra = await self.messages.communication(await self._previous(plan), resource, now)
             return self._replace(plan, resource, extra)
         if kind == "DocumentReference":
-            extra = await self.messages.document(await self._previous(change), resource, now)
+            extra = await self.messages.document(await self._previous(plan), resource, now)
             return self._replace(plan, resource, extra)
         return self._replace(plan, resource, []) if resource is not change.resource else plan
 
@@ -85,20 +85,24 @@ class ClrWriteRules:
         claimed = profiles(task)
         return REFERRAL_TASK_PROFILE in claimed or (not claimed and referral is not None)
 
-    async def _previous(self, change: Change) -> dict[str, Any] | None:
+    async def _previous(self, plan: Plan) -> dict[str, Any] | None:
         """The stored version an update replaces (None for a create)."""
-        if change.op is not ChangeOp.UPDATE:
+        change = plan.change
+        if change is None or change.op is not ChangeOp.UPDATE:
             return None
+        replaced = plan.replaced
+        if replaced is not None and replaced.version == change.expected_version:
+            return body_of(replaced)
         return body_of(await self.planner.store.read(change.resource_type, change.resource_id))
 
     def _replace(self, plan: Plan, resource: dict[str, Any] | None, extra: list[Change]) -> Plan:
-        """``plan`` storing ``resource`` instead (re-validated, index re-extracted; None keeps it), plus
-        ``extra`` changes."""
+        """``plan`` storing ``resource`` instead (re-validated, index re-extracted; None or an equal resource
+        keeps the planned one), plus ``extra`` changes."""
         change = plan.change
         assert change is not None
-        if resource is not None:
+        if resource is not None and resource != change.resource:
             prepared = self.planner.prepare(change.resource_type, change.resource_id, resource)
             change = self.planner.change(change.op, change.resource_type, change.resource_id,
                                          change.expected_version, prepared, change.match_keys,
                                          change.steal_match_keys)
-        return Plan(change, plan.status, plan.existing, extra=[*plan.extra, *extra])
+        return Plan(change, plan.status, plan.existing, extra=[*plan.extra, *extra], replaced=plan.replaced)

@@ -29,12 +29,14 @@ from fhir_clr.store.query import Criterion
 @dataclass(slots=True)
 class Plan:
     """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
-    changes the write entails (CLR workflow side effects), committed atomically with ``change``."""
+    changes the write entails (CLR workflow side effects), committed atomically with ``change``. ``replaced``
+    is the stored version an update replaces, when the planner read it."""
 
     change: Change | None
     status: int
     existing: StoredResource | None = None
     extra: list[Change] = field(default_factory=list)
+    replaced: StoredResource | None = None
 
     def changes(self) -> list[Change]:
         """Every change to commit for this plan: the write itself first, then its extra changes."""
@@ -166,7 +168,8 @@ class WritePlanner:
             return Plan(self.change(ChangeOp.CREATE, resource_type, resource_id, expected, resource), 201)
         if same_content(resource, current.body):
             return Plan(change=None, status=200, existing=current)
-        return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource), 200)
+        return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource), 200,
+                    replaced=current)
 
     async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                       if_match: int | None = None, restriction: Criterion | None = None) -> Plan:

@@ -3,9 +3,9 @@
 Handles what most R4 SearchParameter expressions are: dotted paths (``Task.owner``), unions of them,
 choice elements (``ServiceRequest.occurrence`` finds ``occurrenceDateTime``/``occurrencePeriod``/...),
 ``(X as Type)`` / ``X.as(Type)`` / ``X.ofType(Type)`` on a choice element, ``.where(resolve() is Type)`` on
-references and ``.where(element='literal')`` filters. Element types come from the fhirpathpy R4 model, so
-every extracted value carries its FHIR data type. Anything else returns None from ``compile_fast`` and is
-left to fhirpathpy (see ``fhir_clr.search.extract``).
+references, ``.where(element='literal')`` filters and ``extension('url')``. Element types come from the
+fhirpathpy R4 model, so every extracted value carries its FHIR data type. Anything else returns None from
+``compile_fast`` and is left to fhirpathpy (see ``fhir_clr.search.extract``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TYPE_FILTER = re.compile(r"(?:as|ofType)\(\s*(?:FHIR\.)?([A-Za-z]+)\s*\)")
 _RESOLVE_IS = re.compile(r"where\(\s*resolve\(\)\s+is\s+(?:FHIR\.)?([A-Za-z]+)\s*\)")
 _WHERE_EQ_RE = re.compile(r"where\(\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*'([^'\\]*)'\s*\)")
+_EXTENSION_CALL = re.compile(r"extension\(\s*'([^'\\]*)'\s*\)")
 _AS_SUFFIX = re.compile(r"(.*\S)\s+as\s+(?:FHIR\.)?([A-Za-z]+)")
 _ABSTRACT_ROOT = re.compile(r"(?<![\w.])(?:DomainResource|Resource)\.")
 
@@ -181,7 +182,11 @@ def _compile_branch(branch: str, resource_type: str) -> list[Op] | None:
         type_filter = _TYPE_FILTER.fullmatch(part)
         resolve = _RESOLVE_IS.fullmatch(part)
         where_eq = _WHERE_EQ_RE.fullmatch(part)
-        if _IDENT.fullmatch(part):
+        extension = _EXTENSION_CALL.fullmatch(part)
+        if extension and context and _element(context, "extension"):
+            candidates, context = _element(context, "extension")  # type: ignore[misc]
+            ops += [(_FIELD, candidates), (_WHERE_EQ, "url", extension.group(1))]
+        elif _IDENT.fullmatch(part):
             found = _element(context, part) if context else None
             if found is None:
                 return None

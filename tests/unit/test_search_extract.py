@@ -160,13 +160,27 @@ def test_compile_fast_shapes() -> None:
 
 def test_fast_path_and_fhirpathpy_agree() -> None:
     resource = {"resourceType": "Task", "for": {"reference": "Patient/1"}, "focus": {"reference": "Group/2"},
-                "output": [{"valueReference": {"reference": "Procedure/3"}}]}
+                "output": [{"valueReference": {"reference": "Procedure/3"}}],
+                "extension": [{"url": "http://x/a", "valueDateTime": "2026-11-02"},
+                              {"url": "http://x/b", "valueCode": "b"}, {"url": "http://x/a", "valueDateTime": "2026"}]}
     for expression in ["Task.for.where(resolve() is Patient)", "Task.output.value.ofType(Reference)",
-                       "Task.focus | Task.for"]:
+                       "Task.focus | Task.for", "Task.extension.where(url='http://x/a').value"]:
         fast = compile_fast(expression, "Task")
         assert fast is not None
         slow = extract._fallback(expression, "Task")
         assert [v for v, _ in fast(resource)] == [v for v, _ in slow(resource)], expression
+
+
+def test_extension_call_selects_every_matching_extension() -> None:
+    """``extension('url')`` is ``extension.where(url='url')`` (fhirpathpy itself returns only the first match)."""
+    resource = {"resourceType": "Task", "extension": [
+        {"url": "http://x/a", "valueDateTime": "2026-11-02"}, {"url": "http://x/b", "valueCode": "b"},
+        {"url": "http://x/a", "valueDate": "2026"}]}
+    walk = compile_fast("Task.extension('http://x/a').value", "Task")
+    assert walk is not None
+    assert walk(resource) == [("2026-11-02", "dateTime"), ("2026", "date")]
+    none = compile_fast("Task.extension('http://x/none').value", "Task")
+    assert none is not None and none(resource) == []
 
 
 def test_split_union_respects_parentheses_and_quotes() -> None:
