@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import click
 import orjson
 
 from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, rejects_csv
@@ -25,6 +27,7 @@ def add_parser(commands: Any) -> None:
                         help="which layout (ECM or Community Supports RTF); required when both exist")
     parser.add_argument("--provider", metavar="NPI", default=None,
                         help="only apply rows for this servicing provider")
+    parser.add_argument("--sheet", default=None, help="XLSX worksheet to read (default: the first)")
     parser.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     parser.add_argument("--rejects", type=Path, default=None, help="write the rejected rows here as CSV")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -62,12 +65,29 @@ async def _import(args: argparse.Namespace, data: bytes) -> ImportReport:
     tune_runtime()
     try:
         importer = FileImporter(services.bundles, services.engine.clock)
-        request = ImportRequest(args.kind, data, args.file.name, args.program, args.provider, args.dry_run)
-        interactive = sys.stderr.isatty()
-        return await importer.run(request, progress=(lambda n: print(f"\r  {n:,} rows", end="", file=sys.stderr,
-                                                                     flush=True)) if interactive else None)
+        request = ImportRequest(args.kind, data, args.file.name, args.program, args.provider, args.dry_run,
+                                sheet=args.sheet)
+        if not sys.stderr.isatty():
+            return await importer.run(request)
+        with click.progressbar(length=_estimated_rows(data), label=f"importing {args.file.name}", file=sys.stderr,
+                               show_pos=True, show_eta=True) as bar:
+            return await importer.run(request, progress=lambda rows: bar.update(rows - bar.pos))
     finally:
         await services.store.close()
+
+
+def _estimated_rows(data: bytes) -> int:
+    """Data rows to expect, for the progress bar: line breaks after the header of a text file (cells with
+    line breaks make it an overestimate); a workbook's row count from its sheet dimension when present."""
+    if data.startswith(b"PK"):
+        from openpyxl import load_workbook
+
+        try:
+            workbook = load_workbook(io.BytesIO(data), read_only=True)
+            return max((workbook.worksheets[0].max_row or 1) - 1, 1)
+        except Exception:  # a damaged workbook: the import itself reports why
+            return 1
+    return max(data.count(b"\n") - 1, 1)
 
 
 def _print_table(report: ImportReport) -> None:

@@ -50,6 +50,8 @@ class ImportRequest:
     """Only rows for this servicing provider may be applied (a provider's own RTF)."""
     dry_run: bool = False
     received: datetime | None = None
+    sheet: str | None = None
+    """The XLSX worksheet to read (None: the first one)."""
 
 
 class FileImporter:
@@ -72,7 +74,7 @@ class FileImporter:
             raise FhirError(400, "invalid", str(error)) from None
         report = ImportReport(request.kind, spec.id, request.dry_run)
         try:
-            table = open_table(request.data, request.filename)
+            table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError as error:
             report.file_problems.append(str(error))
             return report

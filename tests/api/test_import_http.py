@@ -60,6 +60,22 @@ def test_import_over_http(client: httpx.Client) -> None:
     assert client.get(status_url).status_code == 404
 
 
+def test_import_reads_the_named_xlsx_sheet(client: httpx.Client) -> None:
+    from tests.api.test_rtf_import import with_cover_sheet
+
+    out = io.BytesIO()
+    write_table(find_spec("rtf", "ecm"), [row("62345678F", valid_npi("523456789"), "1", date(2026, 11, 2))],
+                "xlsx", out)
+    workbook = with_cover_sheet(out.getvalue(), "RTF")
+    params = {"kind": "rtf", "program": "ecm", "filename": "rtf.xlsx", "dryRun": "true"}
+    first = poll(client, client.post("/$import", params=params, content=workbook).headers["Content-Location"])
+    assert first.json()["fileProblems"] == ["required columns missing: " + ", ".join(
+        c.header for c in find_spec("rtf", "ecm").columns if c.required)]
+    named = poll(client, client.post("/$import", params={**params, "sheet": "RTF"},
+                                     content=workbook).headers["Content-Location"])
+    assert (named.json()["format"], named.json()["rejected"], named.json()["fileProblems"]) == ("xlsx", 1, [])
+
+
 def test_export_over_http(client: httpx.Client) -> None:
     npi = valid_npi("333456789")
     member = created(client, {"resourceType": "Patient", "identifier": [{"system": SYSTEMS["cin"],

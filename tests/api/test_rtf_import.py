@@ -113,7 +113,19 @@ async def test_dry_run_writes_nothing_and_missing_columns_fail_the_file(services
     assert "ECM Provider National Provider Identifier (NPI)" in broken.file_problems[0]
 
 
-def test_cli_imports_an_xlsx_rtf(tmp_path: Path) -> None:
+def with_cover_sheet(workbook_bytes: bytes, rtf_sheet: str) -> bytes:
+    """The workbook with its sheet renamed ``rtf_sheet`` and an instructions sheet put before it."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(workbook_bytes))
+    workbook.worksheets[0].title = rtf_sheet
+    workbook.create_sheet("Instructions", 0).append(["Fill in one row per referral"])
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
+def test_cli_imports_an_xlsx_rtf_from_a_named_sheet(tmp_path: Path) -> None:
     import asyncio
 
     npi = valid_npi("323456789")
@@ -127,12 +139,16 @@ def test_cli_imports_an_xlsx_rtf(tmp_path: Path) -> None:
 
     asyncio.run(prepare())
     file = tmp_path / "rtf.xlsx"
-    file.write_bytes(rtf([row("42345678D", npi, "1. Accepted", date(2026, 11, 10)),
-                          row("42345678D", "1234567890", "1", date(2026, 11, 10))], "xlsx"))
+    file.write_bytes(with_cover_sheet(rtf([row("42345678D", npi, "1. Accepted", date(2026, 11, 10)),
+                                           row("42345678D", "1234567890", "1", date(2026, 11, 10))], "xlsx"),
+                                      "RTF Nov"))
     rejects = tmp_path / "rejects.csv"
-    done = subprocess.run([sys.executable, "-m", "fhir_clr.cli", "import", "rtf", str(file), "--program", "ecm",
-                           "--data", str(tmp_path), "--json", "--rejects", str(rejects)],
-                          capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "fhir_clr.cli", "import", "rtf", str(file), "--program", "ecm",
+               "--data", str(tmp_path), "--json", "--rejects", str(rejects)]
+    wrong = subprocess.run([*command, "--sheet", "RTF"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1
+    assert "no sheet 'RTF' (sheets: Instructions, RTF Nov)" in orjson.loads(wrong.stdout)["fileProblems"][0]
+    done = subprocess.run([*command, "--sheet", "RTF Nov"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = orjson.loads(done.stdout)
     assert (report["applied"], report["rejected"], report["format"]) == (1, 1, "xlsx")
