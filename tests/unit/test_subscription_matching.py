@@ -3,13 +3,17 @@ modifier, and a cross-check against the SQLite store's search on a varied set of
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.query import Prefix, RangeValue
+from fhir_clr.store.port import Change, ChangeOp
+from fhir_clr.store.query import Prefix, Query, RangeValue
+from fhir_clr.store.sqlite import SqliteStore
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 from fhir_clr.subscriptions.matching_values import range_matches
 
@@ -230,3 +234,187 @@ def test_precomputed_index_is_used(registry: SearchParamRegistry) -> None:
     other = registry.extract(task(owner=ref("Organization/2")))
     assert flt(registry, "Task", "owner=Organization/1").matches(resource)
     assert not flt(registry, "Task", "owner=Organization/1").matches(resource, other)
+
+
+# ---- cross-check against the store's search -----------------------------------------------------------
+
+OWNERS = ["Organization/1", "Organization/2", f"{BASE}/Organization/3", "http://other.org/fhir/Organization/1",
+          "Practitioner/1", None]
+STATUSES = ["draft", "requested", "accepted", "in-progress", "completed", "cancelled"]
+CODINGS = [{"system": "http://x", "code": "abc"}, {"system": "http://y", "code": "abc"},
+           {"system": "http://x", "code": "def"}, {"code": "abc"}, {"system": "http://y", "code": "ghi"}]
+AUTHORED = ["2026-01-03", "2026-01-04T10:00:00Z", "2026-01-05T23:30:00+02:00", "2026-01", "2025-12-31",
+            "2026-01-07T00:00:00.5Z", None]
+NAMES = [("Müller", ["Anna"]), ("Muller", ["Bob", "Anna"]), ("Smith", ["Ann-Marie"]), ("Smíth", ["Zoë"]),
+         ("García López", ["José"]), ("Ng", ["Annabel"])]
+
+
+def _task(i: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Task", "id": f"t{i}", "status": STATUSES[i % 6],
+                            "intent": ["order", "plan", "proposal"][i % 3],
+                            "identifier": [{"system": "urn:ids", "value": f"T-{i % 7}"}],
+                            "code": {"coding": [CODINGS[i % 5]]}}
+    if (owner := OWNERS[i % 6]) is not None:
+        body["owner"] = ref(owner)
+    body["requester"] = ({"identifier": {"system": "urn:npi", "value": f"N{i % 2}"}} if i % 4 == 3
+                         else ref(f"Practitioner/p{i % 3}") if i % 2 else ref(f"{BASE}/Organization/9"))
+    if (authored := AUTHORED[i % 7]) is not None:
+        body["authoredOn"] = authored
+    if i % 3 == 0:
+        body["meta"] = {"profile": [PROFILE if i % 2 else f"{PROFILE}-v2"],
+                        "tag": [{"system": "http://tags", "code": "urgent"}]}
+    if i % 5 == 1:
+        body["executionPeriod"] = {"start": f"2026-02-0{i % 9 + 1}", **({"end": "2026-03"} if i % 2 else {})}
+    return body
+
+
+def _service_request(i: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "ServiceRequest", "id": f"s{i}", "status": ["active", "draft"][i % 2],
+                            "intent": "order", "subject": ref(f"Patient/pa{i % 3}"),
+                            "code": {"coding": [CODINGS[(i + 1) % 5]]}, "authoredOn": f"2026-0{i % 3 + 1}-1{i}"}
+    if i % 3:
+        body["requester"] = ref("Organization/9" if i % 2 else f"{BASE}/Practitioner/p1")
+    if i % 4 == 0:
+        body["occurrencePeriod"] = {"start": f"2026-0{i % 5 + 1}-01", "end": f"2026-0{i % 5 + 2}-15"}
+    elif i % 4 == 1:
+        body["occurrenceDateTime"] = f"2026-03-0{i % 9 + 1}T12:00:00Z"
+    return body
+
+
+def _patient(i: int) -> dict[str, Any]:
+    family, given = NAMES[i % 6]
+    body: dict[str, Any] = {"resourceType": "Patient", "id": f"pa{i}", "name": [{"family": family, "given": given}],
+                            "gender": ["female", "male", "other"][i % 3], "active": i % 2 == 0,
+                            "identifier": [{"system": "urn:mrn", "value": f"M{i}"}]}
+    if i % 4:
+        body["birthDate"] = f"19{70 + i * 3}-0{i % 9 + 1}-1{i % 10}"
+    if i % 3 == 0:
+        body["generalPractitioner"] = [ref(f"Practitioner/p{i % 2}")]
+        body["address"] = [{"city": ["Berlin", "Bern"][i % 2]}]
+    return body
+
+
+def _observation(i: int) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"o{i}", "status": "final", "code": {"text": "weight"},
+            "valueQuantity": {"value": [5.4, 5, 10, 120.25, 0.5][i % 5], "system": "http://unitsofmeasure.org",
+                              "code": ["mg", "g"][i % 2]}}
+
+
+RESOURCES = ([_task(i) for i in range(20)] + [_service_request(i) for i in range(8)]
+             + [_patient(i) for i in range(8)] + [_observation(i) for i in range(5)])
+
+FILTERS: list[tuple[str, tuple[str, ...]]] = [
+    ("Task", ("owner=Organization/1",)),
+    ("Task", ("owner=Organization/3",)),
+    ("Task", (f"owner={BASE}/Organization/3",)),
+    ("Task", ("owner=http://other.org/fhir/Organization/1",)),
+    ("Task", ("owner=1",)),
+    ("Task", ("owner:Organization=1,2",)),
+    ("Task", ("owner:missing=true",)),
+    ("Task", ("owner:missing=false", "status=completed")),
+    ("Task", ("status=requested,accepted",)),
+    ("Task", ("status:not=draft&intent=order",)),
+    ("Task", ("Task?status:not=completed&status:not=cancelled&owner:missing=false",)),
+    ("Task", ("code=http://x|abc",)),
+    ("Task", ("code=|abc",)),
+    ("Task", ("code=http://y|",)),
+    ("Task", ("code=abc,def",)),
+    ("Task", ("code:not=http://x|abc",)),
+    ("Task", ("identifier=urn:ids|T-3",)),
+    ("Task", ("requester=Organization/9",)),
+    ("Task", ("requester=p1",)),
+    ("Task", ("requester:identifier=urn:npi|N1",)),
+    ("Task", ("_id=t1,t2,t5,s1",)),
+    ("Task", ("_id:not=t1&status=draft",)),
+    ("Task", ("authored-on=2026-01-03",)),
+    ("Task", ("authored-on=2026-01",)),
+    ("Task", ("authored-on=gt2026-01-04",)),
+    ("Task", ("authored-on=le2026-01-04T12:00:00Z",)),
+    ("Task", ("authored-on=sa2026-01-03",)),
+    ("Task", ("authored-on=eb2026-01-05",)),
+    ("Task", ("authored-on=ne2026-01-03",)),
+    ("Task", ("authored-on=ge2026-01-07",)),
+    ("Task", ("authored-on=lt2026-01-05T21:30:00Z,gt2026-01-06",)),
+    ("Task", ("authored-on:missing=true",)),
+    ("Task", ("period=ge2026-02-05",)),
+    ("Task", ("_lastUpdated=gt2020-01-01",)),
+    ("Task", ("_lastUpdated=lt2020-01-01",)),
+    ("Task", (f"_profile={PROFILE}",)),
+    ("Task", ("_profile:below=http://example.org/",)),
+    ("Task", (f"_profile:above={PROFILE}-v2/x",)),
+    ("Task", ("_tag=http://tags|urgent", "intent=order")),
+    ("Task", ("_lastUpdated=gt{lu}",)),
+    ("Task", ("_lastUpdated=le{lu}&status=draft,accepted",)),
+    ("ServiceRequest", ("subject=Patient/pa1",)),
+    ("ServiceRequest", ("patient=pa2",)),
+    ("ServiceRequest", ("occurrence=ge2026-03-01",)),
+    ("ServiceRequest", ("occurrence=2026-03",)),
+    ("ServiceRequest", ("code:not=http://x|abc&status=active",)),
+    ("ServiceRequest", (f"requester={BASE}/Organization/9",)),
+    ("ServiceRequest", ("requester=Practitioner/p1",)),
+    ("ServiceRequest", ("authored=2026-02",)),
+    ("Patient", ("name=mull",)),
+    ("Patient", ("name:exact=Müller",)),
+    ("Patient", ("name:contains=an",)),
+    ("Patient", ("family=smi,gar",)),
+    ("Patient", ("given=ann",)),
+    ("Patient", ("birthdate=lt1980",)),
+    ("Patient", ("birthdate:missing=true", "gender=female")),
+    ("Patient", ("active=true&gender:not=male",)),
+    ("Patient", ("general-practitioner=Practitioner/p1",)),
+    ("Patient", ("address-city=ber",)),
+    ("Patient", ("identifier=urn:mrn|M3,M5",)),
+    ("Observation", ("value-quantity=5",)),
+    ("Observation", ("value-quantity=gt4|http://unitsofmeasure.org|mg",)),
+    ("Observation", ("value-quantity=le10||g",)),
+    ("Observation", ("value-quantity=ap120",)),
+]
+"""Filters on types Task, ServiceRequest, Patient, Observation; ``{lu}`` stands for the stored
+``meta.lastUpdated`` of ``t9`` (the store assigns it)."""
+
+
+def _criteria(criteria: tuple[str, ...], stored: list[dict[str, Any]]) -> tuple[str, ...]:
+    last_updated = next(r["meta"]["lastUpdated"] for r in stored if r["id"] == "t9")
+    return tuple(c.replace("{lu}", last_updated) for c in criteria)
+
+
+async def _stored_and_found(directory: Path, registry: SearchParamRegistry
+                            ) -> tuple[list[dict[str, Any]], list[set[str]]]:
+    """Commit RESOURCES to a SQLite store; return the stored bodies and the ids each filter's search finds."""
+    store = SqliteStore(directory / "matching.sqlite3", read_threads=2)
+    await store.open()
+    try:
+        changes = [Change(ChangeOp.CREATE, r["resourceType"], r["id"], 0, r, registry.extract(r))
+                   for r in RESOURCES]
+        stored = [orjson.loads(s.body or b"") for s in await store.commit(changes)]
+        found = []
+        for resource_type, criteria in FILTERS:
+            conditions = flt(registry, resource_type, *_criteria(criteria, stored)).conditions
+            page = await store.search(Query(resource_type, list(conditions), count=1000))
+            found.append({r.resource_id for r in page.resources})
+        return stored, found
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="module")
+def store_results(registry: SearchParamRegistry, tmp_path_factory: pytest.TempPathFactory
+                  ) -> tuple[list[dict[str, Any]], list[set[str]]]:
+    return asyncio.run(_stored_and_found(tmp_path_factory.mktemp("matching"), registry))
+
+
+@pytest.mark.parametrize("case", range(len(FILTERS)), ids=[" & ".join(c) for _, c in FILTERS])
+def test_matches_like_the_store(registry: SearchParamRegistry,
+                                store_results: tuple[list[dict[str, Any]], list[set[str]]], case: int) -> None:
+    stored, found = store_results
+    resource_type, criteria = FILTERS[case]
+    resource_filter = flt(registry, resource_type, *_criteria(criteria, stored))
+    assert {r["id"] for r in stored if resource_filter.matches(r)} == found[case]
+
+
+def test_cross_check_is_discriminating(store_results: tuple[list[dict[str, Any]], list[set[str]]]) -> None:
+    """Most filters select some but not all resources of their type, so agreement means something."""
+    stored, found = store_results
+    sizes = {t: sum(r["resourceType"] == t for r in stored) for t, _ in FILTERS}
+    partial = [0 < len(ids) < sizes[t] for (t, _), ids in zip(FILTERS, found, strict=True)]
+    assert sum(partial) >= len(FILTERS) - 3
