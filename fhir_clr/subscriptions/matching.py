@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,7 +45,7 @@ class ResourceFilter:
 
     resource_type: str
     conditions: tuple[Condition, ...]
-    registry: SearchParamRegistry
+    registry: SearchParamRegistry = field(repr=False, compare=False)
 
     @property
     def params(self) -> frozenset[str]:
@@ -85,9 +85,10 @@ def parse_filter(resource_type: str, criteria: Sequence[str], registry: SearchPa
 def _pairs(resource_type: str, text: str) -> list[tuple[str, str]]:
     """The ``(name, value)`` pairs of one criteria string, type qualifiers checked and removed."""
     query = text.strip()
-    if "?" in query:
-        prefix, _, query = query.partition("?")
+    prefix, question, rest = query.partition("?")
+    if question and "=" not in prefix:  # the query form ``Type?...`` (a value may itself hold a '?')
         _check_type(resource_type, prefix, None)
+        query = rest
         if not query:
             return []
     elif not query:

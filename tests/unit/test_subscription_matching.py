@@ -52,6 +52,13 @@ def test_forms_and_params(registry: SearchParamRegistry) -> None:
     assert flt(registry, "Task", "Task?").params == frozenset()
 
 
+def test_question_mark_inside_a_value(registry: SearchParamRegistry) -> None:
+    resource = task(meta={"source": "http://src.example/app?x=1"})
+    assert flt(registry, "Task", "_source=http://src.example/app?x=1").matches(resource)
+    assert flt(registry, "Task", "Task?_source=http://src.example/app?x=1").matches(resource)
+    assert not flt(registry, "Task", "_source=http://src.example/app?x=2").matches(resource)
+
+
 def test_percent_encoded_values(registry: SearchParamRegistry) -> None:
     encoded = flt(registry, "Task", "code=http%3A%2F%2Fx%7Cabc")
     assert encoded.matches(task(code={"coding": [{"system": "http://x", "code": "abc"}]}))
