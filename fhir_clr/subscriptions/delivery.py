@@ -1,0 +1,244 @@
+"""Delivering one subscription's notifications over its rest-hook: handshake, events in order (up to
+``max-count`` per notification), heartbeats, retries with exponential backoff and jitter, and ``error`` once
+the retry budget is spent.
+
+Each call of :meth:`Deliverer.step` does at most one HTTP attempt and records it (status code, latency, error)
+together with the new delivery state in one atomic record write. The caller holds the subscription's lease,
+so deliveries of one subscription never run in two processes at once. Delivery is at-least-once: a crash
+after the endpoint answered but before the state was written sends the same event numbers again, which
+receivers de-duplicate by event number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import orjson
+
+from fhir_clr.store.port import RecordWrite, Store
+from fhir_clr.subscriptions import state as records
+from fhir_clr.subscriptions.book import BookEntry
+from fhir_clr.subscriptions.channel import ChannelSpec
+from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
+from fhir_clr.subscriptions.notifications import Event, StatusFacts, notification_bundle
+from fhir_clr.subscriptions.state import Counter, DeliveryState
+
+SIGNATURE_HEADER = "X-FHIR-CLR-Signature"
+KEEP_ATTEMPTS = 100
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+StatusSetter = Callable[[str, str, str | None], Awaitable[None]]
+"""``(subscription id, new status, error text)``: records a status change on the Subscription resource."""
+
+
+class Outcome(StrEnum):
+    """What a delivery step did."""
+
+    IDLE = "idle"
+    """Nothing due now."""
+    SENT = "sent"
+    """Something was delivered; more may be due at once."""
+    FAILED = "failed"
+    """An attempt failed; the next one is scheduled (or the subscription is in error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed attempts are retried."""
+
+    max_attempts: int = 10
+    base_seconds: float = 2.0
+    max_seconds: float = 600.0
+
+    def delay(self, failures: int, retry_after: float | None) -> float:
+        """Seconds before attempt ``failures + 1``: exponential with full jitter in its upper half, never less
+        than the receiver's Retry-After, never more than ``max_seconds``."""
+        backoff = min(self.max_seconds, self.base_seconds * 2 ** max(failures - 1, 0))
+        delay = backoff * random.uniform(0.5, 1.0)
+        return min(self.max_seconds, max(delay, retry_after or 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt."""
+
+    kind: str
+    status_code: int | None
+    milliseconds: float
+    error: str | None
+    retry_after: float | None = None
+    events: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The endpoint acknowledged (2xx)."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying again: no answer, a server error, or 408/425/429."""
+        code = self.status_code
+        return code is None or code >= 500 or code in RETRYABLE_STATUSES
+
+    def as_doc(self, at_us: int) -> dict[str, Any]:
+        """The attempt as a record document."""
+        return {"at_us": at_us, "kind": self.kind, "status_code": self.status_code,
+                "ms": round(self.milliseconds, 1), "error": self.error,
+                "events": list(self.events) if self.events else None}
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>``."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Deliverer:
+    """Delivery steps for subscriptions of one server."""
+
+    def __init__(self, store: Store, http: httpx.AsyncClient, policy: EndpointPolicy, retry: RetryPolicy,
+                 base_url: str, set_status: StatusSetter, instant: Callable[[int], str]) -> None:
+        self.store = store
+        self.http = http
+        self.policy = policy
+        self.retry = retry
+        self.base_url = base_url
+        self.set_status = set_status
+        self.instant = instant
+
+    async def step(self, entry: BookEntry) -> Outcome:
+        """Do the next due thing for ``entry``: a handshake, a batch of events or a heartbeat."""
+        spec = entry.spec
+        if spec is None or entry.status not in ("requested", "active"):
+            return Outcome.IDLE
+        counter_record = await self.store.get_record(records.COUNTER, entry.id)
+        if counter_record is None:
+            return Outcome.IDLE  # the generator has not registered it yet
+        counter = Counter.from_doc(counter_record.doc)
+        delivery_record = await self.store.get_record(records.DELIVERY, entry.id)
+        delivery = DeliveryState.from_doc(delivery_record.doc) if delivery_record else DeliveryState()
+        now_us = time.time_ns() // 1000
+        if delivery.next_try_us > now_us:
+            return Outcome.IDLE
+        if spec.end is not None and spec.end.timestamp() * 1e6 <= now_us:
+            await self.set_status(entry.id, "off", None)
+            return Outcome.IDLE
+        facts = StatusFacts(entry.id, spec.topic.url, entry.status, counter.events)
+        if entry.status == "requested" or delivery.handshake_version != entry.version and entry.status != "active":
+            attempt = await self._post(spec, notification_bundle(self.base_url, facts, "handshake", spec.content),
+                                       "handshake")
+            return await self._settle(entry, delivery, delivery_record, attempt, now_us, handshake=True)
+        if counter.events > delivery.delivered:
+            events = await self._events(entry.id, delivery.delivered, spec.max_count)
+            if events:
+                bodies = await self._bodies(events) if spec.content == "full-resource" else None
+                bundle = notification_bundle(self.base_url, facts, "event-notification", spec.content, events, bodies)
+                attempt = await self._post(spec, bundle, "event-notification", (events[0].number, events[-1].number))
+                return await self._settle(entry, delivery, delivery_record, attempt, now_us)
+        if spec.heartbeat_seconds and now_us - delivery.last_sent_us >= spec.heartbeat_seconds * 1_000_000:
+            attempt = await self._post(spec, notification_bundle(self.base_url, facts, "heartbeat", spec.content),
+                                       "heartbeat")
+            return await self._settle(entry, delivery, delivery_record, attempt, now_us)
+        return Outcome.IDLE
+
+    def next_due_us(self, entry: BookEntry, delivery: DeliveryState) -> int | None:
+        """When a heartbeat or retry falls due for ``entry`` (None: nothing scheduled)."""
+        spec = entry.spec
+        times = [delivery.next_try_us] if delivery.next_try_us else []
+        if spec is not None and spec.heartbeat_seconds and entry.status == "active":
+            times.append(delivery.last_sent_us + spec.heartbeat_seconds * 1_000_000)
+        return min(times) if times else None
+
+    async def _events(self, subscription_id: str, delivered: int, limit: int) -> list[Event]:
+        found = await self.store.list_records(records.EVENT, prefix=f"{subscription_id}/",
+                                              after=records.event_key(subscription_id, delivered), limit=limit)
+        return [Event.from_doc(r.doc) for r in found]
+
+    async def _bodies(self, events: list[Event]) -> dict[int, dict[str, Any] | None]:
+        bodies: dict[int, dict[str, Any] | None] = {}
+        for event in events:
+            stored = await self.store.read_version(event.resource_type, event.resource_id, event.version)
+            bodies[event.number] = orjson.loads(stored.body) if stored is not None and stored.body else None
+        return bodies
+
+    async def _post(self, spec: ChannelSpec, bundle: dict[str, Any], kind: str,
+                    events: tuple[int, int] | None = None) -> Attempt:
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.policy.check, spec.endpoint)
+        except EndpointRefused as refused:
+            return Attempt(kind, None, 0.0, f"endpoint refused: {refused}", events=events)
+        body = orjson.dumps(bundle)
+        headers = {"Content-Type": spec.payload, **dict(spec.headers)}
+        if spec.signing_secret:
+            headers[SIGNATURE_HEADER] = signature(spec.signing_secret, int(time.time()), body)
+        try:
+            response = await self.http.post(spec.endpoint, content=body, headers=headers,
+                                            timeout=spec.timeout_seconds)
+        except httpx.TimeoutException:
+            return Attempt(kind, None, _ms(started), "timed out", events=events)
+        except httpx.HTTPError as error:
+            return Attempt(kind, None, _ms(started), f"connection failed: {type(error).__name__}", events=events)
+        error = None if 200 <= response.status_code < 300 else f"endpoint answered {response.status_code}"
+        return Attempt(kind, response.status_code, _ms(started), error, _retry_after(response), events)
+
+    async def _settle(self, entry: BookEntry, delivery: DeliveryState, record: Any, attempt: Attempt, now_us: int,
+                      *, handshake: bool = False) -> Outcome:
+        """Record the attempt and the new delivery state; change the Subscription's status when due."""
+        new_status: tuple[str, str | None] | None = None
+        if attempt.ok:
+            delivery.failures, delivery.next_try_us, delivery.last_sent_us, delivery.error = 0, 0, now_us, None
+            if attempt.events:
+                delivery.delivered = attempt.events[1]
+            if handshake:
+                delivery.handshake_version = entry.version
+                new_status = ("active", None)
+        else:
+            delivery.failures += 1
+            if not attempt.retryable or delivery.failures >= self.retry.max_attempts:
+                reason = (f"{attempt.kind} failed {delivery.failures} time(s); last: {attempt.error}"
+                          + ("" if attempt.retryable else " (not retried)"))
+                delivery.error, delivery.next_try_us = reason, 0
+                new_status = ("error", reason)
+            else:
+                delivery.next_try_us = now_us + int(self.retry.delay(delivery.failures, attempt.retry_after) * 1e6)
+        delivery.attempts += 1
+        writes = [RecordWrite(records.DELIVERY, entry.id, delivery.as_doc(),
+                              expected_rev=record.rev if record is not None else 0),
+                  RecordWrite(records.ATTEMPT, records.attempt_key(entry.id, now_us), attempt.as_doc(now_us))]
+        if delivery.attempts % KEEP_ATTEMPTS == 0:
+            writes += await self._prune_attempts(entry.id)
+        await self.store.write_records(writes)
+        if new_status is not None:
+            await self.set_status(entry.id, *new_status)
+        return Outcome.SENT if attempt.ok else Outcome.FAILED
+
+    async def _prune_attempts(self, subscription_id: str) -> list[RecordWrite]:
+        kept = await self.store.list_records(records.ATTEMPT, prefix=f"{subscription_id}/", limit=10 * KEEP_ATTEMPTS)
+        return [RecordWrite(records.ATTEMPT, r.key, None) for r in kept[:-KEEP_ATTEMPTS]]
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

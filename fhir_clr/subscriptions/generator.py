@@ -1,0 +1,109 @@
+"""Turning committed changes (the store's outbox, written in the same transaction as each change) into
+numbered per-subscription events.
+
+One process at a time generates (it holds the ``subscriptions/generate`` lease). For each outbox entry after
+the cursor it finds the subscriptions whose topic fires and whose filters accept the resource (the version
+written, or the deleted one's last version), checks that the subscriber may see it, and appends an event.
+The events, the advanced counters and the advanced cursor are written in one atomic record write, so a crash
+repeats a batch entirely or not at all and event numbers never skip or repeat. A subscription counts only
+changes committed after it was created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from fhir_clr.store.port import ChangeOp, OutboxEvent, RecordWrite, Store
+from fhir_clr.subscriptions import state as records
+from fhir_clr.subscriptions.book import BookEntry
+from fhir_clr.subscriptions.notifications import Event
+from fhir_clr.subscriptions.state import Counter
+
+BATCH = 500
+LIVE_STATUSES = frozenset({"requested", "active", "error"})
+"""Statuses that keep counting events (an ``error`` subscription keeps them for when it is re-activated)."""
+
+Visibility = Callable[[str, str, str], Awaitable[bool]]
+"""``(subscriber Organization reference, resource type, id)`` -> may that organization see the resource."""
+
+
+class EventGenerator:
+    """Reads the outbox from the stored cursor and writes events."""
+
+    def __init__(self, store: Store, visible: Visibility, instant: Callable[[int], str]) -> None:
+        self.store = store
+        self.visible = visible
+        self.instant = instant
+
+    async def run_once(self, book: dict[str, BookEntry]) -> int:
+        """Process one batch of the outbox; the number of outbox entries consumed (0: caught up)."""
+        cursor = await self.store.get_record(records.CURSOR, records.EVENTS_CURSOR)
+        after = int(cursor.doc["seq"]) if cursor else 0
+        changes = await self.store.outbox_after(after, BATCH)
+        if not changes:
+            return 0
+        states = {r.key: r for r in await self.store.list_records(records.COUNTER, limit=100_000)}
+        counters = {key: Counter.from_doc(r.doc) for key, r in states.items()}
+        touched: set[str] = set()
+        writes: list[RecordWrite] = []
+        for change in changes:
+            if change.resource_type == "Subscription":
+                self._subscription_changed(change, counters, touched)
+                continue
+            for entry, event_fields in await self._matches(change, book, counters):
+                counter = counters[entry.id]
+                counter.events += 1
+                touched.add(entry.id)
+                event = Event(counter.events, self.instant(change.last_updated_us), *event_fields)
+                writes.append(RecordWrite(records.EVENT, records.event_key(entry.id, counter.events), event.as_doc(),
+                                          expected_rev=0))
+        writes += [RecordWrite(records.COUNTER, key, counters[key].as_doc(),
+                               expected_rev=states[key].rev if key in states else 0) for key in sorted(touched)]
+        writes.append(RecordWrite(records.CURSOR, records.EVENTS_CURSOR, {"seq": changes[-1].seq},
+                                  expected_rev=cursor.rev if cursor else 0))
+        await self.store.write_records(writes)
+        return len(changes)
+
+    @staticmethod
+    def _subscription_changed(change: OutboxEvent, counters: dict[str, Counter], touched: set[str]) -> None:
+        if change.op is ChangeOp.CREATE and change.resource_id not in counters:
+            counters[change.resource_id] = Counter(start_seq=change.seq)
+            touched.add(change.resource_id)
+
+    async def _matches(self, change: OutboxEvent, book: dict[str, BookEntry], counters: dict[str, Counter]
+                       ) -> list[tuple[BookEntry, tuple[str, str, int, str]]]:
+        candidates = [e for e in book.values() if e.spec is not None and e.status in LIVE_STATUSES
+                      and e.id in counters and counters[e.id].start_seq < change.seq
+                      and change.resource_type in e.spec.topic.focus_types()]
+        if not candidates:
+            return []
+        current, previous = await self._versions(change)
+        interaction = change.op.value
+        subject = current if current is not None else previous
+        found = []
+        for entry in candidates:
+            spec = entry.spec
+            assert spec is not None
+            if not spec.topic.fires(change.resource_type, interaction, previous, current):
+                continue
+            if not spec.matches(change.resource_type, subject):
+                continue
+            subscriber = entry.subscriber
+            if subscriber and not await self.visible(subscriber, change.resource_type, change.resource_id):
+                continue
+            found.append((entry, (change.resource_type, change.resource_id, change.version, interaction)))
+        return found
+
+    async def _versions(self, change: OutboxEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The version written (None for a delete) and the one it replaced (None for a create)."""
+        current = previous = None
+        if change.op is not ChangeOp.DELETE:
+            stored = await self.store.read_version(change.resource_type, change.resource_id, change.version)
+            current = orjson.loads(stored.body) if stored is not None and stored.body else None
+        if change.version > 1:
+            stored = await self.store.read_version(change.resource_type, change.resource_id, change.version - 1)
+            previous = orjson.loads(stored.body) if stored is not None and stored.body else None
+        return current, previous
