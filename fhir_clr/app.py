@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import imports, operations, rest, worklist
+from fhir_clr.api import imports, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -35,6 +35,13 @@ from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store
 from fhir_clr.store.port import InvalidPageToken, StoreUnavailable, UnsupportedSearch
+from fhir_clr.store.signalling import SignallingStore
+from fhir_clr.subscriptions.channel import ChannelReader
+from fhir_clr.subscriptions.delivery import RetryPolicy
+from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy
+from fhir_clr.subscriptions.rules import SubscriptionWriteRule
+from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.topics import TopicCatalog
 
 log = logging.getLogger("fhir_clr")
 
@@ -67,16 +74,31 @@ def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
 async def build_services(settings: Settings) -> Services:
     """Open the store and build the engine (used by the app and by CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
-    store = build_store(settings)
+    store = SignallingStore(build_store(settings))
     await store.open()
     profiles_dir = settings.resolved_profiles_dir()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
-    engine = Engine(store, registry, default_count=settings.default_page_size,
+    engine = Engine(store, registry, default_count=settings.default_page_size,  # type: ignore[arg-type]
                     max_count=settings.max_page_size, base_urls=base_urls, clock=fixed_clock(settings))
+    topics = TopicCatalog.from_directory(profiles_dir / "topics", registry)
+    channels = ChannelReader(topics, registry, EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")),
+                             base_urls)
+    engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls)
-    return Services(settings=settings, store=store, registry=registry, engine=engine, bundles=bundles,
-                    known_profiles=known_profiles(profiles_dir))
+    return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
+                    bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels)
+
+
+def subscription_service(services: Services) -> SubscriptionService:
+    """The background subscription worker of a server process on ``services``."""
+    settings = services.settings
+    assert isinstance(services.store, SignallingStore) and services.channels is not None
+    retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
+                        settings.webhook_retry_max_seconds)
+    return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
+                               settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
+                               lease_seconds=settings.subscription_lease_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,10 +112,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tune_runtime()
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        app.state.subscriptions = subscription_service(services)
+        await app.state.subscriptions.start()
         log.info("store ready", extra={"store": services.store.name, "auth": not settings.dev})
         try:
             yield
         finally:
+            await app.state.subscriptions.stop()
             if app.state.auth is not None:
                 await app.state.auth.close()
             await services.store.close()
@@ -106,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(imports.router)
     app.include_router(worklist.router)
+    app.include_router(subscriptions.router)
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app

@@ -32,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev and host != LOOPBACK:
         print("--dev serves without authentication and binds to loopback only", file=sys.stderr)
         return 2
+    os.environ.setdefault("FHIR_CLR_LISTEN_URL", f"http://{host}:{args.port}")
     configure_logging(os.environ.get("FHIR_CLR_LOG_LEVEL", "INFO"))
     print(f"fhir-clr: FHIR R4 base http://{host}:{args.port}/  (data: {Path(args.data).resolve()})",
           file=sys.stderr)

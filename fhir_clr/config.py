@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         default=None,
         description="Public base URL (e.g. https://fhir.example.org/fhir). Unset: derived from each request.",
     )
+    listen_url: str | None = Field(
+        default=None, description="Where this process listens (set by `fhir-clr serve`); links in webhook "
+        "notifications use base_url, else this.")
     profiles_dir: Path | None = Field(default=None, description="Conformance resources; unset = bundled.")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
@@ -39,6 +42,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Requests per second per client; 0 = off.")
     rate_limit_burst: int = Field(default=200, ge=1, description="Requests a client may send in one burst.")
+    webhook_allowed_hosts: str = Field(
+        default="", description="Comma-separated host names, addresses or CIDR networks that webhook endpoints may "
+        "use although they are not public (e.g. 127.0.0.1,10.0.0.0/8); these may also use plain http.")
+    webhook_max_attempts: int = Field(default=10, ge=1, description="Failed attempts before a subscription "
+                                      "goes to error.")
+    webhook_retry_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")
+    webhook_retry_max_seconds: float = Field(default=600.0, gt=0, description="Longest delay between retries.")
+    subscription_poll_seconds: float = Field(default=0.5, gt=0, description="How often the subscription worker "
+                                             "looks for work committed by other server processes.")
+    subscription_lease_seconds: float = Field(default=30.0, gt=0, description="How long a server process holds "
+                                              "a subscription's delivery (taken over after a crash).")
+
+    def notification_base_url(self) -> str:
+        """The base URL written into webhook notifications (no request to derive it from)."""
+        return (self.base_url or self.listen_url or "http://127.0.0.1:8000").rstrip("/")
 
     def resolved_profiles_dir(self) -> Path:
         """The conformance resource directory: the configured one or the one shipped in the repo."""

@@ -12,6 +12,8 @@ from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
+from fhir_clr.subscriptions.channel import ChannelReader
+from fhir_clr.subscriptions.topics import TopicCatalog
 
 
 @dataclass(slots=True)
@@ -24,6 +26,9 @@ class Services:
     engine: Engine
     bundles: BundleProcessor
     known_profiles: set[str] = field(default_factory=set)
+    topics: TopicCatalog = field(default_factory=lambda: TopicCatalog(()))
+    channels: ChannelReader | None = None
+    """Reads and checks Subscription channels (None only in stripped-down test setups)."""
 
 
 def services(request: Request) -> Services:

@@ -25,7 +25,8 @@ async def metadata(request: Request) -> Response:
     check_accept(request)
     base = base_url(request)
     token_url = f"{base}/auth/token" if getattr(request.app.state, "auth", None) is not None else None
-    statement = capability_statement(services(request).registry, base, token_url)
+    built = services(request)
+    statement = capability_statement(built.registry, base, token_url, [t.url for t in built.topics.all()])
     return fhir_response(orjson.dumps(statement))
 
 

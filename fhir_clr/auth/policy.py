@@ -2,6 +2,7 @@
 
 * ``plan``: sees and changes everything its scopes allow; the only role that may read the audit trail.
 * ``servicing-provider`` / ``referring-entity``: see
+  - their own Subscriptions (``subscriber``, recorded by the server when they create one);
   - Tasks whose ``requester`` or ``owner`` is their Organization, ServiceRequests whose ``requester`` or
     ``performer`` is, and ServiceRequests that such Tasks point at (``focus``/``basedOn``);
   - Patients who are the subject of those referrals;
@@ -95,6 +96,8 @@ class OrganizationPolicy:
             if resource_type == "ServiceRequest":
                 found += self._via_tasks(("focus", "based-on"))
             return [c for c in found if c is not None]
+        if resource_type == "Subscription":
+            return [c for c in (self._party("Subscription", "subscriber"),) if c is not None]
         if resource_type == "Patient":
             return [c for c in (*self._via("ServiceRequest", "subject"), *self._via("Task", "patient"))
                     if c is not None]

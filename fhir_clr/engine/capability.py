@@ -3,6 +3,7 @@ it cannot drift from what the server does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +20,25 @@ SYSTEM_OPERATIONS = [
     {"name": "clr-export", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-export"},
 ]
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/"
+SUBSCRIPTION_OPERATIONS = [
+    {"name": "status", "definition": BACKPORT + "OperationDefinition/backport-subscription-status"},
+    {"name": "events", "definition": BACKPORT + "OperationDefinition/backport-subscription-events"},
+    {"name": "resend", "definition": "http://fhir-clr.org/fhir/OperationDefinition/subscription-resend"},
+    {"name": "delivery-attempts",
+     "definition": "http://fhir-clr.org/fhir/OperationDefinition/subscription-delivery-attempts"},
+]
 
 
-def capability_statement(registry: SearchParamRegistry, base_url: str, token_url: str | None = None
-                         ) -> dict[str, Any]:
+def capability_statement(registry: SearchParamRegistry, base_url: str, token_url: str | None = None,
+                         topics: Sequence[str] = ()) -> dict[str, Any]:
     """A CapabilityStatement describing exactly the interactions and parameters this server serves;
-    ``token_url`` (None when authentication is off) adds the SMART-on-FHIR ``security`` element."""
+    ``token_url`` (None when authentication is off) adds the SMART-on-FHIR ``security`` element; ``topics``
+    are the canonical URLs of the subscription topics offered (Subscriptions Backport IG)."""
     resources = [_resource_entry(resource_type, registry) for resource_type in sorted(R4_RESOURCE_TYPES)]
+    for entry in resources:
+        if entry["type"] == "Subscription":
+            _subscriptions(entry, topics)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -35,6 +48,7 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
         "software": {"name": "fhir-clr", "version": __version__},
         "implementation": {"description": "fhir-clr: FHIR R4 server for Medi-Cal Closed-Loop Referrals",
                            "url": base_url},
+        "instantiates": [BACKPORT + "CapabilityStatement/backport-subscription-server-r4"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
@@ -48,6 +62,13 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
     if token_url is not None:
         statement["rest"][0]["security"] = _security(token_url)
     return statement
+
+
+def _subscriptions(entry: dict[str, Any], topics: Sequence[str]) -> None:
+    entry["supportedProfile"] = [BACKPORT + "StructureDefinition/backport-subscription"]
+    entry["operation"] = [*entry["operation"], *SUBSCRIPTION_OPERATIONS]
+    entry["extension"] = [{"url": BACKPORT + "StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+                           "valueCanonical": url} for url in topics]
 
 
 def _security(token_url: str) -> dict[str, Any]:

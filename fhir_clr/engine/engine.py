@@ -11,7 +11,7 @@ import copy
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_clr.clr.workflow import Caller
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
@@ -25,6 +25,14 @@ from fhir_clr.fhirmodel.validate import validate_id
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import ChangeOp, MatchKeyTaken, Store, StoredResource, VersionConflict
 from fhir_clr.store.query import Condition, ParamType, Query, TokenValue
+
+
+class WriteRule(Protocol):
+    """Business rules for some resource types, run on every planned write after the CLR rules."""
+
+    async def apply(self, plan: Plan, caller: Caller, now: datetime) -> Plan:
+        """``plan`` as the rule allows it (possibly changed); raises FhirError to refuse it."""
+
 
 MAX_ATTEMPTS = 40
 """Plans tried per write before giving up with 409 (each lost race means another writer succeeded)."""
@@ -45,6 +53,8 @@ class Engine:
                                  base_urls=base_urls)
         self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
         self.clr_rules = ClrWriteRules(self.planner)
+        self.write_rules: list[WriteRule] = []
+        """Further rules (e.g. for Subscriptions), registered by the application."""
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         """The current time for business rules (fixed in reproducible deadline tests)."""
         self.access: AccessPolicy = FULL_ACCESS
@@ -79,6 +89,10 @@ class Engine:
         query = Query(resource_type, [Condition("_id", ParamType.TOKEN, id_values), restriction], count=len(ids))
         return {r.resource_id for r in (await self.store.search(query)).resources}
 
+    async def is_visible(self, resource_type: str, resource_id: str) -> bool:
+        """True when the caller may see the resource (its current version decides)."""
+        return bool(await self._visible_ids(resource_type, {resource_id}))
+
     async def _require_visible(self, resource_type: str, resource_id: str) -> None:
         """404 (never 403: no existence leaks) when the caller may not see this resource."""
         if not await self._visible_ids(resource_type, {resource_id}):
@@ -97,7 +111,11 @@ class Engine:
     async def apply_rules(self, plan: Plan) -> Plan:
         """``plan`` after the CLR business rules, for the caller at the engine's current time."""
         caller = Caller(self.access.organization, str(self.access.role))
-        return await self.clr_rules.apply(plan, caller, self.clock())
+        now = self.clock()
+        plan = await self.clr_rules.apply(plan, caller, now)
+        for rule in self.write_rules:
+            plan = await rule.apply(plan, caller, now)
+        return plan
 
     async def authorize(self, plan: Plan) -> None:
         """Check a planned write against the caller's policy: the resource it changes must be visible (else

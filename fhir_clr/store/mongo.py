@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
-from fhir_clr.store import mongo_lease, mongo_paging, paging
+from fhir_clr.store import mongo_lease, mongo_paging, mongo_records, paging
 from fhir_clr.store.mongo_docs import (
     doc_id,
     history_id,
@@ -54,6 +54,7 @@ from fhir_clr.store.mongo_schema import (
     LEASES,
     MATCH_KEYS,
     OUTBOX,
+    RECORDS,
     RESOURCES,
     STANDALONE_MESSAGE,
     ensure_indexes,
@@ -68,6 +69,8 @@ from fhir_clr.store.port import (
     InvalidPageToken,
     MatchKeyTaken,
     OutboxEvent,
+    Record,
+    RecordWrite,
     SearchPage,
     StoredResource,
     StoreUnavailable,
@@ -392,6 +395,25 @@ class MongoStore:
             await self._db[MATCH_KEYS].delete_many(
                 {"type": change.resource_type, "id": change.resource_id}, session=session)
         return to_stored(current)
+
+    # ---- records -------------------------------------------------------------------------------------
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        """One bookkeeping record."""
+        return await mongo_records.get_record(self._db[RECORDS], kind, key)
+
+    async def list_records(self, kind: str, *, prefix: str = "", after: str | None = None,
+                           limit: int = 100) -> list[Record]:
+        """Records of ``kind`` by key prefix, after a key, in key order."""
+        return await mongo_records.list_records(self._db[RECORDS], kind, prefix, after, limit)
+
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[Record | None]:
+        """Write records in one transaction (RecordConflict: nothing written)."""
+        if not writes:
+            return []
+        collection = self._db[RECORDS]
+        return await run_transaction(self._client, lambda session: mongo_records.write_records(
+            collection, writes, session), transactions=self._transactions)
 
     # ---- leases ----------------------------------------------------------------------------------------
 

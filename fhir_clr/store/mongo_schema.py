@@ -33,6 +33,7 @@ MATCH_KEYS = "match_keys"
 OUTBOX = "outbox"
 COUNTERS = "counters"
 LEASES = "leases"
+RECORDS = "records"
 COMMIT_COUNTER = "commit"
 
 _S = "_search"
@@ -77,6 +78,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     MATCH_KEYS: [
         _index("match_keys_holder", ("type", ASCENDING), ("id", ASCENDING)),
     ],
+    RECORDS: [_index("records_by_kind_key", ("kind", ASCENDING), ("key", ASCENDING), unique=True)],
 }
 """Secondary indexes per collection (``_id`` is always indexed and unique)."""
 

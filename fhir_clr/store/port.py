@@ -97,6 +97,29 @@ class OutboxEvent:
     last_updated_us: int
 
 
+@dataclass(slots=True, frozen=True)
+class Record:
+    """A small JSON document of server bookkeeping (not a FHIR resource, no history), addressed by kind + key:
+    subscription counters, events and delivery state, job cursors."""
+
+    kind: str
+    key: str
+    doc: dict[str, Any]
+    rev: int
+    """1 when inserted, +1 on every write (for compare-and-swap)."""
+
+
+@dataclass(slots=True, frozen=True)
+class RecordWrite:
+    """One write of :meth:`Store.write_records`: ``doc`` None deletes; ``expected_rev`` None writes
+    unconditionally, 0 requires that the record does not exist, n that its rev is n."""
+
+    kind: str
+    key: str
+    doc: dict[str, Any] | None
+    expected_rev: int | None = None
+
+
 @dataclass(slots=True)
 class HistoryFilter:
     """Scope of a history request: system (both None), type, or instance. ``since_us`` keeps versions
@@ -132,6 +155,14 @@ class MatchKeyTaken(StoreError):
         self.key = key
         self.resource_type = resource_type
         self.resource_id = resource_id
+
+
+class RecordConflict(StoreError):
+    """A record write's precondition failed (nothing of the batch was written)."""
+
+    def __init__(self, kind: str, key: str, expected: int, actual: int) -> None:
+        super().__init__(f"record {kind}/{key}: expected rev {expected}, found {actual}")
+        self.kind, self.key, self.expected, self.actual = kind, key, expected, actual
 
 
 class InvalidPageToken(StoreError):
@@ -187,3 +218,20 @@ class Store(Protocol):
 
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
         """Committed changes with ``seq > after_seq`` in commit order."""
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        """The record, or None."""
+
+    async def list_records(self, kind: str, *, prefix: str = "", after: str | None = None,
+                           limit: int = 100) -> list[Record]:
+        """Records of ``kind`` whose key starts with ``prefix`` and sorts after ``after``, in key order."""
+
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[Record | None]:
+        """All writes in one transaction: every precondition holds, or RecordConflict and nothing written.
+        Returns the records written (None for deletes), in order."""
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew the named lease for ``ttl`` seconds; False while another owner holds it."""
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the lease back if ``owner`` holds it."""

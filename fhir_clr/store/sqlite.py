@@ -18,12 +18,14 @@ from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fhir_clr.store import sqlite_reads
+from fhir_clr.store import sqlite_reads, sqlite_records
 from fhir_clr.store.port import (
     Change,
     HistoryFilter,
     HistoryPage,
     OutboxEvent,
+    Record,
+    RecordWrite,
     SearchPage,
     StoredResource,
     StoreUnavailable,
@@ -140,6 +142,31 @@ class SqliteStore:
             return []
         writer = self._require_writer()
         return await asyncio.wrap_future(writer.submit_commit(list(changes)))
+
+    # ---- records and leases ---------------------------------------------------------------------------
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        """One bookkeeping record."""
+        return self._point_read(sqlite_records.get_record, kind, key)
+
+    async def list_records(self, kind: str, *, prefix: str = "", after: str | None = None,
+                           limit: int = 100) -> list[Record]:
+        """Records of ``kind`` by key prefix, after a key, in key order."""
+        return await self._read(sqlite_records.list_records, kind, prefix, after, limit)
+
+    async def write_records(self, writes: Sequence[RecordWrite]) -> list[Record | None]:
+        """Write records atomically (RecordConflict: nothing written)."""
+        if not writes:
+            return []
+        return await self._writer_call(lambda conn: sqlite_records.write_records(conn, writes))
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew the named lease for ``ttl`` seconds."""
+        return await self._writer_call(lambda conn: sqlite_records.acquire_lease(conn, name, owner, ttl))
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the named lease back if ``owner`` holds it."""
+        return await self._writer_call(lambda conn: sqlite_records.release_lease(conn, name, owner))
 
     # ---- threads --------------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Layout (one database file, WAL mode):
   ``WITHOUT ROWID`` tables clustered on ``rid`` (cheap replace/delete and per-resource probes) with a second
   covering index that starts with ``param`` (index-only ``param + value -> rid`` lookups). Columns that may be
   absent (token system, quantity system/code) hold ``''`` instead of NULL because they are key columns.
-* ``match_keys`` — unique conditional-create keys; ``outbox`` — committed changes in commit order.
+* ``match_keys`` — unique conditional-create keys; ``outbox`` — committed changes in commit order;
+* ``records`` — server bookkeeping documents (subscription events…); ``leases`` — named leases.
 """
 
 from __future__ import annotations
@@ -111,6 +112,14 @@ CREATE TABLE IF NOT EXISTS match_keys (
     key TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS match_keys_by_holder ON match_keys (type, id);
+
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, rev INTEGER NOT NULL, doc BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_us INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

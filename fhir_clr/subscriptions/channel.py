@@ -105,7 +105,7 @@ class ChannelReader:
             except EndpointRefused as refused:
                 raise FhirError(422, "security", str(refused), expression="Subscription.channel.endpoint") from None
         content = self._content(channel)
-        if content == "full-resource" and endpoint.startswith("http:"):
+        if content == "full-resource" and endpoint.startswith("http:") and not self.policy.is_allow_listed(endpoint):
             raise FhirError(422, "security", "full-resource payloads are only sent over https",
                             expression="Subscription.channel.payload")
         secret = _one(channel, SIGNING_SECRET_URL, "valueString", "Subscription.channel.extension")
@@ -195,7 +195,8 @@ class ChannelReader:
             match = _HEADER.fullmatch(text) if isinstance(text, str) else None
             if match is None or match.group(1).lower() in RESERVED_HEADERS:
                 raise FhirError(422, "invalid", "A channel header must be 'Name: value' and may not set "
-                                + ", ".join(sorted(RESERVED_HEADERS)), expression=f"Subscription.channel.header[{index}]")
+                                + ", ".join(sorted(RESERVED_HEADERS)),
+                                expression=f"Subscription.channel.header[{index}]")
             headers.append((match.group(1), match.group(2) or ""))
         return tuple(headers)
 

@@ -146,7 +146,7 @@ class Deliverer:
             await self.set_status(entry.id, "off", None)
             return Outcome.IDLE
         facts = StatusFacts(entry.id, spec.topic.url, entry.status, counter.events)
-        if entry.status == "requested" or delivery.handshake_version != entry.version and entry.status != "active":
+        if entry.status == "requested" or (delivery.handshake_version != entry.version and entry.status != "active"):
             attempt = await self._post(spec, notification_bundle(self.base_url, facts, "handshake", spec.content),
                                        "handshake")
             return await self._settle(entry, delivery, delivery_record, attempt, now_us, handshake=True)

@@ -50,11 +50,7 @@ class EndpointPolicy:
         if parts.username or parts.password:
             raise EndpointRefused("The endpoint must not carry credentials; use channel.header instead")
         addresses = _resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-        allow_listed = host in self.allowed_hosts or (
-            bool(addresses) and all(any(a in n for n in self.allowed_networks) for a in addresses))
-        if parts.scheme == "http" and not allow_listed:
-            raise EndpointRefused("The endpoint must use https (plain http only for allow-listed hosts)")
-        if allow_listed:
+        if self._allow_listed(host, addresses):
             return
         if not addresses:
             raise EndpointRefused(f"The endpoint host {host} does not resolve")
@@ -62,6 +58,19 @@ class EndpointPolicy:
         if internal:
             raise EndpointRefused(f"The endpoint host {host} resolves to a non-public address ({internal[0]}); "
                                   "ask the server operator to allow-list it")
+        if parts.scheme == "http":
+            raise EndpointRefused("The endpoint must use https (plain http only for allow-listed hosts)")
+
+
+    def is_allow_listed(self, url: str) -> bool:
+        """True when the operator allow-listed the endpoint's host (it may then use plain http)."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        return bool(host) and self._allow_listed(host, _resolve(host, parts.port or 80))
+
+    def _allow_listed(self, host: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+        return host in self.allowed_hosts or (
+            bool(addresses) and all(any(a in n for n in self.allowed_networks) for a in addresses))
 
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

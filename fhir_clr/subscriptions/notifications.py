@@ -56,6 +56,11 @@ class StatusFacts:
     error: str | None = None
 
 
+def instant_of(us: int) -> str:
+    """A FHIR instant for epoch microseconds."""
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_instant() -> str:
     """The current time as a FHIR instant."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from fhirpathpy import compile as fhirpath_compile
 
+from fhir_clr.search.paths import R4_MODEL
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 
@@ -137,7 +138,7 @@ def _trigger(data: dict[str, Any], registry: SearchParamRegistry) -> ResourceTri
         previous=_test(resource_type, query.get("previous"), query.get("resultForCreate"), registry),
         current=_test(resource_type, query.get("current"), query.get("resultForDelete"), registry),
         require_both=bool(query.get("requireBoth")),
-        fhirpath=fhirpath_compile(expression) if expression else None)
+        fhirpath=fhirpath_compile(expression, R4_MODEL) if expression else None)
 
 
 def _topic(data: dict[str, Any], registry: SearchParamRegistry) -> Topic:

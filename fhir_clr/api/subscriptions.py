@@ -1,0 +1,107 @@
+"""Subscription operations of the R4 Backport IG — ``$status`` (instance and type level) and ``$events`` —
+plus ``$resend`` (deliver again from an event number, e.g. dead-lettered events after an error) and
+``$delivery-attempts`` (recent attempts with status code, latency and error, queue depth). Each checks first
+that the caller may read the Subscription(s)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_clr.api.context import base_url, engine, services
+from fhir_clr.api.negotiation import check_accept
+from fhir_clr.api.responses import fhir_response
+from fhir_clr.errors import FhirError
+from fhir_clr.subscriptions.notifications import status_searchset
+from fhir_clr.subscriptions.operations import SubscriptionOperations
+from fhir_clr.subscriptions.rules import server_status_write
+
+router = APIRouter()
+MAX_ATTEMPTS_SHOWN = 100
+
+
+def _operations(request: Request) -> SubscriptionOperations:
+    built = services(request)
+    assert built.channels is not None
+    return SubscriptionOperations(built.store, built.channels)
+
+
+async def _subscription(request: Request, subscription_id: str) -> dict[str, Any]:
+    stored = await engine(request).read("Subscription", subscription_id)
+    return orjson.loads(stored.body or b"{}")  # type: ignore[no-any-return]
+
+
+def _number(request: Request, name: str) -> int | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise FhirError(400, "value", f"{name} must be a whole number", expression=name)
+    return int(text)
+
+
+@router.get("/Subscription/$status")
+async def status_of_many(request: Request) -> Response:
+    """Status of the caller's Subscriptions, optionally only the given ``id``s and/or ``status``es."""
+    check_accept(request)
+    params = [("_count", "1000")]
+    ids = request.query_params.getlist("id")
+    statuses = request.query_params.getlist("status")
+    if ids:
+        params.append(("_id", ",".join(ids)))
+    if statuses:
+        params.append(("status", ",".join(statuses)))
+    found = await engine(request).search("Subscription", params, strict=True)
+    operations, base = _operations(request), base_url(request)
+    parameters = [await operations.status(base, orjson.loads(s.body)) for s in found.matches if s.body]
+    return fhir_response(orjson.dumps(status_searchset(base, parameters)))
+
+
+@router.get("/Subscription/{subscription_id}/$status")
+async def status_of_one(request: Request, subscription_id: str) -> Response:
+    """Status of one Subscription (a searchset holding one status Parameters)."""
+    check_accept(request)
+    subscription = await _subscription(request, subscription_id)
+    base = base_url(request)
+    return fhir_response(orjson.dumps(status_searchset(base, [await _operations(request).status(base, subscription)])))
+
+
+@router.get("/Subscription/{subscription_id}/$events")
+async def events(request: Request, subscription_id: str) -> Response:
+    """Stored events ``eventsSinceNumber``..``eventsUntilNumber`` as a ``history`` Bundle."""
+    check_accept(request)
+    subscription = await _subscription(request, subscription_id)
+    bundle = await _operations(request).events(
+        base_url(request), subscription, _number(request, "eventsSinceNumber"),
+        _number(request, "eventsUntilNumber"), request.query_params.get("content"))
+    return fhir_response(orjson.dumps(bundle))
+
+
+@router.post("/Subscription/{subscription_id}/$resend")
+async def resend(request: Request, subscription_id: str) -> Response:
+    """Deliver again from ``eventsSinceNumber`` (default: the first undelivered event); a Subscription in
+    ``error`` or ``off`` goes back to ``requested`` (new handshake, then the events in order)."""
+    caller = engine(request)
+    caller.access.require("Subscription", "u")
+    subscription = await _subscription(request, subscription_id)
+    reactivate = await _operations(request).resend(subscription, _number(request, "eventsSinceNumber"))
+    if reactivate:
+        with server_status_write():
+            body = {**subscription, "status": "requested"}
+            body.pop("error", None)
+            await caller.update("Subscription", subscription_id, body)
+    services(request).store.committed.set()  # type: ignore[attr-defined]
+    return await status_of_one(request, subscription_id)
+
+
+@router.get("/Subscription/{subscription_id}/$delivery-attempts")
+async def delivery_attempts(request: Request, subscription_id: str) -> Response:
+    """The latest delivery attempts (``_count``, default and at most 100), newest first."""
+    check_accept(request)
+    await _subscription(request, subscription_id)
+    limit = min(_number(request, "_count") or MAX_ATTEMPTS_SHOWN, MAX_ATTEMPTS_SHOWN)
+    return fhir_response(orjson.dumps(await _operations(request).attempts(subscription_id, limit)))
