@@ -12,6 +12,7 @@ from typing import Any
 from fhir_clr.errors import FhirError
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.search.values import parse_date_range
+from fhir_clr.store.query import IndexEntries
 from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 from fhir_clr.subscriptions.topics import Topic, TopicCatalog
@@ -52,10 +53,12 @@ class ChannelSpec:
     end: datetime | None
     signing_secret: str | None
 
-    def matches(self, resource_type: str, resource: dict[str, Any] | None) -> bool:
-        """True when the subscriber's filters (for this resource type) accept ``resource``."""
+    def matches(self, resource_type: str, resource: dict[str, Any] | None, index: IndexEntries | None = None
+                ) -> bool:
+        """True when the subscriber's filters (for this resource type) accept ``resource`` (``index``: its
+        index entries when the caller has them)."""
         relevant = [f for f in self.filters if f.resource_type == resource_type]
-        return not relevant or (resource is not None and all(f.matches(resource) for f in relevant))
+        return not relevant or (resource is not None and all(f.matches(resource, index) for f in relevant))
 
 
 def _extensions(element: Any, url: str) -> list[dict[str, Any]]:

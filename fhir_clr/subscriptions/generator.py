@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
+from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import ChangeOp, OutboxEvent, RecordWrite, Store
+from fhir_clr.store.query import IndexEntries
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import BookEntry
 from fhir_clr.subscriptions.notifications import Event
@@ -33,18 +35,21 @@ Visibility = Callable[[str, str, str], Awaitable[bool]]
 class EventGenerator:
     """Reads the outbox from the stored cursor and writes events."""
 
-    def __init__(self, store: Store, visible: Visibility, instant: Callable[[int], str]) -> None:
+    def __init__(self, store: Store, registry: SearchParamRegistry, visible: Visibility,
+                 instant: Callable[[int], str]) -> None:
         self.store = store
+        self.registry = registry
         self.visible = visible
         self.instant = instant
 
-    async def run_once(self, book: dict[str, BookEntry]) -> int:
-        """Process one batch of the outbox; the number of outbox entries consumed (0: caught up)."""
+    async def run_once(self, book: dict[str, BookEntry]) -> tuple[int, set[str]]:
+        """Process one batch of the outbox: the number of outbox entries consumed (0: caught up) and the
+        subscriptions that got new events."""
         cursor = await self.store.get_record(records.CURSOR, records.EVENTS_CURSOR)
         after = int(cursor.doc["seq"]) if cursor else 0
         changes = await self.store.outbox_after(after, BATCH)
         if not changes:
-            return 0
+            return 0, set()
         states = {r.key: r for r in await self.store.list_records(records.COUNTER, limit=100_000)}
         counters = {key: Counter.from_doc(r.doc) for key, r in states.items()}
         touched: set[str] = set()
@@ -65,7 +70,7 @@ class EventGenerator:
         writes.append(RecordWrite(records.CURSOR, records.EVENTS_CURSOR, {"seq": changes[-1].seq},
                                   expected_rev=cursor.rev if cursor else 0))
         await self.store.write_records(writes)
-        return len(changes)
+        return len(changes), touched
 
     @staticmethod
     def _subscription_changed(change: OutboxEvent, counters: dict[str, Counter], touched: set[str]) -> None:
@@ -83,13 +88,20 @@ class EventGenerator:
         current, previous = await self._versions(change)
         interaction = change.op.value
         subject = current if current is not None else previous
+        indexes: dict[int, IndexEntries] = {}
+
+        def index_of(resource: dict[str, Any]) -> IndexEntries:
+            if id(resource) not in indexes:
+                indexes[id(resource)] = self.registry.extract(resource)
+            return indexes[id(resource)]
+
         found = []
         for entry in candidates:
             spec = entry.spec
             assert spec is not None
-            if not spec.topic.fires(change.resource_type, interaction, previous, current):
+            if not spec.topic.fires(change.resource_type, interaction, previous, current, index_of):
                 continue
-            if not spec.matches(change.resource_type, subject):
+            if subject is None or not spec.matches(change.resource_type, subject, index_of(subject)):
                 continue
             subscriber = entry.subscriber
             if subscriber and not await self.visible(subscriber, change.resource_type, change.resource_id):

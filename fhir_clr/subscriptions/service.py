@@ -47,7 +47,7 @@ class SubscriptionService:
         self.store = store
         self.engine = engine
         self.book = SubscriptionBook(store, reader)  # type: ignore[arg-type]
-        self.generator = EventGenerator(store, self._visible, instant_of)  # type: ignore[arg-type]
+        self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)  # type: ignore[arg-type]
         self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False,
                                       limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         self.deliverer = Deliverer(store, self.http, policy, retry, base_url,  # type: ignore[arg-type]
@@ -112,8 +112,9 @@ class SubscriptionService:
             self._book_at = time.monotonic()
             self._dirty |= {k for k, v in self.book.entries.items() if before.get(k) != v.version}
         if await self._hold(GENERATE_LEASE):
-            while (count := await self.generator.run_once(self.book.entries)) > 0:
-                self._dirty |= set(self.book.entries)
+            while True:
+                count, touched = await self.generator.run_once(self.book.entries)
+                self._dirty |= touched
                 if count < BATCH:
                     break
         now = time.monotonic()

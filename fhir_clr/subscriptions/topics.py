@@ -11,7 +11,7 @@ Topics with an ``eventTrigger`` only are raised by the server itself (e.g. the o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,16 @@ from fhirpathpy import compile as fhirpath_compile
 
 from fhir_clr.search.paths import R4_MODEL
 from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.query import IndexEntries
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 
 CREATE, UPDATE, DELETE = "create", "update", "delete"
+IndexOf = Callable[[dict[str, Any]], IndexEntries | None]
+"""A resource's search index entries (None: let the filter compute them)."""
+
+
+def _no_memo(_: dict[str, Any]) -> IndexEntries | None:
+    return None
 
 
 class TopicError(ValueError):
@@ -38,9 +45,9 @@ class QueryTest:
     result_without_resource: bool
     """The test's result when there is no resource to test (previous on create, current on delete)."""
 
-    def passes(self, resource: dict[str, Any] | None) -> bool:
+    def passes(self, resource: dict[str, Any] | None, index_of: IndexOf) -> bool:
         """The test on ``resource`` (None: no such version)."""
-        return self.result_without_resource if resource is None else self.filter.matches(resource)
+        return self.result_without_resource if resource is None else self.filter.matches(resource, index_of(resource))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +62,13 @@ class ResourceTrigger:
     fhirpath: Any | None
     """Compiled ``fhirPathCriteria`` (called with ``{"previous": …, "current": …}``) or None."""
 
-    def fires(self, interaction: str, previous: dict[str, Any] | None, current: dict[str, Any] | None) -> bool:
+    def fires(self, interaction: str, previous: dict[str, Any] | None, current: dict[str, Any] | None,
+              index_of: IndexOf) -> bool:
         """True when the change (with its replaced and new versions) is an event."""
         if interaction not in self.interactions:
             return False
-        tests = [t.passes(r) for t, r in ((self.previous, previous), (self.current, current)) if t is not None]
+        tests = [t.passes(r, index_of) for t, r in ((self.previous, previous), (self.current, current))
+                 if t is not None]
         if tests and not (all(tests) if self.require_both else any(tests)):
             return False
         if self.fhirpath is None:
@@ -81,9 +90,11 @@ class Topic:
     resource: dict[str, Any]
 
     def fires(self, resource_type: str, interaction: str, previous: dict[str, Any] | None,
-              current: dict[str, Any] | None) -> bool:
-        """True when a change of a ``resource_type`` resource is an event of this topic."""
-        return any(t.resource_type == resource_type and t.fires(interaction, previous, current)
+              current: dict[str, Any] | None, index_of: IndexOf | None = None) -> bool:
+        """True when a change of a ``resource_type`` resource is an event of this topic. ``index_of`` returns
+        a resource's index entries (pass a memo when testing one change against many topics)."""
+        index_of = index_of or _no_memo
+        return any(t.resource_type == resource_type and t.fires(interaction, previous, current, index_of)
                    for t in self.triggers)
 
     def focus_types(self) -> frozenset[str]:
