@@ -98,7 +98,8 @@ def subscription_service(services: Services) -> SubscriptionService:
                         settings.webhook_retry_max_seconds)
     return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
                                settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
-                               lease_seconds=settings.subscription_lease_seconds)
+                               lease_seconds=settings.subscription_lease_seconds,
+                               sweep_seconds=settings.obligation_sweep_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=600.0, gt=0, description="Longest delay between retries.")
     subscription_poll_seconds: float = Field(default=0.5, gt=0, description="How often the subscription worker "
                                              "looks for work committed by other server processes.")
+    obligation_sweep_seconds: float = Field(default=60.0, gt=0, description="How often overdue notice "
+                                            "obligations are looked for (notice-obligation-overdue topic).")
     subscription_lease_seconds: float = Field(default=30.0, gt=0, description="How long a server process holds "
                                               "a subscription's delivery (taken over after a crash).")
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import ChangeOp, OutboxEvent, RecordWrite, Store
+from fhir_clr.store.port import ChangeOp, OutboxEvent, RecordWrite, Store, StoredResource
 from fhir_clr.store.query import IndexEntries
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import BookEntry
@@ -25,6 +25,7 @@ from fhir_clr.subscriptions.notifications import Event
 from fhir_clr.subscriptions.state import Counter
 
 BATCH = 500
+OVERDUE_EVENT = "obligation-overdue"
 LIVE_STATUSES = frozenset({"requested", "active", "error"})
 """Statuses that keep counting events (an ``error`` subscription keeps them for when it is re-activated)."""
 
@@ -71,6 +72,45 @@ class EventGenerator:
                                   expected_rev=cursor.rev if cursor else 0))
         await self.store.write_records(writes)
         return len(changes), touched
+
+    def overdue_subscribers(self, book: dict[str, BookEntry]) -> list[BookEntry]:
+        """Live subscriptions to a topic raised by overdue obligations."""
+        return [e for e in book.values() if e.spec is not None and e.status in LIVE_STATUSES
+                and OVERDUE_EVENT in e.spec.topic.event_codes]
+
+    async def announce_overdue(self, book: dict[str, BookEntry], overdue: list[StoredResource], now_us: int
+                               ) -> set[str]:
+        """Events for the ``overdue`` obligations not announced before (each is announced once, atomically
+        with its events); the subscriptions that got events."""
+        candidates = self.overdue_subscribers(book)
+        fresh = [s for s in overdue if s.body is not None
+                 and await self.store.get_record(records.OVERDUE, s.resource_id) is None]
+        if not candidates or not fresh:
+            return set()
+        states = {r.key: r for r in await self.store.list_records(records.COUNTER, limit=100_000)}
+        counters = {key: Counter.from_doc(r.doc) for key, r in states.items()}
+        touched: set[str] = set()
+        writes: list[RecordWrite] = []
+        for stored in fresh:
+            body = orjson.loads(stored.body or b"{}")
+            index = self.registry.extract(body)
+            for entry in candidates:
+                spec = entry.spec
+                assert spec is not None
+                if entry.id not in counters or not spec.matches("Task", body, index) or (
+                        entry.subscriber and not await self.visible(entry.subscriber, "Task", stored.resource_id)):
+                    continue
+                counter = counters[entry.id]
+                counter.events += 1
+                touched.add(entry.id)
+                event = Event(counter.events, self.instant(now_us), "Task", stored.resource_id, stored.version, "event")
+                writes.append(RecordWrite(records.EVENT, records.event_key(entry.id, counter.events), event.as_doc(),
+                                          expected_rev=0))
+            writes.append(RecordWrite(records.OVERDUE, stored.resource_id, {"at_us": now_us}, expected_rev=0))
+        writes += [RecordWrite(records.COUNTER, key, counters[key].as_doc(), expected_rev=states[key].rev)
+                   for key in sorted(touched)]
+        await self.store.write_records(writes)
+        return touched
 
     @staticmethod
     def _subscription_changed(change: OutboxEvent, counters: dict[str, Counter], touched: set[str]) -> None:

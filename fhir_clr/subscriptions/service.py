@@ -19,8 +19,11 @@ from fhir_clr.auth.clients import Role
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.scopes import ScopeSet
 from fhir_clr.auth.tokens import Caller as TokenCaller
+from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
+from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import SubscriptionBook
@@ -42,8 +45,8 @@ class SubscriptionService:
     """Runs the pipeline in the background of the server process."""
 
     def __init__(self, store: SignallingStore, engine: Engine, reader: ChannelReader, policy: EndpointPolicy,
-                 retry: RetryPolicy, base_url: str, *, poll_seconds: float = 0.5, lease_seconds: float = 30.0
-                 ) -> None:
+                 retry: RetryPolicy, base_url: str, *, poll_seconds: float = 0.5, lease_seconds: float = 30.0,
+                 sweep_seconds: float = 60.0) -> None:
         self.store = store
         self.engine = engine
         self.book = SubscriptionBook(store, reader)  # type: ignore[arg-type]
@@ -54,6 +57,8 @@ class SubscriptionService:
                                    self._set_status, instant_of)
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
+        self.sweep_seconds = sweep_seconds
+        self._swept = 0.0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leases: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -117,6 +122,10 @@ class SubscriptionService:
                 self._dirty |= touched
                 if count < BATCH:
                     break
+            if time.monotonic() - self._swept >= self.sweep_seconds and \
+                    self.generator.overdue_subscribers(self.book.entries):
+                self._swept = time.monotonic()
+                self._dirty |= await self._sweep_overdue()
         now = time.monotonic()
         due = {k for k, at in self._wake_at.items() if at <= now}
         targets = set(self.book.entries) if polled else self._dirty | due
@@ -126,6 +135,21 @@ class SubscriptionService:
             entry = self.book.entries.get(subscription_id)
             if entry is not None and entry.status in ("requested", "active"):
                 self._spawn(entry.id)
+
+    async def _sweep_overdue(self) -> set[str]:
+        """Announce open obligations whose due date (plan-local) has passed, page by page."""
+        rules = default_rules()
+        today = Deadlines(rules).local_date(self.engine.clock())
+        params = [("_profile", extension_url(rules, "clr-notice-obligation")), ("status", "requested"),
+                  ("due-date", f"lt{today.isoformat()}"), ("_count", "500")]
+        touched: set[str] = set()
+        token: str | None = None
+        while True:
+            page = await self.engine.search("Task", [*params, *([(PAGE_TOKEN, token)] if token else [])])
+            touched |= await self.generator.announce_overdue(self.book.entries, page.matches, time.time_ns() // 1000)
+            token = page.next_token
+            if not token:
+                return touched
 
     def _spawn(self, subscription_id: str) -> None:
         running = self._inflight.get(subscription_id)

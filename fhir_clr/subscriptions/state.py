@@ -6,7 +6,8 @@
   :class:`DeliveryState`), so the two never contend for one record;
 * ``subscription-event`` / ``<id>/<number>``: every generated event, numbered from 1 per subscription;
 * ``subscription-attempt`` / ``<id>/<time>``: the delivery attempts (status code, latency, error);
-* ``subscription-cursor`` / ``events``: the last outbox sequence turned into events.
+* ``subscription-cursor`` / ``events``: the last outbox sequence turned into events;
+* ``obligation-overdue`` / ``<Task id>``: an overdue obligation already announced (once per obligation).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 COUNTER, DELIVERY = "subscription-counter", "subscription-delivery"
 EVENT, ATTEMPT, CURSOR = "subscription-event", "subscription-attempt", "subscription-cursor"
+OVERDUE = "obligation-overdue"
 EVENTS_CURSOR = "events"
 
 

@@ -18,11 +18,14 @@ SR_TOPIC = "http://hl7.org/fhir/us/sdoh-clinicalcare/SubscriptionTopic/Servicere
 STATUS_TOPIC = "http://fhir-clr.org/fhir/SubscriptionTopic/referral-status-changed"
 CLOSED_TOPIC = "http://fhir-clr.org/fhir/SubscriptionTopic/referral-loop-closed"
 DUE_TOPIC = "http://fhir-clr.org/fhir/SubscriptionTopic/notice-obligation-due"
+OVERDUE_TOPIC = "http://fhir-clr.org/fhir/SubscriptionTopic/notice-obligation-overdue"
 SECRET_URL = "http://fhir-clr.org/fhir/StructureDefinition/subscription-signing-secret"
 FAST_RETRIES = {"FHIR_CLR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "FHIR_CLR_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
                 "FHIR_CLR_WEBHOOK_RETRY_MAX_SECONDS": "0.25", "FHIR_CLR_WEBHOOK_MAX_ATTEMPTS": "12",
-                "FHIR_CLR_SUBSCRIPTION_POLL_SECONDS": "0.1", "FHIR_CLR_SUBSCRIPTION_LEASE_SECONDS": "2"}
-"""Webhook settings for tests: the loopback receiver allowed, retries within ~2.5 s, short leases."""
+                "FHIR_CLR_SUBSCRIPTION_POLL_SECONDS": "0.1", "FHIR_CLR_SUBSCRIPTION_LEASE_SECONDS": "2",
+                "FHIR_CLR_OBLIGATION_SWEEP_SECONDS": "0.2"}
+"""Webhook settings for tests: the loopback receiver allowed, retries within ~2.5 s, short leases, overdue
+obligations looked for every 0.2 s."""
 
 
 def webhook_server(directory: Path, **env: str) -> LiveServer:

@@ -18,6 +18,7 @@ from tests.api.helpers import FHIR_JSON, issue_expressions, task
 from tests.api.subscription_helpers import (
     CLOSED_TOPIC,
     DUE_TOPIC,
+    OVERDUE_TOPIC,
     SR_TOPIC,
     STATUS_TOPIC,
     status_of,
@@ -250,6 +251,23 @@ def test_clr_topics_report_status_changes_closures_and_new_obligations(api: http
                 for e in note.body["entry"][1:]]
     assert statuses == ["3", "1", "5"]
     assert (numbers(changed), numbers(closed), numbers(due), numbers(requests)) == ([1, 2, 3], [1], [1], [1])
+
+
+def test_an_overdue_obligation_is_announced_once(api: httpx.Client, receiver: Receiver) -> None:
+    provider, clinic = organization(api, "ecm"), organization(api, "clinic")
+    referral = created(api, referral_body(member(api), clinic))
+    made = active(api, receiver, subscription(receiver.url, OVERDUE_TOPIC, (f"focus=ServiceRequest/{referral['id']}",),
+                                              "full-resource"))
+    created(api, referral_task_body(referral, provider))
+    found = api.get("/Task", params={"focus": f"ServiceRequest/{referral['id']}",
+                                     "code": "authorization-decision"}).json()["entry"][0]["resource"]
+    late = {**found, "restriction": {**found["restriction"], "period": {"end": "2026-11-02"}}}
+    assert api.put(f"/Task/{found['id']}", json=late, headers=FHIR_JSON).status_code == 200
+    receiver.wait_for(lambda: len(receiver.notifications(made["id"], "event-notification")) >= 1)
+    time.sleep(0.8)  # several sweeps later: still one announcement
+    [note] = receiver.notifications(made["id"], "event-notification")
+    assert note.event_numbers == [1] and note.body["entry"][1]["resource"]["id"] == found["id"]
+    assert note.body["entry"][1]["request"]["method"] == "GET"
 
 
 def test_a_kill_between_commit_and_delivery_still_delivers_after_restart(tmp_path: Path) -> None:
