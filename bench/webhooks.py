@@ -89,6 +89,7 @@ async def run(rate: int, seconds: int, subscriptions: int) -> None:
                             break
                         await asyncio.sleep(0.05)
                 sent: dict[tuple[str, int], float] = {}
+                acknowledged: dict[tuple[str, int], float] = {}
                 failed = 0
                 total = rate * seconds
                 started = time.perf_counter()
@@ -102,7 +103,9 @@ async def run(rate: int, seconds: int, subscriptions: int) -> None:
                         failed += 1
                         return
                     # version v of the Task is event v of its subscription (version 1, the create, is event 1)
-                    sent[(subs[k], int(response.json()["meta"]["versionId"]))] = at
+                    key = (subs[k], int(response.json()["meta"]["versionId"]))
+                    sent[key] = at
+                    acknowledged[key] = time.perf_counter()
 
                 pending = []
                 for i in range(total):
@@ -111,19 +114,29 @@ async def run(rate: int, seconds: int, subscriptions: int) -> None:
                 await asyncio.gather(*pending)
                 achieved = total / (time.perf_counter() - started)
                 deadline = time.perf_counter() + 60
-                while time.perf_counter() < deadline and len(arrivals) < len(sent):
+                while time.perf_counter() < deadline and any(key not in arrivals for key in sent):
                     await asyncio.sleep(0.1)
+
         finally:
             stop(server)
             receiver.shutdown()
     latencies = sorted((arrivals[key] - at) * 1000 for key, at in sent.items() if key in arrivals)
+    after_commit = sorted((arrivals[key] - at) * 1000 for key, at in acknowledged.items() if key in arrivals)
+    writes = sorted((acknowledged[key] - at) * 1000 for key, at in sent.items())
     lost = len(sent) - len(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
+    p99 = _p99(latencies)
     print(f"{total:,} changes at {achieved:,.0f}/s over {subscriptions} subscriptions "
           f"(each change matches one subscription)")
     print(f"    write->webhook latency  p50 {statistics.median(latencies):6.1f} ms   p99 {p99:6.1f} ms   "
           f"max {latencies[-1]:6.1f} ms")
+    print(f"    commit->webhook latency p50 {statistics.median(after_commit):6.1f} ms   "
+          f"p99 {_p99(after_commit):6.1f} ms   (the write itself: p50 {statistics.median(writes):.1f} ms, "
+          f"p99 {_p99(writes):.1f} ms)")
     print(f"    lost events             {lost}   (failed writes: {failed})")
+
+
+def _p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.99))] if values else float("nan")
 
 
 def main() -> None:

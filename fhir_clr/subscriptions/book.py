@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.errors import FhirError
-from fhir_clr.store.port import Store
+from fhir_clr.store.port import Store, StoredResource
 from fhir_clr.store.query import Query
 from fhir_clr.subscriptions.channel import SUBSCRIBER_URL, ChannelReader, ChannelSpec
 
@@ -69,6 +69,16 @@ class SubscriptionBook:
                 break
         self.entries = seen
         return seen
+
+    def apply(self, subscription_id: str, stored: StoredResource | None) -> None:
+        """Take in one version of a Subscription (None or a delete drops it), so that the event generator sees
+        each Subscription as of its own position in the outbox."""
+        if stored is None or stored.deleted or stored.body is None:
+            self.entries.pop(subscription_id, None)
+            return
+        known = self.entries.get(subscription_id)
+        if known is None or known.version < stored.version:
+            self.entries[subscription_id] = self._entry(subscription_id, stored.version, orjson.loads(stored.body))
 
     def _entry(self, subscription_id: str, version: int, resource: dict[str, Any]) -> BookEntry:
         try:

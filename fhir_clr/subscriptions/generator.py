@@ -6,7 +6,8 @@ the cursor it finds the subscriptions whose topic fires and whose filters accept
 written, or the deleted one's last version), checks that the subscriber may see it, and appends an event.
 The events, the advanced counters and the advanced cursor are written in one atomic record write, so a crash
 repeats a batch entirely or not at all and event numbers never skip or repeat. A subscription counts only
-changes committed after it was created.
+changes committed after it was created, and each change is matched against the Subscriptions as of that
+change's place in the outbox (a Subscription's own outbox entry updates the book before later changes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import ChangeOp, OutboxEvent, RecordWrite, Store, StoredResource
 from fhir_clr.store.query import IndexEntries
 from fhir_clr.subscriptions import state as records
-from fhir_clr.subscriptions.book import BookEntry
+from fhir_clr.subscriptions.book import BookEntry, SubscriptionBook
 from fhir_clr.subscriptions.notifications import Event
 from fhir_clr.subscriptions.state import Counter
 
@@ -43,7 +44,7 @@ class EventGenerator:
         self.visible = visible
         self.instant = instant
 
-    async def run_once(self, book: dict[str, BookEntry]) -> tuple[int, set[str]]:
+    async def run_once(self, book: SubscriptionBook) -> tuple[int, set[str]]:
         """Process one batch of the outbox: the number of outbox entries consumed (0: caught up) and the
         subscriptions that got new events."""
         cursor = await self.store.get_record(records.CURSOR, records.EVENTS_CURSOR)
@@ -57,9 +58,11 @@ class EventGenerator:
         writes: list[RecordWrite] = []
         for change in changes:
             if change.resource_type == "Subscription":
+                book.apply(change.resource_id, await self.store.read_version(
+                    "Subscription", change.resource_id, change.version))
                 self._subscription_changed(change, counters, touched)
                 continue
-            for entry, event_fields in await self._matches(change, book, counters):
+            for entry, event_fields in await self._matches(change, book.entries, counters):
                 counter = counters[entry.id]
                 counter.events += 1
                 touched.add(entry.id)

@@ -118,7 +118,7 @@ class SubscriptionService:
             self._dirty |= {k for k, v in self.book.entries.items() if before.get(k) != v.version}
         if await self._hold(GENERATE_LEASE):
             while True:
-                count, touched = await self.generator.run_once(self.book.entries)
+                count, touched = await self.generator.run_once(self.book)
                 self._dirty |= touched
                 if count < BATCH:
                     break

@@ -135,6 +135,19 @@ def test_task_changes_arrive_numbered_with_the_payload_of_each_content_level(
         assert entries[1]["resource"]["status"] == "accepted" and entries[1]["resource"]["id"] == mine["id"]
 
 
+def test_changes_right_after_subscribing_are_events_too(api: httpx.Client, receiver: Receiver) -> None:
+    """The generator sees each Subscription as of its place in the outbox: a change committed right after the
+    Subscription (before its handshake, before any book refresh) is event 1."""
+    owner = organization(api, "cbo")
+    made = subscribe(api, subscription(receiver.url, filters=(f"owner={owner}",)))
+    first = created(api, task(owner))
+    wait_until(lambda: status_of(api, made["id"]) == "active", what="activation")
+    receiver.wait_for(lambda: [n for note in receiver.notifications(made["id"], "event-notification")
+                               for n in note.event_numbers] == [1])
+    note = receiver.notifications(made["id"], "event-notification")[0]
+    assert note.body["entry"][1]["request"] == {"method": "POST", "url": f"Task/{first['id']}"}
+
+
 def test_receiver_down_for_a_while_then_up_gets_everything_in_order(api: httpx.Client, receiver: Receiver) -> None:
     owner = organization(api, "cbo")
     made = active(api, receiver, subscription(receiver.url, filters=(f"owner={owner}",)))
