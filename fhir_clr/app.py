@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import imports, operations, rest, subscriptions, worklist
+from fhir_clr.api import bulk, imports, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -25,6 +25,7 @@ from fhir_clr.api.responses import error_response
 from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
 from fhir_clr.auth.service import build_auth
+from fhir_clr.bulk.service import ExportService
 from fhir_clr.config import Settings
 from fhir_clr.conformance import load_conformance
 from fhir_clr.engine.bundles import BundleProcessor
@@ -115,10 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
+        app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
+        await app.state.exports.resume()
         log.info("store ready", extra={"store": services.store.name, "auth": not settings.dev})
         try:
             yield
         finally:
+            await app.state.exports.stop()
             await app.state.subscriptions.stop()
             if app.state.auth is not None:
                 await app.state.auth.close()
@@ -133,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(imports.router)
     app.include_router(worklist.router)
     app.include_router(subscriptions.router)
+    app.include_router(bulk.router)
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app

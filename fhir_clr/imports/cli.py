@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import os
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -109,13 +110,17 @@ def _print_table(report: ImportReport) -> None:
 
 def add_export_parser(commands: Any) -> None:
     """Register the ``export`` command."""
-    parser = commands.add_parser("export", help="write a provider's referrals as a MIF, ASF or RTF")
-    parser.add_argument("kind", choices=["mif", "asf", "rtf"])
-    parser.add_argument("--provider", metavar="NPI", required=True, help="the servicing provider's NPI")
-    parser.add_argument("--period", metavar="YYYY-MM", required=True, help="referrals open during this month")
+    parser = commands.add_parser("export", help="write a provider's referrals as a MIF, ASF or RTF, or export "
+                                 "resources in bulk as NDJSON (the $export job code)")
+    parser.add_argument("kind", choices=["mif", "asf", "rtf", "bulk"])
+    parser.add_argument("directory", nargs="?", type=Path, help="bulk only: where the NDJSON files go")
+    parser.add_argument("--provider", metavar="NPI", help="mif/asf/rtf: the servicing provider's NPI")
+    parser.add_argument("--period", metavar="YYYY-MM", help="mif/asf/rtf: referrals open during this month")
     parser.add_argument("--program", choices=["ecm", "cs"], default=None, help="layout, when both exist")
     parser.add_argument("--format", choices=["csv", "pipe", "tab", "xlsx"], default="csv")
-    parser.add_argument("--out", type=Path, required=True, help="file to write")
+    parser.add_argument("--out", type=Path, help="mif/asf/rtf: file to write")
+    parser.add_argument("--type", dest="types", default=None, help="bulk: resource types, e.g. Task,ServiceRequest")
+    parser.add_argument("--since", default=None, help="bulk: only resources changed after this instant")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
                         help="data directory of the embedded store (default ./data)")
     parser.set_defaults(func=_export)
@@ -127,6 +132,12 @@ def _export(args: argparse.Namespace) -> int:
     from fhir_clr.mapping.spec import find_spec
 
     configure_logging("WARNING")
+    if args.kind == "bulk":
+        return _bulk_export(args)
+    missing = [name for name in ("provider", "period", "out") if getattr(args, name) is None]
+    if missing:
+        print(f"cannot export {args.kind}: --{' and --'.join(missing)} required", file=sys.stderr)
+        return 2
     try:
         spec = find_spec(args.kind, args.program)
         period = ExportPeriod.parse(args.period)
@@ -136,6 +147,52 @@ def _export(args: argparse.Namespace) -> int:
     rows = asyncio.run(_write_export(args, spec, period))
     print(f"{rows:,} referrals written to {args.out} ({spec.id}, {args.format})", file=sys.stderr)
     return 0
+
+
+def _bulk_export(args: argparse.Namespace) -> int:
+    from fhir_clr.errors import FhirError
+
+    if args.directory is None:
+        print("cannot export: name the directory for the NDJSON files", file=sys.stderr)
+        return 2
+    pairs = [(k, v) for k, v in (("_type", args.types), ("_since", args.since)) if v]
+    try:
+        job = asyncio.run(_run_bulk(args, pairs))
+    except FhirError as error:
+        print(f"cannot export: {error.issues[0].message}", file=sys.stderr)
+        return 2
+    if job.failure:
+        print(f"export failed: {job.failure}", file=sys.stderr)
+        return 1
+    for item in job.output:
+        print(f"{item.count:>10,}  {args.directory / item.name}")
+    for item in job.deleted:
+        print(f"{item.count:>10,}  {args.directory / item.name} (deleted since {args.since})")
+    print(f"transactionTime {job.transaction_time} (use it as the next --since)", file=sys.stderr)
+    return 0
+
+
+async def _run_bulk(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Any:
+    from fhir_clr.app import build_services
+    from fhir_clr.bulk.params import parse_export
+    from fhir_clr.bulk.service import ExportService
+    from fhir_clr.config import Settings
+    from fhir_clr.engine.access import FULL_ACCESS
+
+    request = parse_export("system", pairs, "fhir-clr export bulk " + " ".join(f"{k}={v}" for k, v in pairs))
+    services = await build_services(Settings(data_dir=args.data))
+    try:
+        exports = ExportService(services.engine, args.data)
+        started = exports.start(request.as_doc(), FULL_ACCESS)
+        job = await exports.wait(started.id)
+        assert job is not None
+        args.directory.mkdir(parents=True, exist_ok=True)
+        for item in (*job.output, *job.deleted):
+            shutil.move(exports.jobs.folder(job.id) / item.name, args.directory / item.name)
+        exports.jobs.remove(job.id)
+        return job
+    finally:
+        await services.store.close()
 
 
 async def _write_export(args: argparse.Namespace, spec: Any, period: Any) -> int:

@@ -1,0 +1,194 @@
+"""Running one export: each requested type is read page by page (keyset paging through the engine, with the
+requester's access) and streamed to NDJSON files; with ``_since``, resources deleted since then are listed as
+DELETE Bundles. Memory holds one page; the output can be any size.
+
+``transactionTime`` is taken when the job starts, after a write barrier (every commit that began before it
+has finished), and every read is bounded by it: the export is a consistent cut, and a later
+``_since=<transactionTime>`` export picks up exactly what came after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from fhir_clr.bulk.jobs import COMPLETE, RUNNING, ExportJob, JobDirectory
+from fhir_clr.bulk.params import PATIENT_LINKS, ExportRequest
+from fhir_clr.bulk.writer import NdjsonFiles
+from fhir_clr.engine.engine import Engine
+from fhir_clr.errors import FhirError
+from fhir_clr.search.parse import PAGE_TOKEN
+from fhir_clr.store.port import HistoryFilter, StoredResource
+
+PATIENT_CHUNK = 100
+BARRIER_LEASE = "bulk-export/barrier"
+
+
+def instant(us: int) -> str:
+    """A FHIR instant (microsecond precision) for epoch microseconds."""
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ExportRunner:
+    """Runs export jobs through one engine (scoped per job to the requester's access)."""
+
+    def __init__(self, engine: Engine, jobs: JobDirectory, *, page_size: int = 1000, max_lines: int = 100_000,
+                 on_progress: Callable[[ExportJob], None] | None = None) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.page_size = page_size
+        self.max_lines = max_lines
+        self.on_progress = on_progress
+
+    async def run(self, job: ExportJob, scoped: Engine) -> None:
+        """Run ``job`` to completion (its state saved as it goes); FhirError for a request that fails."""
+        request = ExportRequest.from_doc(job.request)
+        self.jobs.clear_files(job)
+        until_us = time.time_ns() // 1000
+        await self._barrier()
+        job.status, job.transaction_time, job.output, job.deleted = RUNNING, instant(until_us), [], []
+        self._save(job, "started")
+        patients = await self._patients(request, scoped)
+        folder = self.jobs.folder(job.id)
+        output = NdjsonFiles(folder, self.max_lines)
+        deleted = NdjsonFiles(folder, self.max_lines, prefix="deleted-")
+        try:
+            for number, resource_type in enumerate(request.types, 1):
+                written = 0
+                async for stored in self._resources(scoped, request, resource_type, until_us, patients):
+                    output.write(resource_type, stored.body or b"{}")
+                    written += 1
+                    if written % 10_000 == 0:
+                        job.output = output.files
+                        self._save(job, f"{resource_type} ({number}/{len(request.types)}): {written:,} resources")
+                if request.since_us is not None:
+                    async for reference in self._deleted(resource_type, request, until_us, patients):
+                        deleted.write("Bundle", orjson.dumps({"resourceType": "Bundle", "type": "transaction",
+                                                              "entry": [{"request": {"method": "DELETE",
+                                                                                     "url": reference}}]}))
+                self._save(job, f"{resource_type} done ({number}/{len(request.types)})")
+        finally:
+            output.close()
+            deleted.close()
+        job.output, job.deleted, job.status = output.files, deleted.files, COMPLETE
+        self._save(job, "complete")
+
+    def _save(self, job: ExportJob, progress: str) -> None:
+        job.progress = progress
+        self.jobs.save(job)
+        if self.on_progress is not None:
+            self.on_progress(job)
+
+    async def _barrier(self) -> None:
+        """Wait until every commit queued before now has finished (a write through the store's writer)."""
+        owner = f"barrier-{time.time_ns()}"
+        if await self.engine.store.acquire_lease(BARRIER_LEASE, owner, 1.0):
+            await self.engine.store.release_lease(BARRIER_LEASE, owner)
+
+    async def _patients(self, request: ExportRequest, scoped: Engine) -> list[str] | None:
+        """The Members a Patient or Group export is limited to (None: every Member)."""
+        if request.level == "group":
+            group = orjson.loads((await scoped.read("Group", request.group_id or "")).body or b"{}")
+            members = [m.get("entity", {}).get("reference", "") for m in group.get("member") or []]
+            found = [m for m in members if m.startswith("Patient/")]
+            if request.patients:
+                found = [m for m in found if m in set(request.patients)]
+            return found
+        if request.level == "patient" and request.patients:
+            return list(request.patients)
+        return None
+
+    def _scopes(self, request: ExportRequest, resource_type: str, patients: list[str] | None
+                ) -> list[list[tuple[str, str]]]:
+        """The searches (one per patient chunk and per ``_typeFilter``) whose results make up the type."""
+        link = PATIENT_LINKS.get(resource_type, ("",))[0]
+        if request.level == "system":
+            scopes: list[list[tuple[str, str]]] = [[]]
+        elif patients is None:
+            scopes = [[]] if resource_type == "Patient" else [[(f"{link}:missing", "false")]]
+        else:
+            chunks = [patients[i:i + PATIENT_CHUNK] for i in range(0, len(patients), PATIENT_CHUNK)]
+            values = [[p.removeprefix("Patient/") if link == "_id" else p for p in chunk] for chunk in chunks]
+            scopes = [[(link, ",".join(v))] for v in values]
+        filters = request.type_filters.get(resource_type)
+        if not filters:
+            return scopes
+        return [[*scope, *parse_qsl(f, keep_blank_values=True)] for scope in scopes for f in filters]
+
+    async def _resources(self, scoped: Engine, request: ExportRequest, resource_type: str, until_us: int,
+                         patients: list[str] | None) -> AsyncIterator[StoredResource]:
+        bounds = [("_count", str(self.page_size)), ("_lastUpdated", f"le{instant(until_us)}")]
+        if request.since:
+            bounds.append(("_lastUpdated", f"gt{request.since}"))
+        searches = self._scopes(request, resource_type, patients)
+        seen: set[str] | None = set() if len(searches) > 1 else None
+        for params in searches:
+            token: str | None = None
+            while True:
+                page = await scoped.search(resource_type, [*bounds, *params, *([(PAGE_TOKEN, token)] if token else [])],
+                                           strict=True)
+                for stored in page.matches:
+                    if seen is not None:
+                        if stored.resource_id in seen:
+                            continue
+                        seen.add(stored.resource_id)
+                    yield stored
+                token = page.next_token
+                if not token:
+                    break
+
+    async def _deleted(self, resource_type: str, request: ExportRequest, until_us: int,
+                       patients: list[str] | None) -> AsyncIterator[str]:
+        """``Type/id`` of resources deleted after ``_since`` (and still deleted at the transaction time)."""
+        store = self.engine.store
+        reported: set[str] = set()
+        token: str | None = None
+        while True:
+            page = await store.history(HistoryFilter(resource_type=resource_type, since_us=request.since_us),
+                                       self.page_size, token)
+            for version in page.entries:
+                if not version.deleted or version.last_updated_us > until_us or version.resource_id in reported:
+                    continue
+                current = await store.read(resource_type, version.resource_id)
+                if current is None or not current.deleted or current.version != version.version:
+                    continue
+                if request.level != "system" and not await self._was_in_scope(version, patients):
+                    continue
+                reported.add(version.resource_id)
+                yield f"{resource_type}/{version.resource_id}"
+            token = page.next_token
+            if not token:
+                return
+
+    async def _was_in_scope(self, tombstone: StoredResource, patients: list[str] | None) -> bool:
+        """Whether the last live version of a deleted resource belonged to the exported Members."""
+        if tombstone.resource_type == "Patient":
+            return patients is None or f"Patient/{tombstone.resource_id}" in patients
+        last = await self.engine.store.read_version(tombstone.resource_type, tombstone.resource_id,
+                                                    tombstone.version - 1)
+        if last is None or last.body is None:
+            return False
+        link = PATIENT_LINKS[tombstone.resource_type][0]
+        index = self.engine.registry.extract_param(orjson.loads(last.body), link)
+        members = {ref for code, ref in index.references if code == link}
+        return bool(members) if patients is None else bool(members & set(patients))
+
+
+def failure_of(error: Exception) -> str:
+    """A job failure's message (no resource content)."""
+    if isinstance(error, FhirError):
+        return error.issues[0].message
+    return f"the export failed ({type(error).__name__})"
+
+
+def job_summary(job: ExportJob) -> dict[str, Any]:
+    """Counts per type of a finished job (for the CLI)."""
+    counts: dict[str, int] = {}
+    for item in job.output:
+        counts[item.type] = counts.get(item.type, 0) + item.count
+    return counts
