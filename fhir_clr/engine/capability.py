@@ -18,7 +18,12 @@ SYSTEM_OPERATIONS = [
     {"name": "clr-worklist", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-worklist"},
     {"name": "import", "definition": "http://fhir-clr.org/fhir/OperationDefinition/import"},
     {"name": "clr-export", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-export"},
+    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
 ]
+TYPE_OPERATIONS = {
+    "Patient": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}],
+    "Group": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}],
+}
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/"
 SUBSCRIPTION_OPERATIONS = [
@@ -48,7 +53,8 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
         "software": {"name": "fhir-clr", "version": __version__},
         "implementation": {"description": "fhir-clr: FHIR R4 server for Medi-Cal Closed-Loop Referrals",
                            "url": base_url},
-        "instantiates": [BACKPORT + "CapabilityStatement/backport-subscription-server-r4"],
+        "instantiates": [BACKPORT + "CapabilityStatement/backport-subscription-server-r4",
+                         "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
@@ -103,7 +109,7 @@ def _resource_entry(resource_type: str, registry: SearchParamRegistry) -> dict[s
         "searchInclude": [f"{resource_type}:{code}" for code in reference_codes] + ["*"],
         "searchRevInclude": _revincludes(resource_type, registry),
         "searchParam": search_params,
-        "operation": [VALIDATE_OPERATION],
+        "operation": [VALIDATE_OPERATION, *TYPE_OPERATIONS.get(resource_type, [])],
     }
     return entry
 

@@ -217,3 +217,41 @@ def test_audit_trail(world: World) -> None:
     forged = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2024-01-01T00:00:00Z",
               "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
     assert world.plan.post("/AuditEvent", json=forged, headers=FHIR_JSON).status_code == 403
+
+
+def test_bulk_export_is_limited_to_the_requester(world: World) -> None:
+    """A CBO's export holds only its own referrals; another client cannot see the job or its files."""
+    started = world.a.get("/$export", params={"_type": "Task,Patient"},
+                          headers={"Prefer": "respond-async"})
+    assert started.status_code == 202, started.text
+    status_url = started.headers["Content-Location"]
+    for _ in range(200):
+        response = world.a.get(status_url)
+        if response.status_code == 200:
+            break
+        time.sleep(0.05)
+    manifest = response.json()
+    assert manifest["requiresAccessToken"] is True
+    ids: dict[str, set[str]] = {}
+    for item in manifest["output"]:
+        lines = world.a.get(item["url"]).content.splitlines()
+        ids.setdefault(item["type"], set()).update(httpx.Response(200, content=line).json()["id"] for line in lines)
+    assert ids == {"Task": {world.ids["ta"]}, "Patient": {world.ids["pa"]}}
+    assert world.b.get(status_url).status_code == 404
+    assert world.b.get(manifest["output"][0]["url"]).status_code == 404
+    assert httpx.get(manifest["output"][0]["url"]).status_code == 401
+
+
+def test_subscriptions_belong_to_their_subscriber(world: World) -> None:
+    body = {"resourceType": "Subscription", "status": "off", "reason": "ours",
+            "criteria": "http://hl7.org/fhir/us/sdoh-clinicalcare/SubscriptionTopic/Task",
+            "channel": {"type": "rest-hook", "endpoint": "https://8.8.8.8/hook", "payload": "application/fhir+json"}}
+    made = world.a.post("/Subscription", json=body, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    subscription = made.json()
+    assert subscription["extension"] == [{"url": "http://fhir-clr.org/fhir/StructureDefinition/subscriber",
+                                          "valueReference": {"reference": "Organization/cbo-a"}}]
+    assert world.b.get(f"/Subscription/{subscription['id']}").status_code == 404
+    assert world.b.get(f"/Subscription/{subscription['id']}/$status").status_code == 404
+    assert world.plan.get(f"/Subscription/{subscription['id']}").status_code == 200
+    assert _ids(world.b.get("/Subscription").json()) == set()
