@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -185,10 +184,3 @@ def failure_of(error: Exception) -> str:
         return error.issues[0].message
     return f"the export failed ({type(error).__name__})"
 
-
-def job_summary(job: ExportJob) -> dict[str, Any]:
-    """Counts per type of a finished job (for the CLI)."""
-    counts: dict[str, int] = {}
-    for item in job.output:
-        counts[item.type] = counts.get(item.type, 0) + item.count
-    return counts

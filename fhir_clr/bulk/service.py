@@ -13,7 +13,7 @@ from fhir_clr.auth.clients import Role
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.scopes import ScopeSet
 from fhir_clr.auth.tokens import Caller
-from fhir_clr.bulk.jobs import COMPLETE, FAILED, QUEUED, RUNNING, ExportJob, JobDirectory
+from fhir_clr.bulk.jobs import FAILED, QUEUED, RUNNING, ExportJob, JobDirectory
 from fhir_clr.bulk.runner import ExportRunner, failure_of
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.engine import Engine
@@ -110,8 +110,3 @@ class ExportService:
         for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    @staticmethod
-    def finished(job: ExportJob) -> bool:
-        """True once the job completed or failed."""
-        return job.status in (COMPLETE, FAILED)

@@ -103,6 +103,15 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+async def bodies_of(store: Store, events: list[Event]) -> dict[int, dict[str, Any] | None]:
+    """Each event's focus as of the event (None when that version is a delete), by event number."""
+    bodies: dict[int, dict[str, Any] | None] = {}
+    for event in events:
+        stored = await store.read_version(event.resource_type, event.resource_id, event.version)
+        bodies[event.number] = orjson.loads(stored.body) if stored is not None and stored.body else None
+    return bodies
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -119,14 +128,13 @@ class Deliverer:
     """Delivery steps for subscriptions of one server."""
 
     def __init__(self, store: Store, http: httpx.AsyncClient, policy: EndpointPolicy, retry: RetryPolicy,
-                 base_url: str, set_status: StatusSetter, instant: Callable[[int], str]) -> None:
+                 base_url: str, set_status: StatusSetter) -> None:
         self.store = store
         self.http = http
         self.policy = policy
         self.retry = retry
         self.base_url = base_url
         self.set_status = set_status
-        self.instant = instant
 
     async def step(self, entry: BookEntry) -> Outcome:
         """Do the next due thing for ``entry``: a handshake, a batch of events or a heartbeat."""
@@ -177,11 +185,7 @@ class Deliverer:
         return [Event.from_doc(r.doc) for r in found]
 
     async def _bodies(self, events: list[Event]) -> dict[int, dict[str, Any] | None]:
-        bodies: dict[int, dict[str, Any] | None] = {}
-        for event in events:
-            stored = await self.store.read_version(event.resource_type, event.resource_id, event.version)
-            bodies[event.number] = orjson.loads(stored.body) if stored is not None and stored.body else None
-        return bodies
+        return await bodies_of(self.store, events)
 
     async def _post(self, spec: ChannelSpec, bundle: dict[str, Any], kind: str,
                     events: tuple[int, int] | None = None) -> Attempt:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-import orjson
-
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import RecordWrite, Store
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.channel import CONTENTS, ChannelReader
+from fhir_clr.subscriptions.delivery import bodies_of
 from fhir_clr.subscriptions.notifications import (
     Event,
     StatusFacts,
@@ -63,12 +62,7 @@ class SubscriptionOperations:
             records.EVENT, prefix=f"{facts.subscription_id}/",
             after=records.event_key(facts.subscription_id, low - 1), limit=high - low + 1)
         events = [Event.from_doc(r.doc) for r in found]
-        bodies = None
-        if content == "full-resource":
-            bodies = {}
-            for event in events:
-                stored = await self.store.read_version(event.resource_type, event.resource_id, event.version)
-                bodies[event.number] = orjson.loads(stored.body) if stored is not None and stored.body else None
+        bodies = await bodies_of(self.store, events) if content == "full-resource" else None
         return notification_bundle(base, facts, "query-event", content, events, bodies)
 
     def _content(self, subscription: dict[str, Any]) -> str:

@@ -54,7 +54,7 @@ class SubscriptionService:
         self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False,
                                       limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         self.deliverer = Deliverer(store, self.http, policy, retry, base_url,  # type: ignore[arg-type]
-                                   self._set_status, instant_of)
+                                   self._set_status)
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
