@@ -183,4 +183,3 @@ def failure_of(error: Exception) -> str:
     if isinstance(error, FhirError):
         return error.issues[0].message
     return f"the export failed ({type(error).__name__})"
-
