@@ -28,6 +28,7 @@ from fhir_clr.auth.service import build_auth
 from fhir_clr.bulk.service import ExportService
 from fhir_clr.config import Settings
 from fhir_clr.conformance import load_conformance
+from fhir_clr.console import routes as console
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(worklist.router)
     app.include_router(subscriptions.router)
     app.include_router(bulk.router)
+    app.include_router(console.router)
+    app.mount("/console/static", console.static_files, name="console_static")
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     return app

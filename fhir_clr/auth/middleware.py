@@ -12,11 +12,13 @@ from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.ratelimit import retry_after
 from fhir_clr.auth.service import AuthServices
 from fhir_clr.auth.tokens import InvalidToken
+from fhir_clr.console import session
 from fhir_clr.errors import FhirError
 
 PUBLIC_PATHS = frozenset({"/metadata", "/healthz", "/readyz", "/.well-known/smart-configuration", "/auth/token"})
 """Endpoints without PHI that answer without a token."""
-NON_PHI_PATHS = PUBLIC_PATHS | {"/docs", "/openapi.json"}
+NON_PHI_PATHS = PUBLIC_PATHS | {"/docs", "/openapi.json", "/metrics"}
+"""``/metrics`` carries counts and latencies labelled by route template only (no ids, no PHI)."""
 BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                 (b"referrer-policy", b"no-referrer")]
 CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
@@ -86,7 +88,7 @@ class SecurityMiddleware:
             await error_response(BodyTooLarge(self.max_body_bytes))(scope, receive, send_secured)
             return
         receive = self._limited(receive)
-        if self.dev or path in NON_PHI_PATHS:
+        if self.dev or path in NON_PHI_PATHS or session.is_public(path):
             await self.app(scope, receive, send_secured)
             return
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
@@ -95,6 +97,8 @@ class SecurityMiddleware:
             return
         refusal = await self._authenticate(scope, auth)
         if refusal is not None:
+            if session.is_console(path) and refusal.status_code == 401:
+                refusal = session.sign_in_redirect(scope)
             await refusal(scope, receive, send_secured)
             return
         caller = scope["state"]["caller"]
@@ -108,6 +112,8 @@ class SecurityMiddleware:
     async def _authenticate(self, scope: dict[str, Any], auth: AuthServices) -> Any:
         """Put the caller and its policy into the request state, or return the refusal response."""
         token = bearer_token(_header(scope, b"authorization"))
+        if token is None and session.is_console(scope["path"]):
+            token = session.cookie_token(scope)
         if token is None:
             return error_response(FhirError(401, "login", "An access token is required (SMART Backend Services)",
                                             headers={"WWW-Authenticate": CHALLENGE}))

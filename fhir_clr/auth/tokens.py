@@ -66,6 +66,11 @@ class TokenService:
         self._verified[digest] = (caller, exp)
         return caller
 
+    def seconds_left(self, token: str) -> int:
+        """Seconds until a verified ``token`` expires (0 when unknown or expired)."""
+        known = self._verified.get(hashlib.sha256(token.encode()).digest())
+        return max(0, int(known[1] - time.time())) if known is not None else 0
+
     def _verify_signed(self, token: str) -> tuple[Caller, int]:
         try:
             decoded = jwt.decode(token, self.key, algorithms=[SIGNING_ALG])

@@ -36,11 +36,20 @@ def with_identity(body: dict[str, Any], resource_id: str) -> dict[str, Any]:
 
 def same_content(candidate: dict[str, Any], stored_body: bytes | None) -> bool:
     """True when ``candidate`` (already passed through ``with_identity``) equals the stored version apart
-    from server-owned meta: such an update writes no new version."""
+    from server-owned meta and ``meta.source`` (where a version came from is not content): such an update
+    writes no new version."""
     if stored_body is None:
         return False
     stored = with_identity(orjson.loads(stored_body), candidate.get("id", ""))
-    return stored == candidate
+    return _without_source(stored) == _without_source(candidate)
+
+
+def _without_source(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = resource.get("meta")
+    if not isinstance(meta, dict) or "source" not in meta:
+        return resource
+    rest = {k: v for k, v in meta.items() if k != "source"}
+    return {**resource, "meta": rest} if rest else {k: v for k, v in resource.items() if k != "meta"}
 
 
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:

@@ -23,8 +23,16 @@ from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.asf_rows import updated_referral
 from fhir_clr.imports.mif_rows import mif_group
-from fhir_clr.imports.received import keep_received_file, mark_processed
-from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, Problem, RejectedRow
+from fhir_clr.imports.received import keep_received_file, mark_processed, row_source
+from fhir_clr.imports.results import (
+    APPLIED,
+    REJECTED,
+    UNCHANGED,
+    ImportReport,
+    Problem,
+    RejectedRow,
+    rejects_csv,
+)
 from fhir_clr.imports.rtf_rows import RowProblem, RtfMatcher
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
@@ -95,7 +103,8 @@ class FileImporter:
             rows = _RowSource(spec, header_match, iter(table))
             await self._apply_rows(spec, rows, request, report, progress)
         if report.document_id is not None:
-            await mark_processed(self.engine, report.document_id, report.summary())
+            await mark_processed(self.engine, report.document_id, report.summary(),
+                                 rejects_csv(report) if report.rejected else None)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -155,6 +164,9 @@ class FileImporter:
             if _same(updated, found):
                 report.count(UNCHANGED)
                 continue
+            if report.document_id is not None:
+                updated = {**updated, "meta": {**updated.get("meta", {}),
+                                               "source": row_source(report.document_id, raw.number)}}
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"resource": updated, "request": {"method": "PUT",
                                                   "url": f"{updated['resourceType']}/{found['id']}"}}]}))

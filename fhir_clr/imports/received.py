@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.engine.engine import Engine
 
 FILE_HASH_SYSTEM = "http://fhir-clr.org/fhir/sid/file-sha256"
+ROW_SOURCE = re.compile(r"^DocumentReference/(?P<document>[A-Za-z0-9\-.]{1,64})#row-(?P<row>\d+)$")
+"""``meta.source`` of a version written by a file row: the received file and the row number."""
 RECEIVED, PROCESSED = "preliminary", "final"
 
 
@@ -43,6 +46,11 @@ def _document(data: bytes, sha256: str, kind: str, filename: str | None, content
             "date": received.isoformat(), "content": [{"attachment": attachment}]}
 
 
+def row_source(document_id: str, row: int) -> str:
+    """The ``meta.source`` of a resource version written by row ``row`` of the received file ``document_id``."""
+    return f"DocumentReference/{document_id}#row-{row}"
+
+
 async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename: str | None, content_type: str,
                              received: datetime) -> ReceivedFile:
     """Store ``data`` (a ``kind`` file: mif, asf or rtf) unless the same bytes were received before."""
@@ -61,12 +69,23 @@ async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename
     return ReceivedFile(result.stored.resource_id, sha256, False, result.status == 201)
 
 
-async def mark_processed(engine: Engine, document_id: str, summary: str) -> None:
-    """Record that the file's rows have all been processed (``docStatus`` final, with a summary)."""
+REJECTS_TITLE = "rejected-rows.csv"
+
+
+async def mark_processed(engine: Engine, document_id: str, summary: str, rejects: str | None = None) -> None:
+    """Record that the file's rows have all been processed (``docStatus`` final, with a summary) and keep the
+    rejected rows (``rejects``, CSV) as a second attachment, so the rejects stay downloadable later."""
     current = await engine.read("DocumentReference", document_id)
     assert current.body is not None
     document = orjson.loads(current.body)
     if document.get("docStatus") == PROCESSED and document.get("description") == summary:
         return
+    content = [c for c in document.get("content", ()) if (c.get("attachment") or {}).get("title") != REJECTS_TITLE]
+    if rejects:
+        binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": "text/csv",
+                                                "data": base64.b64encode(rejects.encode()).decode("ascii")})
+        assert binary.stored is not None
+        content.append({"attachment": {"contentType": "text/csv", "url": f"Binary/{binary.stored.resource_id}",
+                                       "title": REJECTS_TITLE, "size": len(rejects.encode())}})
     await engine.update("DocumentReference", document_id, {**document, "docStatus": PROCESSED,
-                                                          "description": summary})
+                                                          "description": summary, "content": content})

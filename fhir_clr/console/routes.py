@@ -1,0 +1,120 @@
+"""The console's HTTP routes: sign-in, the five pages, downloads and the re-send action. Each page handler asks a
+view module for its data through the caller's engine, then renders a template."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from fhir_clr.api.context import engine, services
+from fhir_clr.auth.tokens import InvalidToken
+from fhir_clr.console import session
+from fhir_clr.console.templating import render
+from fhir_clr.console.worklist_view import Filters, worklist_page
+from fhir_clr.errors import FhirError
+
+router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
+static_files = StaticFiles(directory=str(Path(__file__).parent / "static"))
+
+
+def _query_builder(request: Request) -> Callable[..., str]:
+    """``query(name=value, …)``: the current page's filters with some parameters replaced, URL-encoded."""
+    keep = ("service", "provider", "referrer", "from", "to")
+
+    def query(**changes: Any) -> str:
+        params = {k: v for k, v in request.query_params.items() if k in keep and v}
+        params.update({k: v for k, v in changes.items() if v})
+        return urlencode(params)
+    return query
+
+
+def _context(request: Request, section: str, **values: Any) -> dict[str, Any]:
+    clock = services(request).engine.clock
+    return {"section": section, "signed_in": "caller" in request.scope.get("state", {}),
+            "now_text": clock().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"), "query": _query_builder(request),
+            **values}
+
+
+async def _page(request: Request, section: str, build: Callable[[], Awaitable[tuple[str, dict[str, Any]]]]
+                ) -> Response:
+    """Render what ``build`` returns, or the error page (with the error's status) when the engine refuses."""
+    try:
+        template, values = await build()
+    except FhirError as error:
+        message = error.issues[0].message if error.issues else "The request could not be served"
+        return render(request, "error.html", _context(request, section, heading=f"Error {error.status}",
+                                                       message=message), status_code=error.status)
+    return render(request, template, _context(request, section, **values))
+
+
+def require_same_origin(request: Request) -> None:
+    """Refuse a console form post sent from another site (403)."""
+    if not session.same_origin(request.scope):
+        raise FhirError(403, "forbidden", "Console actions must be posted from the console itself")
+
+
+# ---- sign-in -------------------------------------------------------------------------------------------------
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    """The sign-in page (open in dev mode: nothing to do)."""
+    return render(request, "login.html", _context(request, "login", dev=services(request).settings.dev,
+                                                  next=session.safe_next(request.query_params.get("next")),
+                                                  error=None))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Check the pasted access token and keep it in the console cookie until it expires."""
+    require_same_origin(request)
+    form = await request.form()
+    token = str(form.get("token") or "").strip()
+    target = session.safe_next(str(form.get("next") or ""))
+    auth = request.app.state.auth
+    if auth is None:
+        return RedirectResponse(target, status_code=303)
+    try:
+        caller = auth.tokens.verify(token)
+        enabled = await auth.client_enabled(caller.client_id)
+    except InvalidToken:
+        enabled = False
+    if not enabled:
+        return render(request, "login.html", _context(request, "login", dev=False, next=target,
+                                                      error="That access token is not valid (or has expired)."),
+                      status_code=401)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(session.COOKIE, token, max_age=max(1, auth.tokens.seconds_left(token)), path=session.PREFIX,
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """Forget the console cookie."""
+    require_same_origin(request)
+    response = RedirectResponse(f"{session.PREFIX}/login", status_code=303)
+    response.delete_cookie(session.COOKIE, path=session.PREFIX)
+    return response
+
+
+# ---- pages ---------------------------------------------------------------------------------------------------
+
+@router.get("/")
+async def worklist(request: Request) -> Response:
+    """The worklist: group counts and one page of the chosen group."""
+    query = request.query_params
+    filters = Filters(query.get("service", ""), query.get("provider", ""), query.get("referrer", ""))
+
+    async def build() -> tuple[str, dict[str, Any]]:
+        page = await worklist_page(engine(request), query.get("group", "overdue"), filters, query.get("page"))
+        return "worklist.html", {"page": page}
+    return await _page(request, "worklist", build)
+

@@ -1,0 +1,64 @@
+"""How a browser carries the API's access token to the console.
+
+The console accepts exactly the API's bearer tokens (same verification, same access policy). A browser sends
+one either in the ``Authorization`` header (an SSO gateway in front of the console can add it) or in the
+console cookie, set by the sign-in form from a token the user pastes. The cookie is HttpOnly, SameSite=Strict,
+scoped to ``/console``, Secure over HTTPS, and expires with the token. Console form posts must come from the
+console's own origin."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.responses import RedirectResponse
+
+COOKIE = "fhir_clr_console"
+PREFIX = "/console"
+PUBLIC = ("/console/login", "/console/static/")
+"""Console paths without PHI, served before sign-in."""
+
+
+def is_console(path: str) -> bool:
+    """True for a path of the console."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def is_public(path: str) -> bool:
+    """True for the sign-in page and the static assets."""
+    return path == PUBLIC[0] or path.startswith(PUBLIC[1])
+
+
+def cookie_token(scope: dict[str, Any]) -> str | None:
+    """The access token of the console cookie, if the request carries one."""
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, token = part.strip().partition("=")
+                if name == COOKIE and token:
+                    return token
+    return None
+
+
+def same_origin(scope: dict[str, Any]) -> bool:
+    """True unless the request carries an ``Origin`` header naming another host (cross-site form post)."""
+    headers = dict(scope["headers"])
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"")
+    return origin.split(b"://", 1)[-1] == host
+
+
+def safe_next(target: str | None) -> str:
+    """A console path to return to after sign-in (anything else becomes the worklist)."""
+    if target and is_console(target) and not target.startswith("//") and "\\" not in target:
+        return target
+    return PREFIX + "/"
+
+
+def sign_in_redirect(scope: dict[str, Any]) -> RedirectResponse:
+    """A redirect to the sign-in page that comes back to the requested console page."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    target = scope["path"] + (f"?{query}" if query else "")
+    return RedirectResponse(f"{PUBLIC[0]}?{urlencode({'next': target})}", status_code=303)

@@ -1,0 +1,174 @@
+"""The worklist page: the ``$clr-worklist`` groups (overdue and due notices, stale statuses, long-pending and
+duplicate referrals), narrowed by service, provider and Referring Entity, one server-side page at a time.
+
+Every count and row is the group's plain FHIR search (``fhir_clr.clr.worklist``) plus the filters as chained
+parameters on the referral, run through the caller's engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.deadlines import Deadlines, parse_moment
+from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
+from fhir_clr.console.names import Names, label_of, reference_of
+from fhir_clr.engine.engine import Engine
+from fhir_clr.search.parse import PAGE_TOKEN
+
+PAGE_SIZE = 25
+MAX_ORGANIZATIONS = 500
+"""Organizations offered in the provider and Referring Entity filters."""
+GROUP_TITLES = {
+    "overdue": "Overdue notices",
+    "due-soon": "Notices due soon",
+    "stale-status": "Stale statuses",
+    "long-pending": "Long-pending referrals",
+    "coordination-needed": "Duplicates needing coordination",
+}
+SORT = {"overdue": "due-date", "due-soon": "due-date", "stale-status": "status-date",
+        "long-pending": "status-date", "coordination-needed": "authored"}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the user narrowed the worklist to (codes and Organization ids; empty for all)."""
+
+    service: str = ""
+    provider: str = ""
+    referrer: str = ""
+
+    def params(self, resource_type: str) -> list[tuple[str, str]]:
+        """The filters as search parameters on ``resource_type`` (Tasks reach their referral by ``focus``)."""
+        chain = "focus:ServiceRequest." if resource_type == "Task" else ""
+        services = default_code_lists()["clr-services"]
+        params = []
+        if self.service:
+            params.append((f"{chain}service", f"{services.system}|{self.service}"))
+        if self.provider:
+            params.append((f"{chain}performer", f"Organization/{self.provider}"))
+        if self.referrer:
+            params.append((f"{chain}requester", f"Organization/{self.referrer}"))
+        return params
+
+    def query(self) -> dict[str, str]:
+        """The filters as the page's query parameters (empty ones left out)."""
+        return {k: v for k, v in (("service", self.service), ("provider", self.provider),
+                                  ("referrer", self.referrer)) if v}
+
+
+@dataclass(slots=True)
+class WorklistRow:
+    """One line of the table: the item, its referral and when it is due or since when it waits."""
+
+    referral_id: str | None
+    member: str
+    what: str
+    when: str
+    lateness: str
+    service: str
+    provider: str
+    referrer: str
+
+
+@dataclass(slots=True)
+class WorklistPage:
+    """Everything the worklist template shows."""
+
+    today: date
+    group: str
+    counts: list[tuple[str, str, int]]
+    rows: list[WorklistRow]
+    filters: Filters
+    services: list[tuple[str, str]]
+    organizations: list[tuple[str, str]]
+    next_token: str | None
+    prev_token: str | None
+    search_url: str
+    titles: dict[str, str] = field(default_factory=lambda: GROUP_TITLES)
+
+
+def _narrowed(group: WorklistGroup, filters: Filters) -> list[tuple[str, str]]:
+    return [*group.params, *filters.params(group.resource_type)]
+
+
+async def _count(engine: Engine, group: WorklistGroup, filters: Filters) -> int:
+    result = await engine.search(group.resource_type, [*_narrowed(group, filters), ("_summary", "count")])
+    return int(result.total or 0)
+
+
+async def _organizations(engine: Engine) -> list[tuple[str, str]]:
+    result = await engine.search("Organization", [("_count", str(MAX_ORGANIZATIONS)), ("_total", "none"),
+                                                  ("_sort", "name")])
+    return [(m.resource_id, label_of(orjson.loads(m.body))) for m in result.matches if m.body is not None]
+
+
+def _late_days(today: date, due: Any) -> str:
+    moment = parse_moment(due)
+    if moment is None:
+        return ""
+    days = (today - _as_date(moment)).days
+    if days > 0:
+        return f"{days} day{'s' if days != 1 else ''} late"
+    return "due today" if days == 0 else f"in {-days} day{'s' if days != -1 else ''}"
+
+
+def _status_date(task: dict[str, Any]) -> Any:
+    return next((e.get("valueDateTime") for e in task.get("extension", ()) if isinstance(e, dict)
+                 and str(e.get("url", "")).endswith("/date-of-referral-status-update")), None)
+
+
+def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, Any]], names: Names,
+         today: date) -> WorklistRow:
+    if resource["resourceType"] == "ServiceRequest":
+        referral, what = resource, "Open duplicate referral"
+        when, lateness = resource.get("authoredOn", ""), ""
+    else:
+        referral = referrals.get(reference_of(resource.get("focus")) or "", {})
+        if group in ("overdue", "due-soon"):
+            what = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
+            when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
+            lateness = _late_days(today, when)
+        else:
+            what = (resource.get("businessStatus") or {}).get("text", "")
+            when = _status_date(resource) or ""
+            since = parse_moment(when)
+            lateness = "" if since is None else f"{(today - _as_date(since)).days} days"
+    performer = (referral.get("performer") or [None])[0]
+    return WorklistRow(referral.get("id"), names(referral.get("subject") or resource.get("for")), what, str(when),
+                       lateness, (referral.get("code") or {}).get("text", ""), names(performer),
+                       names(referral.get("requester")))
+
+
+def _as_date(moment: datetime | date) -> date:
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None) -> WorklistPage:
+    """The worklist for the caller of ``engine``: every group's count and one page of ``group_name``."""
+    rules = default_rules()
+    codes = default_code_lists()
+    today = Deadlines(rules).local_date(engine.clock())
+    groups = {g.name: g for g in worklist_groups(today, rules, codes)}
+    group = groups.get(group_name) or groups["overdue"]
+    counts = [(g.name, GROUP_TITLES.get(g.name, g.name), await _count(engine, g, filters)) for g in groups.values()]
+    params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_sort", SORT.get(group.name, "_id"))]
+    if group.resource_type == "Task":
+        params.append(("_include", "Task:focus"))
+    if page_token:
+        params.append((PAGE_TOKEN, page_token))
+    result = await engine.search(group.resource_type, params)
+    resources = [orjson.loads(m.body) for m in result.matches if m.body is not None]
+    referrals = {f"ServiceRequest/{r.resource_id}": orjson.loads(r.body) for r in result.included
+                 if r.resource_type == "ServiceRequest" and r.body is not None}
+    names = Names(engine)
+    await names.load(reference_of(v) for r in [*resources, *referrals.values()]
+                     for v in (r.get("subject"), r.get("for"), r.get("requester"), *(r.get("performer") or ())))
+    rows = [_row(group.name, r, referrals, names, today) for r in resources]
+    services = [(c.code, c.display) for c in codes["clr-services"].concepts.values()]
+    return WorklistPage(today, group.name, counts, rows, filters, services, await _organizations(engine),
+                        result.next_token, result.prev_token, group.url(_narrowed(group, filters)))
