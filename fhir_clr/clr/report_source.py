@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.app import build_services
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.report import ComplianceReporter, ReportData, ReportPeriod
 from fhir_clr.config import Settings
@@ -86,6 +85,8 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
 async def load_configured_store(settings: Settings, period: ReportPeriod,
                                 reporter: ComplianceReporter | None = None) -> ReportData:
     """:func:`load_report_data` from the store ``settings`` name (opened for the call, then closed)."""
+    from fhir_clr.app import build_services  # the app imports the console, which imports this module
+
     services = await build_services(settings)
     try:
         return await load_report_data(services.engine, period, reporter)

@@ -17,7 +17,10 @@ from starlette.staticfiles import StaticFiles
 from fhir_clr.api.context import engine, services
 from fhir_clr.auth.tokens import InvalidToken
 from fhir_clr.console import session
+from fhir_clr.console.compliance_view import compliance_page
+from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
 from fhir_clr.console.templating import render
+from fhir_clr.console.timeline_view import TimelineBuilder
 from fhir_clr.console.worklist_view import Filters, worklist_page
 from fhir_clr.errors import FhirError
 
@@ -118,3 +121,48 @@ async def worklist(request: Request) -> Response:
         return "worklist.html", {"page": page}
     return await _page(request, "worklist", build)
 
+
+
+@router.get("/referrals/{referral_id}")
+async def referral_timeline(request: Request, referral_id: str) -> Response:
+    """One referral's timeline: facts, authorization, status history, notices against deadlines, files."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        return "referral.html", {"timeline": await TimelineBuilder(engine(request)).build(referral_id)}
+    return await _page(request, "worklist", build)
+
+
+@router.get("/imports")
+async def imports_list(request: Request) -> Response:
+    """The received files with their row counts."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        page = await imports_page(engine(request), request.query_params.get("kind", ""),
+                                  request.query_params.get("page"))
+        return "imports.html", {"page": page}
+    return await _page(request, "imports", build)
+
+
+@router.get("/imports/{document_id}")
+async def import_file(request: Request, document_id: str) -> Response:
+    """One received file and its rejected rows."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        return "import.html", {"detail": await import_detail(engine(request), document_id)}
+    return await _page(request, "imports", build)
+
+
+@router.get("/imports/{document_id}/rejected-rows.csv")
+async def import_rejects(request: Request, document_id: str) -> Response:
+    """The rejected rows of a received file, as the CSV the import produced."""
+    caller = engine(request)
+    detail = await import_detail(caller, document_id)
+    return Response(await rejects_text(caller, detail.file), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": f'attachment; filename="{document_id}-rejected-rows.csv"'})
+
+
+@router.get("/compliance")
+async def compliance(request: Request) -> Response:
+    """Compliance charts and tables for a range of referral months."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        page = await compliance_page(engine(request), request.query_params.get("from", ""),
+                                     request.query_params.get("to", ""))
+        return "compliance.html", {"page": page}
+    return await _page(request, "compliance", build)

@@ -164,9 +164,6 @@ class FileImporter:
             if _same(updated, found):
                 report.count(UNCHANGED)
                 continue
-            if report.document_id is not None:
-                updated = {**updated, "meta": {**updated.get("meta", {}),
-                                               "source": row_source(report.document_id, raw.number)}}
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
                 {"resource": updated, "request": {"method": "PUT",
                                                   "url": f"{updated['resourceType']}/{found['id']}"}}]}))
@@ -175,6 +172,8 @@ class FileImporter:
 
     async def _write(self, spec: MappingSpec, writer: RowBatchWriter, groups: list[tuple[int, dict[str, Any]]],
                      raws: dict[int, RawRow], report: ImportReport) -> None:
+        if report.document_id is not None:
+            groups = [(number, _sourced(bundle, row_source(report.document_id, number))) for number, bundle in groups]
         bundles = dict(groups)
         for result in await writer.write(groups):
             if result.outcome == REJECTED and result.error is not None:
@@ -210,6 +209,13 @@ class _RowSource:
 
 def _header(spec: MappingSpec, column: str | None) -> str | None:
     return spec.by_name[column].header if column in spec.by_name else None
+
+
+def _sourced(bundle: dict[str, Any], source: str) -> dict[str, Any]:
+    """``bundle`` with ``meta.source`` of every entry's resource set to the file row that wrote it."""
+    entries = [{**e, "resource": {**e["resource"], "meta": {**e["resource"].get("meta", {}), "source": source}}}
+               if isinstance(e.get("resource"), dict) else e for e in bundle.get("entry", ())]
+    return {**bundle, "entry": entries}
 
 
 def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:

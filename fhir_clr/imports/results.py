@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,21 @@ class ImportReport:
                 f"DocumentReference/{self.document_id}", "sha256": self.sha256, "rows": self.rows,
                 **self.counts, "fileProblems": self.file_problems, "extraHeaders": self.extra_headers,
                 "seconds": round(self.seconds, 3), "summary": self.summary()}
+
+
+_SUMMARY = re.compile(r"^(?P<rows>\d+) rows: (?P<applied>\d+) applied, (?P<unchanged>\d+) unchanged, "
+                      r"(?P<rejected>\d+) rejected")
+
+
+def parse_summary(text: str | None) -> dict[str, int] | None:
+    """The row counts of a :meth:`ImportReport.summary` line (None for a file that was not imported)."""
+    match = _SUMMARY.match(text or "")
+    return {name: int(value) for name, value in match.groupdict().items()} if match else None
+
+
+def read_rejects_csv(text: str) -> list[dict[str, str]]:
+    """The lines of a :func:`rejects_csv` document as dicts (row, column, value, rule, message)."""
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def rejects_csv(report: ImportReport) -> str:

@@ -1,0 +1,208 @@
+"""One referral's story for the timeline page: the CLR Referral and its authorization decision, every version of
+its referral Task (status, status date, closure reason, and the file row that wrote it), and each notice
+obligation against its deadline with the notice that satisfied it (when, to whom, how).
+
+Reads only through the caller's engine: the referral, ``Task?focus=``, instance history, and the satisfying
+Communications by ``_id``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.deadlines import Deadlines, parse_moment
+from fhir_clr.clr.obligations import is_obligation
+from fhir_clr.console.names import Names, reference_of
+from fhir_clr.engine.engine import Engine
+from fhir_clr.imports.received import ROW_SOURCE
+
+MAX_TASKS = 200
+MAX_VERSIONS = 200
+
+
+@dataclass(slots=True)
+class StatusVersion:
+    """One version of a referral Task."""
+
+    version: int
+    recorded: str
+    status: str
+    referral_status: str
+    status_date: str
+    closure_reason: str
+    closure_date: str
+    file_id: str | None
+    file_row: str | None
+
+
+@dataclass(slots=True)
+class NoticeLine:
+    """One notice obligation: what, to whom, due when, and what satisfied or cancelled it."""
+
+    kind: str
+    recipient: str
+    due: str
+    state: str
+    timeliness: str
+    done: str
+    sent_to: str
+    channel: str
+    note: str
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Everything the timeline template shows."""
+
+    referral_id: str
+    facts: list[tuple[str, str]]
+    authorization: list[tuple[str, str]]
+    statuses: list[StatusVersion] = field(default_factory=list)
+    notices: list[NoticeLine] = field(default_factory=list)
+    files: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
+
+
+def _value(extension: dict[str, Any] | None) -> Any:
+    if extension is None:
+        return None
+    return next((v for k, v in extension.items() if k.startswith("value")), None)
+
+
+def _display(value: Any) -> str:
+    """The text of a CodeableConcept or Coding."""
+    if not isinstance(value, dict):
+        return str(value or "")
+    if value.get("text"):
+        return str(value["text"])
+    coding = (value.get("coding") or [value])[0]
+    return str(coding.get("display") or coding.get("code") or "")
+
+
+def _timeliness(obligation: dict[str, Any], deadlines: Deadlines, today: date) -> str:
+    """``on time``/``late`` for a satisfied obligation, ``overdue``/``open`` for an open one, else empty."""
+    due = parse_moment(((obligation.get("restriction") or {}).get("period") or {}).get("end"))
+    if due is None:
+        return ""
+    due_day = deadlines.local_date(due)
+    if obligation.get("status") == "completed":
+        done = parse_moment((obligation.get("executionPeriod") or {}).get("end"))
+        if done is None:
+            return "on time"
+        return "on time" if deadlines.local_date(done) <= due_day else "late"
+    if obligation.get("status") == "requested":
+        return "overdue" if due_day < today else "open"
+    return ""
+
+
+class TimelineBuilder:
+    """Builds :class:`Timeline` for one referral id through ``engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.rules = default_rules()
+        self.codes = default_code_lists()
+        self.deadlines = Deadlines(self.rules)
+        self.names = Names(engine)
+
+    async def build(self, referral_id: str) -> Timeline:
+        """The timeline of ``ServiceRequest/referral_id`` (404 FhirError when the caller cannot see it)."""
+        referral = orjson.loads((await self.engine.read("ServiceRequest", referral_id)).body or b"{}")
+        found = await self.engine.search("Task", [("focus", f"ServiceRequest/{referral_id}"),
+                                                  ("_count", str(MAX_TASKS)), ("_total", "none")])
+        tasks = [orjson.loads(m.body) for m in found.matches if m.body is not None]
+        obligations = [t for t in tasks if is_obligation(t)]
+        referral_tasks = [t for t in tasks if not is_obligation(t)]
+        communications = await self._communications(obligations)
+        await self.names.load([reference_of(v) for v in (referral.get("subject"), referral.get("requester"),
+                                                         *(referral.get("performer") or ()))]
+                              + [reference_of(r) for o in obligations
+                                 for r in (o.get("restriction") or {}).get("recipient", ())]
+                              + [reference_of(r) for c in communications.values() for r in c.get("recipient", ())])
+        timeline = Timeline(referral_id, self._facts(referral), self._authorization(referral))
+        for task in referral_tasks:
+            timeline.statuses += await self._versions(task["id"])
+        timeline.statuses.sort(key=lambda v: v.recorded)
+        today = self.deadlines.local_date(self.engine.clock())
+        timeline.notices = [self._notice(o, communications, today) for o in sorted(
+            obligations, key=lambda o: str(((o.get("restriction") or {}).get("period") or {}).get("end", "")))]
+        rows: dict[str, list[str]] = {}
+        for version in timeline.statuses:
+            if version.file_id and version.file_row:
+                rows.setdefault(version.file_id, []).append(version.file_row)
+        timeline.files = sorted(rows.items())
+        return timeline
+
+    def _facts(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
+        performer = (referral.get("performer") or [None])[0]
+        referral_type = _display(_value(_extension(referral, extension_url(self.rules, "referral-type"))))
+        flags = ", ".join(t.get("display") or t.get("code", "") for t in (referral.get("meta") or {}).get("tag", ())
+                          if t.get("system") == self.codes["referral-flags"].system)
+        return [("Member", self.names(referral.get("subject"))), ("Service", _display(referral.get("code"))),
+                ("Referral type", referral_type), ("Referred on", str(referral.get("authoredOn", ""))[:10]),
+                ("Referring Entity", self.names(referral.get("requester"))), ("Provider", self.names(performer)),
+                ("Referral record status", str(referral.get("status", ""))), ("Flags", flags or "none")]
+
+    def _authorization(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
+        decision = _extension(referral, extension_url(self.rules, "authorization-decision"))
+        if decision is None:
+            return []
+        parts = {p.get("url"): _value(p) for p in decision.get("extension", ()) if isinstance(p, dict)}
+        number_system = self.rules["identifier_systems"]["authorization_number"]
+        number = next((i.get("value") for i in referral.get("identifier", ()) if i.get("system") == number_system),
+                      None)
+        period = parts.get("period") or {}
+        facts = [("Decision", _display(parts.get("status"))), ("Decided on", str(parts.get("date") or "")[:10])]
+        if period:
+            facts.append(("Authorized period", f"{period.get('start', '?')} to {period.get('end', '?')}"))
+        if number:
+            facts.append(("Authorization number", str(number)))
+        return facts
+
+    async def _versions(self, task_id: str) -> list[StatusVersion]:
+        history = await self.engine.history("Task", task_id, [("_count", str(MAX_VERSIONS))])
+        versions = []
+        for entry in history.entries:
+            if entry.body is None:
+                continue
+            task = orjson.loads(entry.body)
+            source = ROW_SOURCE.match(str((task.get("meta") or {}).get("source", "")))
+            closure = _value(_extension(task, extension_url(self.rules, "referral-loop-closure-date")))
+            versions.append(StatusVersion(
+                entry.version, entry.last_updated, str(task.get("status", "")), _display(task.get("businessStatus")),
+                str(_value(_extension(task, extension_url(self.rules, "date-of-referral-status-update"))) or ""),
+                _display(task.get("statusReason")) if task.get("statusReason") else "", str(closure or ""),
+                source["document"] if source else None, source["row"] if source else None))
+        return versions
+
+    async def _communications(self, obligations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        ids = sorted({ref.partition("/")[2] for o in obligations for out in o.get("output", ())
+                      if (ref := reference_of(out.get("valueReference"))) and ref.startswith("Communication/")})
+        if not ids:
+            return {}
+        found = await self.engine.search("Communication", [("_id", ",".join(ids)), ("_count", str(len(ids)))])
+        return {f"Communication/{m.resource_id}": orjson.loads(m.body) for m in found.matches if m.body is not None}
+
+    def _notice(self, obligation: dict[str, Any], communications: dict[str, dict[str, Any]],
+                today: date) -> NoticeLine:
+        restriction = obligation.get("restriction") or {}
+        recipients = ", ".join(self.names(r) for r in restriction.get("recipient", ())) or "—"
+        by = next((reference_of(o.get("valueReference")) for o in obligation.get("output", ())), None)
+        message = communications.get(by or "", {})
+        channel = _display(_value(_extension(message, extension_url(self.rules, "notice-channel")))) if message else ""
+        done = (obligation.get("executionPeriod") or {}).get("end", "")
+        return NoticeLine(
+            _display(obligation.get("code")), recipients, str((restriction.get("period") or {}).get("end", "")),
+            str(obligation.get("status", "")), _timeliness(obligation, self.deadlines, today),
+            str(message.get("sent") or done or ""),
+            ", ".join(self.names(r) for r in message.get("recipient", ())) if message else "",
+            channel or (_display((message.get("medium") or [None])[0]) if message.get("medium") else ""),
+            _display(obligation.get("statusReason")) if obligation.get("statusReason") else "")
