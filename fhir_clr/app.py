@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import bulk, imports, operations, rest, subscriptions, worklist
+from fhir_clr.api import bulk, imports, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -38,6 +38,7 @@ from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store
 from fhir_clr.store.port import InvalidPageToken, StoreUnavailable, UnsupportedSearch
 from fhir_clr.store.signalling import SignallingStore
+from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy
@@ -76,7 +77,7 @@ def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
 async def build_services(settings: Settings) -> Services:
     """Open the store and build the engine (used by the app and by CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
-    store = SignallingStore(build_store(settings))
+    store = SignallingStore(TimedStore(build_store(settings)))
     await store.open()
     profiles_dir = settings.resolved_profiles_dir()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(worklist.router)
     app.include_router(subscriptions.router)
     app.include_router(bulk.router)
+    app.include_router(metrics.router)
     app.include_router(console.router)
     app.mount("/console/static", console.static_files, name="console_static")
     install_plain_routes(app, rest.router)

@@ -24,7 +24,8 @@ router = APIRouter()
 MAX_ATTEMPTS_SHOWN = 100
 
 
-def _operations(request: Request) -> SubscriptionOperations:
+def operations_of(request: Request) -> SubscriptionOperations:
+    """The subscription operations of the app serving ``request``."""
     built = services(request)
     assert built.channels is not None
     return SubscriptionOperations(built.store, built.channels)
@@ -56,7 +57,7 @@ async def status_of_many(request: Request) -> Response:
     if statuses:
         params.append(("status", ",".join(statuses)))
     found = await engine(request).search("Subscription", params, strict=True)
-    operations, base = _operations(request), base_url(request)
+    operations, base = operations_of(request), base_url(request)
     parameters = [await operations.status(base, orjson.loads(s.body)) for s in found.matches if s.body]
     return fhir_response(orjson.dumps(status_searchset(base, parameters)))
 
@@ -67,7 +68,8 @@ async def status_of_one(request: Request, subscription_id: str) -> Response:
     check_accept(request)
     subscription = await _subscription(request, subscription_id)
     base = base_url(request)
-    return fhir_response(orjson.dumps(status_searchset(base, [await _operations(request).status(base, subscription)])))
+    status = await operations_of(request).status(base, subscription)
+    return fhir_response(orjson.dumps(status_searchset(base, [status])))
 
 
 @router.get("/Subscription/{subscription_id}/$events")
@@ -75,7 +77,7 @@ async def events(request: Request, subscription_id: str) -> Response:
     """Stored events ``eventsSinceNumber``..``eventsUntilNumber`` as a ``history`` Bundle."""
     check_accept(request)
     subscription = await _subscription(request, subscription_id)
-    bundle = await _operations(request).events(
+    bundle = await operations_of(request).events(
         base_url(request), subscription, _number(request, "eventsSinceNumber"),
         _number(request, "eventsUntilNumber"), request.query_params.get("content"))
     return fhir_response(orjson.dumps(bundle))
@@ -85,17 +87,22 @@ async def events(request: Request, subscription_id: str) -> Response:
 async def resend(request: Request, subscription_id: str) -> Response:
     """Deliver again from ``eventsSinceNumber`` (default: the first undelivered event); a Subscription in
     ``error`` or ``off`` goes back to ``requested`` (new handshake, then the events in order)."""
+    await resend_events(request, subscription_id, _number(request, "eventsSinceNumber"))
+    return await status_of_one(request, subscription_id)
+
+
+async def resend_events(request: Request, subscription_id: str, since: int | None) -> None:
+    """What ``$resend`` does, for the caller of ``request`` (the console's re-send button uses it too)."""
     caller = engine(request)
     caller.access.require("Subscription", "u")
     subscription = await _subscription(request, subscription_id)
-    reactivate = await _operations(request).resend(subscription, _number(request, "eventsSinceNumber"))
+    reactivate = await operations_of(request).resend(subscription, since)
     if reactivate:
         with server_status_write():
             body = {**subscription, "status": "requested"}
             body.pop("error", None)
             await caller.update("Subscription", subscription_id, body)
     services(request).store.committed.set()  # type: ignore[attr-defined]
-    return await status_of_one(request, subscription_id)
 
 
 @router.get("/Subscription/{subscription_id}/$delivery-attempts")
@@ -104,4 +111,4 @@ async def delivery_attempts(request: Request, subscription_id: str) -> Response:
     check_accept(request)
     await _subscription(request, subscription_id)
     limit = min(_number(request, "_count") or MAX_ATTEMPTS_SHOWN, MAX_ATTEMPTS_SHOWN)
-    return fhir_response(orjson.dumps(await _operations(request).attempts(subscription_id, limit)))
+    return fhir_response(orjson.dumps(await operations_of(request).attempts(subscription_id, limit)))

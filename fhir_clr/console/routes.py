@@ -15,14 +15,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from fhir_clr.api.context import engine, services
+from fhir_clr.api.metrics import scrape_gauges
+from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import InvalidToken
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page
 from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
+from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render
 from fhir_clr.console.timeline_view import TimelineBuilder
 from fhir_clr.console.worklist_view import Filters, worklist_page
 from fhir_clr.errors import FhirError
+from fhir_clr.observability.snapshot import snapshot
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 static_files = StaticFiles(directory=str(Path(__file__).parent / "static"))
@@ -52,10 +56,14 @@ async def _page(request: Request, section: str, build: Callable[[], Awaitable[tu
     try:
         template, values = await build()
     except FhirError as error:
-        message = error.issues[0].message if error.issues else "The request could not be served"
-        return render(request, "error.html", _context(request, section, heading=f"Error {error.status}",
-                                                       message=message), status_code=error.status)
+        return _error_page(request, section, error)
     return render(request, template, _context(request, section, **values))
+
+
+def _error_page(request: Request, section: str, error: FhirError) -> Response:
+    message = error.issues[0].message if error.issues else "The request could not be served"
+    return render(request, "error.html", _context(request, section, heading=f"Error {error.status}",
+                                                   message=message), status_code=error.status)
 
 
 def require_same_origin(request: Request) -> None:
@@ -166,3 +174,33 @@ async def compliance(request: Request) -> Response:
                                      request.query_params.get("to", ""))
         return "compliance.html", {"page": page}
     return await _page(request, "compliance", build)
+
+
+@router.get("/subscriptions")
+async def subscriptions(request: Request) -> Response:
+    """The caller's Subscriptions with their delivery figures and a re-send button where events wait."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        page = await subscriptions_page(engine(request), operations_of(request), request.query_params.get("page"))
+        return "subscriptions.html", {"page": page, "resent": request.query_params.get("resent")}
+    return await _page(request, "subscriptions", build)
+
+
+@router.post("/subscriptions/{subscription_id}/resend")
+async def resend(request: Request, subscription_id: str) -> Response:
+    """The re-send button: ``$resend`` from the first undelivered event, then back to the list."""
+    try:
+        require_same_origin(request)
+        await resend_events(request, subscription_id, None)
+    except FhirError as error:
+        return _error_page(request, "subscriptions", error)
+    return RedirectResponse(f"{session.PREFIX}/subscriptions?{urlencode({'resent': subscription_id})}",
+                            status_code=303)
+
+
+@router.get("/metrics")
+async def metrics_view(request: Request) -> Response:
+    """A quick view of the process's metrics (the figures ``/metrics`` exports)."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        await scrape_gauges(request).refresh()
+        return "metrics.html", {"snap": snapshot()}
+    return await _page(request, "metrics", build)

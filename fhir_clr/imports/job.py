@@ -38,6 +38,7 @@ from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
 from fhir_clr.mapping.spec import MappingSpec, find_spec
+from fhir_clr.observability.metrics import IMPORT_ROWS
 
 BATCH_ROWS = 500
 IMPORTABLE_KINDS = ("rtf", "mif", "asf")
@@ -102,6 +103,9 @@ class FileImporter:
                 report.document_id, report.sha256 = kept.document_id, kept.sha256
             rows = _RowSource(spec, header_match, iter(table))
             await self._apply_rows(spec, rows, request, report, progress)
+        if not request.dry_run:
+            for outcome, rows in report.counts.items():
+                IMPORT_ROWS.labels(request.kind, outcome).inc(rows)
         if report.document_id is not None:
             await mark_processed(self.engine, report.document_id, report.summary(),
                                  rejects_csv(report) if report.rejected else None)

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
+from fhir_clr.observability.metrics import WEBHOOK_ATTEMPTS
 from fhir_clr.store.port import RecordWrite, Store
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import BookEntry
@@ -229,6 +230,7 @@ class Deliverer:
             else:
                 delivery.next_try_us = now_us + int(self.retry.delay(delivery.failures, attempt.retry_after) * 1e6)
         delivery.attempts += 1
+        WEBHOOK_ATTEMPTS.labels(attempt.kind, "ok" if attempt.ok else "failed").observe(attempt.milliseconds / 1000)
         writes = [RecordWrite(records.DELIVERY, entry.id, delivery.as_doc(),
                               expected_rev=record.rev if record is not None else 0),
                   RecordWrite(records.ATTEMPT, records.attempt_key(entry.id, now_us), attempt.as_doc(now_us))]

@@ -4,6 +4,7 @@ subscription bookkeeping (the API layer checks the caller may read the Subscript
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from fhir_clr.errors import FhirError
@@ -21,6 +22,22 @@ from fhir_clr.subscriptions.notifications import (
 from fhir_clr.subscriptions.state import Counter, DeliveryState
 
 MAX_EVENTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOverview:
+    """Events raised and delivered, consecutive failures, the last error and the last attempt record."""
+
+    events: int
+    delivered: int
+    failures: int
+    error: Any
+    last_attempt: dict[str, Any] | None
+
+    @property
+    def queue_depth(self) -> int:
+        """Events raised but not delivered yet."""
+        return self.events - self.delivered
 
 
 class SubscriptionOperations:
@@ -86,12 +103,23 @@ class SubscriptionOperations:
                                                     expected_rev=rev)])
         return subscription.get("status") in ("error", "off")
 
+    async def _recent_attempts(self, subscription_id: str, limit: int) -> list[dict[str, Any]]:
+        found = await self.store.list_records(records.ATTEMPT, prefix=f"{subscription_id}/", limit=100_000)
+        return [r.doc for r in found[-limit:]][::-1]
+
+    async def overview(self, subscription: dict[str, Any]) -> DeliveryOverview:
+        """How delivery to one Subscription is going (for the console)."""
+        counter = await self._counter(subscription["id"])
+        delivery, _ = await self._delivery(subscription["id"])
+        last = await self._recent_attempts(subscription["id"], 1)
+        return DeliveryOverview(counter.events, delivery.delivered, delivery.failures,
+                                delivery.error or subscription.get("error"), last[0] if last else None)
+
     async def attempts(self, subscription_id: str, limit: int) -> dict[str, Any]:
         """The latest delivery attempts, newest first, with the queue depth and latency percentiles."""
         counter = await self._counter(subscription_id)
         delivery, _ = await self._delivery(subscription_id)
-        found = await self.store.list_records(records.ATTEMPT, prefix=f"{subscription_id}/", limit=100_000)
-        recent = [r.doc for r in found[-limit:]][::-1]
+        recent = await self._recent_attempts(subscription_id, limit)
         latencies = sorted(a["ms"] for a in recent if a.get("status_code"))
         summary: list[dict[str, Any]] = [
             {"name": "events", "valueInteger": counter.events},

@@ -1,0 +1,31 @@
+"""``GET /metrics``: the Prometheus text exposition of the process's metrics (no PHI; see
+``fhir_clr.observability.metrics``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_clr.api.context import services
+from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.observability.metrics import REGISTRY
+
+router = APIRouter(include_in_schema=False)
+
+
+def scrape_gauges(request: Request) -> ScrapeGauges:
+    """The app's scrape-time gauges (created on first use)."""
+    state = request.app.state
+    if getattr(state, "scrape_gauges", None) is None:
+        built = services(request)
+        state.scrape_gauges = ScrapeGauges(built.engine, built.store)
+    return state.scrape_gauges  # type: ignore[no-any-return]
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """The current metrics."""
+    await scrape_gauges(request).refresh()
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Operational telemetry: Prometheus metrics (``/metrics``) and the timing wrappers that feed them."""

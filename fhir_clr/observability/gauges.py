@@ -1,0 +1,46 @@
+"""Gauges computed when ``/metrics`` is scraped (at most once per ``REFRESH_SECONDS``): open notice obligations
+per worklist group, through the engine's count search, and the webhook queue depth over all subscriptions,
+from the stored subscription counters and delivery states."""
+
+from __future__ import annotations
+
+import time
+
+from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.deadlines import Deadlines
+from fhir_clr.clr.worklist import worklist_groups
+from fhir_clr.engine.engine import Engine
+from fhir_clr.observability.metrics import OBLIGATIONS, WEBHOOK_QUEUE
+from fhir_clr.store.port import Store
+from fhir_clr.subscriptions import state as records
+from fhir_clr.subscriptions.state import Counter, DeliveryState
+
+REFRESH_SECONDS = 15.0
+OBLIGATION_GROUPS = ("overdue", "due-soon")
+MAX_SUBSCRIPTIONS = 100_000
+
+
+class ScrapeGauges:
+    """Refreshes the scrape-time gauges of one server process."""
+
+    def __init__(self, engine: Engine, store: Store) -> None:
+        self.engine = engine
+        self.store = store
+        self._refreshed = float("-inf")
+
+    async def refresh(self) -> None:
+        """Recompute the gauges unless they were computed less than ``REFRESH_SECONDS`` ago."""
+        if time.monotonic() - self._refreshed < REFRESH_SECONDS:
+            return
+        rules = default_rules()
+        today = Deadlines(rules).local_date(self.engine.clock())
+        for group in worklist_groups(today, rules, default_code_lists()):
+            if group.name in OBLIGATION_GROUPS:
+                result = await self.engine.search(group.resource_type, [*group.params, ("_summary", "count")])
+                OBLIGATIONS.labels(group.name).set(result.total or 0)
+        counters = await self.store.list_records(records.COUNTER, limit=MAX_SUBSCRIPTIONS)
+        deliveries = {r.key: DeliveryState.from_doc(r.doc).delivered
+                      for r in await self.store.list_records(records.DELIVERY, limit=MAX_SUBSCRIPTIONS)}
+        WEBHOOK_QUEUE.set(sum(max(0, Counter.from_doc(r.doc).events - deliveries.get(r.key, 0)) for r in counters))
+        self._refreshed = time.monotonic()
