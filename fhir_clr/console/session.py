@@ -4,7 +4,7 @@ The console accepts exactly the API's bearer tokens (same verification, same acc
 one either in the ``Authorization`` header (an SSO gateway in front of the console can add it) or in the
 console cookie, set by the sign-in form from a token the user pastes. The cookie is HttpOnly, SameSite=Strict,
 scoped to ``/console``, Secure over HTTPS, and expires with the token. Console form posts must come from the
-console's own origin."""
+console's own origin (checked on top of the SameSite cookie)."""
 
 from __future__ import annotations
 
@@ -41,13 +41,16 @@ def cookie_token(scope: dict[str, Any]) -> str | None:
 
 
 def same_origin(scope: dict[str, Any]) -> bool:
-    """True unless the request carries an ``Origin`` header naming another host (cross-site form post)."""
+    """False for a form post another site made the browser send. Browsers say so in ``Sec-Fetch-Site``; without
+    it, an ``Origin`` (other than ``null``) must name this host. A request with neither is not a browser's."""
     headers = dict(scope["headers"])
+    site = headers.get(b"sec-fetch-site")
+    if site is not None:
+        return site in (b"same-origin", b"none")
     origin = headers.get(b"origin")
     if origin is None:
         return True
-    host = headers.get(b"host", b"")
-    return origin.split(b"://", 1)[-1] == host
+    return origin != b"null" and origin.split(b"://", 1)[-1] == headers.get(b"host", b"")
 
 
 def safe_next(target: str | None) -> str:

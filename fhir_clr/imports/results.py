@@ -90,11 +90,11 @@ def read_rejects_csv(text: str) -> list[dict[str, str]]:
 
 
 def rejects_csv(report: ImportReport) -> str:
-    """The rejected rows as CSV: one line per reason (row, column, value, rule, message)."""
+    """The rejected rows as CSV: one line per reason (row, column, value, rule, message), in row order."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["row", "column", "value", "rule", "message"])
-    for row in report.rejected:
+    for row in sorted(report.rejected, key=lambda r: r.number):
         for problem in row.problems:
             writer.writerow([row.number, problem.column or "", _neutral(problem.value or ""), problem.rule,
                              problem.message])
