@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from fhir_clr.clr.deadlines import add_months
-from fhir_clr.clr.report import UNSPECIFIED_REASON, ComplianceReporter, GroupMetrics, ReportPeriod
+from fhir_clr.clr.report import UNSPECIFIED_REASON, ComplianceReporter, GroupMetrics, ReportData, ReportPeriod
 from fhir_clr.clr.report_source import load_report_data
 from fhir_clr.console.charts import BarChart, bar_chart
 from fhir_clr.engine.engine import Engine
@@ -96,6 +96,25 @@ def _charts(page: CompliancePage) -> list[BarChart]:
     ]
 
 
+def _by_month(data: ReportData, reporter: ComplianceReporter) -> dict[str, ReportData]:
+    """``data`` split by the plan-local month of each referral, each referral with its own Tasks."""
+    months: dict[str, ReportData] = {}
+    where: dict[str, ReportData] = {}
+    for referral in data.referrals:
+        day = reporter.local_date(referral.get("authoredOn"))
+        if day is None:
+            continue
+        part = months.setdefault(day.strftime("%Y-%m"), ReportData([], referring_entities=data.referring_entities))
+        part.referrals.append(referral)
+        where[f"ServiceRequest/{referral.get('id')}"] = part
+    for tasks, attribute in ((data.referral_tasks, "referral_tasks"), (data.obligations, "obligations")):
+        for task in tasks:
+            owner = where.get(str((task.get("focus") or {}).get("reference")))
+            if owner is not None:
+                getattr(owner, attribute).append(task)
+    return months
+
+
 async def compliance_page(engine: Engine, start_text: str, end_text: str) -> CompliancePage:
     """The compliance figures of the referral months asked for, as the caller of ``engine`` may see them."""
     reporter = ComplianceReporter()
@@ -104,11 +123,13 @@ async def compliance_page(engine: Engine, start_text: str, end_text: str) -> Com
     period = ReportPeriod(first, _month_end(last))
     data = await load_report_data(engine, period, reporter)
     whole = reporter.report(data, period, today)
+    split = _by_month(data, reporter)
     months = []
     cursor = first
     while cursor <= last:
-        report = reporter.report(data, ReportPeriod(cursor, _month_end(cursor)), today)
-        months.append(MonthFigures(cursor.strftime("%Y-%m"), report.totals))
+        key = cursor.strftime("%Y-%m")
+        report = reporter.report(split.get(key, ReportData([])), ReportPeriod(cursor, _month_end(cursor)), today)
+        months.append(MonthFigures(key, report.totals))
         cursor = add_months(cursor, 1)
     concepts = reporter.codes["loop-closure-reason"].concepts
     reasons = [(code, c.display) for code, c in concepts.items()] + [(UNSPECIFIED_REASON, "Reason not given")]

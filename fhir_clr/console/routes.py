@@ -20,6 +20,7 @@ from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import InvalidToken
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page
+from fhir_clr.console.figures_cache import FiguresCache
 from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
 from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render
@@ -168,12 +169,24 @@ async def import_rejects(request: Request, document_id: str) -> Response:
 
 @router.get("/compliance")
 async def compliance(request: Request) -> Response:
-    """Compliance charts and tables for a range of referral months."""
+    """Compliance charts and tables for a range of referral months (computed figures are kept a few minutes
+    per caller; ``fresh=1`` recomputes them now)."""
+    query = request.query_params
+    caller = request.scope.get("state", {}).get("caller")
+    key = (caller.client_id if caller is not None else "", query.get("from", ""), query.get("to", ""))
+
     async def build() -> tuple[str, dict[str, Any]]:
-        page = await compliance_page(engine(request), request.query_params.get("from", ""),
-                                     request.query_params.get("to", ""))
-        return "compliance.html", {"page": page}
+        computed = await _figures(request).get(
+            key, lambda: compliance_page(engine(request), key[1], key[2]), fresh=query.get("fresh") == "1")
+        return "compliance.html", {"page": computed.value, "computed_at": computed.at}
     return await _page(request, "compliance", build)
+
+
+def _figures(request: Request) -> FiguresCache:
+    state = request.app.state
+    if getattr(state, "console_figures", None) is None:
+        state.console_figures = FiguresCache(services(request).settings.console_figures_seconds)
+    return state.console_figures  # type: ignore[no-any-return]
 
 
 @router.get("/subscriptions")
