@@ -147,7 +147,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--referrals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="build the store in this directory and keep it; reuse it when it is already there")
     args = parser.parse_args()
+    if args.keep is not None:
+        if not (args.keep / "store").is_dir():
+            asyncio.run(build_store(args.keep, args.referrals))
+        measure(args.keep / "store", args.repeat)
+        return
     with tempfile.TemporaryDirectory(prefix="fhir-clr-console-") as directory:
         asyncio.run(build_store(Path(directory), args.referrals))
         measure(Path(directory) / "store", args.repeat)

@@ -183,9 +183,14 @@ class CriteriaCompiler:
         else:
             probe = inner.probe.on("t")
             match = Fragment(f"t.type = ? AND t.deleted = 0 AND ({probe.sql})", (chain.target_type, *probe.params))
-        alt = Fragment(f"ref IN (SELECT ? || t.id FROM resources t WHERE {match.sql})",
-                       (f"{chain.target_type}/", *match.params))
-        return _index_criterion("idx_reference", chain.param, [alt], negate=False, rank=3)
+        targets = (f"(SELECT ? || t.id FROM resources t WHERE {match.sql})", (f"{chain.target_type}/", *match.params))
+        driving = _index_criterion("idx_reference", chain.param, [Fragment(f"ref IN {targets[0]}", targets[1])],
+                                   negate=False, rank=3)
+        # Checked row by row, the row's own references are read by key and looked up in the target list
+        # (``+ref`` keeps SQLite from probing the value index once per target instead).
+        checking = _index_criterion("idx_reference", chain.param, [Fragment(f"+ref IN {targets[0]}", targets[1])],
+                                    negate=False, rank=3)
+        return Compiled(checking.probe, driving.driver, 3, rid_only=True)
 
     def _has(self, has: HasCondition, resource_type: str) -> Compiled:
         inner = self.condition(has.inner, has.source_type)

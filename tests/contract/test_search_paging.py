@@ -8,7 +8,16 @@ import operator
 import pytest
 
 from fhir_clr.store.port import InvalidPageToken, Store
-from fhir_clr.store.query import Condition, IndexEntries, ParamType, Query, SortKey, TokenValue
+from fhir_clr.store.query import (
+    Condition,
+    IndexEntries,
+    ParamType,
+    Prefix,
+    Query,
+    RangeValue,
+    SortKey,
+    TokenValue,
+)
 
 from .helpers import day, ids, put, remove
 
@@ -143,3 +152,28 @@ async def test_tokens_are_tied_to_their_query(store: Store) -> None:
     # page size may change between pages
     resized = await store.search(Query("Patient", count=3, page_token=page.next_token))
     assert [r.resource_id for r in resized.resources] == ["p2", "p3", "p4"]
+
+
+@pytest.mark.parametrize("broad", [False, True], ids=["selective", "broad"])
+async def test_date_sorted_pages_restricted_by_the_same_date(store: Store, broad: bool,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``status=requested&due-date=lt…&_sort=due-date``: the same pages whichever plan the adapter picks. With
+    ``broad``, no criterion counts as selective, so SQLite walks the date index instead of sorting."""
+    if broad:
+        monkeypatch.setattr("fhir_clr.store.sqlite_search.DRIVE_LIMIT", 1)
+    due: dict[str, list[str]] = {}
+    for i in range(31):
+        first = f"2026-{1 + i % 9:02d}-{1 + (i * 7) % 27:02d}"
+        due[f"t{i:02d}"] = [first, "2026-12-30"] if i % 4 == 0 else [first]
+    due["late"], due["none"] = ["2027-02-01"], []
+    for task_id, days in due.items():
+        status = "accepted" if task_id == "t05" else "requested"
+        await put(store, "Task", task_id, IndexEntries(tokens=[("status", None, status)],
+                                                       dates=[("due-date", *day(d)) for d in days]))
+    before = day("2027-01-01")[0]
+    criteria = [Condition("status", ParamType.TOKEN, (TokenValue(None, "requested"),)),
+                Condition("due-date", ParamType.DATE, (RangeValue(Prefix.LT, before, before),))]
+    expected = sorted((t for t, days in due.items() if days and t not in ("late", "t05")), key=lambda t: min(due[t]))
+    forward, backward = await _walk(store, Query("Task", criteria, [SortKey("due-date", ParamType.DATE)], 6))
+    assert functools.reduce(operator.iadd, forward, []) == expected
+    assert backward == forward
