@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -248,7 +248,7 @@ class MongoStore:
                 for doc in await cursor.to_list(None)]
 
     async def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
-                           batch: int = 1000) -> AsyncIterator[list[bytes]]:
+                           batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
         """Live current bodies of one type in ``rid`` order: one ``find`` per batch that resumes after the
         previous batch's last ``rid``, answered in order by the ``type_live_created`` index."""
         updated: Filter = {}

@@ -16,7 +16,7 @@ Concurrency model — optimistic, enforced inside the store:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -220,7 +220,7 @@ class Store(Protocol):
         """Committed changes with ``seq > after_seq`` in commit order."""
 
     def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
-                     batch: int = 1000) -> AsyncIterator[list[bytes]]:
+                     batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
         """The stored JSON of the live current versions of ``resource_type`` whose ``lastUpdated`` is after
         ``since_us`` and at or before ``until_us`` (either bound optional), in creation order, as lists of at
         most ``batch`` bodies. Each list is one keyset query that resumes after the last resource of the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,7 +136,7 @@ class SqliteStore:
         return await self._read(sqlite_reads.outbox_after, after_seq, limit)
 
     def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
-                     batch: int = 1000) -> AsyncIterator[list[bytes]]:
+                     batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
         """Live current bodies of one type in keyset batches, on a scan connection of their own
         (``sqlite_scan``)."""
         self._require_writer()

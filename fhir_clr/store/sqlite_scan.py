@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def _scan_connection(path: Path, synchronous: str) -> sqlite3.Connection:
 
 
 async def scan_current(path: Path, synchronous: str, resource_type: str, *, since_us: int | None,
-                       until_us: int | None, batch: int) -> AsyncIterator[list[bytes]]:
+                       until_us: int | None, batch: int) -> AsyncGenerator[list[bytes], None]:
     """Bodies of ``current_batch`` pages until the type is exhausted (see ``Store.iter_current``).
 
     Queries and the final close run on the scan's own thread, in order: a scan stopped while a batch is being
