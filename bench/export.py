@@ -37,8 +37,9 @@ BATCH = 2000
 
 def rss_mb(field: str = "RssAnon") -> float:
     """A resident-memory figure of this process in MB (Linux): ``RssAnon`` is the heap and other private
-    memory; ``RssFile`` is file pages, here mostly the SQLite file mapped by ``mmap_size`` (shared page cache
-    the kernel can drop, not memory the export holds)."""
+    memory; ``RssFile`` is file pages mapped into the process (shared page cache the kernel can drop, not
+    memory the export holds). The export's scan does not map the SQLite file; the store's own connections do
+    (``mmap_size``), which is where most of the process's maximum RSS comes from while loading."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
@@ -98,7 +99,7 @@ async def run(size: int) -> None:
     print(f"    export   : {count / seconds:>10,.0f} resources/s  ({seconds:.1f} s, {size_mb:,.0f} MB NDJSON in "
           f"{len(job.output)} files)")
     print(f"    memory   : private RSS peak {peak.peak:,.0f} MB during the export ({before:,.0f} MB before); "
-          f"file-backed RSS {rss_mb('RssFile'):,.0f} MB (the mapped SQLite file); process max RSS "
+          f"file-backed RSS {rss_mb('RssFile'):,.0f} MB after it; process max RSS (loading included) "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 
 

@@ -1,6 +1,10 @@
-"""Running one export: each requested type is read page by page (keyset paging through the engine, with the
-requester's access) and streamed to NDJSON files; with ``_since``, resources deleted since then are listed as
-DELETE Bundles. Memory holds one page; the output can be any size.
+"""Running one export: each requested type is read in pages and streamed to NDJSON files; with ``_since``,
+resources deleted since then are listed as DELETE Bundles. Memory holds one page; the output can be any size.
+
+A type whose export is a single unfiltered read (no ``_typeFilter``, no Member restriction) by a caller who may
+see every resource of it is read straight from the store with ``Store.iter_current``, a keyset scan whose cost
+per resource does not grow with the table. Everything else (``_typeFilter``, Patient and Group scopes, callers
+whose access policy restricts the type) goes through the engine's search with the requester's access.
 
 ``transactionTime`` is taken when the job starts, after a write barrier (every commit that began before it
 has finished), and every read is bounded by it: the export is a consistent cut, and a later
@@ -10,7 +14,8 @@ has finished), and every read is bounded by it: the export is a consistent cut, 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
@@ -25,6 +30,8 @@ from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.port import HistoryFilter, StoredResource
 
 PATIENT_CHUNK = 100
+PROGRESS_EVERY = 10_000
+"""The job's progress is saved each time this many more resources of a type have been written."""
 BARRIER_LEASE = "bulk-export/barrier"
 
 
@@ -59,12 +66,15 @@ class ExportRunner:
         try:
             for number, resource_type in enumerate(request.types, 1):
                 written = 0
-                async for stored in self._resources(scoped, request, resource_type, until_us, patients):
-                    output.write(resource_type, stored.body or b"{}")
-                    written += 1
-                    if written % 10_000 == 0:
-                        job.output = output.files
-                        self._save(job, f"{resource_type} ({number}/{len(request.types)}): {written:,} resources")
+                async with aclosing(self._pages(scoped, request, resource_type, until_us, patients)) as pages:
+                    async for bodies in pages:
+                        for body in bodies:
+                            output.write(resource_type, body)
+                        before, written = written, written + len(bodies)
+                        if written // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                            job.output = output.files
+                            self._save(job, f"{resource_type} ({number}/{len(request.types)}): "
+                                            f"{written:,} resources")
                 if request.since_us is not None:
                     async for reference in self._deleted(resource_type, request, until_us, patients):
                         deleted.write("Bundle", orjson.dumps({"resourceType": "Bundle", "type": "transaction",
@@ -119,24 +129,37 @@ class ExportRunner:
             return scopes
         return [[*scope, *parse_qsl(f, keep_blank_values=True)] for scope in scopes for f in filters]
 
-    async def _resources(self, scoped: Engine, request: ExportRequest, resource_type: str, until_us: int,
-                         patients: list[str] | None) -> AsyncIterator[StoredResource]:
+    def _pages(self, scoped: Engine, request: ExportRequest, resource_type: str, until_us: int,
+               patients: list[str] | None) -> AsyncGenerator[list[bytes], None]:
+        """The exported JSON of one type, a page at a time: a store scan when the type's export is one
+        unfiltered read the caller may see in full, else the searches of ``_scopes``."""
+        searches = self._scopes(request, resource_type, patients)
+        if searches == [[]] and scoped.access.restriction(resource_type) is None:
+            scoped.access.require(resource_type, "s")
+            return scoped.store.iter_current(resource_type, since_us=request.since_us, until_us=until_us,
+                                             batch=self.page_size)
+        return self._searched(scoped, request, resource_type, until_us, searches)
+
+    async def _searched(self, scoped: Engine, request: ExportRequest, resource_type: str, until_us: int,
+                        searches: list[list[tuple[str, str]]]) -> AsyncGenerator[list[bytes], None]:
+        """The results of ``searches`` with the requester's access, each resource once, a page at a time."""
         bounds = [("_count", str(self.page_size)), ("_lastUpdated", f"le{instant(until_us)}")]
         if request.since:
             bounds.append(("_lastUpdated", f"gt{request.since}"))
-        searches = self._scopes(request, resource_type, patients)
         seen: set[str] | None = set() if len(searches) > 1 else None
         for params in searches:
             token: str | None = None
             while True:
                 page = await scoped.search(resource_type, [*bounds, *params, *([(PAGE_TOKEN, token)] if token else [])],
                                            strict=True)
+                bodies = []
                 for stored in page.matches:
                     if seen is not None:
                         if stored.resource_id in seen:
                             continue
                         seen.add(stored.resource_id)
-                    yield stored
+                    bodies.append(stored.body or b"{}")
+                yield bodies
                 token = page.next_token
                 if not token:
                     break

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
@@ -245,6 +246,28 @@ class MongoStore:
         return [OutboxEvent(seq=doc["_id"], resource_type=doc["type"], resource_id=doc["id"],
                             version=doc["version"], op=ChangeOp(doc["op"]), last_updated_us=doc["lastUpdatedUs"])
                 for doc in await cursor.to_list(None)]
+
+    async def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
+                           batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
+        """Live current bodies of one type in ``rid`` order: one ``find`` per batch that resumes after the
+        previous batch's last ``rid``, answered in order by the ``type_live_created`` index."""
+        updated: Filter = {}
+        if since_us is not None:
+            updated["$gt"] = since_us
+        if until_us is not None:
+            updated["$lte"] = until_us
+        after = -1
+        while True:
+            where: Filter = {"type": {"$eq": resource_type}, "deleted": {"$eq": False}, "rid": {"$gt": after}}
+            if updated:
+                where["lastUpdatedUs"] = updated
+            cursor = self._db[RESOURCES].find(where, {"resource": 1, "rid": 1}, sort=[("rid", 1)],
+                                              limit=max(1, batch))
+            docs = await cursor.to_list(None)
+            if not docs:
+                return
+            after = docs[-1]["rid"]
+            yield [orjson.dumps(doc["resource"]) for doc in docs]
 
     # ---- search helpers --------------------------------------------------------------------------------
 

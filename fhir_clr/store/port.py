@@ -16,7 +16,7 @@ Concurrency model — optimistic, enforced inside the store:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -218,6 +218,15 @@ class Store(Protocol):
 
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
         """Committed changes with ``seq > after_seq`` in commit order."""
+
+    def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
+                     batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
+        """The stored JSON of the live current versions of ``resource_type`` whose ``lastUpdated`` is after
+        ``since_us`` and at or before ``until_us`` (either bound optional), in creation order, as lists of at
+        most ``batch`` bodies. Each list is one keyset query that resumes after the last resource of the
+        previous one, so a full scan costs the same per resource at any table size and holds one batch in
+        memory. No access control: callers must only use it for callers who may see every resource of the
+        type (bulk export does)."""
 
     async def get_record(self, kind: str, key: str) -> Record | None:
         """The record, or None."""

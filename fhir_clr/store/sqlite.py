@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from fhir_clr.store.port import (
     StoreUnavailable,
 )
 from fhir_clr.store.query import Query
+from fhir_clr.store.sqlite_scan import scan_current
 from fhir_clr.store.sqlite_schema import connect, create_schema
 from fhir_clr.store.sqlite_search import run_count, run_search
 from fhir_clr.store.sqlite_writer import GroupCommitWriter
@@ -133,6 +134,14 @@ class SqliteStore:
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
         """Committed changes after ``after_seq`` in commit order."""
         return await self._read(sqlite_reads.outbox_after, after_seq, limit)
+
+    def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
+                     batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
+        """Live current bodies of one type in keyset batches, on a scan connection of their own
+        (``sqlite_scan``)."""
+        self._require_writer()
+        return scan_current(self.path, self.synchronous, resource_type, since_us=since_us, until_us=until_us,
+                            batch=batch)
 
     # ---- writes ---------------------------------------------------------------------------------------
 
