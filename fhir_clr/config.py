@@ -53,6 +53,8 @@ class Settings(BaseSettings):
                                              "looks for work committed by other server processes.")
     obligation_sweep_seconds: float = Field(default=60.0, gt=0, description="How often overdue notice "
                                             "obligations are looked for (notice-obligation-overdue topic).")
+    console_counts_seconds: float = Field(default=60.0, ge=0, description="How long the console keeps the "
+                                          "worklist's group counts before recounting them in the background.")
     console_figures_seconds: float = Field(default=300.0, ge=0, description="How long the console keeps "
                                            "computed compliance figures before recomputing them in the background.")
     export_file_lines: int = Field(default=100_000, ge=1, description="Resources per $export NDJSON file "

@@ -25,7 +25,7 @@ from fhir_clr.console.imports_view import import_detail, imports_page, rejects_t
 from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render
 from fhir_clr.console.timeline_view import TimelineBuilder
-from fhir_clr.console.worklist_view import Filters, worklist_page
+from fhir_clr.console.worklist_view import Filters, group_counts, worklist_page
 from fhir_clr.errors import FhirError
 from fhir_clr.observability.snapshot import snapshot
 
@@ -125,9 +125,13 @@ async def worklist(request: Request) -> Response:
     query = request.query_params
     filters = Filters(query.get("service", ""), query.get("provider", ""), query.get("referrer", ""))
 
+    caller = engine(request)
+
     async def build() -> tuple[str, dict[str, Any]]:
-        page = await worklist_page(engine(request), query.get("group", "overdue"), filters, query.get("page"))
-        return "worklist.html", {"page": page}
+        counted = await _counts(request).get((_caller_key(request), caller.clock().date(), filters),
+                                             lambda: group_counts(caller, filters), fresh=query.get("fresh") == "1")
+        page = await worklist_page(caller, query.get("group", "overdue"), filters, query.get("page"), counted.value)
+        return "worklist.html", {"page": page, "counted_at": counted.at}
     return await _page(request, "worklist", build)
 
 
@@ -172,8 +176,7 @@ async def compliance(request: Request) -> Response:
     """Compliance charts and tables for a range of referral months (computed figures are kept a few minutes
     per caller; ``fresh=1`` recomputes them now)."""
     query = request.query_params
-    caller = request.scope.get("state", {}).get("caller")
-    key = (caller.client_id if caller is not None else "", query.get("from", ""), query.get("to", ""))
+    key = (_caller_key(request), query.get("from", ""), query.get("to", ""))
 
     async def build() -> tuple[str, dict[str, Any]]:
         computed = await _figures(request).get(
@@ -182,11 +185,24 @@ async def compliance(request: Request) -> Response:
     return await _page(request, "compliance", build)
 
 
+def _caller_key(request: Request) -> str:
+    """Whose figures these are: the client's id (access differs per client), empty in dev mode."""
+    caller = request.scope.get("state", {}).get("caller")
+    return caller.client_id if caller is not None else ""
+
+
 def _figures(request: Request) -> FiguresCache:
     state = request.app.state
     if getattr(state, "console_figures", None) is None:
         state.console_figures = FiguresCache(services(request).settings.console_figures_seconds)
     return state.console_figures  # type: ignore[no-any-return]
+
+
+def _counts(request: Request) -> FiguresCache:
+    state = request.app.state
+    if getattr(state, "console_counts", None) is None:
+        state.console_counts = FiguresCache(services(request).settings.console_counts_seconds)
+    return state.console_counts  # type: ignore[no-any-return]
 
 
 @router.get("/subscriptions")

@@ -21,6 +21,8 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.search.parse import PAGE_TOKEN
 
 PAGE_SIZE = 25
+SORTED_UP_TO = 2000
+"""Largest group sorted by date; beyond it pages come in record order (sorting 100,000 matches costs seconds)."""
 MAX_ORGANIZATIONS = 500
 """Organizations offered in the provider and Referring Entity filters."""
 GROUP_TITLES = {
@@ -89,6 +91,7 @@ class WorklistPage:
     next_token: str | None
     prev_token: str | None
     search_url: str
+    sorted_by_date: bool = True
     titles: dict[str, str] = field(default_factory=lambda: GROUP_TITLES)
 
 
@@ -148,15 +151,27 @@ def _as_date(moment: datetime | date) -> date:
     return moment.date() if isinstance(moment, datetime) else moment
 
 
-async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None) -> WorklistPage:
-    """The worklist for the caller of ``engine``: every group's count and one page of ``group_name``."""
+async def group_counts(engine: Engine, filters: Filters) -> dict[str, int]:
+    """Every group's count for the caller of ``engine`` (the cards; kept a little while by the route)."""
+    rules = default_rules()
+    today = Deadlines(rules).local_date(engine.clock())
+    return {g.name: await _count(engine, g, filters) for g in worklist_groups(today, rules, default_code_lists())}
+
+
+async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None,
+                        counts: dict[str, int]) -> WorklistPage:
+    """One page of ``group_name`` for the caller of ``engine``, with the group ``counts``. Groups of at most
+    ``SORTED_UP_TO`` items are sorted by their date (due or status date); larger ones come in record order,
+    which is cheap to page at any size (the filters narrow a group enough to sort it)."""
     rules = default_rules()
     codes = default_code_lists()
     today = Deadlines(rules).local_date(engine.clock())
     groups = {g.name: g for g in worklist_groups(today, rules, codes)}
     group = groups.get(group_name) or groups["overdue"]
-    counts = [(g.name, GROUP_TITLES.get(g.name, g.name), await _count(engine, g, filters)) for g in groups.values()]
-    params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_sort", SORT.get(group.name, "_id"))]
+    sorted_by_date = counts.get(group.name, 0) <= SORTED_UP_TO
+    params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_total", "none")]
+    if sorted_by_date:
+        params.append(("_sort", SORT.get(group.name, "_id")))
     if group.resource_type == "Task":
         params.append(("_include", "Task:focus"))
     if page_token:
@@ -170,5 +185,7 @@ async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_
                      for v in (r.get("subject"), r.get("for"), r.get("requester"), *(r.get("performer") or ())))
     rows = [_row(group.name, r, referrals, names, today) for r in resources]
     services = [(c.code, c.display) for c in codes["clr-services"].concepts.values()]
-    return WorklistPage(today, group.name, counts, rows, filters, services, await _organizations(engine),
-                        result.next_token, result.prev_token, group.url(_narrowed(group, filters)))
+    return WorklistPage(today, group.name, [(name, GROUP_TITLES.get(name, name), counts.get(name, 0))
+                                            for name in groups], rows, filters, services,
+                        await _organizations(engine), result.next_token, result.prev_token,
+                        group.url(_narrowed(group, filters)), sorted_by_date)

@@ -21,9 +21,11 @@ def chromium_path() -> str | None:
     return os.environ.get("FHIR_CLR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium for the whole session (CI installs Debian's chromium; elsewhere the tests skip)."""
+    """Headless Chromium for one test module (CI installs Debian's chromium; elsewhere the tests skip). Not for
+    the session: Playwright's sync API keeps an event loop running while it is open, which later async tests
+    could not use."""
     executable = chromium_path()
     if executable is None:
         if os.environ.get("CI"):

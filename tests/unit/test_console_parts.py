@@ -28,24 +28,22 @@ def test_grouped_bars_stand_side_by_side() -> None:
     assert chart.bars[1].title == "a, y: 2 %"
 
 
-def test_figures_are_computed_once_then_served_then_refreshed_in_the_background() -> None:
-    async def scenario() -> list[int]:
-        calls = []
+async def test_figures_are_computed_once_then_served_then_refreshed_in_the_background() -> None:
+    calls = []
 
-        async def compute() -> int:
-            calls.append(1)
-            await asyncio.sleep(0)
-            return len(calls)
-        cache = FiguresCache(ttl_seconds=0.05)
-        first, second = await asyncio.gather(cache.get("k", compute), cache.get("k", compute))
-        assert first.value == second.value == 1
-        await asyncio.sleep(0.06)
-        stale = await cache.get("k", compute)
-        await asyncio.sleep(0.01)
-        refreshed = await cache.get("k", compute)
-        forced = await cache.get("k", compute, fresh=True)
-        return [stale.value, refreshed.value, forced.value]
-    assert asyncio.run(scenario()) == [1, 2, 3]
+    async def compute() -> int:
+        calls.append(1)
+        await asyncio.sleep(0)
+        return len(calls)
+    cache = FiguresCache(ttl_seconds=0.05)
+    first, second = await asyncio.gather(cache.get("k", compute), cache.get("k", compute))
+    assert first.value == second.value == 1
+    await asyncio.sleep(0.06)
+    stale = await cache.get("k", compute)
+    await asyncio.sleep(0.01)
+    refreshed = await cache.get("k", compute)
+    forced = await cache.get("k", compute, fresh=True)
+    assert [stale.value, refreshed.value, forced.value] == [1, 2, 3]
 
 
 def test_metric_labels_never_carry_ids() -> None:
