@@ -19,7 +19,7 @@ from fhir_clr.api.metrics import scrape_gauges
 from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import InvalidToken
 from fhir_clr.console import session
-from fhir_clr.console.compliance_view import compliance_page
+from fhir_clr.console.compliance_view import compliance_page, month_range
 from fhir_clr.console.figures_cache import FiguresCache
 from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
 from fhir_clr.console.subscriptions_view import subscriptions_page
@@ -30,6 +30,8 @@ from fhir_clr.errors import FhirError
 from fhir_clr.observability.snapshot import snapshot
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
+COLD_WAIT_SECONDS = 3.0
+"""How long a page waits for figures nobody computed yet before saying they are on their way."""
 static_files = StaticFiles(directory=str(Path(__file__).parent / "static"))
 
 
@@ -129,9 +131,11 @@ async def worklist(request: Request) -> Response:
 
     async def build() -> tuple[str, dict[str, Any]]:
         counted = await _counts(request).get((_caller_key(request), caller.clock().date(), filters),
-                                             lambda: group_counts(caller, filters), fresh=query.get("fresh") == "1")
-        page = await worklist_page(caller, query.get("group", "overdue"), filters, query.get("page"), counted.value)
-        return "worklist.html", {"page": page, "counted_at": counted.at}
+                                             lambda: group_counts(caller, filters), fresh=query.get("fresh") == "1",
+                                             wait=COLD_WAIT_SECONDS)
+        page = await worklist_page(caller, query.get("group", "overdue"), filters, query.get("page"),
+                                   counted.value if counted else None)
+        return "worklist.html", {"page": page, "counted_at": counted.at if counted else None}
     return await _page(request, "worklist", build)
 
 
@@ -179,8 +183,12 @@ async def compliance(request: Request) -> Response:
     key = (_caller_key(request), query.get("from", ""), query.get("to", ""))
 
     async def build() -> tuple[str, dict[str, Any]]:
+        month_range(key[1], key[2], engine(request).clock().date())  # a bad month is a 400 at once
         computed = await _figures(request).get(
-            key, lambda: compliance_page(engine(request), key[1], key[2]), fresh=query.get("fresh") == "1")
+            key, lambda: compliance_page(engine(request), key[1], key[2]), fresh=query.get("fresh") == "1",
+            wait=COLD_WAIT_SECONDS)
+        if computed is None:
+            return "computing.html", {"what": "The compliance figures for these months"}
         return "compliance.html", {"page": computed.value, "computed_at": computed.at}
     return await _page(request, "compliance", build)
 

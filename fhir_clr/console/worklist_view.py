@@ -83,7 +83,7 @@ class WorklistPage:
 
     today: date
     group: str
-    counts: list[tuple[str, str, int]]
+    counts: list[tuple[str, str, int | None]]
     rows: list[WorklistRow]
     filters: Filters
     services: list[tuple[str, str]]
@@ -159,16 +159,16 @@ async def group_counts(engine: Engine, filters: Filters) -> dict[str, int]:
 
 
 async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None,
-                        counts: dict[str, int]) -> WorklistPage:
-    """One page of ``group_name`` for the caller of ``engine``, with the group ``counts``. Groups of at most
-    ``SORTED_UP_TO`` items are sorted by their date (due or status date); larger ones come in record order,
-    which is cheap to page at any size (the filters narrow a group enough to sort it)."""
+                        counts: dict[str, int] | None) -> WorklistPage:
+    """One page of ``group_name`` for the caller of ``engine``, with the group ``counts`` (None while they are
+    being counted). Groups of at most ``SORTED_UP_TO`` items are sorted by their date (due or status date);
+    larger ones, or groups not counted yet, come in record order, which is cheap to page at any size."""
     rules = default_rules()
     codes = default_code_lists()
     today = Deadlines(rules).local_date(engine.clock())
     groups = {g.name: g for g in worklist_groups(today, rules, codes)}
     group = groups.get(group_name) or groups["overdue"]
-    sorted_by_date = counts.get(group.name, 0) <= SORTED_UP_TO
+    sorted_by_date = counts is not None and counts.get(group.name, 0) <= SORTED_UP_TO
     params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_total", "none")]
     if sorted_by_date:
         params.append(("_sort", SORT.get(group.name, "_id")))
@@ -185,7 +185,7 @@ async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_
                      for v in (r.get("subject"), r.get("for"), r.get("requester"), *(r.get("performer") or ())))
     rows = [_row(group.name, r, referrals, names, today) for r in resources]
     services = [(c.code, c.display) for c in codes["clr-services"].concepts.values()]
-    return WorklistPage(today, group.name, [(name, GROUP_TITLES.get(name, name), counts.get(name, 0))
+    return WorklistPage(today, group.name, [(name, GROUP_TITLES.get(name, name), (counts or {}).get(name))
                                             for name in groups], rows, filters, services,
                         await _organizations(engine), result.next_token, result.prev_token,
                         group.url(_narrowed(group, filters)), sorted_by_date)

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type);
 CREATE INDEX IF NOT EXISTS versions_by_updated ON versions (last_updated_us);
+CREATE INDEX IF NOT EXISTS versions_by_resource ON versions (type, id, seq);
 
 CREATE TABLE IF NOT EXISTS idx_token (
     rid INTEGER NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,

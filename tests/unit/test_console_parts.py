@@ -63,3 +63,15 @@ def test_sign_in_returns_only_to_console_pages_and_posts_must_be_same_site() -> 
     assert not same_origin({"headers": [host, (b"sec-fetch-site", b"cross-site")]})
     assert same_origin({"headers": [host, (b"origin", b"https://fhir.example:8080")]})
     assert not same_origin({"headers": [host, (b"origin", b"null")]})
+
+
+async def test_a_slow_first_computation_answers_none_then_finishes_in_the_background() -> None:
+    async def slow() -> str:
+        await asyncio.sleep(0.1)
+        return "done"
+    cache = FiguresCache(ttl_seconds=60)
+    assert await cache.get("k", slow, wait=0.01) is None
+    assert await cache.get("k", slow, wait=0.01) is None  # joins the running computation
+    await asyncio.sleep(0.15)
+    entry = await cache.get("k", slow, wait=0.01)
+    assert entry is not None and entry.value == "done"
