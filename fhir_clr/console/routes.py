@@ -18,9 +18,9 @@ from fhir_clr.api.context import engine, services
 from fhir_clr.api.metrics import scrape_gauges
 from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import InvalidToken
+from fhir_clr.background_cache import FiguresCache
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page, month_range
-from fhir_clr.console.figures_cache import FiguresCache
 from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
 from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render

@@ -1,11 +1,11 @@
-"""Gauges computed when ``/metrics`` is scraped (at most once per ``REFRESH_SECONDS``): open notice obligations
-per worklist group, through the engine's count search, and the webhook queue depth over all subscriptions,
-from the stored subscription counters and delivery states."""
+"""Gauges refreshed when ``/metrics`` is scraped, at most once per ``REFRESH_SECONDS`` and in the background
+(counting 100,000s of obligations takes seconds; a scrape waits ``FIRST_WAIT_SECONDS`` at most, only for the
+first values): open notice obligations per worklist group, through the engine's count search, and the webhook
+queue depth over all subscriptions, from the stored subscription counters and delivery states."""
 
 from __future__ import annotations
 
-import time
-
+from fhir_clr.background_cache import FiguresCache
 from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules
 from fhir_clr.clr.deadlines import Deadlines
@@ -16,7 +16,8 @@ from fhir_clr.store.port import Store
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.state import Counter, DeliveryState
 
-REFRESH_SECONDS = 15.0
+REFRESH_SECONDS = 60.0
+FIRST_WAIT_SECONDS = 3.0
 OBLIGATION_GROUPS = ("overdue", "due-soon")
 MAX_SUBSCRIPTIONS = 100_000
 
@@ -27,12 +28,13 @@ class ScrapeGauges:
     def __init__(self, engine: Engine, store: Store) -> None:
         self.engine = engine
         self.store = store
-        self._refreshed = float("-inf")
+        self._cache = FiguresCache(REFRESH_SECONDS)
 
     async def refresh(self) -> None:
-        """Recompute the gauges unless they were computed less than ``REFRESH_SECONDS`` ago."""
-        if time.monotonic() - self._refreshed < REFRESH_SECONDS:
-            return
+        """Make sure the gauges are being kept up to date (see the module docstring)."""
+        await self._cache.get("gauges", self._compute, wait=FIRST_WAIT_SECONDS)
+
+    async def _compute(self) -> None:
         rules = default_rules()
         today = Deadlines(rules).local_date(self.engine.clock())
         for group in worklist_groups(today, rules, default_code_lists()):
@@ -43,4 +45,3 @@ class ScrapeGauges:
         deliveries = {r.key: DeliveryState.from_doc(r.doc).delivered
                       for r in await self.store.list_records(records.DELIVERY, limit=MAX_SUBSCRIPTIONS)}
         WEBHOOK_QUEUE.set(sum(max(0, Counter.from_doc(r.doc).events - deliveries.get(r.key, 0)) for r in counters))
-        self._refreshed = time.monotonic()

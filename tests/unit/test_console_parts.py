@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from fhir_clr.api.access_log import route_label
+from fhir_clr.background_cache import FiguresCache
 from fhir_clr.console.charts import bar_chart
-from fhir_clr.console.figures_cache import FiguresCache
 from fhir_clr.console.session import safe_next, same_origin
 from fhir_clr.observability.metrics import route_template
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_ENTRIES = 256
-log = logging.getLogger("fhir_clr.console")
+log = logging.getLogger("fhir_clr.figures")
 
 
 @dataclass(slots=True)
