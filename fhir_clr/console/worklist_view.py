@@ -7,7 +7,7 @@ parameters on the referral, run through the caller's engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -27,12 +27,13 @@ MAX_ORGANIZATIONS = 500
 """Organizations offered in the provider and Referring Entity filters."""
 GROUP_TITLES = {
     "overdue": "Overdue notices",
-    "due-soon": "Notices due soon",
+    "due-today": "Notices due today",
+    "due-this-week": "Notices due this week",
     "stale-status": "Stale statuses",
     "long-pending": "Long-pending referrals",
     "coordination-needed": "Duplicates needing coordination",
 }
-SORT = {"overdue": "due-date", "due-soon": "due-date", "stale-status": "status-date",
+SORT = {"overdue": "due-date", "due-today": "due-date", "due-this-week": "due-date", "stale-status": "status-date",
         "long-pending": "status-date", "coordination-needed": "authored"}
 
 
@@ -95,6 +96,20 @@ class WorklistPage:
     titles: dict[str, str] = field(default_factory=lambda: GROUP_TITLES)
 
 
+def console_groups(today: date) -> list[WorklistGroup]:
+    """The worklist groups, with "due soon" shown as due today and due this week (through Sunday)."""
+    groups = worklist_groups(today, default_rules(), default_code_lists())
+    overdue = next(g for g in groups if g.name == "overdue")
+    open_obligations = [p for p in overdue.params if p[0] != "due-date"]
+    week_end = today + timedelta(days=6 - today.weekday())
+
+    def due_between(name: str, last: date) -> WorklistGroup:
+        return WorklistGroup(name, "Task", [*open_obligations, ("due-date", f"ge{today.isoformat()}"),
+                                            ("due-date", f"le{last.isoformat()}")])
+    return [overdue, due_between("due-today", today), due_between("due-this-week", week_end),
+            *(g for g in groups if g.name not in ("overdue", "due-soon"))]
+
+
 def _narrowed(group: WorklistGroup, filters: Filters) -> list[tuple[str, str]]:
     return [*group.params, *filters.params(group.resource_type)]
 
@@ -132,7 +147,7 @@ def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, An
         when, lateness = resource.get("authoredOn", ""), ""
     else:
         referral = referrals.get(reference_of(resource.get("focus")) or "", {})
-        if group in ("overdue", "due-soon"):
+        if group in ("overdue", "due-today", "due-this-week"):
             what = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
             when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
             lateness = _late_days(today, when)
@@ -153,9 +168,8 @@ def _as_date(moment: datetime | date) -> date:
 
 async def group_counts(engine: Engine, filters: Filters) -> dict[str, int]:
     """Every group's count for the caller of ``engine`` (the cards; kept a little while by the route)."""
-    rules = default_rules()
-    today = Deadlines(rules).local_date(engine.clock())
-    return {g.name: await _count(engine, g, filters) for g in worklist_groups(today, rules, default_code_lists())}
+    today = Deadlines(default_rules()).local_date(engine.clock())
+    return {g.name: await _count(engine, g, filters) for g in console_groups(today)}
 
 
 async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None,
@@ -166,7 +180,7 @@ async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_
     rules = default_rules()
     codes = default_code_lists()
     today = Deadlines(rules).local_date(engine.clock())
-    groups = {g.name: g for g in worklist_groups(today, rules, codes)}
+    groups = {g.name: g for g in console_groups(today)}
     group = groups.get(group_name) or groups["overdue"]
     sorted_by_date = counts is not None and counts.get(group.name, 0) <= SORTED_UP_TO
     params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_total", "none")]

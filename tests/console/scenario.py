@@ -1,6 +1,7 @@
 """The console tests' scenario, written over HTTP the way a plan system and a provider would: an ECM referral
 made on 2026-11-02 whose authorization decision nobody recorded, a second one approved the next day whose notice
-to the clinic went out on time while the Member's never did, then a provider's RTF file received on
+to the clinic went out on time while the Member's never did, a third made on 2026-11-13 whose decision is due on
+2026-11-20, then a provider's RTF file received on
 2026-11-20 that accepts the first referral and carries two bad rows. The server's business clock is fixed,
 and moves forward between the two days by restarting the server on the same data."""
 
@@ -27,6 +28,7 @@ SYSTEMS = default_rules()["identifier_systems"]
 REFERRED, TODAY = "2026-11-02T18:00:00Z", "2026-11-20T18:00:00Z"
 MEMBER_NAME, MEMBER_CIN = "Rosa Testmember", "71234567A"
 CLINIC = "Browser Test Clinic"
+DUE_TODAY_NAME = "Dana Duetoday"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,11 @@ def _referral_day(server: LiveServer) -> tuple[str, str, str]:
                                                performer=[{"reference": f"Organization/{provider['id']}"}]))
         task = created(http, referral_task_body(referral, f"Organization/{provider['id']}", since="2026-11-02"))
         _decided_referral(http, f"Organization/{clinic['id']}")
+        other = created(http, {"resourceType": "Organization", "name": "Other Test Clinic"})
+        due_today = created(http, {"resourceType": "Patient", "name": [{"text": DUE_TODAY_NAME}]})
+        # Friday 13th + 5 business days: the decision is due on Friday 20th, the day of the RTF
+        created(http, referral_body(f"Patient/{due_today['id']}", f"Organization/{other['id']}",
+                                    authored="2026-11-13"))
     return referral["id"], task["id"], npi
 
 

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from tests.api.subscription_helpers import STATUS_TOPIC, status_of, subscribe, subscription, wait_until
 from tests.api.webhook_receiver import Receiver
 from tests.console.conftest import screenshot
-from tests.console.scenario import CLINIC, MEMBER_CIN, MEMBER_NAME, Scenario, start_scenario
+from tests.console.scenario import CLINIC, DUE_TODAY_NAME, MEMBER_CIN, MEMBER_NAME, Scenario, start_scenario
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,14 @@ def test_worklist_shows_the_overdue_notice_and_leads_to_the_timeline(scenario: S
     expect(member_row).to_contain_text(CLINIC)
     screenshot(page, "worklist")
 
+    page.get_by_role("link", name="Notices due today").click()
+    due_today = page.locator("#worklist tbody tr")
+    expect(due_today).to_have_count(1)
+    expect(due_today).to_contain_text(DUE_TODAY_NAME)
+    expect(due_today).to_contain_text("due today")
+    assert int(page.locator('[data-group="due-this-week"]').inner_text()) >= 1
+
+    page.get_by_role("link", name="Overdue notices").click()
     page.select_option("#referrer", label=CLINIC)
     page.get_by_role("button", name="Apply filters").click()
     expect(page.locator("#worklist tbody tr")).not_to_have_count(0)
