@@ -135,11 +135,23 @@ class TimelineBuilder:
         timeline.notices = [self._notice(o, communications, today) for o in sorted(
             obligations, key=lambda o: str(((o.get("restriction") or {}).get("period") or {}).get("end", "")))]
         rows: dict[str, list[str]] = {}
-        for version in timeline.statuses:
-            if version.file_id and version.file_row:
-                rows.setdefault(version.file_id, []).append(version.file_row)
-        timeline.files = sorted(rows.items())
+        sources = [(v.file_id, v.file_row) for v in timeline.statuses] + await self._referral_sources(referral_id)
+        for file_id, row in sources:
+            if file_id and row and row not in rows.setdefault(file_id, []):
+                rows[file_id].append(row)
+        timeline.files = sorted((file_id, sorted(found, key=int)) for file_id, found in rows.items())
         return timeline
+
+    async def _referral_sources(self, referral_id: str) -> list[tuple[str | None, str | None]]:
+        """The file rows that wrote versions of the referral itself (MIF rows, ASF decisions)."""
+        history = await self.engine.history("ServiceRequest", referral_id, [("_count", str(MAX_VERSIONS))])
+        found = []
+        for entry in history.entries:
+            source = ROW_SOURCE.match(str((orjson.loads(entry.body).get("meta") or {}).get("source", ""))
+                                      ) if entry.body else None
+            if source:
+                found.append((source["document"], source["row"]))
+        return found
 
     def _facts(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
         performer = (referral.get("performer") or [None])[0]
