@@ -1,7 +1,8 @@
 """Loads what a compliance report needs from the store, through the engine's search (every page, in batches).
 
 Queries: the CLR Referrals authored in the period widened by a day on each side (the report keeps those whose
-plan-local date falls in it), then the Tasks focused on them, ``VALUES_PER_QUERY`` referrals per query, then the
+plan-local date falls in it), then the Tasks focused on them except obligations of kinds that are not notices,
+``VALUES_PER_QUERY`` referrals per query, then the
 Referring Entity resources by ``_id``, as many per query. Pages hold ``PAGE_SIZE`` resources and counts are
 skipped (``_total=none``), so each page is one store query.
 """
@@ -67,9 +68,13 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
         ("authored", f"le{(period.end + timedelta(days=1)).isoformat()}")])
     referral_ids = sorted({r["id"] for r in referrals if r.get("id")})
     data = ReportData(referrals)
+    kinds = reporter.codes["notice-kinds"]
+    not_notices = ",".join(f"{kinds.system}|{code}" for code in kinds.concepts
+                           if code not in reporter.rules["noticing"]["notice_kinds"])
     for batch in _batches(referral_ids, batch_size):
         focus = ",".join(f"ServiceRequest/{i}" for i in batch)
-        for task in await search_all(engine, "Task", [("focus", focus)]):
+        # Obligations other than notices (status clocks, decision clocks) count for nothing here: not read.
+        for task in await search_all(engine, "Task", [("focus", focus), ("code:not", not_notices)]):
             if reporter.is_obligation(task):
                 data.obligations.append(task)
             elif reporter.is_referral_task(task):
