@@ -16,6 +16,7 @@ import pytest
 
 from fhir_clr.app import Services, build_services
 from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.obligations import kind_of
 from fhir_clr.config import Settings
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
@@ -98,6 +99,22 @@ async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) 
     processing = [orjson.loads(s.body) for s in clock.matches if s.body is not None]
     assert [(o["status"], o["restriction"]["period"]["end"]) for o in processing] == [("completed", "2026-12-03")]
 
+
+
+async def test_rows_for_one_referral_each_move_its_clocks(services: Services) -> None:
+    """The second row for the same referral is planned after the first is committed, so it sees the
+    obligations the first one started (the batch's prefetched obligations are not reused for it)."""
+    npi = valid_npi("423456789")
+    task = await referral(services, "42345678D", npi)
+    data = rtf([row("42345678D", npi, "1", date(2026, 11, 5)), row("42345678D", npi, "1", date(2026, 11, 9))])
+    report = await FileImporter(services.bundles, services.engine.clock).run(
+        ImportRequest("rtf", data, "rtf-same.csv", "ecm"))
+    assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 0}, rejects_csv(report)
+    found = await services.engine.search("Task", [("part-of", f"Task/{task['id']}"), ("_count", "50")])
+    clocks = sorted((kind_of(o), o["status"]) for o in (orjson.loads(s.body) for s in found.matches
+                                                           if s.body is not None))
+    assert clocks == [("pending-follow-up", "cancelled"), ("status-update", "completed"),
+                      ("status-update", "completed"), ("status-update", "requested")]
 
 async def test_dry_run_writes_nothing_and_missing_columns_fail_the_file(services: Services) -> None:
     npi = valid_npi("223456789")
@@ -186,3 +203,15 @@ async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
     assert report.counts == {"applied": 3, "unchanged": 2, "rejected": 0}
     document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")
     assert document["docStatus"] == "final"
+
+
+async def test_prefetched_obligations_are_those_a_lookup_finds(services: Services) -> None:
+    npi = valid_npi("523456789")
+    tasks = [await referral(services, f"5234567{n}E", npi) for n in range(3)]
+    context = services.engine.clr_rules.context
+    references = [f"Task/{t['id']}" for t in tasks]
+    cache = await context.prefetch_obligations([*references, "ServiceRequest/elsewhere"])
+    assert sorted(cache.by_task) == sorted(references)
+    for reference in references:
+        one_by_one = await context.open_obligations(part_of=reference)
+        assert [o.stored for o in cache.by_task[reference]] == [o.stored for o in one_by_one] != []
