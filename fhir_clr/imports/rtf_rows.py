@@ -12,6 +12,7 @@ of rows in a handful of queries.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,8 +102,9 @@ class RtfMatcher:
         """Resolve the Members, providers and open referral Tasks of ``rows`` (replacing earlier lookups)."""
         cins = sorted({r.cin for r in rows if r.cin})
         npis = sorted({r.npi for r in rows if r.npi})
-        self._patients = await self._ids_by_identifier("Patient", self.systems["cin"], cins)
-        self._providers = await self._ids_by_identifier("Organization", self.systems["npi"], npis)
+        self._patients, self._providers = await asyncio.gather(
+            self._ids_by_identifier("Patient", self.systems["cin"], cins),
+            self._ids_by_identifier("Organization", self.systems["npi"], npis))
         self._tasks, self.referrals = {}, {}
         patients = sorted(set(self._patients.values()))
         if not patients:
@@ -126,16 +128,16 @@ class RtfMatcher:
             self._tasks.setdefault((patient, owner), []).append((task, service_of.get(focus)))
 
     async def _ids_by_identifier(self, resource_type: str, system: str, values: list[str]) -> dict[str, str]:
+        """Resource ids by identifier value, the chunked searches running side by side."""
+        chunks = [values[start:start + LOOKUP_LIMIT] for start in range(0, len(values), LOOKUP_LIMIT)]
+        pages = await asyncio.gather(*(self.engine.planner.find(resource_type, [
+            ("identifier", ",".join(f"{system}|{v}" for v in chunk))], limit=LOOKUP_LIMIT * 2) for chunk in chunks))
         out: dict[str, str] = {}
-        for start in range(0, len(values), LOOKUP_LIMIT):
-            chunk = values[start:start + LOOKUP_LIMIT]
-            found = await self.engine.planner.find(resource_type, [
-                ("identifier", ",".join(f"{system}|{v}" for v in chunk))], limit=LOOKUP_LIMIT * 2)
-            for stored in found:
-                body = orjson.loads(stored.body) if stored.body is not None else {}
-                value = _identifier(body, system)
-                if value is not None:
-                    out.setdefault(value, stored.resource_id)
+        for stored in (found for page in pages for found in page):
+            body = orjson.loads(stored.body) if stored.body is not None else {}
+            value = _identifier(body, system)
+            if value is not None:
+                out.setdefault(value, stored.resource_id)
         return out
 
     def _service(self, referral: dict[str, Any]) -> str | None:
