@@ -10,7 +10,7 @@ a batch that loses a race with a concurrent writer is re-planned group by group.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ from fhir_clr.errors import FhirError
 from fhir_clr.store.port import Change, MatchKeyTaken, StoredResource, VersionConflict
 
 COMMIT_ATTEMPTS = 5
+PendingCommit = Callable[[], Awaitable[list["GroupResult"]]]
+"""The commit of planned groups, run when awaited (see :meth:`RowBatchWriter.start`)."""
 
 
 @dataclass(slots=True)
@@ -56,16 +58,30 @@ class RowBatchWriter:
 
     async def write(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> list[GroupResult]:
         """Run every ``(key, transaction Bundle)`` group; one result per group, in order."""
+        finish = await self.start(groups)
+        return await finish()
+
+    async def start(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> PendingCommit:
+        """Plan every group now (committing early only where a group overlaps an earlier one) and hand back the
+        commit of the rest: awaiting its call commits and gives one result per group, in order. A caller may
+        plan further groups while that commit runs, provided they read nothing these groups write."""
         results: dict[Hashable, GroupResult] = {}
         obligations = await self.processor.engine.clr_rules.context.prefetch_obligations(
             _updated_references(bundle for _, bundle in groups))
         with prefetched_obligations(obligations):
-            await self._write_groups(groups, results, obligations)
-        return [results[key] for key, _ in groups]
+            batch = await self._write_groups(groups, results, obligations)
+
+        async def finish() -> list[GroupResult]:
+            with prefetched_obligations(obligations):
+                await self._flush(batch, results, obligations)
+            return [results[key] for key, _ in groups]
+
+        return finish
 
     async def _write_groups(self, groups: Sequence[tuple[Hashable, dict[str, Any]]],
-                            results: dict[Hashable, GroupResult], obligations: ObligationCache) -> None:
-        """Plan the groups in order, committing a batch whenever a group overlaps it, and the rest at the end."""
+                            results: dict[Hashable, GroupResult], obligations: ObligationCache) -> list[_Planned]:
+        """Plan the groups in order, committing a batch whenever a group overlaps it; the last batch, planned
+        and not committed."""
         batch: list[_Planned] = []
         touched: set[tuple[str, str]] = set()
         claimed: set[str] = set()
@@ -87,7 +103,7 @@ class RowBatchWriter:
             batch.append(planned)
             touched |= resources
             claimed |= keys
-        await self._flush(batch, results, obligations)
+        return batch
 
     async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult]
                     ) -> _Planned | None:

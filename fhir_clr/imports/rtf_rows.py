@@ -79,6 +79,11 @@ class RtfMatcher:
         self._match_columns = {self._column_for(prefix): prefix for prefix in (
             "Patient.identifier", "ServiceRequest.code", f"{SERVICING}.identifier")}
 
+    @property
+    def patient_ids(self) -> set[str]:
+        """The Members found by the last :meth:`prefetch`."""
+        return set(self._patients.values())
+
     def _column_for(self, target_prefix: str) -> str | None:
         return next((name for name in self.spec.match
                      if self.spec.by_name[name].target.startswith(target_prefix)), None)

@@ -4,6 +4,7 @@ and satisfies the RTF processing clock. The CLI runs the same job in a subproces
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
@@ -101,9 +102,15 @@ async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) 
 
 
 
-async def test_rows_for_one_referral_each_move_its_clocks(services: Services) -> None:
-    """The second row for the same referral is planned after the first is committed, so it sees the
-    obligations the first one started (the batch's prefetched obligations are not reused for it)."""
+@pytest.mark.parametrize("batch_rows", [1, 500])
+async def test_rows_for_one_referral_each_move_its_clocks(services: Services, monkeypatch: pytest.MonkeyPatch,
+                                                          batch_rows: int) -> None:
+    """The second row for the same referral is planned after the first is committed, so it sees the Task and
+    the obligations the first one wrote: in the same batch (its prefetched obligations are not reused), or in
+    the next one (which waits for the running commit of the first before reading)."""
+    import fhir_clr.imports.job as job
+
+    monkeypatch.setattr(job, "BATCH_ROWS", batch_rows)
     npi = valid_npi("423456789")
     task = await referral(services, "42345678D", npi)
     data = rtf([row("42345678D", npi, "1", date(2026, 11, 5)), row("42345678D", npi, "1", date(2026, 11, 9))])
@@ -215,3 +222,40 @@ async def test_prefetched_obligations_are_those_a_lookup_finds(services: Service
     for reference in references:
         one_by_one = await context.open_obligations(part_of=reference)
         assert [o.stored for o in cache.by_task[reference]] == [o.stored for o in one_by_one] != []
+
+
+async def test_a_batch_about_the_members_of_a_running_commit_waits_for_it(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches are planned while the previous one commits, unless they read the same Members: then the reads
+    happen again once that commit is done."""
+    import fhir_clr.imports.job as job
+    from fhir_clr.imports.rtf_rows import RtfMatcher
+
+    monkeypatch.setattr(job, "BATCH_ROWS", 1)
+    npi = valid_npi("723456789")
+    await referral(services, "72345678F", npi)
+    await referral(services, "72345678G", npi)
+    events: list[str] = []
+    real_commit, real_prefetch = services.store.commit, RtfMatcher.prefetch
+
+    async def slow_commit(changes: Any) -> Any:
+        await asyncio.sleep(0.05)
+        stored = await real_commit(changes)
+        events.append("committed")
+        return stored
+
+    async def recorded_prefetch(self: RtfMatcher, rows: Any) -> None:
+        await real_prefetch(self, rows)
+        events.append("read " + ",".join(sorted(r.cin or "" for r in rows)))
+
+    monkeypatch.setattr(services.store, "commit", slow_commit)
+    monkeypatch.setattr(RtfMatcher, "prefetch", recorded_prefetch)
+    data = rtf([row("72345678F", npi, "1", date(2026, 11, 5)), row("72345678G", npi, "1", date(2026, 11, 5)),
+                row("72345678G", npi, "1", date(2026, 11, 9))])
+    report = await FileImporter(services.bundles, services.engine.clock).run(
+        ImportRequest("rtf", data, "rtf-wait.csv", "ecm"))
+    assert report.counts == {"applied": 3, "unchanged": 0, "rejected": 0}, rejects_csv(report)
+    rows_on = events[events.index("read 72345678F"):]
+    assert rows_on.count("read 72345678G") == 3  # the third batch read its Member again...
+    last_read = len(rows_on) - 1 - rows_on[::-1].index("read 72345678G")
+    assert rows_on[:last_read].count("committed") == 2  # ...once the batches before it were committed
