@@ -3,10 +3,10 @@ the extra store Changes a rule produces (creates with new ids, compare-and-swap 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ LOOKUP_LIMIT = 200
 
 
 _PLANNED: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("clr_planned_in_transaction", default=None)
+_PREFETCHED: ContextVar[ObligationCache | None] = ContextVar("clr_prefetched_obligations", default=None)
 
 
 @contextmanager
@@ -39,6 +40,29 @@ def planning_transaction() -> Iterator[dict[str, dict[str, Any]]]:
         yield planned
     finally:
         _PLANNED.reset(token)
+
+
+@dataclass(slots=True)
+class ObligationCache:
+    """The open obligations of some referral Tasks, read with one search for a batch of writes, by the Task's
+    reference. Only valid until the batch commits: whoever fills it empties it (:meth:`clear`) before planning
+    anything after a commit or a lost race."""
+
+    by_task: dict[str, list[Related]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        """Forget everything (lookups go to the store again)."""
+        self.by_task.clear()
+
+
+@contextmanager
+def prefetched_obligations(cache: ObligationCache) -> Iterator[ObligationCache]:
+    """While a batch of writes is planned: answer open-obligation lookups of the cached Tasks from ``cache``."""
+    token = _PREFETCHED.set(cache)
+    try:
+        yield cache
+    finally:
+        _PREFETCHED.reset(token)
 
 
 def profiles(resource: dict[str, Any]) -> list[str]:
@@ -120,9 +144,35 @@ class ClrContext:
 
     async def open_obligations(self, *, part_of: str | None = None, focus: str | None = None) -> list[Related]:
         """Open obligations that are part of the referral Task ``part_of`` or about ``focus``."""
+        cache = _PREFETCHED.get()
+        if part_of and cache is not None and part_of in cache.by_task:
+            return cache.by_task[part_of]
         # no _profile criterion: the reference is selective, and _profile makes SQLite choose a slow plan
         params = [("part-of", part_of) if part_of else ("focus", focus or ""), ("status", "requested")]
         return [o for o in await self.find("Task", params) if is_obligation(o.body) and is_open(o.body)]
+
+    async def prefetch_obligations(self, references: Collection[str]) -> ObligationCache:
+        """The open obligations of every referral Task in ``references`` (``Type/id``; others are ignored),
+        read with one search. Empty when that search would return more than it may at once."""
+        tasks = sorted({r for r in references if r.startswith("Task/") and r.count("/") == 1})
+        cache = ObligationCache()
+        if not tasks:
+            return cache
+        limit = LOOKUP_LIMIT * len(tasks)
+        found = await self.planner.find("Task", [("part-of", ",".join(tasks)), ("status", "requested")],
+                                        limit=limit + 1)
+        if len(found) > limit:
+            return cache
+        cache.by_task = {task: [] for task in tasks}
+        for stored in found:
+            body = body_of(stored)
+            if body is None or not is_obligation(body) or not is_open(body):
+                continue
+            for part in {reference_of(p) for p in body.get("partOf", ())}:
+                held = cache.by_task.get(part or "")
+                if held is not None and len(held) < LOOKUP_LIMIT:
+                    held.append(Related(stored, body))
+        return cache
 
     # ---- changes -----------------------------------------------------------------------------------------
 

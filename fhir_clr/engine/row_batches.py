@@ -10,17 +10,20 @@ a batch that loses a race with a concurrent writer is re-planned group by group.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_clr.engine.bundle_requests import parse_entries
 from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.clr_context import ObligationCache, prefetched_obligations
 from fhir_clr.engine.writes import Plan
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import Change, MatchKeyTaken, StoredResource, VersionConflict
 
 COMMIT_ATTEMPTS = 5
+PendingCommit = Callable[[], Awaitable[list["GroupResult"]]]
+"""The commit of planned groups, run when awaited (see :meth:`RowBatchWriter.start`)."""
 
 
 @dataclass(slots=True)
@@ -55,7 +58,30 @@ class RowBatchWriter:
 
     async def write(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> list[GroupResult]:
         """Run every ``(key, transaction Bundle)`` group; one result per group, in order."""
+        finish = await self.start(groups)
+        return await finish()
+
+    async def start(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> PendingCommit:
+        """Plan every group now (committing early only where a group overlaps an earlier one) and hand back the
+        commit of the rest: awaiting its call commits and gives one result per group, in order. A caller may
+        plan further groups while that commit runs, provided they read nothing these groups write."""
         results: dict[Hashable, GroupResult] = {}
+        obligations = await self.processor.engine.clr_rules.context.prefetch_obligations(
+            _updated_references(bundle for _, bundle in groups))
+        with prefetched_obligations(obligations):
+            batch = await self._write_groups(groups, results, obligations)
+
+        async def finish() -> list[GroupResult]:
+            with prefetched_obligations(obligations):
+                await self._flush(batch, results, obligations)
+            return [results[key] for key, _ in groups]
+
+        return finish
+
+    async def _write_groups(self, groups: Sequence[tuple[Hashable, dict[str, Any]]],
+                            results: dict[Hashable, GroupResult], obligations: ObligationCache) -> list[_Planned]:
+        """Plan the groups in order, committing a batch whenever a group overlaps it; the last batch, planned
+        and not committed."""
         batch: list[_Planned] = []
         touched: set[tuple[str, str]] = set()
         claimed: set[str] = set()
@@ -66,7 +92,8 @@ class RowBatchWriter:
             resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
             keys = {k for c in planned.changes() for k in c.match_keys}
             if resources & touched or keys & claimed:
-                await self._flush(batch, results)
+                await self._flush(batch, results, obligations)
+                obligations.clear()  # the flushed rows may have changed what was read before them
                 batch, touched, claimed = [], set(), set()
                 planned = await self._plan(key, bundle, results)
                 if planned is None:
@@ -76,8 +103,7 @@ class RowBatchWriter:
             batch.append(planned)
             touched |= resources
             claimed |= keys
-        await self._flush(batch, results)
-        return [results[key] for key, _ in groups]
+        return batch
 
     async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult]
                     ) -> _Planned | None:
@@ -95,7 +121,8 @@ class RowBatchWriter:
             return None
         return planned
 
-    async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult]) -> None:
+    async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult],
+                     obligations: ObligationCache) -> None:
         if not batch:
             return
         if self.dry_run:
@@ -106,6 +133,7 @@ class RowBatchWriter:
             try:
                 stored = iter(await store.commit([c for group in batch for c in group.changes()]))
             except (VersionConflict, MatchKeyTaken):
+                obligations.clear()  # a concurrent writer won: read everything again
                 batch = await self._replan(batch, results)
                 if not batch:
                     return
@@ -133,3 +161,17 @@ class RowBatchWriter:
                 409, "conflict", "The row kept conflicting with concurrent writes; import it again"))
             return
         results[group.key] = GroupResult(group.key, "applied", written=written)
+
+
+def _updated_references(bundles: Iterable[dict[str, Any]]) -> set[str]:
+    """``Type/id`` of every resource the groups update by id (``PUT``/``PATCH [type]/[id]`` entries)."""
+    found = set()
+    for bundle in bundles:
+        for entry in bundle.get("entry") or ():
+            request = entry.get("request") if isinstance(entry, dict) else None
+            if not isinstance(request, dict) or request.get("method") not in ("PUT", "PATCH"):
+                continue
+            url = request.get("url")
+            if isinstance(url, str) and url.count("/") == 1 and "?" not in url:
+                found.add(url)
+    return found

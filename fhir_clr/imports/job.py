@@ -10,16 +10,17 @@ rest. Memory stays flat: rows are streamed, and only rejected rows are kept.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from fhir_clr.engine.bundles import BundleProcessor
-from fhir_clr.engine.row_batches import RowBatchWriter
+from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.asf_rows import updated_referral
 from fhir_clr.imports.mif_rows import mif_group
@@ -114,15 +115,27 @@ class FileImporter:
 
     async def _apply_rows(self, spec: MappingSpec, rows: _RowSource, request: ImportRequest, report: ImportReport,
                           progress: Callable[[int], None] | None) -> None:
+        """Apply the rows batch by batch; a batch's commit runs while the next batch is matched and planned."""
         matcher = RtfMatcher(self.engine, spec)
         writer = RowBatchWriter(self.bundles, dry_run=request.dry_run)
-        while batch := list(islice(rows, BATCH_ROWS)):
-            await self._apply_batch(spec, rows, matcher, writer, batch, request, report)
-            if progress is not None:
-                progress(report.rows)
+        committing: _Committing | None = None
+        try:
+            while batch := list(islice(rows, BATCH_ROWS)):
+                committing = await self._apply_batch(spec, rows, matcher, writer, batch, request, report,
+                                                     committing)
+                if progress is not None:
+                    progress(report.rows)
+        except BaseException:
+            if committing is not None:  # let a running commit end (its batch is whole either way)
+                await asyncio.gather(committing.results, return_exceptions=True)
+            raise
+        if committing is not None:
+            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
 
     async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
-                           batch: list[tuple[RawRow, Any]], request: ImportRequest, report: ImportReport) -> None:
+                           batch: list[tuple[RawRow, Any]], request: ImportRequest, report: ImportReport,
+                           committing: _Committing | None) -> _Committing | None:
+        """Match and plan one batch; its commit, running (``committing`` is the previous batch's)."""
         parsed = []
         for raw, record in batch:
             if not record.ok:
@@ -133,7 +146,7 @@ class FileImporter:
             parsed.append((raw, fragments, matcher.keys(fragments)))
         groups: list[tuple[int, dict[str, Any]]] = []
         raws: dict[int, RawRow] = {}
-        if spec.kind == "mif":
+        if spec.kind == "mif":  # creates claim conditional keys: committed before the next batch is planned
             for raw, fragments, _ in parsed:
                 group = mif_group(fragments, raw.number)
                 if isinstance(group, RowProblem):
@@ -141,9 +154,15 @@ class FileImporter:
                 else:
                     groups.append((raw.number, group))
                     raws[raw.number] = raw
-            await self._write(spec, writer, groups, raws, report)
-            return
+            groups = _stamped(report, groups)
+            self._record(spec, await writer.write(groups), raws, dict(groups), report)
+            return None
         await matcher.prefetch([keys for _, _, keys in parsed])
+        if committing is not None and matcher.patient_ids & committing.patients:
+            # these rows read what the running commit writes: wait for it, then read again
+            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            committing = None
+            await matcher.prefetch([keys for _, _, keys in parsed])
         for raw, fragments, keys in parsed:
             if request.provider_npi and keys.npi != request.provider_npi:
                 self._reject(report, raw, [Problem(None, None, "provider", "The row names another servicing "
@@ -172,14 +191,16 @@ class FileImporter:
                 {"resource": updated, "request": {"method": "PUT",
                                                   "url": f"{updated['resourceType']}/{found['id']}"}}]}))
             raws[raw.number] = raw
-        await self._write(spec, writer, groups, raws, report)
+        groups = _stamped(report, groups)
+        finish = await writer.start(groups)
+        if committing is not None:
+            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+        return _Committing(asyncio.ensure_future(finish()), matcher.patient_ids, raws, dict(groups))
 
-    async def _write(self, spec: MappingSpec, writer: RowBatchWriter, groups: list[tuple[int, dict[str, Any]]],
-                     raws: dict[int, RawRow], report: ImportReport) -> None:
-        if report.document_id is not None:
-            groups = [(number, _sourced(bundle, row_source(report.document_id, number))) for number, bundle in groups]
-        bundles = dict(groups)
-        for result in await writer.write(groups):
+    def _record(self, spec: MappingSpec, results: list[GroupResult], raws: dict[int, RawRow],
+                bundles: dict[int, dict[str, Any]], report: ImportReport) -> None:
+        """Count a committed batch's rows; the engine's refusals become rejected rows."""
+        for result in results:
             if result.outcome == REJECTED and result.error is not None:
                 number = int(str(result.key))
                 self._reject(report, raws[number], _engine_problems(spec, result.error, bundles[number]))
@@ -190,6 +211,17 @@ class FileImporter:
     def _reject(report: ImportReport, raw: RawRow, problems: list[Problem]) -> None:
         report.count(REJECTED)
         report.rejected.append(RejectedRow(raw.number, problems))
+
+
+@dataclass(slots=True)
+class _Committing:
+    """A batch whose commit may still be running, with what its report needs."""
+
+    results: Awaitable[list[GroupResult]]
+    patients: set[str]
+    """The Members whose resources the batch read and writes."""
+    raws: dict[int, RawRow]
+    bundles: dict[int, dict[str, Any]]
 
 
 class _RowSource:
@@ -213,6 +245,13 @@ class _RowSource:
 
 def _header(spec: MappingSpec, column: str | None) -> str | None:
     return spec.by_name[column].header if column in spec.by_name else None
+
+
+def _stamped(report: ImportReport, groups: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """The row groups with ``meta.source`` naming their file row (when the file is kept, i.e. not a dry run)."""
+    if report.document_id is None:
+        return groups
+    return [(number, _sourced(bundle, row_source(report.document_id, number))) for number, bundle in groups]
 
 
 def _sourced(bundle: dict[str, Any], source: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ parsing functions (``fhir_clr.search.values``) as the query side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from fhirpathpy import compile as fhirpath_compile
@@ -246,8 +247,12 @@ def _coding(out: list[tuple[str, str | None, str]], code: str, coding: Any) -> N
 
 
 def _date_or_none(text: Any) -> tuple[int, int] | None:
-    if not isinstance(text, str):
-        return None
+    return _cached_date_range(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=8192)
+def _cached_date_range(text: str) -> tuple[int, int] | None:
+    """The range of a date text, None when it is not one (memoized: dates repeat across resources)."""
     try:
         return parse_date_range(text)
     except ValueError:

@@ -86,6 +86,8 @@ def _bad(param: str, message: str, code: str = "value") -> FhirError:
 
 def split_escaped(text: str, separator: str) -> list[str]:
     """Split at ``separator`` characters not preceded by a backslash escape (escapes are kept)."""
+    if "\\" not in text:
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     i = 0

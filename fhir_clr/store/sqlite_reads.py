@@ -48,7 +48,8 @@ def read_version(conn: sqlite3.Connection, resource_type: str, resource_id: str,
 
 def read_many(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
     """Live current versions for many keys: one statement per chunk of keys (grouped by type so every
-    branch is an index lookup on ``(type, id)``)."""
+    branch is an index lookup on ``(type, id)``; "+" keeps SQLite from choosing the ``(type, deleted)`` index for
+    long id lists, which reads every resource of the type)."""
     found: list[StoredResource] = []
     unique = sorted(set(keys))
     for start in range(0, len(unique), READ_MANY_CHUNK):
@@ -57,7 +58,7 @@ def read_many(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> list
         for type_, group in groupby(chunk, key=lambda key: key[0]):
             ids = [id_ for _, id_ in group]
             branches.append(f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.type = ? AND r.id IN "
-                            f"({', '.join('?' * len(ids))}) AND r.deleted = 0")
+                            f"({', '.join('?' * len(ids))}) AND +r.deleted = 0")
             params.extend((type_, *ids))
         found.extend(stored(row) for row in conn.execute(" UNION ALL ".join(branches), params))
     return found

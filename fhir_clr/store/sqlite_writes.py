@@ -11,10 +11,9 @@ from typing import Any
 import orjson
 
 from fhir_clr.store.port import Change, ChangeOp, MatchKeyTaken, StoredResource, VersionConflict
-from fhir_clr.store.query import IndexEntries
+from fhir_clr.store.sqlite_pending import PendingRows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INDEX_TABLES = ("idx_token", "idx_reference", "idx_date", "idx_string", "idx_number", "idx_quantity", "idx_uri")
 
 
 def fhir_instant(us: int) -> str:
@@ -53,10 +52,14 @@ def commit_group(conn: sqlite3.Connection, groups: Sequence[Sequence[Change]]
 def _apply_commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
     newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
     clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
-    return [_apply(conn, change, clock + offset) for offset, change in enumerate(changes)]
+    pending = PendingRows()
+    stored = [_apply(conn, change, clock + offset, pending) for offset, change in enumerate(changes)]
+    pending.write(conn)
+    return stored
 
 
-def _apply(conn: sqlite3.Connection, change: Change, lu_us: int) -> StoredResource:
+def _apply(conn: sqlite3.Connection, change: Change, lu_us: int, pending: PendingRows) -> StoredResource:
+    """Write the ``resources`` row and claim the match keys now; queue the other rows in ``pending``."""
     current = conn.execute("SELECT rid, version FROM resources WHERE type = ? AND id = ?",
                            (change.resource_type, change.resource_id)).fetchone()
     actual = current[1] if current else 0
@@ -70,24 +73,17 @@ def _apply(conn: sqlite3.Connection, change: Change, lu_us: int) -> StoredResour
         rid = current[0]
         conn.execute("UPDATE resources SET version = ?, last_updated_us = ?, last_updated = ?, deleted = ?, op = ?, "
                      "body = ? WHERE rid = ?", (version, lu_us, lu, deleted, change.op.value, body, rid))
-        for table in _INDEX_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
     else:
         rid = conn.execute("INSERT INTO resources (type, id, version, last_updated_us, last_updated, deleted, op, "
                            "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (change.resource_type, change.resource_id, version, lu_us, lu, deleted,
                             change.op.value, body)).lastrowid
-    conn.execute("INSERT INTO versions (type, id, version, op, last_updated_us, last_updated, body) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                 (change.resource_type, change.resource_id, version, change.op.value, lu_us, lu, body))
+    pending.version(change.resource_type, change.resource_id, version, change.op.value, lu_us, lu, body)
+    pending.reindex(rid, None if deleted else change.index, existed=current is not None)
     if deleted:
         conn.execute("DELETE FROM match_keys WHERE type = ? AND id = ?", (change.resource_type, change.resource_id))
     else:
-        if change.index is not None:
-            _write_index(conn, rid, change.index)
         _claim_keys(conn, change)
-    conn.execute("INSERT INTO outbox (type, id, version, op, last_updated_us) VALUES (?, ?, ?, ?, ?)",
-                 (change.resource_type, change.resource_id, version, change.op.value, lu_us))
     return StoredResource(change.resource_type, change.resource_id, version, lu_us, lu, deleted, body, change.op)
 
 
@@ -99,29 +95,6 @@ def _body(resource: dict[str, Any] | None, version: int, lu: str) -> bytes:
     meta["versionId"] = str(version)
     meta["lastUpdated"] = lu
     return orjson.dumps({**resource, "meta": meta})
-
-
-def _write_index(conn: sqlite3.Connection, rid: int, index: IndexEntries) -> None:
-    """Insert the version's index rows (duplicates collapsed; absent system/code stored as '')."""
-    rows: list[tuple[str, set[tuple[Any, ...]]]] = [
-        ("INSERT INTO idx_token (rid, param, system, code) VALUES (?, ?, ?, ?)",
-         {(rid, p, s or "", c) for p, s, c in index.tokens}),
-        ("INSERT INTO idx_reference (rid, param, ref) VALUES (?, ?, ?)",
-         {(rid, p, r) for p, r in index.references}),
-        ("INSERT INTO idx_date (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
-         {(rid, p, lo, hi) for p, lo, hi in index.dates}),
-        ("INSERT INTO idx_string (rid, param, norm, exact) VALUES (?, ?, ?, ?)",
-         {(rid, p, n, e) for p, n, e in index.strings}),
-        ("INSERT INTO idx_number (rid, param, lo, hi) VALUES (?, ?, ?, ?)",
-         {(rid, p, lo, hi) for p, lo, hi in index.numbers}),
-        ("INSERT INTO idx_quantity (rid, param, lo, hi, system, code) VALUES (?, ?, ?, ?, ?, ?)",
-         {(rid, p, lo, hi, s or "", c or "") for p, lo, hi, s, c in index.quantities}),
-        ("INSERT INTO idx_uri (rid, param, uri) VALUES (?, ?, ?)",
-         {(rid, p, u) for p, u in index.uris}),
-    ]
-    for sql, values in rows:
-        if values:
-            conn.executemany(sql, values)
 
 
 def _claim_keys(conn: sqlite3.Connection, change: Change) -> None:

@@ -4,6 +4,7 @@ and satisfies the RTF processing clock. The CLI runs the same job in a subproces
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from fhir_clr.app import Services, build_services
 from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.obligations import kind_of
 from fhir_clr.config import Settings
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
@@ -98,6 +100,28 @@ async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) 
     processing = [orjson.loads(s.body) for s in clock.matches if s.body is not None]
     assert [(o["status"], o["restriction"]["period"]["end"]) for o in processing] == [("completed", "2026-12-03")]
 
+
+
+@pytest.mark.parametrize("batch_rows", [1, 500])
+async def test_rows_for_one_referral_each_move_its_clocks(services: Services, monkeypatch: pytest.MonkeyPatch,
+                                                          batch_rows: int) -> None:
+    """The second row for the same referral is planned after the first is committed, so it sees the Task and
+    the obligations the first one wrote: in the same batch (its prefetched obligations are not reused), or in
+    the next one (which waits for the running commit of the first before reading)."""
+    import fhir_clr.imports.job as job
+
+    monkeypatch.setattr(job, "BATCH_ROWS", batch_rows)
+    npi = valid_npi("423456789")
+    task = await referral(services, "42345678D", npi)
+    data = rtf([row("42345678D", npi, "1", date(2026, 11, 5)), row("42345678D", npi, "1", date(2026, 11, 9))])
+    report = await FileImporter(services.bundles, services.engine.clock).run(
+        ImportRequest("rtf", data, "rtf-same.csv", "ecm"))
+    assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 0}, rejects_csv(report)
+    found = await services.engine.search("Task", [("part-of", f"Task/{task['id']}"), ("_count", "50")])
+    clocks = sorted((kind_of(o), o["status"]) for o in (orjson.loads(s.body) for s in found.matches
+                                                           if s.body is not None))
+    assert clocks == [("pending-follow-up", "cancelled"), ("status-update", "completed"),
+                      ("status-update", "completed"), ("status-update", "requested")]
 
 async def test_dry_run_writes_nothing_and_missing_columns_fail_the_file(services: Services) -> None:
     npi = valid_npi("223456789")
@@ -186,3 +210,52 @@ async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
     assert report.counts == {"applied": 3, "unchanged": 2, "rejected": 0}
     document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")
     assert document["docStatus"] == "final"
+
+
+async def test_prefetched_obligations_are_those_a_lookup_finds(services: Services) -> None:
+    npi = valid_npi("523456789")
+    tasks = [await referral(services, f"5234567{n}E", npi) for n in range(3)]
+    context = services.engine.clr_rules.context
+    references = [f"Task/{t['id']}" for t in tasks]
+    cache = await context.prefetch_obligations([*references, "ServiceRequest/elsewhere"])
+    assert sorted(cache.by_task) == sorted(references)
+    for reference in references:
+        one_by_one = await context.open_obligations(part_of=reference)
+        assert [o.stored for o in cache.by_task[reference]] == [o.stored for o in one_by_one] != []
+
+
+async def test_a_batch_about_the_members_of_a_running_commit_waits_for_it(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches are planned while the previous one commits, unless they read the same Members: then the reads
+    happen again once that commit is done."""
+    import fhir_clr.imports.job as job
+    from fhir_clr.imports.rtf_rows import RtfMatcher
+
+    monkeypatch.setattr(job, "BATCH_ROWS", 1)
+    npi = valid_npi("723456789")
+    await referral(services, "72345678F", npi)
+    await referral(services, "72345678G", npi)
+    events: list[str] = []
+    real_commit, real_prefetch = services.store.commit, RtfMatcher.prefetch
+
+    async def slow_commit(changes: Any) -> Any:
+        await asyncio.sleep(0.05)
+        stored = await real_commit(changes)
+        events.append("committed")
+        return stored
+
+    async def recorded_prefetch(self: RtfMatcher, rows: Any) -> None:
+        await real_prefetch(self, rows)
+        events.append("read " + ",".join(sorted(r.cin or "" for r in rows)))
+
+    monkeypatch.setattr(services.store, "commit", slow_commit)
+    monkeypatch.setattr(RtfMatcher, "prefetch", recorded_prefetch)
+    data = rtf([row("72345678F", npi, "1", date(2026, 11, 5)), row("72345678G", npi, "1", date(2026, 11, 5)),
+                row("72345678G", npi, "1", date(2026, 11, 9))])
+    report = await FileImporter(services.bundles, services.engine.clock).run(
+        ImportRequest("rtf", data, "rtf-wait.csv", "ecm"))
+    assert report.counts == {"applied": 3, "unchanged": 0, "rejected": 0}, rejects_csv(report)
+    rows_on = events[events.index("read 72345678F"):]
+    assert rows_on.count("read 72345678G") == 3  # the third batch read its Member again...
+    last_read = len(rows_on) - 1 - rows_on[::-1].index("read 72345678G")
+    assert rows_on[:last_read].count("committed") == 2  # ...once the batches before it were committed

@@ -1,16 +1,18 @@
-"""Row batches (the import write path) on every store adapter: groups commit together, fail alone, and a group
-touching what an earlier group of the batch touched sees that group's result."""
+"""Row batches (the import write path) on every store adapter: groups commit together, fail alone, a group
+touching what an earlier group of the batch touched sees that group's result, a batch's commit can be awaited
+later, and the batch's prefetched obligations are those the per-Task lookup finds."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
+from fhir_clr.clr.obligations import OBLIGATION_PROFILE
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import Store
+from fhir_clr.store.port import Change, ChangeOp, Store
 
 CIN = "http://fhir-clr.org/fhir/sid/medi-cal-cin"
 
@@ -45,3 +47,41 @@ async def test_a_group_touching_an_earlier_groups_key_sees_its_result(store: Sto
     results = await writer(store).write(rows)
     assert [r.outcome for r in results] == ["applied", "unchanged"]
     assert results[1].written[0].resource_id == results[0].written[0].resource_id
+
+
+async def test_start_plans_now_and_commits_when_awaited(store: Store) -> None:
+    """A caller can plan the next groups while this commit runs: nothing is written before it is awaited."""
+    rows = writer(store)
+    [created] = await rows.write([(1, member_row("30000001A", "Before"))])
+    patient_id = created.written[0].resource_id
+    renamed = {"resourceType": "Patient", "id": patient_id, "identifier": [{"system": CIN, "value": "30000001A"}],
+               "name": [{"family": "After"}]}
+    finish = await rows.start([(1, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": renamed, "request": {"method": "PUT", "url": f"Patient/{patient_id}"}}]})])
+    current = await store.read("Patient", patient_id)
+    assert current is not None and current.version == 1
+    [result] = await finish()
+    assert result.outcome == "applied" and result.written[0].version == 2
+    current = await store.read("Patient", patient_id)
+    assert current is not None and current.version == 2 and b'"After"' in (current.body or b"")
+
+
+async def test_prefetched_obligations_match_the_lookup_of_each_task(store: Store) -> None:
+    """The batch's one search for open obligations finds what the status clocks' per-Task lookup finds."""
+    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+
+    def obligation(number: int, task: str, status: str) -> Change:
+        body = {"resourceType": "Task", "meta": {"profile": [OBLIGATION_PROFILE]}, "status": status,
+                "intent": "order", "partOf": [{"reference": task}]}
+        return engine.planner.change(ChangeOp.CREATE, "Task", f"ob{number}", 0,
+                                     engine.planner.prepare("Task", f"ob{number}", body, trusted=True))
+
+    await store.commit([obligation(1, "Task/a", "requested"), obligation(2, "Task/a", "completed"),
+                        obligation(3, "Task/b", "requested"), obligation(4, "Task/c", "requested")])
+    context = engine.clr_rules.context
+    cache = await context.prefetch_obligations(["Task/a", "Task/b", "Task/none", "ServiceRequest/x"])
+    assert {task: [o.stored.resource_id for o in found] for task, found in cache.by_task.items()} == {
+        "Task/a": ["ob1"], "Task/b": ["ob3"], "Task/none": []}
+    for task in ("Task/a", "Task/b"):
+        assert [o.stored for o in cache.by_task[task]] == [o.stored for o in await context.open_obligations(
+            part_of=task)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fhir_clr.store.port import ChangeOp, MatchKeyTaken, Store, VersionConflict
+from fhir_clr.store.port import ChangeOp, HistoryFilter, MatchKeyTaken, Store, VersionConflict
 from fhir_clr.store.query import Condition, IndexEntries, ParamType, TokenValue
 
 from .conftest import StoreFactory
@@ -147,6 +147,30 @@ async def test_index_rows_follow_the_current_version(store: Store) -> None:
     assert await id_set(store, "Task", accepted) == set()
     assert await id_set(store, "Task") == set()
 
+
+
+async def test_index_rows_of_many_changes_in_one_commit(store: Store) -> None:
+    """Several changes of one commit each leave the index of their own (last) version; history and the outbox
+    keep the changes' order."""
+    def status(code: str) -> IndexEntries:
+        return IndexEntries(tokens=[("status", None, code)])
+
+    def having(code: str) -> Condition:
+        return Condition("status", ParamType.TOKEN, (TokenValue(None, code),))
+
+    await put(store, "Task", "old", status("requested"))
+    await put(store, "Task", "gone", status("requested"))
+    before = await store.outbox_after(0, 100)
+    await store.commit([change("Task", "old", 1, status("accepted")), change("Task", "new", 0, status("draft")),
+                        change("Task", "new", 1, status("ready")), deletion("Task", "gone", 1)])
+    assert await id_set(store, "Task", having("requested")) == set()
+    assert await id_set(store, "Task", having("accepted")) == {"old"}
+    assert await id_set(store, "Task", having("draft")) == set()
+    assert await id_set(store, "Task", having("ready")) == {"new"}
+    events = await store.outbox_after(before[-1].seq, 100)
+    assert [(e.resource_id, e.version) for e in events] == [("old", 2), ("new", 1), ("new", 2), ("gone", 2)]
+    history = await store.history(HistoryFilter("Task", "new"), 10)
+    assert [e.version for e in history.entries] == [2, 1]
 
 async def test_read_many(store: Store) -> None:
     await store.commit([change("Patient", f"p{i}") for i in range(620)] + [change("Group", "g1")])
