@@ -4,7 +4,8 @@ Each recorded Referral Status (a new status, or the same status with a new Date 
 satisfies the open "status update due" obligation and, while the referral stays open, starts the next one a
 freshness period after the status's own date. Entering Pending starts the extended-open follow-up clock;
 leaving it cancels that obligation. Closing the loop stops both clocks and adds the closure notice the
-referral's origin calls for.
+referral's origin calls for; a status that ends the Task (Declined: ``rejected``) stops them too, since no
+further status can be recorded on it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 
 from fhir_clr.clr.deadlines import parse_moment
 from fhir_clr.clr.obligations import cancelled, completed, kind_of
-from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, CreateObligation, SideEffect, TaskDecision
+from fhir_clr.clr.workflow import (
+    TERMINAL_STATUSES,
+    Caller,
+    CompleteServiceRequest,
+    CreateObligation,
+    SideEffect,
+    TaskDecision,
+)
 from fhir_clr.engine.clr_context import ClrContext, Related
 from fhir_clr.store.port import Change
 
@@ -70,8 +78,8 @@ class ReferralTaskEvents:
                 changes.append(self.context.update(obligation, completed(obligation.body, recorded, reference)))
             elif kind == "pending-follow-up":
                 pending_open = self._keep_or_cancel(obligation, code, changes)
-        if code == self._closed:
-            return changes
+        if code == self._closed or task.get("status") in TERMINAL_STATUSES:
+            return changes  # a closed loop, or a Task that can take no further status (Declined): no next clock
         changes += [self.context.create(o) for o in noticing.on_status_recorded(referral, reference, recorded, now)]
         if noticing.keeps_pending(code) and not pending_open:
             changes += [self.context.create(o) for o in noticing.on_pending(referral, reference, recorded, now)]

@@ -189,6 +189,15 @@ def test_status_freshness_and_long_pending_clocks_follow_each_recorded_status(cl
                                               ("status-update", "requested", "2026-12-23")]
 
 
+def test_a_declined_referral_stops_both_clocks(client: httpx.Client) -> None:
+    referral = created(client, referral_body(member(client), organization(client)))
+    task = created(client, referral_task_body(referral, organization(client, "provider"), since="2026-10-31"))
+    updated(client, with_status(task, "Declined", "2026-11-16", "rejected"))
+    # the Task takes no further status, so no "status update due" may start: it could never be satisfied
+    assert obligations(client, **{"part-of": f"Task/{task['id']}"}) == [
+        ("pending-follow-up", "cancelled", "2026-11-30"), ("status-update", "completed", "2026-11-30")]
+
+
 def test_inquiry_is_answered_within_one_business_day(client: httpx.Client) -> None:
     clinic = organization(client, "clinic")
     referral = created(client, referral_body(member(client), clinic))
