@@ -53,6 +53,9 @@ class Settings(BaseSettings):
                                              "looks for work committed by other server processes.")
     obligation_sweep_seconds: float = Field(default=60.0, gt=0, description="How often overdue notice "
                                             "obligations are looked for (notice-obligation-overdue topic).")
+    console_session_minutes: float = Field(default=480.0, gt=0, le=1440, description="How long a console "
+                                           "sign-in lasts (the client's registration is still checked on every "
+                                           "request).")
     console_counts_seconds: float = Field(default=60.0, ge=0, description="How long the console keeps the "
                                           "worklist's group counts before recounting them in the background.")
     console_figures_seconds: float = Field(default=300.0, ge=0, description="How long the console keeps "

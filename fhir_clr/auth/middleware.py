@@ -11,7 +11,7 @@ from fhir_clr.auth.audit import classify
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.ratelimit import retry_after
 from fhir_clr.auth.service import AuthServices
-from fhir_clr.auth.tokens import InvalidToken
+from fhir_clr.auth.tokens import SESSION_TYPE, TOKEN_TYPE, InvalidToken
 from fhir_clr.console import session
 from fhir_clr.errors import FhirError
 
@@ -111,14 +111,14 @@ class SecurityMiddleware:
 
     async def _authenticate(self, scope: dict[str, Any], auth: AuthServices) -> Any:
         """Put the caller and its policy into the request state, or return the refusal response."""
-        token = bearer_token(_header(scope, b"authorization"))
+        token, token_type = bearer_token(_header(scope, b"authorization")), TOKEN_TYPE
         if token is None and session.is_console(scope["path"]):
-            token = session.cookie_token(scope)
+            token, token_type = session.cookie_token(scope), SESSION_TYPE
         if token is None:
             return error_response(FhirError(401, "login", "An access token is required (SMART Backend Services)",
                                             headers={"WWW-Authenticate": CHALLENGE}))
         try:
-            caller = auth.tokens.verify(token)
+            caller = auth.tokens.verify(token, token_type)
         except InvalidToken:
             caller = None
         if caller is None or not await auth.client_enabled(caller.client_id):

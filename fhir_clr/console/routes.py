@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from fhir_clr.api.context import engine, services
 from fhir_clr.api.metrics import scrape_gauges
 from fhir_clr.api.subscriptions import operations_of, resend_events
-from fhir_clr.auth.tokens import InvalidToken
+from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
 from fhir_clr.background_cache import FiguresCache
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page, month_range
@@ -87,7 +87,8 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Check the pasted access token and keep it in the console cookie until it expires."""
+    """Check the pasted access token and open a console session for its client (a session token of the
+    server's own, in the console cookie; it is not an access token)."""
     require_same_origin(request)
     form = await request.form()
     token = str(form.get("token") or "").strip()
@@ -104,9 +105,11 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", _context(request, "login", dev=False, next=target,
                                                       error="That access token is not valid (or has expired)."),
                       status_code=401)
+    lifetime = int(services(request).settings.console_session_minutes * 60)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(session.COOKIE, token, max_age=max(1, auth.tokens.seconds_left(token)), path=session.PREFIX,
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(session.COOKIE, auth.tokens.issue(caller, lifetime=lifetime, token_type=SESSION_TYPE),
+                        max_age=lifetime, path=session.PREFIX, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
     return response
 
 

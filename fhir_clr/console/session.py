@@ -1,9 +1,11 @@
 """How a browser carries the API's access token to the console.
 
-The console accepts exactly the API's bearer tokens (same verification, same access policy). A browser sends
-one either in the ``Authorization`` header (an SSO gateway in front of the console can add it) or in the
-console cookie, set by the sign-in form from a token the user pastes. The cookie is HttpOnly, SameSite=Strict,
-scoped to ``/console``, Secure over HTTPS, and expires with the token. Console form posts must come from the
+The console accepts the API's bearer tokens in the ``Authorization`` header (an SSO gateway in front of the
+console can add them), or a console session in its cookie. The sign-in form opens a session in exchange for
+a valid access token the user pastes: a token the server signs for the same client, organization, role and
+scopes (so the same access policy applies), of a type the API refuses, lasting ``console_session_minutes``.
+The client's registration is checked on every request, so disabling a client ends its sessions. The cookie is
+HttpOnly, SameSite=Strict, scoped to ``/console`` and Secure over HTTPS. Console form posts must come from the
 console's own origin (checked on top of the SameSite cookie)."""
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def is_public(path: str) -> bool:
 
 
 def cookie_token(scope: dict[str, Any]) -> str | None:
-    """The access token of the console cookie, if the request carries one."""
+    """The session token of the console cookie, if the request carries one."""
     for key, value in scope["headers"]:
         if key == b"cookie":
             for part in value.decode("latin-1").split(";"):

@@ -3,6 +3,8 @@ Chromium, what the cookie may and may not do, per-organization visibility, and c
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from playwright.sync_api import Page, expect
 from tests.api.clr_helpers import created, referral_body, referral_task_body
 from tests.api.helpers import FHIR_JSON
 from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.subscription_helpers import wait_until
 from tests.conftest import LiveServer
 from tests.console.conftest import screenshot
 
@@ -77,7 +80,7 @@ def test_sign_in_with_an_access_token_and_out_again(secured: Secured, page: Page
     expect(page.get_by_role("heading", level=1)).to_have_text("Compliance")
     cookie = next(c for c in page.context.cookies() if c["name"] == "fhir_clr_console")
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/console")
-    assert 0 < cookie["expires"] - time.time() <= 300
+    assert 8 * 3600 - 60 < cookie["expires"] - time.time() <= 8 * 3600  # a session, longer than the token
 
     page.goto(f"{base}/console/")
     assert int(page.locator('[data-group="overdue"]').inner_text()) == 6  # decision, status update, follow-up
@@ -107,17 +110,39 @@ def _cookie(token: str) -> dict[str, Any]:
     return {"Cookie": f"fhir_clr_console={token}"}
 
 
-def test_the_cookie_opens_the_console_only_and_cross_site_posts_are_refused(secured: Secured) -> None:
+def test_the_session_opens_the_console_only_and_cross_site_posts_are_refused(secured: Secured) -> None:
     base = secured.server.base_url
     token = access_token(base, PLAN)
     with httpx.Client(base_url=base, timeout=30.0) as http:
-        assert http.get("/console/", headers=_cookie(token)).status_code == 200
-        assert http.get("/Task", headers=_cookie(token)).status_code == 401
+        signed_in = http.post("/console/login", data={"token": token, "next": "/console/"})
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/console/"
+        session = signed_in.cookies["fhir_clr_console"]
+        assert session != token
+        http.cookies.clear()  # each request below says which credential it carries
+        assert http.get("/console/", headers=_cookie(session)).status_code == 200
+        # a session is not an access token, and an access token is not a session
+        assert http.get("/Task", headers={"Authorization": f"Bearer {session}"}).status_code == 401
+        assert http.get("/Task", headers=_cookie(session)).status_code == 401
+        assert http.get("/console/", headers=_cookie(token)).status_code == 303
         assert http.get("/console/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-        forged = http.post("/console/subscriptions/any/resend", headers={**_cookie(token),
+        forged = http.post("/console/subscriptions/any/resend", headers={**_cookie(session),
                                                                         "Sec-Fetch-Site": "cross-site"})
         assert forged.status_code == 403
         assert http.get("/console/static/console.css").status_code == 200
         page = http.get("/console/")
         assert page.status_code == 303 and page.headers["location"] == "/console/login?next=%2Fconsole%2F"
         assert http.get("/metrics").status_code == 200
+
+
+def test_disabling_the_client_ends_its_console_sessions(secured: Secured) -> None:
+    base = secured.server.base_url
+    client = new_client("console-short-lived", "Organization/plan", "plan", ["system/*.cruds"])
+    register(secured.server.data_dir, client)
+    with httpx.Client(base_url=base, timeout=30.0) as http:
+        session = http.post("/console/login", data={"token": access_token(base, client)}).cookies["fhir_clr_console"]
+        http.cookies.clear()
+        assert http.get("/console/", headers=_cookie(session)).status_code == 200
+        subprocess.run([sys.executable, "-m", "fhir_clr.cli", "clients", "disable", client.client_id, "--data",
+                        str(secured.server.data_dir)], check=True, capture_output=True)
+        wait_until(lambda: http.get("/console/", headers=_cookie(session)).status_code == 303,
+                   what="the disabled client's session ending")
