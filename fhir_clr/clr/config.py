@@ -29,3 +29,15 @@ def default_rules() -> dict[str, Any]:
 def extension_url(rules: dict[str, Any], name: str) -> str:
     """The canonical URL of one of our extensions (``referral-type`` → ``{base}/StructureDefinition/referral-type``)."""
     return f"{rules['canonical_base']}/StructureDefinition/{name}"
+
+
+def extension_of(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    """The first extension of ``resource`` with ``url`` (None when it has none)."""
+    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
+
+
+def value_of(extension: dict[str, Any] | None) -> Any:
+    """The ``value[x]`` of an extension (None for no extension or no value)."""
+    if extension is None:
+        return None
+    return next((v for k, v in extension.items() if k.startswith("value")), None)

@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import default_rules, extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 
 
@@ -32,10 +32,6 @@ class ReferralFacts:
     decided: datetime | date | None
     subject: dict[str, Any] | None
     requester: dict[str, Any] | None
-
-
-def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
-    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
 
 
 class Noticing:
@@ -58,10 +54,10 @@ class Noticing:
         services = self.codes["clr-services"]
         service = services.code_of(referral.get("code")) if referral.get("code") else None
         referral_type = None
-        if (ext := _extension(referral, extension_url(self.rules, "referral-type"))) is not None:
+        if (ext := extension_of(referral, extension_url(self.rules, "referral-type"))) is not None:
             referral_type = self.codes["referral-type"].code_of(ext.get("valueCoding"))
         status, decided = None, None
-        if (ext := _extension(referral, self.authorization_url)) is not None:
+        if (ext := extension_of(referral, self.authorization_url)) is not None:
             parts = {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
             status = self.codes["authorization-status"].code_of(parts.get("status", {}).get("valueCoding"))
             decided = parse_moment(parts.get("date", {}).get("valueDateTime"))

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import default_rules, extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 
 UNKNOWN_SERVICE = "unknown"
@@ -152,10 +152,6 @@ def _median(values: list[int]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
-    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
-
-
 def _reference(value: Any) -> str | None:
     reference = value.get("reference") if isinstance(value, dict) else None
     return reference if isinstance(reference, str) else None
@@ -252,7 +248,7 @@ class ComplianceReporter:
 
     def _authorization(self, referral: dict[str, Any]) -> tuple[str | None, date | None]:
         """The authorization status code and the plan-local decision date."""
-        extension = _extension(referral, extension_url(self.rules, "authorization-decision"))
+        extension = extension_of(referral, extension_url(self.rules, "authorization-decision"))
         if extension is None:
             return None, None
         parts = {p.get("url"): p for p in extension.get("extension", ()) if isinstance(p, dict)}
@@ -273,8 +269,8 @@ class ComplianceReporter:
             if self.codes["referral-status"].code_of(task.get("businessStatus") or {}) != closed_status:
                 continue
             reason = reasons.code_of(task["statusReason"]) if task.get("statusReason") else None
-            closure_date = _extension(task, extension_url(self.rules, "referral-loop-closure-date")) or {}
-            status_date = _extension(task, extension_url(self.rules, "date-of-referral-status-update")) or {}
+            closure_date = extension_of(task, extension_url(self.rules, "referral-loop-closure-date")) or {}
+            status_date = extension_of(task, extension_url(self.rules, "date-of-referral-status-update")) or {}
             closed_on = self.local_date(closure_date.get("valueDate")) \
                 or self.local_date(status_date.get("valueDateTime"))
             return reason or UNSPECIFIED_REASON, closed_on
@@ -304,7 +300,7 @@ class ComplianceReporter:
     def _referring_entity(self, referral: dict[str, Any], names: dict[str, str]) -> tuple[str, str]:
         """Group key and display name of the referral's Referring Entity; the Member's side is never named."""
         referral_type = None
-        if (ext := _extension(referral, extension_url(self.rules, "referral-type"))) is not None:
+        if (ext := extension_of(referral, extension_url(self.rules, "referral-type"))) is not None:
             referral_type = self.codes["referral-type"].code_of(ext.get("valueCoding"))
         reference = _reference(referral.get("requester"))
         if referral_type in self._noticing["self_referral_types"] or (

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.console.names import Names, reference_of
@@ -65,16 +65,6 @@ class Timeline:
     statuses: list[StatusVersion] = field(default_factory=list)
     notices: list[NoticeLine] = field(default_factory=list)
     files: list[tuple[str, list[str]]] = field(default_factory=list)
-
-
-def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
-    return next((e for e in resource.get("extension", ()) if isinstance(e, dict) and e.get("url") == url), None)
-
-
-def _value(extension: dict[str, Any] | None) -> Any:
-    if extension is None:
-        return None
-    return next((v for k, v in extension.items() if k.startswith("value")), None)
 
 
 def _display(value: Any) -> str:
@@ -155,7 +145,7 @@ class TimelineBuilder:
 
     def _facts(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
         performer = (referral.get("performer") or [None])[0]
-        referral_type = _display(_value(_extension(referral, extension_url(self.rules, "referral-type"))))
+        referral_type = _display(value_of(extension_of(referral, extension_url(self.rules, "referral-type"))))
         flags = ", ".join(t.get("display") or t.get("code", "") for t in (referral.get("meta") or {}).get("tag", ())
                           if t.get("system") == self.codes["referral-flags"].system)
         return [("Member", self.names(referral.get("subject"))), ("Service", _display(referral.get("code"))),
@@ -164,10 +154,10 @@ class TimelineBuilder:
                 ("Referral record status", str(referral.get("status", ""))), ("Flags", flags or "none")]
 
     def _authorization(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
-        decision = _extension(referral, extension_url(self.rules, "authorization-decision"))
+        decision = extension_of(referral, extension_url(self.rules, "authorization-decision"))
         if decision is None:
             return []
-        parts = {p.get("url"): _value(p) for p in decision.get("extension", ()) if isinstance(p, dict)}
+        parts = {p.get("url"): value_of(p) for p in decision.get("extension", ()) if isinstance(p, dict)}
         number_system = self.rules["identifier_systems"]["authorization_number"]
         number = next((i.get("value") for i in referral.get("identifier", ()) if i.get("system") == number_system),
                       None)
@@ -187,10 +177,10 @@ class TimelineBuilder:
                 continue
             task = orjson.loads(entry.body)
             source = ROW_SOURCE.match(str((task.get("meta") or {}).get("source", "")))
-            closure = _value(_extension(task, extension_url(self.rules, "referral-loop-closure-date")))
+            closure = value_of(extension_of(task, extension_url(self.rules, "referral-loop-closure-date")))
             versions.append(StatusVersion(
                 entry.version, entry.last_updated, str(task.get("status", "")), _display(task.get("businessStatus")),
-                str(_value(_extension(task, extension_url(self.rules, "date-of-referral-status-update"))) or ""),
+                str(value_of(extension_of(task, extension_url(self.rules, "date-of-referral-status-update"))) or ""),
                 _display(task.get("statusReason")) if task.get("statusReason") else "", str(closure or ""),
                 source["document"] if source else None, source["row"] if source else None))
         return versions
@@ -209,7 +199,8 @@ class TimelineBuilder:
         recipients = ", ".join(self.names(r) for r in restriction.get("recipient", ())) or "—"
         by = next((reference_of(o.get("valueReference")) for o in obligation.get("output", ())), None)
         message = communications.get(by or "", {})
-        channel = _display(_value(_extension(message, extension_url(self.rules, "notice-channel")))) if message else ""
+        channel_url = extension_url(self.rules, "notice-channel")
+        channel = _display(value_of(extension_of(message, channel_url))) if message else ""
         done = (obligation.get("executionPeriod") or {}).get("end", "")
         return NoticeLine(
             _display(obligation.get("code")), recipients, str((restriction.get("period") or {}).get("end", "")),

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
 from fhir_clr.console.names import Names, label_of, reference_of
@@ -136,8 +136,7 @@ def _late_days(today: date, due: Any) -> str:
 
 
 def _status_date(task: dict[str, Any]) -> Any:
-    return next((e.get("valueDateTime") for e in task.get("extension", ()) if isinstance(e, dict)
-                 and str(e.get("url", "")).endswith("/date-of-referral-status-update")), None)
+    return value_of(extension_of(task, extension_url(default_rules(), "date-of-referral-status-update")))
 
 
 def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, Any]], names: Names,
