@@ -9,16 +9,11 @@ from typing import Any
 import orjson
 
 from fhir_clr.clr.config import default_rules
+from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 
 LABELLED_TYPES = ("Patient", "Organization", "Practitioner", "PractitionerRole", "RelatedPerson")
 MAX_IDS_PER_SEARCH = 200
-
-
-def reference_of(value: Any) -> str | None:
-    """The ``Type/id`` of a Reference (or of a reference string)."""
-    text = value.get("reference") if isinstance(value, dict) else value
-    return text if isinstance(text, str) and "/" in text else None
 
 
 def _human_name(resource: dict[str, Any]) -> str | None:
@@ -67,9 +62,9 @@ class Names:
                         self.labels[f"{resource_type}/{match.resource_id}"] = label_of(orjson.loads(match.body))
 
     def __call__(self, reference: Any) -> str:
-        """The label of ``reference`` (a Reference or ``Type/id``); its display or type when not loaded."""
+        """The label of a Reference; its display or type when not loaded."""
         text = reference_of(reference)
-        if text is None:
+        if text is None or "/" not in text:
             return (reference.get("display") if isinstance(reference, dict) else None) or "—"
         return self.labels.get(text) or (reference.get("display") if isinstance(reference, dict) else None) \
             or text.partition("/")[0]

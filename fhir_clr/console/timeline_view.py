@@ -17,7 +17,8 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.obligations import is_obligation
-from fhir_clr.console.names import Names, reference_of
+from fhir_clr.console.names import Names
+from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.imports.received import ROW_SOURCE
 
@@ -75,6 +76,12 @@ def _display(value: Any) -> str:
         return str(value["text"])
     coding = (value.get("coding") or [value])[0]
     return str(coding.get("display") or coding.get("code") or "")
+
+
+def _file_row(version: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The received file and row that wrote ``version`` (its ``meta.source``), or (None, None)."""
+    source = ROW_SOURCE.match(str((version.get("meta") or {}).get("source", "")))
+    return (source["document"], source["row"]) if source else (None, None)
 
 
 def _timeliness(obligation: dict[str, Any], deadlines: Deadlines, today: date) -> str:
@@ -135,13 +142,7 @@ class TimelineBuilder:
     async def _referral_sources(self, referral_id: str) -> list[tuple[str | None, str | None]]:
         """The file rows that wrote versions of the referral itself (MIF rows, ASF decisions)."""
         history = await self.engine.history("ServiceRequest", referral_id, [("_count", str(MAX_VERSIONS))])
-        found = []
-        for entry in history.entries:
-            source = ROW_SOURCE.match(str((orjson.loads(entry.body).get("meta") or {}).get("source", ""))
-                                      ) if entry.body else None
-            if source:
-                found.append((source["document"], source["row"]))
-        return found
+        return [_file_row(orjson.loads(entry.body)) for entry in history.entries if entry.body is not None]
 
     def _facts(self, referral: dict[str, Any]) -> list[tuple[str, str]]:
         performer = (referral.get("performer") or [None])[0]
@@ -176,13 +177,13 @@ class TimelineBuilder:
             if entry.body is None:
                 continue
             task = orjson.loads(entry.body)
-            source = ROW_SOURCE.match(str((task.get("meta") or {}).get("source", "")))
+            file_id, row = _file_row(task)
             closure = value_of(extension_of(task, extension_url(self.rules, "referral-loop-closure-date")))
             versions.append(StatusVersion(
                 entry.version, entry.last_updated, str(task.get("status", "")), _display(task.get("businessStatus")),
                 str(value_of(extension_of(task, extension_url(self.rules, "date-of-referral-status-update"))) or ""),
                 _display(task.get("statusReason")) if task.get("statusReason") else "", str(closure or ""),
-                source["document"] if source else None, source["row"] if source else None))
+                file_id, row))
         return versions
 
     async def _communications(self, obligations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

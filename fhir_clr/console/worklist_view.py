@@ -16,7 +16,8 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
-from fhir_clr.console.names import Names, label_of, reference_of
+from fhir_clr.console.names import Names, label_of
+from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.parse import PAGE_TOKEN
 
