@@ -98,13 +98,18 @@ async def rejects_text(engine: Engine, line: ReceivedFileLine) -> str:
     return base64.b64decode(binary.get("data", "")).decode("utf-8")
 
 
-async def import_detail(engine: Engine, document_id: str) -> ImportDetail:
-    """One received file with its rejected rows (404 for anything but a received file)."""
+async def received_file(engine: Engine, document_id: str) -> tuple[ReceivedFileLine, str]:
+    """A received file's listing line and SHA-256 (404 for anything but a received file)."""
     document = orjson.loads((await engine.read("DocumentReference", document_id)).body or b"{}")
     sha256 = next((i.get("value") for i in document.get("identifier", ()) if i.get("system") == FILE_HASH_SYSTEM),
                   None)
     if sha256 is None:
         raise FhirError(404, "not-found", f"DocumentReference/{document_id} is not a received file")
-    line = file_line(document)
+    return file_line(document), sha256
+
+
+async def import_detail(engine: Engine, document_id: str) -> ImportDetail:
+    """One received file with its rejected rows (404 for anything but a received file)."""
+    line, sha256 = await received_file(engine, document_id)
     rejects = read_rejects_csv(await rejects_text(engine, line))
     return ImportDetail(line, sha256, rejects[:MAX_REJECT_LINES], len(rejects))

@@ -21,7 +21,7 @@ from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
 from fhir_clr.background_cache import FiguresCache
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page, month_range
-from fhir_clr.console.imports_view import import_detail, imports_page, rejects_text
+from fhir_clr.console.imports_view import import_detail, imports_page, received_file, rejects_text
 from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render
 from fhir_clr.console.timeline_view import TimelineBuilder
@@ -129,18 +129,16 @@ async def worklist(request: Request) -> Response:
     """The worklist: group counts and one page of the chosen group."""
     query = request.query_params
     filters = Filters(query.get("service", ""), query.get("provider", ""), query.get("referrer", ""))
-
     caller = engine(request)
 
     async def build() -> tuple[str, dict[str, Any]]:
-        counted = await _counts(request).get((_caller_key(request), caller.clock().date(), filters),
+        counted = await _cache(request, "counts").get((_caller_key(request), caller.clock().date(), filters),
                                              lambda: group_counts(caller, filters), fresh=query.get("fresh") == "1",
                                              wait=COLD_WAIT_SECONDS)
         page = await worklist_page(caller, query.get("group", "overdue"), filters, query.get("page"),
                                    counted.value if counted else None)
         return "worklist.html", {"page": page, "counted_at": counted.at if counted else None}
     return await _page(request, "worklist", build)
-
 
 
 @router.get("/referrals/{referral_id}")
@@ -173,8 +171,8 @@ async def import_file(request: Request, document_id: str) -> Response:
 async def import_rejects(request: Request, document_id: str) -> Response:
     """The rejected rows of a received file, as the CSV the import produced."""
     caller = engine(request)
-    detail = await import_detail(caller, document_id)
-    return Response(await rejects_text(caller, detail.file), media_type="text/csv; charset=utf-8", headers={
+    line, _ = await received_file(caller, document_id)
+    return Response(await rejects_text(caller, line), media_type="text/csv; charset=utf-8", headers={
         "content-disposition": f'attachment; filename="{document_id}-rejected-rows.csv"'})
 
 
@@ -187,7 +185,7 @@ async def compliance(request: Request) -> Response:
 
     async def build() -> tuple[str, dict[str, Any]]:
         month_range(key[1], key[2], engine(request).clock().date())  # a bad month is a 400 at once
-        computed = await _figures(request).get(
+        computed = await _cache(request, "figures").get(
             key, lambda: compliance_page(engine(request), key[1], key[2]), fresh=query.get("fresh") == "1",
             wait=COLD_WAIT_SECONDS)
         if computed is None:
@@ -202,18 +200,15 @@ def _caller_key(request: Request) -> str:
     return caller.client_id if caller is not None else ""
 
 
-def _figures(request: Request) -> FiguresCache:
+def _cache(request: Request, setting: str) -> FiguresCache:
+    """The app's figures cache kept for the ``console_<setting>_seconds`` setting (built on first use)."""
     state = request.app.state
-    if getattr(state, "console_figures", None) is None:
-        state.console_figures = FiguresCache(services(request).settings.console_figures_seconds)
-    return state.console_figures  # type: ignore[no-any-return]
-
-
-def _counts(request: Request) -> FiguresCache:
-    state = request.app.state
-    if getattr(state, "console_counts", None) is None:
-        state.console_counts = FiguresCache(services(request).settings.console_counts_seconds)
-    return state.console_counts  # type: ignore[no-any-return]
+    caches: dict[str, FiguresCache] | None = getattr(state, "console_caches", None)
+    if caches is None:
+        caches = state.console_caches = {}
+    if setting not in caches:
+        caches[setting] = FiguresCache(getattr(services(request).settings, f"console_{setting}_seconds"))
+    return caches[setting]
 
 
 @router.get("/subscriptions")
