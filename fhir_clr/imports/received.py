@@ -51,6 +51,14 @@ def row_source(document_id: str, row: int) -> str:
     return f"DocumentReference/{document_id}#row-{row}"
 
 
+async def _keep_bytes(engine: Engine, data: bytes, content_type: str) -> str:
+    """Store ``data`` as a new Binary; its id."""
+    binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": content_type,
+                                            "data": base64.b64encode(data).decode("ascii")})
+    assert binary.stored is not None
+    return binary.stored.resource_id
+
+
 async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename: str | None, content_type: str,
                              received: datetime) -> ReceivedFile:
     """Store ``data`` (a ``kind`` file: mif, asf or rtf) unless the same bytes were received before."""
@@ -60,10 +68,8 @@ async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename
     if found and found[0].body is not None:
         existing = orjson.loads(found[0].body)
         return ReceivedFile(found[0].resource_id, sha256, existing.get("docStatus") == PROCESSED, False)
-    binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": content_type,
-                                            "data": base64.b64encode(data).decode("ascii")})
-    assert binary.stored is not None
-    document = _document(data, sha256, kind, filename, content_type, binary.stored.resource_id, received)
+    binary_id = await _keep_bytes(engine, data, content_type)
+    document = _document(data, sha256, kind, filename, content_type, binary_id, received)
     result = await engine.create("DocumentReference", document, criteria)
     assert result.stored is not None
     return ReceivedFile(result.stored.resource_id, sha256, False, result.status == 201)
@@ -82,10 +88,9 @@ async def mark_processed(engine: Engine, document_id: str, summary: str, rejects
         return
     content = [c for c in document.get("content", ()) if (c.get("attachment") or {}).get("title") != REJECTS_TITLE]
     if rejects:
-        binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": "text/csv",
-                                                "data": base64.b64encode(rejects.encode()).decode("ascii")})
-        assert binary.stored is not None
-        content.append({"attachment": {"contentType": "text/csv", "url": f"Binary/{binary.stored.resource_id}",
-                                       "title": REJECTS_TITLE, "size": len(rejects.encode())}})
+        data = rejects.encode()
+        binary_id = await _keep_bytes(engine, data, "text/csv")
+        content.append({"attachment": {"contentType": "text/csv", "url": f"Binary/{binary_id}",
+                                       "title": REJECTS_TITLE, "size": len(data)}})
     await engine.update("DocumentReference", document_id, {**document, "docStatus": PROCESSED,
                                                           "description": summary, "content": content})
