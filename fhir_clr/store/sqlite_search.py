@@ -55,10 +55,12 @@ def run_search(conn: sqlite3.Connection, query: Query) -> SearchPage:
     terms = sort_terms(query.sort)
     backward, cursor = _cursor(query.page_token, fp, len(terms))
     compiled = _compile(query)
-    if _date_ordered(query) and _choose_driver(conn, compiled, ordered_scan=True) is None:
+    date_ordered = _date_ordered(query)
+    # a date-ordered query found selective drives as usual (the same driver either way; counted once)
+    driver = _choose_driver(conn, compiled, ordered_scan=date_ordered or not any(t.nullable for t in terms))
+    if date_ordered and driver is None:
         rows = _fetch_date_ordered(conn, query, compiled, terms, cursor, backward, query.count + 1)
     else:
-        driver = _choose_driver(conn, compiled, ordered_scan=not any(t.nullable for t in terms))
         rows = _fetch(conn, query.resource_type, compiled, driver, terms, cursor, backward, query.count + 1)
     more = len(rows) > query.count
     rows = rows[:query.count]
