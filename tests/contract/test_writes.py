@@ -10,7 +10,15 @@ import orjson
 import pytest
 
 from fhir_clr.store.port import ChangeOp, HistoryFilter, MatchKeyTaken, Store, VersionConflict
-from fhir_clr.store.query import Condition, IndexEntries, ParamType, TokenValue
+from fhir_clr.store.query import (
+    Condition,
+    IndexEntries,
+    ParamType,
+    Prefix,
+    RangeValue,
+    ReferenceValue,
+    TokenValue,
+)
 
 from .conftest import StoreFactory
 from .helpers import change, deletion, id_set, put, remove
@@ -171,6 +179,44 @@ async def test_index_rows_of_many_changes_in_one_commit(store: Store) -> None:
     assert [(e.resource_id, e.version) for e in events] == [("old", 2), ("new", 1), ("new", 2), ("gone", 2)]
     history = await store.history(HistoryFilter("Task", "new"), 10)
     assert [e.version for e in history.entries] == [2, 1]
+
+
+async def test_update_keeps_drops_and_adds_index_values_of_every_kind(store: Store) -> None:
+    """An update whose new values share some with the old ones (every parameter type, more resources than one
+    read of current rows takes) leaves exactly the new values searchable."""
+    def entries(n: int, *, later: bool) -> IndexEntries:
+        shift = 1 if later else 0
+        return IndexEntries(
+            tokens=[("status", None, "kept"), ("code", "sys", f"c{n + shift}")],
+            references=[("subject", f"Patient/p{n}")] + ([] if later else [("owner", "Organization/o1")]),
+            dates=[("due", 10 * n, 10 * n + 9)] + ([("period", 5, 6)] if later else []),
+            strings=[("name", f"n{n}", f"N{n}")],
+            numbers=[("score", 1.5 + shift, 1.5 + shift)],
+            quantities=[("dose", 2.0, 2.0, None if later else "u", "mg")],
+            uris=[("_profile", "http://p")])
+
+    count = 620
+    await store.commit([change("Task", f"t{n}", 0, entries(n, later=False)) for n in range(count)])
+    await store.commit([change("Task", f"t{n}", 1, entries(n, later=True)) for n in range(count)])
+    every = {f"t{n}" for n in range(count)}
+    assert await id_set(store, "Task", Condition("status", ParamType.TOKEN, (TokenValue(None, "kept"),))) == every
+    assert await id_set(store, "Task", Condition("code", ParamType.TOKEN, (TokenValue("sys", "c0"),))) == set()
+    assert await id_set(store, "Task", Condition("code", ParamType.TOKEN, (TokenValue("sys", "c1"),))) == {"t0"}
+    assert await id_set(store, "Task", Condition("owner", ParamType.REFERENCE, (ReferenceValue("Organization/o1"),))
+                        ) == set()
+    assert await id_set(store, "Task", Condition("subject", ParamType.REFERENCE, (ReferenceValue("Patient/p7"),))
+                        ) == {"t7"}
+    def ranged(param: str, param_type: ParamType, lo: float, hi: float, system: str | None = None) -> Condition:
+        return Condition(param, param_type, (RangeValue(Prefix.EQ, lo, hi, system, "mg" if system else None),))
+
+    assert await id_set(store, "Task", ranged("period", ParamType.DATE, 5, 6)) == every
+    assert await id_set(store, "Task", ranged("score", ParamType.NUMBER, 1.5, 1.5)) == set()
+    assert await id_set(store, "Task", ranged("score", ParamType.NUMBER, 2.5, 2.5)) == every
+    assert await id_set(store, "Task", ranged("dose", ParamType.QUANTITY, 2.0, 2.0, "u")) == set()
+    assert await id_set(store, "Task", ranged("dose", ParamType.QUANTITY, 2.0, 2.0)) == every
+    missing_owner = Condition("owner", ParamType.REFERENCE, (TokenValue(None, "true"),), "missing")
+    assert await id_set(store, "Task", missing_owner) == every
+
 
 async def test_read_many(store: Store) -> None:
     await store.commit([change("Patient", f"p{i}") for i in range(620)] + [change("Group", "g1")])
