@@ -237,6 +237,18 @@ def compile_fast(expression: str, resource_type: str) -> Walker | None:
     return union
 
 
+def expression_roots(expression: str, resource_type: str) -> tuple[str, ...] | None:
+    """The top-level elements ``expression`` reads on a ``resource_type`` resource (a resource without any of
+    them yields nothing), or None when that cannot be told (the expression is not simple)."""
+    roots: list[str] = []
+    for branch in split_union(rewrite_abstract_root(expression, resource_type)):
+        compiled = _compile_branch(branch, resource_type)
+        if not compiled or compiled[0][0] != _FIELD:
+            return None
+        roots.extend(key for key, _ in compiled[0][1] if key not in roots)
+    return tuple(roots) or None
+
+
 def _walker(ops: list[Op]) -> Walker:
     def walk(resource: dict[str, Any]) -> list[Typed]:
         nodes: list[Typed] = [(resource, None)]

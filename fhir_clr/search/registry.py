@@ -13,7 +13,7 @@ import orjson
 
 from fhir_clr.fhirmodel.allowlist import R4_RESOURCE_TYPES
 from fhir_clr.search.extract import IndexWriter, compile_extractor
-from fhir_clr.search.paths import Walker, expression_root, split_union
+from fhir_clr.search.paths import Walker, expression_root, expression_roots, split_union
 from fhir_clr.store.query import IndexEntries, ParamType
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ class SearchParamDef:
     modifiers: tuple[str, ...]
     extractor: Walker
     """Returns the (value, FHIR type) pairs the expression selects in a resource of this type."""
+    roots: tuple[str, ...] | None = None
+    """The top-level elements the expression reads (None: unknown); a resource with none of them has no value
+    for this parameter, so extraction skips it."""
 
 
 def _expression_for(expression: str, base: str) -> str | None:
@@ -80,6 +83,8 @@ class SearchParamRegistry:
         self._writer = IndexWriter(base_urls)
         self._by_type: dict[str, dict[str, SearchParamDef]] = {}
         self._resources: dict[str, dict[str, Any]] = {}
+        self._indexed: dict[str, list[SearchParamDef]] = {}
+        """Per type, the parameters written as index entries (built on first use)."""
         for resource in resources:
             self._add(resource)
 
@@ -124,8 +129,10 @@ class SearchParamRegistry:
                     continue
                 definition = SearchParamDef(code=code, url=url, type=param_type, bases=bases, targets=targets,
                                             expression=own, modifiers=modifiers,
-                                            extractor=compile_extractor(own, resource_type))
+                                            extractor=compile_extractor(own, resource_type),
+                                            roots=expression_roots(own, resource_type))
                 self._by_type.setdefault(resource_type, {})[code] = definition
+                self._indexed.pop(resource_type, None)
                 added = True
         if added:
             self._resources[url] = resource
@@ -154,10 +161,26 @@ class SearchParamRegistry:
         """The index entries of every parameter of the resource's type."""
         entries = IndexEntries()
         add = self._writer.add
-        for code, definition in self._by_type.get(resource.get("resourceType", ""), {}).items():
-            if code not in COLUMN_PARAMS:
-                add(entries, definition.type, code, definition.extractor(resource))
+        for definition in self._indexed_params(resource.get("resourceType", "")):
+            roots = definition.roots
+            if roots is not None:
+                for root in roots:
+                    if root in resource:
+                        break
+                else:
+                    continue
+            values = definition.extractor(resource)
+            if values:
+                add(entries, definition.type, definition.code, values)
         return entries
+
+    def _indexed_params(self, resource_type: str) -> list[SearchParamDef]:
+        """The parameters of ``resource_type`` that are written as index entries."""
+        found = self._indexed.get(resource_type)
+        if found is None:
+            found = self._indexed[resource_type] = [d for code, d in self._by_type.get(resource_type, {}).items()
+                                                    if code not in COLUMN_PARAMS]
+        return found
 
     def extract_param(self, resource: dict[str, Any], code: str) -> IndexEntries:
         """The index entries of one parameter (empty if the type has no such parameter)."""

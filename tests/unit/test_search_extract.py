@@ -13,8 +13,9 @@ from fhir_clr.fhirmodel.allowlist import R4_RESOURCE_TYPES
 from fhir_clr.search import extract
 from fhir_clr.search.extract import compile_extractor
 from fhir_clr.search.paths import compile_fast, split_union
-from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.search.registry import COLUMN_PARAMS, SearchParamRegistry
 from fhir_clr.search.values import MAX_US, MIN_US, parse_date_range
+from fhir_clr.store.query import IndexEntries
 
 BASE = "https://clr.example.org/fhir"
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
@@ -27,27 +28,29 @@ def sp(code: str, base: str, param_type: str, expression: str, **extra: Any) -> 
             **extra}
 
 
+SAMPLE_TASK: dict[str, Any] = {
+    "resourceType": "Task", "id": "t1",
+    "meta": {"profile": ["http://example.org/StructureDefinition/p|1.0"],
+             "tag": [{"system": "urn:tag", "code": "x"}], "security": [{"system": "urn:sec", "code": "R"}],
+             "source": "urn:source:1"},
+    "identifier": [{"system": "urn:ids", "value": "A-1"}], "status": "requested", "intent": "order",
+    "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+    "focus": {"reference": "ServiceRequest/sr1"}, "for": {"reference": "Patient/p1"},
+    "authoredOn": "2026-10-01", "owner": {"reference": f"{BASE}/Organization/o1"},
+    "requester": {"reference": "https://elsewhere.example.com/fhir/Organization/x"},
+    "executionPeriod": {"start": "2026-10-01T10:00:00Z"},
+    "output": [{"type": {"text": "t"}, "valueReference": {"reference": "Procedure/pr1"}},
+               {"type": {"text": "t"}, "valueString": "not a reference"}],
+}
+
+
 @pytest.fixture(scope="module")
 def registry() -> SearchParamRegistry:
     return SearchParamRegistry.from_directory(PROFILES, base_urls=[BASE])
 
 
 def test_task_referral_extraction(registry: SearchParamRegistry) -> None:
-    task = {
-        "resourceType": "Task", "id": "t1",
-        "meta": {"profile": ["http://example.org/StructureDefinition/p|1.0"],
-                 "tag": [{"system": "urn:tag", "code": "x"}], "security": [{"system": "urn:sec", "code": "R"}],
-                 "source": "urn:source:1"},
-        "identifier": [{"system": "urn:ids", "value": "A-1"}], "status": "requested", "intent": "order",
-        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-        "focus": {"reference": "ServiceRequest/sr1"}, "for": {"reference": "Patient/p1"},
-        "authoredOn": "2026-10-01", "owner": {"reference": f"{BASE}/Organization/o1"},
-        "requester": {"reference": "https://elsewhere.example.com/fhir/Organization/x"},
-        "executionPeriod": {"start": "2026-10-01T10:00:00Z"},
-        "output": [{"type": {"text": "t"}, "valueReference": {"reference": "Procedure/pr1"}},
-                   {"type": {"text": "t"}, "valueString": "not a reference"}],
-    }
-    entries = registry.extract(task)
+    entries = registry.extract(SAMPLE_TASK)
     assert ("status", None, "requested") in entries.tokens
     assert ("identifier", "urn:ids", "A-1") in entries.tokens
     assert ("code", "http://hl7.org/fhir/CodeSystem/task-code", "fulfill") in entries.tokens
@@ -63,6 +66,23 @@ def test_task_referral_extraction(registry: SearchParamRegistry) -> None:
     assert ("_source", "urn:source:1") in entries.uris
     assert not {p for p, *_ in entries.tokens} & {"_id", "_lastUpdated"}
     assert "_lastUpdated" not in entries.params()
+
+
+def test_skipping_parameters_whose_elements_are_absent_changes_nothing(registry: SearchParamRegistry) -> None:
+    """Extraction skips a parameter when the resource has none of the top-level elements it reads; the entries
+    equal those of running every parameter, for the full sample and with each element removed in turn."""
+    def every_parameter(resource: dict[str, Any]) -> IndexEntries:
+        entries = IndexEntries()
+        writer = extract.IndexWriter([BASE])
+        for code, definition in registry.for_type("Task").items():
+            if code not in COLUMN_PARAMS:
+                writer.add(entries, definition.type, code, definition.extractor(resource))
+        return entries
+
+    assert registry.get("Task", "owner") is not None and registry.get("Task", "owner").roots == ("owner",)
+    for dropped in [None, *(key for key in SAMPLE_TASK if key != "resourceType")]:
+        resource = {k: v for k, v in SAMPLE_TASK.items() if k != dropped}
+        assert registry.extract(resource) == every_parameter(resource), dropped
 
 
 def test_choice_elements(registry: SearchParamRegistry) -> None:
