@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.store.port import Change, ChangeOp, MatchKeyTaken, StoredResource, VersionConflict
-from fhir_clr.store.sqlite_pending import PendingRows
+from fhir_clr.store.port import Change, ChangeOp, MatchKeyTaken, StoredResource
+from fhir_clr.store.sqlite_pending import PendingRows, current_rows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -52,34 +52,19 @@ def commit_group(conn: sqlite3.Connection, groups: Sequence[Sequence[Change]]
 def _apply_commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
     newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
     clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
-    pending = PendingRows()
-    stored = [_apply(conn, change, clock + offset, pending) for offset, change in enumerate(changes)]
+    pending = PendingRows(current_rows(conn, {(c.resource_type, c.resource_id) for c in changes}))
+    stored = [_queue(conn, change, clock + offset, pending) for offset, change in enumerate(changes)]
     pending.write(conn)
     return stored
 
 
-def _apply(conn: sqlite3.Connection, change: Change, lu_us: int, pending: PendingRows) -> StoredResource:
-    """Write the ``resources`` row and claim the match keys now; queue the other rows in ``pending``."""
-    current = conn.execute("SELECT rid, version FROM resources WHERE type = ? AND id = ?",
-                           (change.resource_type, change.resource_id)).fetchone()
-    actual = current[1] if current else 0
-    if actual != change.expected_version:
-        raise VersionConflict(change.resource_type, change.resource_id, change.expected_version, actual)
-    version = change.expected_version + 1
+def _queue(conn: sqlite3.Connection, change: Change, lu_us: int, pending: PendingRows) -> StoredResource:
+    """Queue one change's rows in ``pending`` and claim (or release) its match keys now."""
     lu = fhir_instant(lu_us)
     deleted = change.op is ChangeOp.DELETE
-    body = None if deleted else _body(change.resource, version, lu)
-    if current:
-        rid = current[0]
-        conn.execute("UPDATE resources SET version = ?, last_updated_us = ?, last_updated = ?, deleted = ?, op = ?, "
-                     "body = ? WHERE rid = ?", (version, lu_us, lu, deleted, change.op.value, body, rid))
-    else:
-        rid = conn.execute("INSERT INTO resources (type, id, version, last_updated_us, last_updated, deleted, op, "
-                           "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (change.resource_type, change.resource_id, version, lu_us, lu, deleted,
-                            change.op.value, body)).lastrowid
-    pending.version(change.resource_type, change.resource_id, version, change.op.value, lu_us, lu, body)
-    pending.reindex(rid, None if deleted else change.index, existed=current is not None)
+    body = None if deleted else _body(change.resource, change.expected_version + 1, lu)
+    version = pending.change((change.resource_type, change.resource_id), change.expected_version, change.op.value,
+                             lu_us, lu, body, change.index)
     if deleted:
         conn.execute("DELETE FROM match_keys WHERE type = ? AND id = ?", (change.resource_type, change.resource_id))
     else:
