@@ -4,6 +4,11 @@ Seeds N open ECM referrals (Member + CLR Referral + Pending referral Task, with 
 fresh embedded store, writes an ECM RTF of N rows that moves every referral to Accepted, imports it, and prints
 rows/s and the peak traced memory of the import; then imports the same file again (every row unchanged).
 
+For each import it also prints the CPU time spent per row, by the whole process and by the SQLite writer thread
+alone (read from ``/proc`` on Linux), and the rate those costs would allow if every core were busy with the
+import and nothing waited: an upper bound for this machine, whatever the overlap of planning and commits. A dry
+run of the first import (everything but the commits, on the event loop's one thread) gives the planning cost.
+
     python bench/ingest.py                    # 10,000 and 100,000 rows
     python bench/ingest.py --rows 10000       # one size
 """
@@ -13,10 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,7 @@ from fhir_clr.app import Services, build_services
 from fhir_clr.clr.config import default_rules
 from fhir_clr.config import Settings
 from fhir_clr.engine.row_batches import RowBatchWriter
-from fhir_clr.imports.job import FileImporter, ImportRequest
+from fhir_clr.imports.job import FileImporter, ImportReport, ImportRequest
 from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
@@ -85,6 +94,43 @@ async def seed(services: Services, rows: int) -> str:
     return provider_npi
 
 
+@dataclass(frozen=True, slots=True)
+class CpuUse:
+    """CPU seconds one import used: the whole process, and the SQLite writer thread (None off Linux)."""
+
+    process: float
+    writer: float | None
+
+    def line(self, rows: int) -> str:
+        """Microseconds of CPU per row and the rate the machine's cores would allow at that cost."""
+        per_row = self.process / rows * 1e6
+        writer = "" if self.writer is None else f" (SQLite writer thread {self.writer / rows * 1e6:,.0f} µs)"
+        bound = (os.cpu_count() or 1) * 1e6 / per_row
+        return f"{per_row:>8,.0f} µs a row in all{writer}: {os.cpu_count()} cores allow at most {bound:,.0f} rows/s"
+
+
+def writer_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the SQLite store's writer thread (Linux ``/proc``), or None."""
+    for thread in threading.enumerate():
+        if thread.name == "sqlite-writer" and thread.native_id is not None:
+            try:
+                stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            except OSError:
+                return None
+            fields = stat.rsplit(")", 1)[1].split()  # fields from the third on: utime, stime are the 14th, 15th
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+async def measured(run: Callable[[], Awaitable[ImportReport]]) -> tuple[ImportReport, CpuUse]:
+    """Run one import; its report and the CPU it used."""
+    process, writer = time.process_time(), writer_cpu_seconds()
+    report = await run()
+    writer_after = writer_cpu_seconds()
+    spent = None if writer is None or writer_after is None else writer_after - writer
+    return report, CpuUse(time.process_time() - process, spent)
+
+
 def rtf_file(rows: int, provider_npi: str) -> bytes:
     out = io.BytesIO()
     write_table(find_spec("rtf", "ecm"), ({
@@ -104,18 +150,25 @@ async def run(rows: int) -> None:
             seeded = time.perf_counter() - started
             data = rtf_file(rows, provider_npi)
             importer = FileImporter(services.bundles, services.engine.clock)
+            dry = ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True)
+            _, planning_cpu = await measured(lambda: importer.run(dry))
             tracemalloc.start()  # memory of a dry run (same reading, matching and planning; tracing slows it)
-            await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True))
+            await importer.run(dry)
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            report = await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm"))
-            again = await importer.run(ImportRequest("rtf", data, "bench-rtf.csv", "ecm"))
+            request = ImportRequest("rtf", data, "bench-rtf.csv", "ecm")
+            report, report_cpu = await measured(lambda: importer.run(request))
+            again, again_cpu = await measured(lambda: importer.run(request))
         finally:
             await services.store.close()
     print(f"{rows:>8,} rows ({len(data) / 1e6:.1f} MB CSV; seeding {rows / seeded:,.0f} referrals/s)")
     print(f"    first import : {report.rows / report.seconds:>8,.0f} rows/s  {report.summary()}")
+    print(f"      CPU        : {report_cpu.line(report.rows)}")
+    print(f"      planning   : {planning_cpu.process / rows * 1e6:>8,.0f} µs a row in a dry run (reading, matching, "
+          f"planning; one thread, so at most {rows / planning_cpu.process:,.0f} rows/s)")
     print(f"    peak memory  : {peak / 1e6:>8,.1f} MB traced during a dry run of the same file")
     print(f"    re-import    : {again.rows / again.seconds:>8,.0f} rows/s  {again.summary()}")
+    print(f"      CPU        : {again_cpu.line(again.rows)}")
 
 
 def main() -> None:
