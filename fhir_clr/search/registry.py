@@ -162,13 +162,8 @@ class SearchParamRegistry:
         entries = IndexEntries()
         add = self._writer.add
         for definition in self._indexed_params(resource.get("resourceType", "")):
-            roots = definition.roots
-            if roots is not None:
-                for root in roots:
-                    if root in resource:
-                        break
-                else:
-                    continue
+            if definition.roots is not None and resource.keys().isdisjoint(definition.roots):
+                continue
             values = definition.extractor(resource)
             if values:
                 add(entries, definition.type, definition.code, values)

@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from fhir_clr.store.port import VersionConflict
-from fhir_clr.store.query import IndexEntries
+from fhir_clr.store.query import IndexEntries, ParamType
+from fhir_clr.store.sqlite_schema import INDEX_TABLES
 
 ResourceKey = tuple[str, str]
 """``(type, id)``."""
@@ -45,16 +46,16 @@ class _IndexTable:
     columns: tuple[str, ...]
 
 
-INDEX_TABLES = (
-    _IndexTable("idx_token", ("rid", "param", "system", "code")),
-    _IndexTable("idx_reference", ("rid", "param", "ref")),
-    _IndexTable("idx_date", ("rid", "param", "lo", "hi")),
-    _IndexTable("idx_string", ("rid", "param", "norm", "exact")),
-    _IndexTable("idx_number", ("rid", "param", "lo", "hi")),
-    _IndexTable("idx_quantity", ("rid", "param", "lo", "hi", "system", "code")),
-    _IndexTable("idx_uri", ("rid", "param", "uri")),
+_INDEX_TABLES = (
+    _IndexTable(INDEX_TABLES[ParamType.TOKEN], ("rid", "param", "system", "code")),
+    _IndexTable(INDEX_TABLES[ParamType.REFERENCE], ("rid", "param", "ref")),
+    _IndexTable(INDEX_TABLES[ParamType.DATE], ("rid", "param", "lo", "hi")),
+    _IndexTable(INDEX_TABLES[ParamType.STRING], ("rid", "param", "norm", "exact")),
+    _IndexTable(INDEX_TABLES[ParamType.NUMBER], ("rid", "param", "lo", "hi")),
+    _IndexTable(INDEX_TABLES[ParamType.QUANTITY], ("rid", "param", "lo", "hi", "system", "code")),
+    _IndexTable(INDEX_TABLES[ParamType.URI], ("rid", "param", "uri")),
 )
-"""The index tables, in the order of :func:`_index_rows`' row sets."""
+"""The index tables with their columns, in the order of :func:`_index_rows`' row sets."""
 
 _RESOURCE_STATE = ("version", "last_updated_us", "last_updated", "deleted", "op", "body")
 _VERSION_COLUMNS = ("type", "id", "version", "op", "last_updated_us", "last_updated", "body")
@@ -114,7 +115,7 @@ class PendingRows:
         stale = {rids[key] for key in self.indexes if key in self.before}
         stale_list = list(stale)
         wanted_tables = _index_rows({rids[key]: index for key, index in self.indexes.items() if index is not None})
-        for table, wanted in zip(INDEX_TABLES, wanted_tables, strict=True):
+        for table, wanted in zip(_INDEX_TABLES, wanted_tables, strict=True):
             current = _by_param(_json_rows(
                 conn, f"SELECT json_group_array(json_array({', '.join(table.columns)})) "
                       f"FROM {table.name} WHERE rid IN (SELECT value FROM json_each(?))", stale_list)) if stale else {}
@@ -166,9 +167,9 @@ def _by_param(rows: Iterable[list[Any]]) -> dict[tuple[int, str], set[tuple[Any,
 
 
 def _index_rows(indexes: dict[int, IndexEntries]) -> list[dict[tuple[int, str], set[tuple[Any, ...]]]]:
-    """The wanted rows of each index table grouped by ``(rid, param)``, in :data:`INDEX_TABLES` order
+    """The wanted rows of each index table grouped by ``(rid, param)``, in :data:`_INDEX_TABLES` order
     (duplicates collapsed; an absent system or code as '', as the key columns hold it)."""
-    tables: list[dict[tuple[int, str], set[tuple[Any, ...]]]] = [defaultdict(set) for _ in INDEX_TABLES]
+    tables: list[dict[tuple[int, str], set[tuple[Any, ...]]]] = [defaultdict(set) for _ in _INDEX_TABLES]
     tokens, references, dates, strings, numbers, quantities, uris = tables
     for rid, index in indexes.items():
         for p, s, c in index.tokens:
