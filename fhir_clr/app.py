@@ -44,6 +44,7 @@ from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
 from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
 log = logging.getLogger("fhir_clr")
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
         await load_conformance(services.engine, settings.resolved_profiles_dir())
+        await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)

@@ -21,8 +21,13 @@ router = APIRouter()
 
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
-    """``GET [base]/metadata``: the CapabilityStatement."""
+    """``GET [base]/metadata``: the CapabilityStatement (``mode=full``, the default, or ``normative``);
+    ``mode=terminology`` is a 400: this server has no terminology service to describe."""
     check_accept(request)
+    mode = request.query_params.get("mode", "full")
+    if mode not in ("full", "normative"):
+        raise FhirError(400, "not-supported", "metadata mode must be full or normative; this server offers no "
+                        "terminology service, so it has no TerminologyCapabilities", expression="mode")
     base = base_url(request)
     token_url = f"{base}/auth/token" if getattr(request.app.state, "auth", None) is not None else None
     built = services(request)
