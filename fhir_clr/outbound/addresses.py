@@ -41,8 +41,9 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
 def is_public(address: IPAddress) -> bool:
     """True for a globally reachable unicast address (and, for IPv6, when every IPv4 address it embeds is one);
     False for loopback, private, link-local, shared, multicast, reserved and unspecified addresses."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped is not None
+                                                       or address in NAT64_WELL_KNOWN):
+        return all(is_public(v4) for v4 in embedded_ipv4(address))  # reaches an IPv4 address: only it counts
     if (not address.is_global or address.is_multicast or address.is_reserved or address.is_unspecified
             or address.is_loopback or address.is_link_local):
         return False
