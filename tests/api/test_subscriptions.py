@@ -129,8 +129,8 @@ def test_no_log_line_holds_a_webhook_url_query(tmp_path: Path, receiver: Receive
     finally:
         server.stop()
     log = server.log_path.read_text()
-    assert '"level":"INFO"' in log and "subscription delivery stopped" in log
     assert "SECRET" not in log
+    assert '"level":"INFO"' in log and "subscription delivery stopped" in log
 
 
 @pytest.mark.parametrize("content", ["empty", "id-only", "full-resource"])
