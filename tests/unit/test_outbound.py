@@ -1,15 +1,21 @@
 """The outbound-call guard: URLs read with the HTTP client's own parser, IPv6 forms that carry a non-public
-IPv4 address, and a transport that connects to the address it vetted (no DNS-rebinding window)."""
+IPv4 address, and a transport that connects to the address it vetted (no DNS-rebinding window), used for
+webhooks and client JWKS URLs."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpcore
 import httpx
 import pytest
 
+from fhir_clr.auth.clients import ClientRecord, Role
+from fhir_clr.auth.jwks import JwksResolver, KeyLookupError
 from fhir_clr.outbound.addresses import IPAddress, is_public
 from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
 from fhir_clr.outbound.transport import RefusedByPolicy, VettedTransport
@@ -147,3 +153,35 @@ async def test_plain_http_is_vetted_at_connect_time_too() -> None:
     async with httpx.AsyncClient(transport=VettedTransport(allowed.addresses, network=internet)) as http:
         assert (await http.post("http://hooks.internal:8080/notify", content=b"{}")).status_code == 204
     assert internet.connects == [("10.1.2.3", 8080)]
+
+
+@pytest.fixture()
+def jwks_server() -> Iterator[str]:
+    """A local JWKS URL serving one EC key."""
+    body = json.dumps({"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json?tenant=SECRET"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_jwks_urls_are_fetched_over_the_vetted_transport(jwks_server: str) -> None:
+    client = ClientRecord("c1", "CBO", "Organization/o1", Role.SERVICING_PROVIDER, ("system/Task.rs",),
+                          jwks_url=jwks_server)
+    with pytest.raises(KeyLookupError):
+        await JwksResolver().key_for(client, "ES384", "k1")  # loopback is not public
+    allowed = JwksResolver(policy=EndpointPolicy.from_entries(["127.0.0.1"]))
+    assert (await allowed.key_for(client, "ES384", "k1"))["kid"] == "k1"
