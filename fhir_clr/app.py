@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from fhir_clr.api import bulk, imports, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
+from fhir_clr.api.openapi import openapi_document
 from fhir_clr.api.plain_routes import install as install_plain_routes
 from fhir_clr.api.responses import error_response
 from fhir_clr.auth import endpoints as auth_endpoints
@@ -30,6 +32,7 @@ from fhir_clr.config import Settings
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
 from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
@@ -147,7 +150,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/console/static", console.static_files, name="console_static")
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
+    app.openapi = lambda: _fhir_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _fhir_openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document of the FHIR API, generated once from the CapabilityStatement (FastAPI's own document
+    would describe none of the FHIR interactions, which are plain routes)."""
+    if app.openapi_schema is None:
+        built: Services = app.state.services
+        token_url = "/auth/token" if app.state.auth is not None else None
+        statement = capability_statement(built.registry, "", token_url, [t.url for t in built.topics.all()])
+        app.openapi_schema = openapi_document(statement)
+    return app.openapi_schema
 
 
 def _install_error_handlers(app: FastAPI) -> None:
