@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_server_error(live_server, tmp_path: Path) -> None
         [str(SCHEMATHESIS), "run", f"{live_server.base_url}/openapi.json", "--checks", "not_a_server_error",
          "--max-examples", "3", "--workers", "1", "--phases", "coverage,fuzzing", "--no-color",
          "--suppress-health-check", "all", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=1500)
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path)  # its caches stay out of the repository
     summary = run.stdout[-4000:]
     assert run.returncode == 0, summary + run.stderr[-2000:]
     paths = httpx.get(f"{live_server.base_url}/openapi.json").json()["paths"]
