@@ -126,7 +126,8 @@ class SecurityMiddleware:
         receive = self._limited(receive, limit, gate)
         try:
             if self.dev or public:
-                await gate.enter(declared)
+                if declared > gate.threshold:
+                    await gate.enter(declared)
                 await self.app(scope, receive, send_secured)
                 return
             await self._serve_authenticated(scope, receive, send_secured, gate, declared, lambda: status)
@@ -152,7 +153,8 @@ class SecurityMiddleware:
             await error_response(FhirError(403, "forbidden", "/metrics needs a plan client with a read scope on "
                                            "every type (e.g. system/*.read)"))(scope, receive, send)
             return
-        await gate.enter(declared)
+        if declared > gate.threshold:
+            await gate.enter(declared)
         try:
             await self.app(scope, receive, send)
         finally:
