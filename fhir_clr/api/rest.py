@@ -20,6 +20,7 @@ from fhir_clr.api.responses import (
     version_headers,
     write_response,
 )
+from fhir_clr.api.search_limits import check_limits
 from fhir_clr.engine.bundle_requests import parse_etag
 from fhir_clr.engine.content import MAX_JSON_DEPTH, json_depth_exceeds
 from fhir_clr.engine.render import history_bundle, outcome_bytes, resource_bytes, searchset_bundle
@@ -124,6 +125,7 @@ async def search_get(request: Request, resource_type: str) -> Response:
 
 
 async def _search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
+    check_limits(params)
     prefer = parse_prefer(request)
     base = base_url(request)
     result = await engine(request).search(resource_type, params, strict=prefer.strict,

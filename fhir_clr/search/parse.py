@@ -49,15 +49,6 @@ ALIASES = {"_lastupdated": "_lastUpdated"}
 _ORDERED = frozenset({ParamType.DATE, ParamType.NUMBER, ParamType.QUANTITY})
 _PREFIXES = frozenset(p.value for p in Prefix)
 _ESCAPABLE = frozenset(",|$\\")
-MAX_PARAMETERS = 100
-"""Most ``name=value`` pairs in one search (repeats included); real searches use a handful."""
-MAX_VALUES_PER_PARAMETER = 500
-"""Most comma-separated (OR-ed) values in one parameter (e.g. ``_id=a,b,…``)."""
-MAX_VALUES = 1000
-"""Most values in one search, all parameters together (each becomes SQL terms and variables, or a MongoDB
-clause): the SQLite statement of the largest search allowed still compiles in well under a second."""
-MAX_VALUE_LENGTH = 2048
-"""Longest single value (between commas), in characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,33 +342,13 @@ def _choice(name: str, value: str, allowed: frozenset[str]) -> str:
     return value
 
 
-def check_limits(params: Sequence[tuple[str, str]]) -> None:
-    """Refuse (400 ``too-costly``) a search with more parameters or values, or longer values, than the
-    ``MAX_*`` limits allow: such a query would only cost the store time and memory (or exceed its limits)."""
-    if len(params) > MAX_PARAMETERS:
-        raise FhirError(400, "too-costly", f"The search has {len(params)} parameters; at most {MAX_PARAMETERS} "
-                        "are allowed")
-    total = 0
-    for name, value in params:
-        if len(value) > MAX_VALUE_LENGTH and any(len(v) > MAX_VALUE_LENGTH for v in value.split(",")):
-            raise _bad(name[:64], f"a value is longer than {MAX_VALUE_LENGTH} characters", "too-costly")
-        count = value.count(",") + 1
-        if count > MAX_VALUES_PER_PARAMETER:
-            raise _bad(name[:64], f"more than {MAX_VALUES_PER_PARAMETER} comma-separated values", "too-costly")
-        total += count
-    if total > MAX_VALUES:
-        raise FhirError(400, "too-costly", f"The search has {total} values; at most {MAX_VALUES} are allowed")
-
-
 def parse_search(resource_type: str, params: list[tuple[str, str]], registry: SearchParamRegistry, *,
                  default_count: int, max_count: int, base_urls: Sequence[str] = ()) -> ParsedSearch:
     """Parse the query parameters of a search on ``resource_type``.
 
     ``base_urls`` are this server's base URLs: absolute reference values under them become ``Type/id``.
-    Raises ``FhirError`` (400) for malformed values, unsupported modifiers, invalid chains and searches beyond
-    the size limits (``check_limits``).
+    Raises ``FhirError`` (400) for malformed values, unsupported modifiers and invalid chains.
     """
-    check_limits(params)
     parser = _Parser(resource_type, registry, base_urls)
     parsed = ParsedSearch(query=Query(resource_type, count=min(default_count, max_count)))
     applied = parsed.self_params
