@@ -1,5 +1,6 @@
 """Client public keys: from the inline JWKS, or fetched from the client's JWKS URL and cached (at most the
-URL's ``Cache-Control: max-age`` and at most ``max_ttl`` seconds).
+URL's ``Cache-Control: max-age`` and at most ``max_ttl`` seconds). JWKS URLs are fetched over the outbound guard's
+vetted transport (:mod:`fhir_clr.outbound.transport`), like webhooks.
 
 A JWKS URL is never fetched more often than once per ``min_refetch`` seconds, whatever the assertions say:
 an unknown ``kid`` (a key rotation, or a forger's random one) refreshes the set only once that interval has
@@ -11,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from fhir_clr.auth.clients import ClientRecord
+from fhir_clr.outbound.policy import EndpointPolicy
+from fhir_clr.outbound.transport import VettedTransport
 
 KTY_FOR_ALG = {"RS384": "RSA", "ES384": "EC"}
 MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -40,10 +44,13 @@ class _CachedSet:
 class JwksResolver:
     """Finds the one client key that may verify an assertion signed with ``alg`` and ``kid``."""
 
-    def __init__(self, *, max_ttl: float = 300.0, min_refetch: float = 60.0, timeout: float = 5.0) -> None:
+    def __init__(self, *, max_ttl: float = 300.0, min_refetch: float = 60.0, timeout: float = 5.0,
+                 policy: EndpointPolicy | None = None) -> None:
         self.max_ttl = max_ttl
         self.min_refetch = min_refetch
         self.timeout = timeout
+        vet = (policy or EndpointPolicy()).addresses
+        self.transport: Callable[[], httpx.AsyncBaseTransport] = lambda: VettedTransport(vet)
         self._cache: dict[str, _CachedSet] = {}
 
     async def key_for(self, client: ClientRecord, alg: str, kid: str | None) -> dict[str, Any]:
@@ -69,11 +76,12 @@ class JwksResolver:
         """Fetch ``url`` into ``cached``; a failure keeps the previous keys (and counts as a fetch)."""
         cached.fetched_at = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as http:
+            async with httpx.AsyncClient(transport=self.transport(), timeout=self.timeout, follow_redirects=False,
+                                         trust_env=False) as http:
                 response = await http.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
             keys = response.json().get("keys")
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError):
             return
         if not isinstance(keys, list):
             return

@@ -83,14 +83,15 @@ def jwks_server() -> Iterator[JwksServer]:
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory, jwks_server: JwksServer) -> Iterator[LiveServer]:
-    """A secured server with default settings (10 MB bodies, default budget and limits)."""
+    """A secured server with default settings (10 MB bodies, default budget and limits), loopback JWKS allowed."""
     data_dir: Path = tmp_path_factory.mktemp("hardened-server")
     for client in (PLAN, PLAN_READER, PROVIDER):
         register(data_dir, client)
     subprocess.run([sys.executable, "-m", "fhir_clr.cli", "clients", "add", REMOTE.client_id, "--data",
                     str(data_dir), "--organization", REMOTE.organization, "--role", REMOTE.role,
                     "--jwks-url", jwks_server.url, "--scope", "system/*.rs"], check=True, capture_output=True)
-    server = LiveServer(data_dir, dev=False)
+    # the JWKS URL is on loopback: allowed like an internal webhook endpoint
+    server = LiveServer(data_dir, {"FHIR_CLR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}, dev=False)
     server.start()
     yield server
     server.stop()
