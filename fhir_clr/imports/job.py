@@ -23,6 +23,7 @@ from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.asf_rows import updated_referral
+from fhir_clr.imports.caller import restricted_organization
 from fhir_clr.imports.mif_rows import mif_group
 from fhir_clr.imports.received import keep_received_file, mark_processed, row_source
 from fhir_clr.imports.results import (
@@ -45,6 +46,8 @@ BATCH_ROWS = 500
 IMPORTABLE_KINDS = ("rtf", "mif", "asf")
 """File kinds that can be imported: RTF rows update referral statuses, MIF rows create referrals, ASF rows
 record authorization decisions."""
+PROVIDER_KINDS = ("rtf",)
+"""What a provider (a caller who sees only its own referrals) may import: its own referral statuses."""
 CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
@@ -72,16 +75,24 @@ class FileImporter:
         self.engine = bundles.engine
         self.clock = clock
 
-    async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
-        """Import ``request``'s file; the report says what became of every row."""
-        started = time.perf_counter()
+    def check(self, request: ImportRequest) -> MappingSpec:
+        """The mapping spec that reads ``request``'s file; 400 for a kind or program that cannot be imported,
+        403 for a MIF or ASF from a caller who sees only its own referrals (those files are the plan's)."""
         if request.kind not in IMPORTABLE_KINDS:
             raise FhirError(400, "not-supported", f"Importing {request.kind} files is not supported; "
                             f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
+        if request.kind not in PROVIDER_KINDS and restricted_organization(self.engine) is not None:
+            raise FhirError(403, "forbidden", f"Only the plan imports {request.kind.upper()} files; a provider "
+                            "imports its RTF")
         try:
-            spec = find_spec(request.kind, request.program)
+            return find_spec(request.kind, request.program)
         except LookupError as error:
             raise FhirError(400, "invalid", str(error)) from None
+
+    async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Import ``request``'s file; the report says what became of every row."""
+        started = time.perf_counter()
+        spec = self.check(request)
         report = ImportReport(request.kind, spec.id, request.dry_run)
         try:
             table = open_table(request.data, request.filename, request.sheet)
