@@ -166,7 +166,9 @@ class BundleProcessor:
         resources = {r.index: await self._rewrite(r, mapping) for r in requests if r.resource is not None}
         _check_overlaps(requests, ids)
         written = frozenset(f"{r.resource_type}/{ids[r.index]}" for r in requests
-                            if r.method in ("POST", "PUT") and r.index in ids)
+                            if (r.method == "POST" or r.index in creates) and r.index in ids)
+        """What this transaction creates: references to it need no visibility check (anything else it writes
+        must already be visible to the caller)."""
         plans: dict[int, Plan] = {}
         with planning_transaction() as planned:
             for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):

@@ -110,18 +110,23 @@ def _patch_entry(url: str, operations: list[Any]) -> dict[str, Any]:
 
 # ---- finding 1: PATCH decides visibility before reading, and never echoes the document -------------------
 
+def _failing_patches(http: httpx.Client, url: str) -> list[httpx.Response]:
+    """The same failing ``test`` patch as a transaction entry, a batch entry and a plain PATCH."""
+    return [_transaction(http, _patch_entry(url, FAILING_TEST)),
+            _transaction(http, _patch_entry(url, FAILING_TEST), kind="batch"),
+            http.patch(f"/{url}", json=FAILING_TEST, headers=PATCH_JSON)]
+
+
 def test_failing_patch_test_on_hidden_resources_answers_like_unknown(world: World) -> None:
     never = unique("never")
-    for kind in ("Task", "Patient"):
-        hidden_id = world.ids["ta" if kind == "Task" else "pa"]
-        for send in (lambda target: _transaction(world.b, _patch_entry(f"{kind}/{target}", FAILING_TEST)),
-                     lambda target: _transaction(world.b, _patch_entry(f"{kind}/{target}", FAILING_TEST),
-                                                 kind="batch"),
-                     lambda target: world.b.patch(f"/{kind}/{target}", json=FAILING_TEST, headers=PATCH_JSON)):
-            hidden, absent = send(hidden_id), send(never)
-            _clean(hidden)
-            assert _answer(hidden, hidden_id) == _answer(absent, never)
-            assert b"404" in hidden.content or hidden.status_code == 404
+    for kind, hidden_id in (("Task", world.ids["ta"]), ("Patient", world.ids["pa"])):
+        hidden = _failing_patches(world.b, f"{kind}/{hidden_id}")
+        absent = _failing_patches(world.b, f"{kind}/{never}")
+        for seen, unknown in zip(hidden, absent, strict=True):
+            _clean(seen)
+            assert _answer(seen, hidden_id) == _answer(unknown, never)
+        assert [r.status_code for r in hidden] == [404, 200, 404]
+        assert hidden[1].json()["entry"][0]["response"]["status"].startswith("404")
 
 
 def test_failing_patch_test_names_the_operation_not_the_document(world: World) -> None:
@@ -272,6 +277,19 @@ def test_transaction_if_match_and_put_answer_like_unknown(world: World) -> None:
         assert b"has version" not in seen.content
     assert _transaction(world.b, {"resource": task(owner="Organization/cbo-b", id=hidden),
                                   "request": {"method": "PUT", "url": f"Task/{hidden}"}}).status_code == 404
+    # a PUT in the same transaction does not make a hidden id count as "written by this transaction"
+    referral = world.ids["sra"]
+
+    def linked(target: str) -> httpx.Response:
+        return _transaction(world.b, {
+            "resource": task(owner="Organization/cbo-b", focus={"reference": f"ServiceRequest/{target}"}),
+            "request": {"method": "POST", "url": "Task"}}, {
+            "resource": {"resourceType": "ServiceRequest", "id": target, "status": "active", "intent": "order",
+                         "subject": {"reference": "Patient/x"}, "requester": {"reference": "Organization/cbo-b"}},
+            "request": {"method": "PUT", "url": f"ServiceRequest/{target}"}})
+
+    seen = linked(referral)
+    assert seen.status_code == 422 and _answer(seen, referral) == _answer(linked(never), never)
     assert world.a.get(f"/Task/{hidden}").json()["meta"]["versionId"] == "1"
 
 

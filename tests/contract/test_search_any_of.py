@@ -52,7 +52,8 @@ async def test_any_of_created_by_tag_or_link(store: Store) -> None:
     await put(store, "Patient", "other", IndexEntries(tokens=[("_tag", created_by, "Organization/b")]))
     await put(store, "Patient", "linked")
     await put(store, "Patient", "plan")
-    await put(store, "Task", "t1", IndexEntries(references=[("owner", "Organization/a"), ("patient", "Patient/linked")]))
+    await put(store, "Task", "t1", IndexEntries(references=[("owner", "Organization/a"),
+                                                             ("patient", "Patient/linked")]))
     visible = AnyOf((Condition("_tag", ParamType.TOKEN, (TokenValue(created_by, "Organization/a"),)),
                      HasCondition("Task", "patient", ref("owner", "Organization/a"))))
     assert await id_set(store, "Patient", visible) == {"own", "linked"}
