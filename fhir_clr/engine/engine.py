@@ -95,7 +95,7 @@ class Engine:
 
     async def vet(self, plan: Plan, written: frozenset[str] = frozenset()) -> Plan:
         """A planned write made ready to commit: the references it adds must be visible to the caller (or
-        be among ``written``, the ``Type/id`` a transaction writes), then the business rules run, then the new
+        be among ``written``, the ``Type/id`` a transaction creates), then the business rules run, then the new
         content must be the caller's to write (else 403). The version it changes was read through the
         caller's visibility by the planner, so nothing here runs on a resource the caller may not see."""
         change = plan.change

@@ -106,7 +106,7 @@ class Visibility:
                                written: frozenset[str] = frozenset()) -> None:
         """Refuse (422, as for a resource that does not exist) a write by a restricted caller that adds a
         reference to a resource it may not see. References already in ``previous`` (the version replaced),
-        to directory types, and to resources in ``written`` (this transaction's) are not checked."""
+        to directory types, and to resources in ``written`` (those this transaction creates) are not checked."""
         if self.scope is None:
             return
         before = {normalize_reference(ref, self.prefixes)
