@@ -54,7 +54,7 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
         await caller_engine.read(resource_type, resource_id)  # scope "r" and 404 outside the caller's reach
     elif not (caller_engine.access.permits(resource_type, "c") or caller_engine.access.permits(resource_type, "u")):
         raise FhirError(403, "forbidden", f"The access token's scopes do not allow writing {resource_type}")
-    issues = await validate_operation(svc.engine.planner, resource_type, resource_id, body,
+    issues = await validate_operation(caller_engine.planner, resource_type, resource_id, body,
                                       svc.known_profiles)
     return fhir_response(outcome_bytes(issues))
 
