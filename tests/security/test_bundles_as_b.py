@@ -135,3 +135,28 @@ def test_conditional_entries_by_cin(world: World, kind: str, form: str) -> None:
                                                                      world.secrets)
         failures += difference(hidden, absent, (cin,), (unknown,))
     assert_clean(failures)
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_put_entries_never_take_over(world: World, kind: str) -> None:
+    """A PUT entry without ifMatch may create a new id (update as create), so its answer about A's ids is
+    compared with the plain ``PUT /{type}/{id}`` about the same id: whichever road, B is refused alike, nothing
+    of A's is echoed, and an id A had is not taken over."""
+    failures: list[str] = []
+    for resource_type, ids in sorted(world.a_ids.items()):
+        for hidden_id in ids[:1]:
+            body = b_body(world, resource_type, hidden_id)
+            answer = world.b.post("/", json=_bundle(kind, [{"resource": body, "request": {
+                "method": "PUT", "url": f"{resource_type}/{hidden_id}"}}]), headers=FHIR_JSON)
+            entry = Exchange(f"{kind} PUT [{resource_type}, A's id]",
+                             _entry_response(answer, 0) if kind == "batch" else answer, answer.request)
+            direct = Exchange(f"PUT /{resource_type}/{{id}} [A's id]", world.b.put(
+                f"/{resource_type}/{hidden_id}", json=body, headers=FHIR_JSON))
+            failures += leak_report(entry, world.secrets) + leak_report(Exchange("whole answer", answer),
+                                                                        world.secrets)
+            if entry.response.is_success:
+                failures.append(f"{entry.label}: HTTP {entry.response.status_code}: B overwrote A's resource")
+            if entry.response.status_code != direct.response.status_code:
+                failures.append(f"{entry.label}: HTTP {entry.response.status_code}, but {direct.label} answers "
+                                f"HTTP {direct.response.status_code}")
+    assert_clean(failures)

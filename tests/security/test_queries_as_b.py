@@ -135,3 +135,18 @@ def test_b_still_sees_its_own_referral(world: World) -> None:
     found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in tasks.get("entry", [])}
     assert ("Task", world.b_ids["Task"]) in found and ("Patient", world.b_ids["Patient"]) in found
     assert world.a.get(f"/Task/{world.first('Task')}").status_code == 200
+
+
+def test_narrow_scopes_answer_alike(world: World) -> None:
+    """B's client with only Task, Patient and ServiceRequest read/search scopes: about A's ids, inside and
+    outside its scopes, it is answered as about ids that never existed (a scope refusal must not come first
+    for one and not the other)."""
+    from tests.security.route_probes import compare_ids
+
+    failures = compare_ids(world, "GET /{type}/{id} (narrow scopes)", lambda w, t, i: w.b_narrow.get(f"/{t}/{i}"))
+    failures += compare_ids(world, "GET /{type}?_id (narrow scopes)", lambda w, t, i: w.b_narrow.get(
+        f"/{t}", params={"_id": i}))
+    failures += compare_ids(world, "PUT /{type}/{id} If-Match (narrow scopes)", lambda w, t, i: w.b_narrow.put(
+        f"/{t}/{i}", json={"resourceType": t, "id": i}, headers={"Content-Type": "application/fhir+json",
+                                                                 "If-Match": 'W/"1"'}))
+    assert_clean(failures)
