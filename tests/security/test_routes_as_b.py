@@ -37,3 +37,18 @@ def test_route_as_b(world: World, route: Route) -> None:
     probe = KNOWN.get(route)
     assert probe is not None, f"{route[0]} {route[1]}: no probe (add one to tests/security/route_probes.py)"
     assert_clean(probe(world))
+
+
+def test_the_world_is_what_the_probes_assume(world: World) -> None:
+    """Control: A reads each of its resources, the plan sees the deleted ones as deleted and B reads its own
+    referral, so an answer B gets about them is a decision about B, not a broken seed."""
+    for resource_type, ids in world.a_ids.items():
+        if resource_type == "Group":
+            continue  # a Group of Members is the plan's, not A's
+        for resource_id in (i for i in ids if i != world.a_import_document):
+            assert world.a.get(f"/{resource_type}/{resource_id}").status_code == 200, resource_type
+    for resource_type, ids in world.deleted.items():
+        for resource_id in ids:
+            assert world.plan.get(f"/{resource_type}/{resource_id}").status_code == 410, resource_type
+    for resource_type, resource_id in world.b_ids.items():
+        assert world.b.get(f"/{resource_type}/{resource_id}").status_code == 200, resource_type
