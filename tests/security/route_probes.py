@@ -6,16 +6,14 @@ answers about ids that never existed."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from datetime import date
 from typing import Any
 
 import httpx
 
 from tests.api.helpers import FHIR_JSON
 from tests.security.oracle import Exchange, difference, leak_report
-from tests.security.world import World, b_body, never_existed_id, new_cin
+from tests.security.world import CIN_SYSTEM, World, b_body, never_existed_id, new_cin, rtf_file, wait_for_status
 
 Route = tuple[str, str]
 """(method, path template) as the app declares it."""
@@ -150,15 +148,8 @@ def probe_instance_validate(world: World) -> list[str]:
 
 # ---- type level --------------------------------------------------------------------------------------------
 
-def _criteria(world: World, resource_type: str, resource_id: str) -> dict[str, str]:
-    """Search criteria that pick exactly A's resource (``_id``; a Patient by CIN when ``resource_id`` is A's
-    first Patient)."""
-    return {"_id": resource_id}
-
-
 def _cin_pairs(world: World) -> list[tuple[str, str]]:
-    """(label, CIN) of A's Member, the plan-only Member and the deleted Member, each compared with an unknown
-    CIN."""
+    """(label, CIN) of A's Member and of the plan-only Member, each to be compared with an unknown CIN."""
     return [("A's Member's CIN", world.cin), ("plan-only Member's CIN", world.plan_only_cin)]
 
 
@@ -167,22 +158,17 @@ def compare_cins(world: World, label: str, send: Callable[[World, str], httpx.Re
     failures: list[str] = []
     for kind, cin in _cin_pairs(world):
         unknown = new_cin()
-        hidden = Exchange(f"{label} [{kind}]", send(world, f"{_cin_system()}|{cin}"))
-        absent = Exchange(f"{label} [unknown CIN]", send(world, f"{_cin_system()}|{unknown}"))
+        hidden = Exchange(f"{label} [{kind}]", send(world, f"{CIN_SYSTEM}|{cin}"))
+        absent = Exchange(f"{label} [unknown CIN]", send(world, f"{CIN_SYSTEM}|{unknown}"))
         failures += leak_report(hidden, world.secrets) + leak_report(absent, world.secrets)
         failures += difference(hidden, absent, (cin,), (unknown,))
     return failures
 
 
-def _cin_system() -> str:
-    from tests.security.world import CIN_SYSTEM
-    return CIN_SYSTEM
-
-
 def probe_search(world: World) -> list[str]:
-    failures = compare_ids(world, "GET /{type}?_id", lambda w, t, i: w.b.get(f"/{t}", params=_criteria(w, t, i)))
+    failures = compare_ids(world, "GET /{type}?_id", lambda w, t, i: w.b.get(f"/{t}", params={"_id": i}))
     failures += compare_ids(world, "GET /{type}?_id&_summary=count", lambda w, t, i: w.b.get(
-        f"/{t}", params={**_criteria(w, t, i), "_summary": "count"}))
+        f"/{t}", params={"_id": i, "_summary": "count"}))
     return failures + compare_cins(world, "GET /Patient?identifier", lambda w, c: w.b.get(
         "/Patient", params={"identifier": c}))
 
@@ -238,7 +224,7 @@ def probe_type_history(world: World) -> list[str]:
         for method in ("GET", "HEAD"):
             response = world.b.request(method, f"/{resource_type}/_history", params={"_count": 1000})
             failures += leak_only(world, f"{method} /{resource_type}/_history", response)
-            failures += _names_ids(world, f"{method} /{resource_type}/_history", response)
+            failures += names_a_ids(world, f"{method} /{resource_type}/_history", response)
     return failures
 
 
@@ -246,12 +232,12 @@ def probe_system_history(world: World) -> list[str]:
     failures: list[str] = []
     for method in ("GET", "HEAD"):
         response = world.b.request(method, "/_history", params={"_count": 1000})
-        failures += leak_only(world, f"{method} /_history", response) + _names_ids(world, f"{method} /_history",
+        failures += leak_only(world, f"{method} /_history", response) + names_a_ids(world, f"{method} /_history",
                                                                                      response)
     return failures
 
 
-def _names_ids(world: World, label: str, response: httpx.Response) -> list[str]:
+def names_a_ids(world: World, label: str, response: httpx.Response) -> list[str]:
     """A listing B receives must not even name A's ids (live or deleted), unless B itself sent them."""
     text, sent = response.text, Exchange(label, response).sent
     named = sorted({f"{t} ({kind})" for kind, ids in (("A's", world.a_ids), ("deleted", world.deleted))
@@ -269,31 +255,21 @@ def probe_bundle(world: World) -> list[str]:
 
 # ---- operations ----------------------------------------------------------------------------------------------
 
-def wait(http: httpx.Client, url: str, seconds: float = 20.0) -> httpx.Response:
-    """Poll an async status URL until it stops answering 202."""
-    deadline = time.monotonic() + seconds
-    while True:
-        response = http.get(url)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.1)
-
-
 def exported(world: World, label: str, kickoff: httpx.Response) -> list[str]:
     """Follow B's export to its files; nothing in the kickoff, the manifest or any file may leak or name A's
     ids (the ``deleted`` list included)."""
     failures = leak_only(world, f"{label} kickoff", kickoff)
     if kickoff.status_code != 202:
         return failures
-    manifest = wait(world.b, kickoff.headers["Content-Location"])
-    failures += leak_only(world, f"{label} manifest", manifest) + _names_ids(world, f"{label} manifest", manifest)
+    manifest = wait_for_status(world.b, kickoff.headers["Content-Location"])
+    failures += leak_only(world, f"{label} manifest", manifest) + names_a_ids(world, f"{label} manifest", manifest)
     if manifest.status_code != 200:
         return failures
     body = manifest.json()
     for item in [*body.get("output", []), *body.get("deleted", []), *body.get("error", [])]:
         file = world.b.get(item["url"])
         where = f"{label} file {item.get('type')} ({'deleted' if item in body.get('deleted', []) else 'output'})"
-        failures += leak_only(world, where, file) + _names_ids(world, where, file)
+        failures += leak_only(world, where, file) + names_a_ids(world, where, file)
     return failures
 
 
@@ -374,27 +350,13 @@ def probe_export_file(world: World, method: str = "GET") -> list[str]:
     return failures
 
 
-def _rtf(world: World, cin: str, npi: str) -> bytes:
-    import io
-
-    from fhir_clr.mapping.spec import find_spec
-    from fhir_clr.mapping.writers import write_table
-
-    out = io.BytesIO()
-    write_table(find_spec("rtf", "ecm"), [{
-        "mcp_name": "Sample Plan", "member_cin": cin, "ecm_provider_name": "provider", "ecm_provider_npi": npi,
-        "referral_status": "Accepted", "referral_status_date": date(2026, 11, 10), "loop_closure_reason": None}],
-        "csv", out)
-    return out.getvalue()
-
-
 def _import_answers(world: World, data: bytes, dry_run: bool) -> list[httpx.Response]:
     params = {"kind": "rtf", "program": "ecm", "filename": "b.csv", **({"dryRun": "true"} if dry_run else {})}
     started = world.b.post("/$import", params=params, content=data, headers={"Content-Type": "text/csv"})
     if started.status_code != 202:
         return [started]
     status_url = started.headers["Content-Location"]
-    return [started, wait(world.b, status_url), world.b.get(f"{status_url}/outcome"),
+    return [started, wait_for_status(world.b, status_url), world.b.get(f"{status_url}/outcome"),
             world.b.get(f"{status_url}/rejects.csv")]
 
 
@@ -409,8 +371,8 @@ def probe_import(world: World) -> list[str]:
                                ("A's CIN, unknown NPI", world.cin, unknown_npi),
                                ("plan-only CIN", world.plan_only_cin, world.npi_a)):
             fresh = new_cin()
-            hidden = _import_answers(world, _rtf(world, cin, npi), dry_run)
-            absent = _import_answers(world, _rtf(world, fresh, npi), dry_run)
+            hidden = _import_answers(world, rtf_file(cin, npi), dry_run)
+            absent = _import_answers(world, rtf_file(fresh, npi), dry_run)
             for step, (h, a) in enumerate(zip(hidden, absent, strict=False)):
                 names = ("kickoff", "report", "outcome", "rejects.csv")[step]
                 he = Exchange(f"POST /$import {mode} {names} [{kind}]", h)
@@ -501,7 +463,7 @@ def _console_page(path: str) -> Probe:
         for params in ({}, {"fresh": "1"}, {"group": "all"}, {"provider": "Organization/cbo-a"}):
             response = world.b.get(f"/console{path}", params=params)
             failures += leak_only(world, f"GET /console{path} {params}", response)
-            failures += _names_ids(world, f"GET /console{path} {params}", response)
+            failures += names_a_ids(world, f"GET /console{path} {params}", response)
         return failures
     return probe
 

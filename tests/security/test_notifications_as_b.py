@@ -10,7 +10,7 @@ import httpx
 
 from tests.api.helpers import FHIR_JSON
 from tests.security.oracle import Exchange, assert_clean, leak_report
-from tests.security.route_probes import _names_ids
+from tests.security.route_probes import names_a_ids
 from tests.security.world import World, marker
 
 
@@ -41,11 +41,11 @@ def test_b_hears_only_of_its_own_referrals(world: World) -> None:
                                      request=httpx.Request("POST", world.receiver.url))
         label = f"notification {number} to B's subscription ({notification.kind})"
         failures += leak_report(Exchange(label, as_response), world.secrets)
-        failures += _names_ids(world, label, as_response)
+        failures += names_a_ids(world, label, as_response)
         assert text  # every notification has a body
     for operation in ("$events", "$status", "$delivery-attempts"):
         response = world.b.get(f"/Subscription/{world.b_subscription}/{operation}")
         assert response.status_code == 200, f"control: {operation} on B's own subscription: {response.text}"
         failures += leak_report(Exchange(f"GET B's Subscription {operation}", response), world.secrets)
-        failures += _names_ids(world, f"GET B's Subscription {operation}", response)
+        failures += names_a_ids(world, f"GET B's Subscription {operation}", response)
     assert_clean(failures)

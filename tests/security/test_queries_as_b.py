@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.security.oracle import Exchange, assert_clean, difference, leak_report
-from tests.security.route_probes import _names_ids
+from tests.security.route_probes import names_a_ids
 from tests.security.world import CIN_SYSTEM, MARKER, World, marker, never_existed_id, new_cin
 
 
@@ -21,7 +21,7 @@ def _types(world: World) -> list[str]:
 def _search(world: World, label: str, resource_type: str, params: Any) -> list[str]:
     response = world.b.get(f"/{resource_type}", params=params)
     exchange = Exchange(label, response)
-    return leak_report(exchange, world.secrets) + _names_ids(world, label, response)
+    return leak_report(exchange, world.secrets) + names_a_ids(world, label, response)
 
 
 def test_every_type_with_wildcard_includes(world: World) -> None:
@@ -59,7 +59,7 @@ def _compare(world: World, label: str, resource_type: str, hidden: Any, absent: 
              ids: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> list[str]:
     seen = Exchange(f"{label} [A's value]", world.b.get(f"/{resource_type}", params=hidden))
     unknown = Exchange(f"{label} [unknown value]", world.b.get(f"/{resource_type}", params=absent))
-    return (leak_report(seen, world.secrets) + _names_ids(world, seen.label, seen.response)
+    return (leak_report(seen, world.secrets) + names_a_ids(world, seen.label, seen.response)
             + difference(seen, unknown, *ids))
 
 

@@ -156,7 +156,7 @@ def _referral(plan: httpx.Client, label: str, cin: str) -> dict[str, str]:
     return ids
 
 
-def _wait_json(http: httpx.Client, url: str, seconds: float = 20.0) -> httpx.Response:
+def wait_for_status(http: httpx.Client, url: str, seconds: float = 20.0) -> httpx.Response:
     """Poll an async status URL until it stops answering 202."""
     deadline = time.monotonic() + seconds
     while True:
@@ -166,8 +166,8 @@ def _wait_json(http: httpx.Client, url: str, seconds: float = 20.0) -> httpx.Res
         time.sleep(0.1)
 
 
-def _a_rtf_import(world: World) -> None:
-    """A imports an RTF about its own referral (the job id and the kept file's DocumentReference are A's)."""
+def rtf_file(cin: str, npi: str) -> bytes:
+    """An ECM RTF (CSV) with one row: the Member ``cin`` Accepted by the provider ``npi``."""
     import io
     from datetime import date
 
@@ -176,15 +176,20 @@ def _a_rtf_import(world: World) -> None:
 
     out = io.BytesIO()
     write_table(find_spec("rtf", "ecm"), [{
-        "mcp_name": "Sample Plan", "member_cin": world.cin, "ecm_provider_name": "cbo-a",
-        "ecm_provider_npi": world.npi_a, "referral_status": "Accepted", "referral_status_date": date(2026, 11, 10),
-        "loop_closure_reason": None}], "csv", out)
+        "mcp_name": "Sample Plan", "member_cin": cin, "ecm_provider_name": "provider", "ecm_provider_npi": npi,
+        "referral_status": "Accepted", "referral_status_date": date(2026, 11, 10), "loop_closure_reason": None}],
+        "csv", out)
+    return out.getvalue()
+
+
+def _a_rtf_import(world: World) -> None:
+    """A imports an RTF about its own referral (the job id and the kept file's DocumentReference are A's)."""
     started = world.a.post("/$import", params={"kind": "rtf", "program": "ecm", "filename": f"{MARKER}-rtf.csv"},
-                           content=out.getvalue(), headers={"Content-Type": "text/csv"})
+                           content=rtf_file(world.cin, world.npi_a), headers={"Content-Type": "text/csv"})
     assert started.status_code == 202, started.text
     url = started.headers["Content-Location"]
     world.a_import_job = url.rsplit("/", 1)[-1]
-    report = _wait_json(world.a, url)
+    report = wait_for_status(world.a, url)
     if report.status_code == 200:
         world.a_import_document = str(report.json().get("documentReference", "") or "").rsplit("/", 1)[-1]
 
@@ -194,7 +199,7 @@ def _a_export(world: World) -> None:
     assert started.status_code == 202, started.text
     url = started.headers["Content-Location"]
     world.a_export_job = url.rsplit("/", 1)[-1]
-    _wait_json(world.a, url)
+    wait_for_status(world.a, url)
 
 
 def build_world(data_dir: Path) -> World:
