@@ -119,12 +119,17 @@ class BundleProcessor:
 
     async def _transaction(self, requests: list[EntryRequest], base_url: str, return_body: bool
                            ) -> list[dict[str, Any]]:
+        steal = False
         for _ in range(TRANSACTION_ATTEMPTS):
             try:
-                results = await self._transaction_once(requests)
+                results = await self._transaction_once(requests, steal)
                 break
-            except (VersionConflict, MatchKeyTaken):
+            except VersionConflict:
                 continue
+            except MatchKeyTaken:
+                # As for single creates: the re-plan finds the key's holder if it still matches the criteria;
+                # otherwise the holder no longer matches them and the new resource takes the key over.
+                steal = True
         else:
             raise FhirError(409, "conflict", "The transaction kept conflicting with concurrent writes; retry")
         entries: list[dict[str, Any]] = []
@@ -139,9 +144,9 @@ class BundleProcessor:
                 entries.append(_write_entry(stored, status, return_body))
         return entries
 
-    async def _transaction_once(self, requests: list[EntryRequest]
+    async def _transaction_once(self, requests: list[EntryRequest], steal_keys: bool
                                 ) -> dict[int, tuple[StoredResource | None, int]]:
-        plans = await self.plan_transaction(requests)
+        plans = await self.plan_transaction(requests, steal_keys=steal_keys)
         changes = [change for plan in plans.values() for change in plan.changes()]
         stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
         results: dict[int, tuple[StoredResource | None, int]] = {}
@@ -150,9 +155,11 @@ class BundleProcessor:
             results[index] = (written[0] if written else plan.existing, plan.status)
         return results
 
-    async def plan_transaction(self, requests: list[EntryRequest]) -> dict[int, Plan]:
+    async def plan_transaction(self, requests: list[EntryRequest], *, steal_keys: bool = False
+                               ) -> dict[int, Plan]:
         """Plan every write entry of a transaction (identities, urn:uuid rewriting, CLR rules, authorization)
-        without committing; the plans by entry index. Raises the first entry's error, located."""
+        without committing; the plans by entry index. Raises the first entry's error, located. ``steal_keys``:
+        conditional creates take over match keys whose holders no longer match (after a lost key race)."""
         ids: dict[int, str] = {}
         resolved: dict[int, StoredResource] = {}
         mapping: dict[str, str] = {}
@@ -176,7 +183,8 @@ class BundleProcessor:
                     continue
                 try:
                     self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                    plan = await self._plan(request, ids, resolved, resources.get(request.index), creates)
+                    plan = await self._plan(request, ids, resolved, resources.get(request.index), creates,
+                                            steal_keys)
                     plans[request.index] = await self.engine.vet(plan, written)
                 except FhirError as error:
                     raise locate(error, request.index) from None
@@ -237,16 +245,17 @@ class BundleProcessor:
         return resource
 
     async def _plan(self, request: EntryRequest, ids: dict[int, str], resolved: dict[int, StoredResource],
-                    resource: dict[str, Any] | None, creates: set[int]) -> Plan:
+                    resource: dict[str, Any] | None, creates: set[int], steal_keys: bool) -> Plan:
         planner = self.engine.planner
         type_ = request.resource_type
         if request.method == "POST":
             if request.index in resolved:
                 return Plan(change=None, status=200, existing=resolved[request.index])
             return await planner.plan_create(type_, resource or {}, request.if_none_exist,
-                                             resource_id=ids[request.index])
+                                             resource_id=ids[request.index], steal_keys=steal_keys)
         if request.index in creates:
-            return await planner.plan_create(type_, resource or {}, request.query, resource_id=ids[request.index])
+            return await planner.plan_create(type_, resource or {}, request.query, resource_id=ids[request.index],
+                                             steal_keys=steal_keys)
         if request.method == "DELETE":
             if request.index not in ids:
                 return Plan(change=None, status=200)

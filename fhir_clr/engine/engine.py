@@ -177,21 +177,22 @@ class Engine:
         """``PUT [type]/[id]`` (update, or update-as-create)."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
+            lambda _steal: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
 
     async def conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                  if_match: int | None = None) -> WriteResult:
         """``PUT [type]?criteria``."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match), if_match)
+            lambda steal: self.planner.plan_conditional_update(resource_type, criteria, body, if_match,
+                                                               steal_keys=steal), if_match)
 
     async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
                     if_match: int | None = None) -> WriteResult:
         """``PATCH [type]/[id]`` with a JSON Patch document."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
+            lambda _steal: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
 
     async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any],
                                 if_match: int | None = None) -> WriteResult:
@@ -204,7 +205,7 @@ class Engine:
         """``DELETE [type]/[id]``; idempotent."""
         self.access.require(resource_type, "d")
         return await self._with_retries(
-            lambda: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
+            lambda _steal: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
 
     async def conditional_delete(self, resource_type: str, criteria: str) -> WriteResult:
         """``DELETE [type]?criteria``: no match is a success, several matches are refused (412)."""
@@ -228,12 +229,14 @@ class Engine:
             raise FhirError(412, "multiple-matches", f"{what} criteria match more than one resource")
         return found[0]
 
-    async def _with_retries(self, make_plan: Callable[[], Awaitable[Plan]], if_match: int | None
+    async def _with_retries(self, make_plan: Callable[[bool], Awaitable[Plan]], if_match: int | None
                             ) -> WriteResult:
         """Plan and commit; on a lost compare-and-swap re-plan from the new current version, unless the
-        client pinned a version with If-Match (then the loss is a 412)."""
+        client pinned a version with If-Match (then the loss is a 412). ``make_plan`` gets ``True`` after a lost
+        match-key race: a conditional create then takes over a key whose holder no longer matches."""
+        steal = False
         for attempt in range(MAX_ATTEMPTS):
-            plan = await make_plan()
+            plan = await make_plan(steal)
             try:
                 return await self._commit(plan)
             except VersionConflict as exc:
@@ -241,7 +244,7 @@ class Engine:
                     raise FhirError(412, "conflict", f"The resource changed concurrently (now version "
                                     f"{exc.actual}); If-Match version {if_match} is stale") from None
             except MatchKeyTaken:
-                pass
+                steal = True
             await _back_off(attempt)
         raise _too_contended()
 

@@ -201,7 +201,7 @@ class WritePlanner:
                     replaced=current)
 
     async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
-                                      if_match: int | None = None) -> Plan:
+                                      if_match: int | None = None, *, steal_keys: bool = False) -> Plan:
         """Plan ``PUT [type]?criteria``: no match -> create, one match -> update it, several -> 412; matching
         only among what the caller may see."""
         require_type(resource_type)
@@ -220,7 +220,7 @@ class WritePlanner:
                                           {**body, "id": target.resource_id}, if_match)
         if body_id is not None:
             return await self.plan_update(resource_type, body_id, body, if_match)
-        return await self.plan_create(resource_type, body, criteria)
+        return await self.plan_create(resource_type, body, criteria, steal_keys=steal_keys)
 
     async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any],
                          if_match: int | None = None) -> Plan:
