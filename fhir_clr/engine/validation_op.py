@@ -1,8 +1,8 @@
 """The ``$validate`` operation: the checks a write would run, reported as an OperationOutcome.
 
 The resource is planned exactly as the write of that ``mode`` would plan it (structure, bindings), then the
-business rules and the caller's access check run on the plan (CLR workflow rules, the profile check of every
-CLR profile the resource claims), and nothing is committed. A ``profile`` (Parameters part or ``?profile=``)
+engine vets the plan as it vets every write (the references it adds, the CLR workflow rules, the profile check
+of every CLR profile the resource claims, the caller's right to the content), and nothing is committed. A ``profile`` (Parameters part or ``?profile=``)
 is checked as if the resource claimed it in ``meta.profile``.
 """
 
@@ -77,7 +77,7 @@ async def validate_operation(engine: Engine, resource_type: str, resource_id: st
     resource = claiming(resource, profile)
     try:
         plan = await _plan(engine, resource_type, resource_id, resource, mode)
-        await engine.authorize(await engine.apply_rules(plan))
+        await engine.vet(plan)
     except FhirError as error:
         return error.issues
     return [_ok()]
