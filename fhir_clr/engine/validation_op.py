@@ -2,8 +2,8 @@
 
 The resource is planned exactly as the write of that ``mode`` would plan it (structure, bindings), then the
 engine vets the plan as it vets every write (the references it adds, the CLR workflow rules, the profile check
-of every CLR profile the resource claims, the caller's right to the content), and nothing is committed. A ``profile`` (Parameters part or ``?profile=``)
-is checked as if the resource claimed it in ``meta.profile``.
+of every CLR profile the resource claims, the caller's right to the content), and nothing is committed. A
+``profile`` (Parameters part or ``?profile=``) is checked as if the resource claimed it in ``meta.profile``.
 """
 
 from __future__ import annotations
