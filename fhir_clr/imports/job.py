@@ -67,10 +67,13 @@ class ImportRequest:
 class FileImporter:
     """Imports files through one bundle processor (and so one engine acting for one caller)."""
 
-    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime]) -> None:
+    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime],
+                 specs: dict[str, MappingSpec] | None = None) -> None:
         self.bundles = bundles
         self.engine = bundles.engine
         self.clock = clock
+        self.specs = specs
+        """The loaded mapping specs (None: the bundled ones)."""
 
     async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``request``'s file; the report says what became of every row."""
@@ -79,7 +82,7 @@ class FileImporter:
             raise FhirError(400, "not-supported", f"Importing {request.kind} files is not supported; "
                             f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
         try:
-            spec = find_spec(request.kind, request.program)
+            spec = find_spec(request.kind, request.program, specs=self.specs)
         except LookupError as error:
             raise FhirError(400, "invalid", str(error)) from None
         report = ImportReport(request.kind, spec.id, request.dry_run)
