@@ -19,6 +19,8 @@ PUBLIC_PATHS = frozenset({"/metadata", "/healthz", "/readyz", "/.well-known/smar
 """Endpoints without PHI that answer without a token."""
 NON_PHI_PATHS = PUBLIC_PATHS | {"/docs", "/openapi.json", "/metrics"}
 """``/metrics`` carries counts and latencies labelled by route template only (no ids, no PHI)."""
+PUBLIC_GET_PATHS = frozenset({"/", "/console"})
+"""Read without a token, GET only: the root's links and the console's redirect (``POST /`` is a transaction)."""
 BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                 (b"referrer-policy", b"no-referrer")]
 CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
@@ -88,7 +90,8 @@ class SecurityMiddleware:
             await error_response(BodyTooLarge(self.max_body_bytes))(scope, receive, send_secured)
             return
         receive = self._limited(receive)
-        if self.dev or path in NON_PHI_PATHS or session.is_public(path):
+        if (self.dev or path in NON_PHI_PATHS or session.is_public(path)
+                or (path in PUBLIC_GET_PATHS and scope["method"] in ("GET", "HEAD"))):
             await self.app(scope, receive, send_secured)
             return
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
