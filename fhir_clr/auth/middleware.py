@@ -96,7 +96,8 @@ class SecurityMiddleware:
             return
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
         if auth is None:  # fail closed: never serve PHI before the authorization server is up
-            await error_response(FhirError(503, "transient", "Starting up; retry later"))(scope, receive, send_secured)
+            await error_response(FhirError(503, "transient", "Starting up; retry later",
+                                                     headers={"Retry-After": "5"}))(scope, receive, send_secured)
             return
         refusal = await self._authenticate(scope, auth)
         if refusal is not None:

@@ -5,6 +5,7 @@ Retry-After rather than a 500."""
 from __future__ import annotations
 
 import errno
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from fhir_clr.bulk.params import parse_export
 from fhir_clr.bulk.service import ExportService
 from fhir_clr.config import Settings
 from fhir_clr.engine.access import FULL_ACCESS
+from fhir_clr.store import sqlite_records, sqlite_writes
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
 
@@ -61,3 +63,21 @@ def test_a_kick_off_on_a_full_disk_is_503_with_retry_after(tmp_path: Path, monke
     assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
     assert "no disk space left" in answer.text
     assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_readiness_follows_failing_writes_and_503s_carry_retry_after(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*args: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+    with TestClient(create_app(Settings(data_dir=tmp_path, dev=True))) as http:
+        with monkeypatch.context() as full:
+            full.setattr(sqlite_writes, "commit_group", disk_full)
+            full.setattr(sqlite_records, "write_records", disk_full)
+            written = http.post("/Patient", content=b'{"resourceType":"Patient"}', headers=headers)
+            assert written.status_code == 503 and written.headers["retry-after"] == "30"
+            not_ready = http.get("/readyz")
+            assert not_ready.status_code == 503 and not_ready.headers["retry-after"] == "30"
+        assert http.get("/readyz").status_code == 200  # the probe write succeeds again: ready
+        assert http.post("/Patient", content=b'{"resourceType":"Patient"}', headers=headers).status_code == 201
