@@ -65,7 +65,9 @@ async def start_import(request: Request) -> Response:
 def _job(request: Request, job_id: str) -> ImportJob:
     job = _jobs(request).get(job_id, engine(request).access.organization)
     if job is None:
-        raise FhirError(404, "not-found", "No import job with this id")
+        raise FhirError(404, "not-found", "No import job with this id in this server process (jobs are not kept "
+                        "across restarts): the file's DocumentReference says whether it finished, and "
+                        "importing the same file again completes it")
     return job
 
 
