@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "a flag wins over the environment.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the FHIR server")
+    serve = commands.add_parser("serve", help="run the FHIR server", epilog="Every other setting (store URL, "
+                                "base URL, limits, webhook policy, ...) is an FHIR_CLR_* environment variable only: "
+                                "see the Configuration table in README.md. A flag wins over its variable.")
     serve.add_argument("--host", default=None,
                        help="bind address (default 127.0.0.1; other addresses only with authentication on)")
     serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")

@@ -2,11 +2,12 @@
 on ``sys.path``), ``fhir-clr seed`` loads a population, an RTF file seed wrote imports, and ``fhir-clr serve``
 answers the capability statement, a CLR CodeSystem, the worklist and the console.
 
-The dependencies are installed at the versions of ``constraints.txt``, as in the Docker image (pip's cache
-and the local wheel mirror serve them)."""
+The dependencies are installed at the versions of ``constraints.txt``, as in the Docker image, from a
+wheelhouse downloaded on the first run and kept in the test virtualenv."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,12 +23,26 @@ import pytest
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+CONSTRAINTS = REPO / "constraints.txt"
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+def _wheelhouse(root: Path, env: dict[str, str]) -> Path:
+    """The dependency wheels of ``constraints.txt``, downloaded once per version of that file and kept in the
+    running virtualenv (so later runs install offline and fast)."""
+    digest = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()[:16]
+    house = Path(sys.prefix) / "fhir-clr-wheelhouse" / digest
+    if not house.is_dir():
+        partial = house.with_name(f"{digest}.partial-{os.getpid()}")
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(partial), "--only-binary", ":all:",
+              "-r", str(CONSTRAINTS)], root, env)
+        partial.rename(house)
+    return house
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +56,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     venv.create(root / "venv", with_pip=False)  # this environment's pip installs into it (--python)
     python = root / "venv" / "bin" / "python"
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--disable-pip-version-check",
-          "--constraint", str(REPO / "constraints.txt"), str(wheel)], root, env)
+          "--no-index", "--find-links", str(_wheelhouse(root, env)), "--constraint", str(CONSTRAINTS), str(wheel)],
+         root, env)
     located = _run([str(python), "-c", "import fhir_clr; print(fhir_clr.__file__)"], root, env).stdout
     assert str(REPO) not in located, located
     return root / "venv" / "bin", env
