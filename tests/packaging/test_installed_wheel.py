@@ -8,6 +8,7 @@ wheelhouse downloaded on the first run and kept in the test virtualenv."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -32,6 +33,16 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) 
     return done
 
 
+def _build_isolation() -> list[str]:
+    """Build with this environment's setuptools when it meets the build-system requirement (the test extras
+    install one), which saves an isolated build environment per run; else let pip make one."""
+    try:
+        ready = int(importlib.metadata.version("setuptools").split(".")[0]) >= 77
+    except importlib.metadata.PackageNotFoundError:
+        ready = False
+    return ["--no-build-isolation"] if ready else []
+
+
 def _wheelhouse(root: Path, env: dict[str, str]) -> Path:
     """The dependency wheels of ``constraints.txt``, downloaded once per version of that file and kept in the
     running virtualenv (so later runs install offline and fast)."""
@@ -50,8 +61,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     """A fresh virtualenv with the wheel built from this checkout; its ``bin`` and a clean environment."""
     root = tmp_path_factory.mktemp("installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FHIR_CLR_", "PYTHON", "VIRTUAL_ENV"))}
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(root / "dist"),
-          str(REPO)], root, env)
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *_build_isolation(), "--wheel-dir",
+          str(root / "dist"), str(REPO)], root, env)
     wheel = next((root / "dist").glob("fhir_clr-*.whl"))
     venv.create(root / "venv", with_pip=False)  # this environment's pip installs into it (--python)
     python = root / "venv" / "bin" / "python"
