@@ -20,7 +20,7 @@ import orjson
 
 from fhir_clr.app import Services
 from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.mif_rows import REFERRAL_KEY_SYSTEM, referral_key
 from fhir_clr.mapping.spec import find_spec
@@ -147,17 +147,17 @@ def bad_rtf_rows(population: Population) -> list[dict[str, Any]]:
             {**base, "member_cin": population.referrals[0].cin, "referral_status": "4"}]  # skips a status
 
 
-def _file(spec_kind: str, program: str | None, records: list[dict[str, Any]]) -> bytes:
+def _file(services: Services, spec_kind: str, program: str | None, records: list[dict[str, Any]]) -> bytes:
     out = io.BytesIO()
-    write_table(find_spec(spec_kind, program), records, "csv", out)
+    write_table(find_spec(spec_kind, program, specs=services.specs), records, "csv", out)
     return out.getvalue()
 
 
 async def load_population(services: Services, population: Population, files: Path | None = None) -> dict[str, int]:
     """Load ``population`` through the import job and the engine; counts of applied, unchanged, rejected rows."""
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     totals = {"applied": 0, "unchanged": 0, "rejected": 0}
-    batches: list[tuple[str, str | None, str, bytes]] = [("mif", None, "mif.csv", _file("mif", None,
+    batches: list[tuple[str, str | None, str, bytes]] = [("mif", None, "mif.csv", _file(services, "mif", None,
                                                                                        mif_records(population)))]
     steps = max(len(r.path) for r in population.referrals)
     for step in range(1, steps):
@@ -166,7 +166,7 @@ async def load_population(services: Services, population: Population, files: Pat
             if step == steps - 1 and program == "ecm":
                 records += bad_rtf_rows(population)
             if records:
-                batches.append(("rtf", program, f"rtf-{program}-{step}.csv", _file("rtf", program, records)))
+                batches.append(("rtf", program, f"rtf-{program}-{step}.csv", _file(services, "rtf", program, records)))
     for index, (kind, program, name, data) in enumerate(batches):
         if files is not None:
             files.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ async def load_population(services: Services, population: Population, files: Pat
 
 async def _decide(services: Services, population: Population) -> None:
     """The plan records the authorization decisions (approved ones get the configured period)."""
-    auth_url = extension_url(default_rules(), "authorization-decision")
+    auth_url = extension_url(services.rules, "authorization-decision")
     for r in population.referrals:
         if r.decision is None:
             continue

@@ -13,6 +13,7 @@ has finished), and every read is bounded by it: the export is a consistent cut, 
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
@@ -220,4 +221,6 @@ def failure_of(error: Exception) -> str:
     """A job failure's message (no resource content)."""
     if isinstance(error, FhirError):
         return error.issues[0].message
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no disk space left for the export files; start it again once there is room"
     return f"the export failed ({type(error).__name__})"

@@ -70,10 +70,13 @@ class ImportRequest:
 class FileImporter:
     """Imports files through one bundle processor (and so one engine acting for one caller)."""
 
-    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime]) -> None:
+    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime],
+                 specs: dict[str, MappingSpec] | None = None) -> None:
         self.bundles = bundles
         self.engine = bundles.engine
         self.clock = clock
+        self.specs = specs
+        """The loaded mapping specs (None: the bundled ones)."""
 
     def check(self, request: ImportRequest) -> MappingSpec:
         """The mapping spec that reads ``request``'s file; 400 for a kind or program that cannot be imported,
@@ -85,7 +88,7 @@ class FileImporter:
             raise FhirError(403, "forbidden", f"Only the plan imports {request.kind.upper()} files; a provider "
                             "imports its RTF")
         try:
-            return find_spec(request.kind, request.program)
+            return find_spec(request.kind, request.program, specs=self.specs)
         except LookupError as error:
             raise FhirError(400, "invalid", str(error)) from None
 
