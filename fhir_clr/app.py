@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from fhir_clr.api import bulk, imports, index, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
+from fhir_clr.api.openapi import openapi_document
 from fhir_clr.api.plain_routes import install as install_plain_routes
 from fhir_clr.api.responses import error_response
 from fhir_clr.auth import endpoints as auth_endpoints
@@ -34,6 +36,7 @@ from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
 from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
@@ -51,6 +54,7 @@ from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
 from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
 log = logging.getLogger("fhir_clr")
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Every background worker is started here and stopped below, newest first, before the store closes.
         services = await build_services(settings)
         await load_conformance(services.engine, settings.profiles_dir)
+        await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
@@ -174,7 +179,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/console/static", console.static_files, name="console_static")
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
+    app.openapi = lambda: _fhir_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _fhir_openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document of the FHIR API, generated once from the CapabilityStatement (FastAPI's own document
+    would describe none of the FHIR interactions, which are plain routes)."""
+    if app.openapi_schema is None:
+        built: Services = app.state.services
+        token_url = "/auth/token" if app.state.auth is not None else None
+        statement = capability_statement(built.registry, "", token_url, [t.url for t in built.topics.all()])
+        app.openapi_schema = openapi_document(statement)
+    return app.openapi_schema
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ visible only to the client that started them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -14,14 +15,19 @@ from starlette.responses import FileResponse, Response
 
 from fhir_clr.api.body_budget import body_budget
 from fhir_clr.api.context import access, base_url, engine
+from fhir_clr.bulk.groups import export_group
 from fhir_clr.bulk.jobs import COMPLETE, FAILED, ExportJob
-from fhir_clr.bulk.params import parameters_body, parse_export
+from fhir_clr.bulk.params import ExportRequest, parameters_body, parse_export
 from fhir_clr.bulk.service import ExportService, same_requester
-from fhir_clr.errors import FhirError
+from fhir_clr.engine.engine import Engine
+from fhir_clr.engine.render import outcome_bytes
+from fhir_clr.errors import FhirError, Issue
 
 router = APIRouter()
 NDJSON = "application/fhir+ndjson"
 KEEP_FILES = timedelta(days=1)
+SKIPPED_FILE = "skipped-types.ndjson"
+"""The manifest's error file noting the requested types a lenient export left out (made from the job's request)."""
 
 
 def _service(request: Request) -> ExportService:
@@ -46,17 +52,41 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
     else:
         pairs = list(request.query_params.multi_items())
     lenient = "handling=lenient" in request.headers.get("prefer", "")
-    export = parse_export(level, pairs, str(request.url), group_id=group_id, lenient=lenient)
-    for resource_type in export.types:
-        caller.access.require(resource_type, "s")
+    export = _within_scopes(caller, parse_export(level, pairs, str(request.url), group_id=group_id, lenient=lenient),
+                            lenient)
     if group_id is not None:
-        await caller.read("Group", group_id)  # 404 when unknown or not visible
+        await export_group(caller, group_id)  # 404 when unknown or not visible
     service = _service(request)
     if service.busy(access(request)):
         raise FhirError(429, "throttled", "An export of this client is still running; wait for it or cancel it",
                         headers={"Retry-After": "30"})
     job = service.start(export.as_doc(), access(request))
-    return Response(status_code=202, headers={"Content-Location": f"{base_url(request)}/$export-status/{job.id}"})
+    headers = {"Content-Location": f"{base_url(request)}/$export-status/{job.id}"}
+    if not export.skipped:
+        return Response(status_code=202, headers=headers)
+    return Response(outcome_bytes([_skipped_issue(export.skipped)]), status_code=202, headers=headers,
+                    media_type="application/fhir+json")
+
+
+def _within_scopes(caller: Engine, export: ExportRequest, lenient: bool) -> ExportRequest:
+    """Each type a client names must be within its scopes: 403 otherwise, or left out (and noted) under
+    ``handling=lenient``. Without ``_type``, the export holds every type of the level the scopes allow
+    searching. 403 when no type is left."""
+    if export.explicit_types and not lenient:
+        for resource_type in export.types:
+            caller.access.require(resource_type, "s")
+        return export
+    permitted = [t for t in export.types if caller.access.permits(t, "s")]
+    if not permitted:
+        raise FhirError(403, "forbidden", "The access token's scopes allow exporting none of the requested types")
+    unscoped = tuple(t for t in export.types if t not in permitted) if export.explicit_types else ()
+    return replace(export.limited_to(permitted), skipped=(*export.skipped, *unscoped))
+
+
+def _skipped_issue(skipped: tuple[str, ...]) -> Issue:
+    return Issue(code="not-supported", severity="warning",
+                 message="Skipped (Prefer: handling=lenient), not exportable at this level or outside the access "
+                 "token's scopes: " + ", ".join(t[:64] for t in skipped), expression="_type")
 
 
 @router.api_route("/$export", methods=["GET", "POST"])
@@ -97,7 +127,8 @@ async def export_status(request: Request, job_id: str) -> Response:
         "transactionTime": job.transaction_time, "request": job.request["request_url"],
         "requiresAccessToken": bool(job.requester) or request.app.state.auth is not None,
         "output": [{"type": f.type, "url": f"{files}/{f.name}", "count": f.count} for f in job.output],
-        "error": [{"type": "OperationOutcome", "url": f"{files}/{f.name}"} for f in job.errors]}
+        "error": [{"type": "OperationOutcome", "url": f"{files}/{f.name}"} for f in job.errors]
+        + ([{"type": "OperationOutcome", "url": f"{files}/{SKIPPED_FILE}"}] if job.request.get("skipped") else [])}
     if job.request.get("since"):
         manifest["deleted"] = [{"type": "Bundle", "url": f"{files}/{f.name}", "count": f.count} for f in job.deleted]
     expires = format_datetime(datetime.now(UTC) + KEEP_FILES, usegmt=True)
@@ -116,6 +147,8 @@ async def cancel_export(request: Request, job_id: str) -> Response:
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     """One NDJSON file of a finished job (streamed from disk)."""
     job = _job(request, job_id)
+    if name == SKIPPED_FILE and job.status == COMPLETE and job.request.get("skipped"):
+        return Response(outcome_bytes([_skipped_issue(tuple(job.request["skipped"]))]) + b"\n", media_type=NDJSON)
     known = {f.name for f in (*job.output, *job.deleted, *job.errors)}
     if job.status != COMPLETE or name not in known:
         raise FhirError(404, "not-found", "No such file in this export")

@@ -26,8 +26,13 @@ READINESS_KIND = "readiness"
 
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
-    """``GET [base]/metadata``: the CapabilityStatement."""
+    """``GET [base]/metadata``: the CapabilityStatement (``mode=full``, the default, or ``normative``);
+    ``mode=terminology`` is a 400: this server has no terminology service to describe."""
     check_accept(request)
+    mode = request.query_params.get("mode", "full")
+    if mode not in ("full", "normative"):
+        raise FhirError(400, "not-supported", "metadata mode must be full or normative; this server offers no "
+                        "terminology service, so it has no TerminologyCapabilities", expression="mode")
     base = base_url(request)
     token_url = f"{base}/auth/token" if getattr(request.app.state, "auth", None) is not None else None
     built = services(request)
@@ -67,8 +72,8 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
         await caller_engine.read(resource_type, resource_id)  # scope "r" and 404 outside the caller's reach
     elif not (caller_engine.access.permits(resource_type, "c") or caller_engine.access.permits(resource_type, "u")):
         raise FhirError(403, "forbidden", f"The access token's scopes do not allow writing {resource_type}")
-    issues = await validate_operation(caller_engine.planner, resource_type, resource_id, body,
-                                      svc.known_profiles)
+    issues = await validate_operation(caller_engine, resource_type, resource_id, body, svc.known_profiles,
+                                      request.query_params.get("profile"))
     return fhir_response(outcome_bytes(issues))
 
 

@@ -21,8 +21,9 @@ from fhir_clr.api.responses import (
     write_response,
 )
 from fhir_clr.api.search_limits import check_limits
-from fhir_clr.engine.bundle_requests import parse_etag
+from fhir_clr.engine.bundle_requests import is_create_only, parse_etag
 from fhir_clr.engine.content import MAX_JSON_DEPTH, json_depth_exceeds
+from fhir_clr.engine.fhirpath_patch import is_fhirpath_patch
 from fhir_clr.engine.render import history_bundle, outcome_bytes, resource_bytes, searchset_bundle
 from fhir_clr.engine.results import WriteResult
 from fhir_clr.engine.writes import require_type
@@ -155,7 +156,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 
 @router.patch("/{resource_type}")
 async def conditional_patch(request: Request, resource_type: str) -> Response:
-    """``PATCH [base]/[type]?criteria`` with a JSON Patch."""
+    """``PATCH [base]/[type]?criteria`` with a JSON Patch or a FHIRPath Patch."""
     check_accept(request)
     operations = await _patch_body(request)
     result = await engine(request).conditional_patch(resource_type, _criteria(request), operations,
@@ -204,20 +205,27 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
 
 @router.put("/{resource_type}/{resource_id}")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
-    """``PUT [base]/[type]/[id]`` (update-as-create allowed)."""
+    """``PUT [base]/[type]/[id]`` (update-as-create allowed; ``If-None-Match: *`` makes it create-only)."""
     check_accept(request)
+    create_only = is_create_only(request.headers.get("if-none-match"))
     body = await _body(request)
-    result = await engine(request).update(resource_type, resource_id, body, _if_match(request))
+    result = await engine(request).update(resource_type, resource_id, body, _if_match(request),
+                                          create_only=create_only)
     return _written(request, result, location=True)
 
 
-async def _patch_body(request: Request) -> list[Any]:
+async def _patch_body(request: Request) -> list[Any] | dict[str, Any]:
+    """A JSON Patch array (``application/json-patch+json``) or a FHIRPath Patch ``Parameters`` resource
+    (``application/fhir+json``)."""
     kind = check_content_type(request, allow_patch=True)
-    if kind != JSON_PATCH:
-        raise FhirError(415, "not-supported",
-                        "PATCH takes application/json-patch+json (FHIRPath Patch is not supported)")
     raw = await request.body()
     budget = body_budget(request)
+    if kind != JSON_PATCH:
+        parameters = budget.parse(raw)
+        if not is_fhirpath_patch(parameters):
+            raise FhirError(415, "not-supported", "A FHIR JSON PATCH body must be a Parameters resource (FHIRPath "
+                            "Patch); a JSON Patch takes application/json-patch+json")
+        return parameters
     within = budget.check_bytes(raw, "JSON Patch body")
     try:
         operations = orjson.loads(raw)
@@ -232,7 +240,7 @@ async def _patch_body(request: Request) -> list[Any]:
 
 @router.patch("/{resource_type}/{resource_id}")
 async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
-    """``PATCH [base]/[type]/[id]`` with a JSON Patch document."""
+    """``PATCH [base]/[type]/[id]`` with a JSON Patch document or a FHIRPath Patch."""
     check_accept(request)
     operations = await _patch_body(request)
     result = await engine(request).patch(resource_type, resource_id, operations, _if_match(request))

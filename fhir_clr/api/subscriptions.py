@@ -45,6 +45,15 @@ def _number(request: Request, name: str) -> int | None:
     return int(text)
 
 
+@router.get("/Subscription/$topic-list")
+async def topic_list(request: Request) -> Response:
+    """``GET [base]/Subscription/$topic-list`` (Backport IG, R4): the canonical URL of every topic offered."""
+    check_accept(request)
+    topics = services(request).topics.all()
+    return fhir_response(orjson.dumps({"resourceType": "Parameters", "parameter": [
+        {"name": "subscription-topic-canonical", "valueCanonical": t.url} for t in topics]}))
+
+
 @router.get("/Subscription/$status")
 async def status_of_many(request: Request) -> Response:
     """Status of the caller's Subscriptions, optionally only the given ``id``s and/or ``status``es."""

@@ -4,7 +4,7 @@ with a specific OperationOutcome for anything the server does not support."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -25,6 +25,7 @@ PATIENT_LINKS: dict[str, tuple[str, ...]] = {
     "QuestionnaireResponse": ("subject",), "DocumentReference": ("subject",), "CareTeam": ("subject",),
     "CarePlan": ("subject",), "Encounter": ("subject",), "EpisodeOfCare": ("patient",),
     "RelatedPerson": ("patient",), "Provenance": ("patient",), "Basic": ("subject",), "List": ("subject",),
+    "Device": ("patient",),
 }
 """For Patient and Group exports: the search parameter tying each type to its Member. Task and ServiceRequest
 are not in the R4 Patient compartment; they are included on purpose (the referrals are what reporting needs)."""
@@ -45,19 +46,28 @@ class ExportRequest:
     patients: tuple[str, ...] = ()
     """POST ``patient`` references limiting a Patient or Group export."""
     request_url: str = ""
+    skipped: tuple[str, ...] = ()
+    """Requested types this level cannot export, left out under ``Prefer: handling=lenient``."""
+    explicit_types: bool = True
+    """False when the client gave no ``_type`` (every type it may read is exported)."""
 
     def as_doc(self) -> dict[str, Any]:
         """The request as stored with its job."""
         return {"level": self.level, "types": list(self.types), "since": self.since, "since_us": self.since_us,
                 "type_filters": {k: list(v) for k, v in self.type_filters.items()}, "group_id": self.group_id,
-                "patients": list(self.patients), "request_url": self.request_url}
+                "patients": list(self.patients), "request_url": self.request_url, "skipped": list(self.skipped)}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ExportRequest:
         """The request of a stored job."""
         return cls(doc["level"], tuple(doc["types"]), doc.get("since"), doc.get("since_us"),
                    {k: tuple(v) for k, v in (doc.get("type_filters") or {}).items()}, doc.get("group_id"),
-                   tuple(doc.get("patients") or ()), doc.get("request_url", ""))
+                   tuple(doc.get("patients") or ()), doc.get("request_url", ""), tuple(doc.get("skipped") or ()))
+
+    def limited_to(self, types: Sequence[str]) -> ExportRequest:
+        """This request exporting only ``types`` (their ``_typeFilter`` kept)."""
+        return replace(self, types=tuple(types),
+                       type_filters={k: v for k, v in self.type_filters.items() if k in types})
 
 
 def _values(pairs: Iterable[tuple[str, str]], name: str) -> list[str]:
@@ -95,17 +105,29 @@ def parse_export(level: str, pairs: Sequence[tuple[str, str]], request_url: str,
     if _values(pairs, "includeAssociatedData"):
         raise FhirError(400, "not-supported", "includeAssociatedData is not supported (no Provenance is exported "
                         "alongside)", expression="includeAssociatedData")
-    allowed = EXPORTABLE_TYPES if level == "system" else frozenset(PATIENT_LINKS)
-    types = tuple(dict.fromkeys(_values(pairs, "_type"))) or tuple(sorted(allowed))
-    refused = [t for t in types if t not in allowed]
-    if refused:
-        raise FhirError(400, "not-supported", f"_type {refused[0]} cannot be exported at this level; exportable: "
-                        + ", ".join(sorted(allowed)), expression="_type")
+    allowed = exportable_at(level)
+    requested = tuple(dict.fromkeys(_values(pairs, "_type")))
+    types = requested or tuple(sorted(allowed))
+    refused = tuple(t for t in types if t not in allowed)
+    if refused and not lenient:
+        raise FhirError(400, "not-supported", f"_type {refused[0][:64]} cannot be exported at this level; "
+                        "exportable: " + ", ".join(sorted(allowed)) + " (Prefer: handling=lenient skips the others)",
+                        expression="_type")
+    types = tuple(t for t in types if t in allowed)
+    if not types:
+        raise FhirError(400, "not-supported", "None of the requested _type values can be exported at this level",
+                        expression="_type")
     since, since_us = _since(pairs)
     patients = tuple(_values(pairs, "patient"))
     if patients and level == "system":
         raise FhirError(400, "not-supported", "patient applies to Patient and Group exports only", expression="patient")
-    return ExportRequest(level, types, since, since_us, _type_filters(pairs, types), group_id, patients, request_url)
+    return ExportRequest(level, types, since, since_us, _type_filters(pairs, types, lenient), group_id, patients,
+                         request_url, refused, explicit_types=bool(requested))
+
+
+def exportable_at(level: str) -> frozenset[str]:
+    """The types an export at ``level`` (system, patient, group) can contain."""
+    return EXPORTABLE_TYPES if level == "system" else frozenset(PATIENT_LINKS)
 
 
 def _since(pairs: Sequence[tuple[str, str]]) -> tuple[str | None, int | None]:
@@ -122,11 +144,14 @@ def _since(pairs: Sequence[tuple[str, str]]) -> tuple[str | None, int | None]:
                         expression="_since") from None
 
 
-def _type_filters(pairs: Sequence[tuple[str, str]], types: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def _type_filters(pairs: Sequence[tuple[str, str]], types: Sequence[str], lenient: bool = False
+                  ) -> dict[str, tuple[str, ...]]:
     filters: dict[str, list[str]] = {}
     for raw in (v for key, value in pairs if key == "_typeFilter" for v in value.split(",") if v.strip()):
         text = unquote(raw.strip())
         resource_type, _, query = text.partition("?")
+        if lenient and query and resource_type not in types:
+            continue  # a filter of a skipped type
         if resource_type not in types or not query:
             raise FhirError(400, "invalid", f"_typeFilter {text!r} must be Type?query for an exported type",
                             expression="_typeFilter")

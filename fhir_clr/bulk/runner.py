@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_clr.bulk.groups import export_group
 from fhir_clr.bulk.jobs import COMPLETE, RUNNING, ExportJob, JobDirectory
 from fhir_clr.bulk.params import PATIENT_LINKS, ExportRequest
 from fhir_clr.bulk.writer import NdjsonFiles
@@ -103,7 +104,7 @@ class ExportRunner:
     async def _patients(self, request: ExportRequest, scoped: Engine) -> list[str] | None:
         """The Members a Patient or Group export is limited to (None: every Member)."""
         if request.level == "group":
-            group = orjson.loads((await scoped.read("Group", request.group_id or "")).body or b"{}")
+            group = orjson.loads((await export_group(scoped, request.group_id or "")).body or b"{}")
             members = [m.get("entity", {}).get("reference", "") for m in group.get("member") or []]
             found = [m for m in members if m.startswith("Patient/")]
             if request.patients:

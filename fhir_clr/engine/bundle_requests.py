@@ -112,11 +112,25 @@ def parse_etag(value: str) -> int:
     return int(text)
 
 
-def json_patch_from_binary(resource: dict[str, Any]) -> list[Any]:
-    """The JSON Patch operations carried by a Binary entry resource (``contentType`` json-patch)."""
+def is_create_only(if_none_match: str | None) -> bool:
+    """True for ``If-None-Match: *`` on a write (create only when absent); 400 for any other value, which
+    FHIR does not define for writes."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() != "*":
+        raise FhirError(400, "value", "If-None-Match on a write must be * (create only if absent)")
+    return True
+
+
+def patch_from_entry(resource: dict[str, Any]) -> list[Any] | dict[str, Any]:
+    """The patch a PATCH entry carries: a FHIRPath Patch (the Parameters resource itself) or the JSON Patch
+    operations of a Binary (``contentType`` json-patch)."""
+    if resource.get("resourceType") == "Parameters":
+        return resource
     if resource.get("resourceType") != "Binary" or "json-patch" not in str(resource.get("contentType", "")):
         raise FhirError(400, "not-supported",
-                        "A PATCH entry must carry a Binary with contentType application/json-patch+json")
+                        "A PATCH entry must carry a FHIRPath Patch Parameters or a Binary with contentType "
+                        "application/json-patch+json")
     try:
         return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
     except (ValueError, orjson.JSONDecodeError):

@@ -17,9 +17,10 @@ from fhir_clr.engine.bundle_requests import (
     CONDITIONAL_REFERENCE,
     PROCESSING_ORDER,
     EntryRequest,
-    json_patch_from_binary,
+    is_create_only,
     locate,
     parse_entries,
+    patch_from_entry,
     rewrite_narrative,
     rewrite_strings,
 )
@@ -89,10 +90,10 @@ class BundleProcessor:
             result = await engine.update(request.resource_type, _need_id(request), resource, request.if_match)
         elif request.method == "PATCH" and request.query:
             result = await engine.conditional_patch(request.resource_type, request.query,
-                                                    json_patch_from_binary(resource), request.if_match)
+                                                    patch_from_entry(resource), request.if_match)
         elif request.method == "PATCH":
             result = await engine.patch(request.resource_type, _need_id(request),
-                                        json_patch_from_binary(resource), request.if_match)
+                                        patch_from_entry(resource), request.if_match)
         elif request.query:
             result = await engine.conditional_delete(request.resource_type, request.query)
         else:
@@ -264,8 +265,9 @@ class BundleProcessor:
             body = dict(resource or {})
             if request.query:
                 body["id"] = ids[request.index]
-            return await planner.plan_update(type_, ids[request.index], body, request.if_match)
-        operations = json_patch_from_binary(resource or {})
+            return await planner.plan_update(type_, ids[request.index], body, request.if_match,
+                                             create_only=is_create_only(request.if_none_match))
+        operations = patch_from_entry(resource or {})
         return await planner.plan_patch(type_, ids[request.index], operations, request.if_match)
 
 

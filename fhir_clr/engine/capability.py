@@ -27,6 +27,7 @@ TYPE_OPERATIONS = {
 VALIDATE_OPERATION = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/"
 SUBSCRIPTION_OPERATIONS = [
+    {"name": "topic-list", "definition": BACKPORT + "OperationDefinition/backport-subscriptiontopic-list"},
     {"name": "status", "definition": BACKPORT + "OperationDefinition/backport-subscription-status"},
     {"name": "events", "definition": BACKPORT + "OperationDefinition/backport-subscription-events"},
     {"name": "resend", "definition": "http://fhir-clr.org/fhir/OperationDefinition/subscription-resend"},
@@ -57,7 +58,7 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
                          "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": resources,

@@ -173,11 +173,13 @@ class Engine:
         raise _too_contended()
 
     async def update(self, resource_type: str, resource_id: str, body: dict[str, Any],
-                     if_match: int | None = None) -> WriteResult:
-        """``PUT [type]/[id]`` (update, or update-as-create)."""
+                     if_match: int | None = None, *, create_only: bool = False) -> WriteResult:
+        """``PUT [type]/[id]`` (update, or update-as-create; only a create with ``create_only``, the
+        ``If-None-Match: *`` precondition, re-checked on every retry so a racing create makes it 412)."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda _steal: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
+            lambda _steal: self.planner.plan_update(resource_type, resource_id, body, if_match,
+                                                    create_only=create_only), if_match)
 
     async def conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                  if_match: int | None = None) -> WriteResult:
@@ -187,14 +189,14 @@ class Engine:
             lambda steal: self.planner.plan_conditional_update(resource_type, criteria, body, if_match,
                                                                steal_keys=steal), if_match)
 
-    async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
+    async def patch(self, resource_type: str, resource_id: str, operations: list[Any] | dict[str, Any],
                     if_match: int | None = None) -> WriteResult:
-        """``PATCH [type]/[id]`` with a JSON Patch document."""
+        """``PATCH [type]/[id]`` with a JSON Patch document or a FHIRPath Patch Parameters."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
             lambda _steal: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
 
-    async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any],
+    async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any] | dict[str, Any],
                                 if_match: int | None = None) -> WriteResult:
         """``PATCH [type]?criteria``: exactly one match is patched."""
         self.access.require(resource_type, "u")

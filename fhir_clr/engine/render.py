@@ -19,7 +19,7 @@ from fhir_clr.store.port import ChangeOp, StoredResource
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 ALWAYS_KEPT = frozenset({"resourceType", "id", "meta"})
 HISTORY_METHOD = {ChangeOp.CREATE: "POST", ChangeOp.UPDATE: "PUT", ChangeOp.DELETE: "DELETE"}
-HISTORY_STATUS = {ChangeOp.CREATE: "201 Created", ChangeOp.UPDATE: "200 OK", ChangeOp.DELETE: "204 No Content"}
+HISTORY_STATUS = {ChangeOp.CREATE: "201 Created", ChangeOp.UPDATE: "200 OK", ChangeOp.DELETE: "200 OK"}
 
 
 def etag(stored: StoredResource) -> str:

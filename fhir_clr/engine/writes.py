@@ -21,6 +21,7 @@ import jsonpatch
 import orjson
 
 from fhir_clr.engine.content import new_id, same_content, with_identity
+from fhir_clr.engine.fhirpath_patch import apply_fhirpath_patch, is_fhirpath_patch
 from fhir_clr.engine.visibility import Visibility
 from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.allowlist import is_served_type
@@ -78,6 +79,13 @@ def check_if_match(current: StoredResource | None, if_match: int | None) -> None
     if current is None or current.deleted or current.version != if_match:
         have = "no current version" if current is None or current.deleted else f"version {current.version}"
         raise FhirError(412, "conflict", f"If-Match expected version {if_match} but the resource has {have}")
+
+
+def check_if_none_match(current: StoredResource | None, create_only: bool) -> None:
+    """412 when ``If-None-Match: *`` (``create_only``) is given and a live version exists: the write may only
+    create the resource."""
+    if create_only and current is not None and not current.deleted:
+        raise FhirError(412, "conflict", "If-None-Match: * allows only creating the resource, and it exists")
 
 
 class WritePlanner:
@@ -168,9 +176,10 @@ class WritePlanner:
         return Plan(self.change(ChangeOp.CREATE, resource_type, rid, 0, resource, keys, steal_keys), 201)
 
     async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
-                          if_match: int | None = None) -> Plan:
+                          if_match: int | None = None, *, create_only: bool = False) -> Plan:
         """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create; for
-        unrestricted callers only: a restricted caller gets 404 for an id it cannot see)."""
+        unrestricted callers only: a restricted caller gets 404 for an id it cannot see). ``create_only``
+        (``If-None-Match: *``) refuses to replace a live version (412)."""
         require_type(resource_type)
         validate_id(resource_id)
         body_id = body.get("id")
@@ -184,6 +193,7 @@ class WritePlanner:
         if current is None and self.visibility.scope is not None:
             raise not_found(resource_type, resource_id)
         check_if_match(current, if_match)
+        check_if_none_match(current, create_only)
         resource = self.prepare(resource_type, resource_id, body)
         return self._update_plan(resource_type, resource_id, resource, current)
 
@@ -222,12 +232,13 @@ class WritePlanner:
             return await self.plan_update(resource_type, body_id, body, if_match)
         return await self.plan_create(resource_type, body, criteria, steal_keys=steal_keys)
 
-    async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any],
+    async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any] | dict[str, Any],
                          if_match: int | None = None) -> Plan:
-        """Plan a JSON Patch (RFC 6902) of the current version; the result is validated like an update."""
+        """Plan a JSON Patch (RFC 6902, a list of operations) or a FHIRPath Patch (a Parameters resource) of the
+        current version; the result is validated like an update."""
         current = await self.read_live(resource_type, resource_id)
         check_if_match(current, if_match)
-        patched = apply_json_patch(orjson.loads(current.body or b"{}"), operations)
+        patched = apply_patch(orjson.loads(current.body or b"{}"), operations)
         if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
             raise FhirError(422, "business-rule", "A patch may not change the resource's type or id")
         resource = self.prepare(resource_type, resource_id, patched)
@@ -252,6 +263,11 @@ class WritePlanner:
             raise FhirError(410, "deleted", f"{resource_type}/{resource_id} has been deleted",
                             headers={"ETag": f'W/"{current.version}"'})
         return current
+
+
+def apply_patch(document: dict[str, Any], patch: list[Any] | dict[str, Any]) -> dict[str, Any]:
+    """Apply a FHIRPath Patch (Parameters) or a JSON Patch (anything else) to ``document``."""
+    return apply_fhirpath_patch(document, patch) if is_fhirpath_patch(patch) else apply_json_patch(document, patch)
 
 
 def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:

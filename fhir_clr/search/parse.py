@@ -292,16 +292,20 @@ class _Parser:
 
     # -- result controls --
 
-    def sort(self, value: str) -> list[SortKey]:
+    def sort(self, value: str) -> tuple[list[SortKey], list[str]]:
+        """The sort keys of a ``_sort`` value, and the codes it names that are not search parameters of the
+        type (ignored like unknown filters: the engine warns, or refuses them under ``handling=strict``)."""
         keys: list[SortKey] = []
+        unknown: list[str] = []
         for item in value.split(","):
             descending = item.startswith("-")
             code = ALIASES.get(item.lstrip("-"), item.lstrip("-"))
             definition = self.registry.get(self.resource_type, code) if code else None
             if definition is None:
-                raise _bad("_sort", f"cannot sort by unknown parameter '{code}'", "not-supported")
+                unknown.append(f"_sort={item[:64]}")
+                continue
             keys.append(SortKey(code, definition.type, descending))
-        return keys
+        return keys, unknown
 
     def include(self, name: str, value: str, reverse: bool, iterate: bool) -> IncludeSpec | None:
         if value == "*" and not reverse:
@@ -361,8 +365,11 @@ def parse_search(resource_type: str, params: list[tuple[str, str]], registry: Se
             parsed.query.count = _count(value, max_count)
             applied.append((name, str(parsed.query.count)))
         elif name == "_sort":
-            parsed.query.sort.extend(parser.sort(value))
-            applied.append((name, value))
+            keys, unknown = parser.sort(value)
+            parsed.query.sort.extend(keys)
+            parsed.unknown.extend(unknown)
+            if keys:
+                applied.append((name, ",".join(("-" if k.descending else "") + k.param for k in keys)))
         elif name in ("_include", "_include:iterate", "_revinclude", "_revinclude:iterate"):
             spec = parser.include(name, value, name.startswith("_rev"), name.endswith(":iterate"))
             if spec is None:

@@ -14,6 +14,7 @@ from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.search.values import parse_date_range
 from fhir_clr.store.query import IndexEntries
+from fhir_clr.subscriptions.criteria import criteria_topic, is_criteria_query
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 from fhir_clr.subscriptions.topics import Topic, TopicCatalog
 
@@ -52,6 +53,9 @@ class ChannelSpec:
     max_count: int
     end: datetime | None
     signing_secret: str | None
+    r4_criteria: bool = False
+    """An R4 core criteria subscription (see :mod:`fhir_clr.subscriptions.criteria`): no handshake, and each
+    event is sent as the resource itself (or an empty POST) instead of a notification Bundle."""
 
     def matches(self, resource_type: str, resource: dict[str, Any] | None, index: IndexEntries | None = None
                 ) -> bool:
@@ -96,6 +100,7 @@ class ChannelReader:
     def read(self, subscription: dict[str, Any], *, check_endpoint: bool = True) -> ChannelSpec:
         """The channel of ``subscription``; FhirError (422) naming the element that cannot be honoured."""
         topic = self._topic(subscription)
+        r4_criteria = topic.url == subscription.get("criteria") and is_criteria_query(topic.url)
         channel = subscription.get("channel") or {}
         self._channel_type(channel)
         endpoint = channel.get("endpoint")
@@ -107,7 +112,7 @@ class ChannelReader:
                 self.policy.check(endpoint)
             except EndpointRefused as refused:
                 raise FhirError(422, "security", str(refused), expression="Subscription.channel.endpoint") from None
-        content = self._content(channel)
+        content = ("full-resource" if channel.get("payload") else "empty") if r4_criteria else self._content(channel)
         secret = _one(channel, SIGNING_SECRET_URL, "valueString", "Subscription.channel.extension")
         if secret is not None and (not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH):
             raise FhirError(422, "value", f"The signing secret must have at least {MIN_SECRET_LENGTH} characters",
@@ -121,13 +126,18 @@ class ChannelReader:
                                      "Subscription.channel.extension", low=1, high=MAX_TIMEOUT) or DEFAULT_TIMEOUT,
             max_count=_integer(_one(channel, MAX_COUNT_URL, "valuePositiveInt", "Subscription.channel"),
                                "Subscription.channel.extension", low=1, high=MAX_MAX_COUNT) or DEFAULT_MAX_COUNT,
-            end=self._end(subscription), signing_secret=secret)
+            end=self._end(subscription), signing_secret=secret, r4_criteria=r4_criteria)
 
     def _topic(self, subscription: dict[str, Any]) -> Topic:
         criteria = subscription.get("criteria")
         if not isinstance(criteria, str) or not criteria:
-            raise FhirError(422, "required", "criteria must be the canonical URL of a subscription topic",
-                            expression="Subscription.criteria")
+            raise FhirError(422, "required", "criteria must be the canonical URL of a subscription topic or an "
+                            "R4 search such as Task?status=completed", expression="Subscription.criteria")
+        if is_criteria_query(criteria):
+            try:
+                return criteria_topic(criteria, self.registry, self.base_urls)
+            except FilterError as error:
+                raise FhirError(422, "invalid", f"Criteria: {error}", expression="Subscription.criteria") from None
         topic = self.topics.get(criteria)
         if topic is None:
             known = ", ".join(t.url for t in self.topics.all())

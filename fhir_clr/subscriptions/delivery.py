@@ -156,6 +156,8 @@ class Deliverer:
         if spec.end is not None and spec.end.timestamp() * 1e6 <= now_us:
             await self.set_status(entry.id, "off", None)
             return Outcome.IDLE
+        if spec.r4_criteria:
+            return await self._r4_step(entry, spec, counter, delivery, delivery_record, now_us)
         facts = StatusFacts(entry.id, spec.topic.url, entry.status, counter.events)
         if entry.status == "requested" or (delivery.handshake_version != entry.version and entry.status != "active"):
             attempt = await self._post(spec, notification_bundle(self.base_url, facts, "handshake", spec.content),
@@ -174,11 +176,34 @@ class Deliverer:
             return await self._settle(entry, delivery, delivery_record, attempt, now_us)
         return Outcome.IDLE
 
+    async def _r4_step(self, entry: BookEntry, spec: ChannelSpec, counter: Counter, delivery: DeliveryState,
+                       delivery_record: Any, now_us: int) -> Outcome:
+        """An R4 criteria subscription: activated without a handshake, then one request per event (the
+        resource as ``PUT [endpoint]/[type]/[id]``, or an empty ``POST [endpoint]`` without a payload)."""
+        if entry.status == "requested":
+            await self.set_status(entry.id, "active", None)
+            return Outcome.SENT
+        if counter.events <= delivery.delivered:
+            return Outcome.IDLE
+        events = await self._events(entry.id, delivery.delivered, 1)
+        if not events:
+            return Outcome.IDLE
+        event = events[0]
+        span = (event.number, event.number)
+        if spec.content == "full-resource":
+            body = (await self._bodies(events)).get(event.number)
+            url = f"{spec.endpoint.rstrip('/')}/{event.resource_type}/{event.resource_id}"
+            attempt = await self._send(spec, "PUT", url, orjson.dumps(body) if body is not None else b"",
+                                       "event-notification", span)
+        else:
+            attempt = await self._send(spec, "POST", spec.endpoint, b"", "event-notification", span)
+        return await self._settle(entry, delivery, delivery_record, attempt, now_us)
+
     def next_due_us(self, entry: BookEntry, delivery: DeliveryState) -> int | None:
         """When a heartbeat or retry falls due for ``entry`` (None: nothing scheduled)."""
         spec = entry.spec
         times = [delivery.next_try_us] if delivery.next_try_us else []
-        if spec is not None and spec.heartbeat_seconds and entry.status == "active":
+        if spec is not None and spec.heartbeat_seconds and entry.status == "active" and not spec.r4_criteria:
             times.append(delivery.last_sent_us + spec.heartbeat_seconds * 1_000_000)
         return min(times) if times else None
 
@@ -192,20 +217,25 @@ class Deliverer:
 
     async def _post(self, spec: ChannelSpec, bundle: dict[str, Any], kind: str,
                     events: tuple[int, int] | None = None) -> Attempt:
-        """One attempt; every failure (a URL the client cannot read, a refused address, a transport error) is a
-        failed Attempt, never an exception. The host's addresses are vetted by the client's transport at connect
-        time (see :mod:`fhir_clr.outbound.transport`)."""
+        return await self._send(spec, "POST", spec.endpoint, orjson.dumps(bundle), kind, events)
+
+    async def _send(self, spec: ChannelSpec, method: str, endpoint: str, body: bytes, kind: str,
+                    events: tuple[int, int] | None = None) -> Attempt:
+        """One attempt to ``endpoint`` with the channel's headers, the payload type when there is a body and the
+        signature when the channel has a secret. Every failure (a URL the client cannot read, a refused address,
+        a transport error) is a failed Attempt, never an exception. The host's addresses are vetted by the
+        client's transport at connect time (see :mod:`fhir_clr.outbound.transport`)."""
         started = time.perf_counter()
         try:
-            url = self.policy.parse(spec.endpoint)
+            url = self.policy.parse(endpoint)
         except EndpointRefused as refused:
             return Attempt(kind, None, 0.0, f"endpoint refused: {refused}", events=events)
-        body = orjson.dumps(bundle)
-        headers = {"Content-Type": spec.payload, **dict(spec.headers)}
+        headers = {**({"Content-Type": spec.payload} if body else {}), **dict(spec.headers)}
         if spec.signing_secret:
             headers[SIGNATURE_HEADER] = signature(spec.signing_secret, int(time.time()), body)
         try:
-            response = await self.http.post(url, content=body, headers=headers, timeout=spec.timeout_seconds)
+            response = await self.http.request(method, url, content=body, headers=headers,
+                                               timeout=spec.timeout_seconds)
         except httpx.TimeoutException:
             return Attempt(kind, None, _ms(started), "timed out", events=events)
         except httpx.HTTPError as error:

@@ -48,6 +48,7 @@ def test_read_vread_update_delete_lifecycle(client: httpx.Client) -> None:
     assert history["type"] == "history"
     assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "PUT", "POST"]
     assert "resource" not in history["entry"][0]
+    assert history["entry"][0]["response"]["status"] == "200 OK"  # what the DELETE answered
     recreated = client.put(f"/Patient/{rid}", json={**patient("Back"), "id": rid}, headers=FHIR_JSON)
     assert recreated.status_code == 201 and recreated.json()["meta"]["versionId"] == "4"
 

@@ -175,8 +175,13 @@ def test_unknown_parameters(client: httpx.Client, referral_set: dict) -> None:
     assert strict.status_code == 400
     bad_date = client.get("/Task", params={"authored-on": "yesterday"})
     assert bad_date.status_code == 400 and bad_date.json()["resourceType"] == "OperationOutcome"
-    bad_sort = client.get("/Task", params={"_sort": "colour"})
-    assert bad_sort.status_code == 400
+    # One rule for everything unknown in a search, _sort keys included: ignored with a warning, 400 when strict.
+    lenient_sort = client.get("/Task", params={"owner": owner, "_sort": "colour,-_lastUpdated"}).json()
+    assert lenient_sort["total"] == 4 and "_sort=-_lastUpdated" in lenient_sort["link"][0]["url"]
+    sort_outcome = [e for e in lenient_sort["entry"] if e["search"]["mode"] == "outcome"]
+    assert "_sort=colour" in sort_outcome[0]["resource"]["issue"][0]["details"]["text"]
+    strict_sort = client.get("/Task", params={"_sort": "colour"}, headers={"Prefer": "handling=strict"})
+    assert strict_sort.status_code == 400
     forged_token = client.get("/Task", params={"owner": owner, "_page_token": "bm90LWEtdG9rZW4"})
     assert forged_token.status_code == 400 and forged_token.json()["resourceType"] == "OperationOutcome"
 

@@ -63,3 +63,9 @@ def test_conformance_resources_are_served_and_searchable(client: httpx.Client) -
     assert client.get("/SearchParameter/Task-due-date").json()["code"] == "due-date"
     assert client.get("/OperationDefinition/clr-worklist").status_code == 200
     assert client.get("/ValueSet", params={"_summary": "count"}).json()["total"] >= 10
+
+
+def test_metadata_modes(client: httpx.Client) -> None:
+    assert client.get("/metadata", params={"mode": "full"}).json()["resourceType"] == "CapabilityStatement"
+    terminology = client.get("/metadata", params={"mode": "terminology"})
+    assert terminology.status_code == 400 and terminology.json()["issue"][0]["expression"] == ["mode"]

@@ -1,5 +1,6 @@
-"""A real local HTTP endpoint for webhook tests: records every POST (headers, parsed body) and answers as
-told — 200, an error status, or not at all (stopped: connection refused)."""
+"""A real local HTTP endpoint for webhook tests: records every POST and PUT (method, path, headers, parsed body;
+an empty body is ``{}``) and answers as told — 200, an error status, or not at all (stopped: connection
+refused)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class Received:
     body: dict[str, Any]
     raw: bytes
     at: float
+    method: str = "POST"
+    path: str = "/hook"
 
     @property
     def status(self) -> dict[str, str]:
@@ -44,7 +47,9 @@ class Received:
 
     @property
     def subscription(self) -> str:
-        """The Subscription id the notification is for."""
+        """The Subscription id the notification is for ("" for an R4 criteria notification, which names none)."""
+        if self.body.get("resourceType") != "Bundle":
+            return ""
         return self.status["subscription"]["reference"].rsplit("/", 1)[-1]  # type: ignore[index]
 
 
@@ -71,11 +76,14 @@ class Receiver:
                     time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()},
-                                                      json.loads(raw), raw, time.monotonic()))
+                                                      json.loads(raw) if raw else {}, raw, time.monotonic(),
+                                                      self.command, self.path))
                     answer = receiver.answer
                 self.send_response(answer)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_PUT = do_POST
 
             def log_message(self, *args: Any) -> None:
                 return

@@ -532,6 +532,8 @@ KNOWN: dict[Route, Probe] = {
     ("GET", "/console"): _plain("GET", "/console"),
     ("HEAD", "/console"): _plain("HEAD", "/console"),
     ("GET", "/metadata"): _plain("GET", "/metadata"),
+    ("GET", "/Subscription/$topic-list"): _plain("GET", "/Subscription/$topic-list"),
+    ("HEAD", "/Subscription/$topic-list"): _plain("HEAD", "/Subscription/$topic-list"),
     ("HEAD", "/metadata"): _plain("HEAD", "/metadata"),
     ("GET", "/metrics"): _plain("GET", "/metrics"),
     ("HEAD", "/metrics"): _plain("HEAD", "/metrics"),
@@ -593,5 +595,6 @@ OPERATIONS_PROBED = {"validate": probe_instance_validate, "export": probe_system
                      "clr-worklist": probe_worklist, "clr-export": probe_clr_export,
                      "status": _subscription_probe("GET", "$status"), "events": _subscription_probe("GET", "$events"),
                      "resend": _subscription_probe("POST", "$resend"),
-                     "delivery-attempts": _subscription_probe("GET", "$delivery-attempts")}
+                     "delivery-attempts": _subscription_probe("GET", "$delivery-attempts"),
+                     "topic-list": _plain("GET", "/Subscription/$topic-list")}
 """CapabilityStatement operation names and the probe that attacks each."""

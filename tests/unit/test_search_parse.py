@@ -193,6 +193,9 @@ def test_unknown_params_are_collected(registry: SearchParamRegistry) -> None:
     parsed = parse(registry, "Task", ("nonsense", "1"), ("status", "draft"), ("_text", "x"))
     assert parsed.unknown == ["nonsense", "_text"] and parsed.self_params == [("status", "draft")]
     assert parse(registry, "Task", ("focus:ServiceRequest.nonsense", "1")).unknown == ["focus:ServiceRequest.nonsense"]
+    sorted_by = parse(registry, "Task", ("_sort", "nonsense,-status"))
+    assert sorted_by.unknown == ["_sort=nonsense"]
+    assert sorted_by.query.sort == [SortKey("status", ParamType.TOKEN, True)]
 
 
 # ---- errors -----------------------------------------------------------------------------------------------
@@ -212,8 +215,6 @@ def test_unknown_params_are_collected(registry: SearchParamRegistry) -> None:
     ("Task", "_count", "ten", "value"),
     ("Task", "_summary", "maybe", "value"),
     ("Task", "_total", "all", "value"),
-    ("Task", "_sort", "nonsense", "not-supported"),
-    ("Task", "_sort", "", "not-supported"),
     ("Task", "code:text", "x", "not-supported"),
     ("Task", "code:in", "http://vs", "not-supported"),
     ("Task", "code:not-in", "http://vs", "not-supported"),

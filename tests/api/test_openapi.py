@@ -1,0 +1,42 @@
+"""``/openapi.json`` describes the FHIR API the CapabilityStatement declares, and schemathesis (a third-party API
+fuzzer) finds no server error in any operation it lists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+def test_openapi_follows_the_capability_statement(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    statement = client.get("/metadata").json()
+    paths = document["paths"]
+    for entry in statement["rest"][0]["resource"]:
+        kind = entry["type"]
+        assert {"get", "post"} <= set(paths[f"/{kind}"]), kind
+        assert {"get", "put", "delete"} <= set(paths[f"/{kind}/{{id}}"]), kind
+        assert {p["name"] for p in paths[f"/{kind}"]["get"]["parameters"]} >= {p["name"] for p in entry["searchParam"]}
+    assert "post" in paths["/"] and "get" in paths["/metadata"] and "get" in paths["/_history"]
+
+
+@pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is installed with the test extra")
+def test_schemathesis_finds_no_server_error(live_server, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(SCHEMATHESIS), "run", f"{live_server.base_url}/openapi.json", "--checks", "not_a_server_error",
+         "--max-examples", "3", "--workers", "1", "--phases", "coverage,fuzzing", "--no-color",
+         "--suppress-health-check", "all", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path)  # its caches stay out of the repository
+    summary = run.stdout[-4000:]
+    assert run.returncode == 0, summary + run.stderr[-2000:]
+    paths = httpx.get(f"{live_server.base_url}/openapi.json").json()["paths"]
+    operations = sum(len(methods) for methods in paths.values())
+    assert f"Tested: {operations}" in summary  # every operation listed was exercised
+    tested = next(line for line in summary.splitlines() if "generated," in line)
+    generated, passed = (int(word) for word in tested.replace(",", "").split() if word.isdigit())
+    assert generated == passed > 1000, tested
