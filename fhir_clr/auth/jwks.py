@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from fhir_clr.auth.clients import ClientRecord
+from fhir_clr.outbound.capped import ResponseTooLarge, request_capped
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.outbound.transport import VettedTransport
 
 KTY_FOR_ALG = {"RS384": "RSA", "ES384": "EC"}
 MAX_AGE = re.compile(r"max-age=(\d+)")
+JWKS_BYTES = 256 * 1024
+"""Largest JWKS document read from a client's URL (a key set is a few KB; a longer answer is a failed fetch)."""
 
 
 class KeyLookupError(Exception):
@@ -78,10 +82,11 @@ class JwksResolver:
         try:
             async with httpx.AsyncClient(transport=self.transport(), timeout=self.timeout, follow_redirects=False,
                                          trust_env=False) as http:
-                response = await http.get(url, headers={"Accept": "application/json"})
+                response, content = await request_capped(http, "GET", url, limit=JWKS_BYTES,
+                                                         headers={"Accept": "application/json"})
             response.raise_for_status()
-            keys = response.json().get("keys")
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError):
+            keys = orjson.loads(content).get("keys")
+        except (httpx.HTTPError, httpx.InvalidURL, ResponseTooLarge, ValueError, AttributeError):
             return
         if not isinstance(keys, list):
             return

@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from fhir_clr.observability.metrics import WEBHOOK_ATTEMPTS
+from fhir_clr.outbound.capped import ResponseTooLarge, request_capped
 from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
 from fhir_clr.outbound.transport import RefusedByPolicy
 from fhir_clr.store.port import RecordWrite, Store
@@ -38,6 +39,8 @@ from fhir_clr.subscriptions.state import Counter, DeliveryState
 SIGNATURE_HEADER = "X-FHIR-CLR-Signature"
 KEEP_ATTEMPTS = 100
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+RECEIVER_ANSWER_BYTES = 64 * 1024
+"""Most bytes of a receiver's answer read (its body is never used; a longer one fails the attempt)."""
 log = logging.getLogger(__name__)
 
 StatusSetter = Callable[[str, str, str | None], Awaitable[None]]
@@ -234,8 +237,10 @@ class Deliverer:
         if spec.signing_secret:
             headers[SIGNATURE_HEADER] = signature(spec.signing_secret, int(time.time()), body)
         try:
-            response = await self.http.request(method, url, content=body, headers=headers,
-                                               timeout=spec.timeout_seconds)
+            response, _ = await request_capped(self.http, method, url, limit=RECEIVER_ANSWER_BYTES, content=body,
+                                               headers=headers, timeout=spec.timeout_seconds)
+        except ResponseTooLarge:
+            return Attempt(kind, None, _ms(started), "the endpoint's answer was too large", events=events)
         except httpx.TimeoutException:
             return Attempt(kind, None, _ms(started), "timed out", events=events)
         except httpx.HTTPError as error:

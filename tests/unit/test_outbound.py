@@ -185,3 +185,28 @@ async def test_jwks_urls_are_fetched_over_the_vetted_transport(jwks_server: str)
         await JwksResolver().key_for(client, "ES384", "k1")  # loopback is not public
     allowed = JwksResolver(policy=EndpointPolicy.from_entries(["127.0.0.1"]))
     assert (await allowed.key_for(client, "ES384", "k1"))["kid"] == "k1"
+
+
+async def test_a_jwks_answer_longer_than_the_cap_is_a_failed_fetch() -> None:
+    body = b'{"keys": [' + b" " * (1024 * 1024) + b"]}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ClientRecord("c1", "CBO", "Organization/o1", Role.SERVICING_PROVIDER, ("system/Task.rs",),
+                              jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks.json")
+        with pytest.raises(KeyLookupError, match="could not be read"):
+            await JwksResolver(policy=EndpointPolicy.from_entries(["127.0.0.1"])).key_for(client, "ES384", "k1")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -73,3 +73,39 @@ async def test_a_delivery_that_raises_backs_off_and_ends_in_error(
     assert statuses == [("error", state.error)] and f"failed {ATTEMPTS} time(s)" in state.error
     lines = [r.getMessage() + str(vars(r)) for r in caplog.records if r.name.startswith(("fhir_clr", "httpx"))]
     assert len(lines) == 1 and "SECRET" not in lines[0] and "hooks.example.org" not in lines[0]
+
+
+class _EndlessAnswer(httpx.AsyncByteStream):
+    """A receiver's answer that never ends (64 KB chunks); counts what the server pulled."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while self.chunks < 10_000:
+            self.chunks += 1
+            yield b"x" * 65536
+
+
+async def test_a_receiver_answer_is_read_only_up_to_a_cap(tmp_path: Path) -> None:
+    registry = SearchParamRegistry.from_directory(PROFILES)
+    reader = ChannelReader(TopicCatalog.from_directory(PROFILES / "topics", registry), registry,
+                           EndpointPolicy.from_entries(["hooks.example.org"]))
+    resource = {**subscription("https://hooks.example.org/notify"), "id": "s1"}
+    entry = BookEntry("s1", 1, resource, reader.read(resource, check_endpoint=False))
+    store = SqliteStore(tmp_path / "store.sqlite3", read_threads=1)
+    await store.open()
+    await store.write_records([RecordWrite(records.COUNTER, "s1", Counter().as_doc())])
+    answer = _EndlessAnswer()
+
+    async def set_status(subscription_id: str, status: str, error: str | None) -> None:
+        return None
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=answer))) as http:
+        deliverer = Deliverer(store, http, reader.policy, RetryPolicy(ATTEMPTS, 0.05, 0.2), "http://fhir.test",
+                              set_status)
+        assert await deliverer.step(entry) is Outcome.FAILED
+    state = DeliveryState.from_doc((await store.get_record(records.DELIVERY, "s1")).doc)
+    await store.close()
+    assert state.failures == 1
+    assert answer.chunks <= 2  # 64 KB read at most, then the connection is dropped
