@@ -14,10 +14,12 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
+
+import orjson
 
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
@@ -34,7 +36,7 @@ from fhir_clr.imports.results import (
     RejectedRow,
     rejects_csv,
 )
-from fhir_clr.imports.rtf_rows import RowProblem, RtfMatcher
+from fhir_clr.imports.rtf_rows import RowKeys, RowProblem, RtfMatcher
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
@@ -121,8 +123,10 @@ class FileImporter:
         committing: _Committing | None = None
         try:
             while batch := list(islice(rows, BATCH_ROWS)):
-                committing = await self._apply_batch(spec, rows, matcher, writer, batch, request, report,
-                                                     committing)
+                parsed = self._parsed(spec, matcher, batch, report)
+                for part in [parsed] if spec.kind == "mif" else _rounds(matcher, parsed):
+                    committing = await self._apply_batch(spec, rows, matcher, writer, part, request, report,
+                                                         committing)
                 if progress is not None:
                     progress(report.rows)
         except BaseException:
@@ -130,20 +134,30 @@ class FileImporter:
                 await asyncio.gather(committing.results, return_exceptions=True)
             raise
         if committing is not None:
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
 
-    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
-                           batch: list[tuple[RawRow, Any]], request: ImportRequest, report: ImportReport,
-                           committing: _Committing | None) -> _Committing | None:
-        """Match and plan one batch; its commit, running (``committing`` is the previous batch's)."""
+    def _parsed(self, spec: MappingSpec, matcher: RtfMatcher, batch: list[tuple[RawRow, Any]],
+                report: ImportReport) -> list[_Parsed]:
+        """The batch's rows projected to FHIR, with their keys; rows with refused cells rejected here, rows
+        with cells kept as text flagged with a warning."""
         parsed = []
         for raw, record in batch:
             if not record.ok:
                 self._reject(report, raw, [Problem(_header(spec, e.column), e.value, e.rule, e.message)
                                            for e in record.errors])
                 continue
+            if record.warnings:
+                report.warnings.append(RejectedRow(raw.number, [Problem(_header(spec, w.column), None, w.rule,
+                                                                        w.message) for w in record.warnings]))
             fragments = matcher.project(record.values)
             parsed.append((raw, fragments, matcher.keys(fragments)))
+        return parsed
+
+    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
+                           parsed: list[_Parsed], request: ImportRequest, report: ImportReport,
+                           committing: _Committing | None) -> _Committing | None:
+        """Match and plan one batch of rows (at most one per referral); its commit, running (``committing`` is
+        the previous batch's)."""
         groups: list[tuple[int, dict[str, Any]]] = []
         raws: dict[int, RawRow] = {}
         if spec.kind == "mif":  # creates claim conditional keys: committed before the next batch is planned
@@ -155,18 +169,17 @@ class FileImporter:
                     groups.append((raw.number, group))
                     raws[raw.number] = raw
             groups = _stamped(report, groups)
-            self._record(spec, await writer.write(groups), raws, dict(groups), report)
+            self._record(spec, rows, await writer.write(groups), raws, dict(groups), report)
             return None
         await matcher.prefetch([keys for _, _, keys in parsed])
         if committing is not None and matcher.patient_ids & committing.patients:
             # these rows read what the running commit writes: wait for it, then read again
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
             committing = None
             await matcher.prefetch([keys for _, _, keys in parsed])
         for raw, fragments, keys in parsed:
             if request.provider_npi and keys.npi != request.provider_npi:
-                self._reject(report, raw, [Problem(None, None, "provider", "The row names another servicing "
-                                                   "provider than the one importing the file")])
+                report.skipped += 1  # another provider's row: not this provider's to report
                 continue
             found = matcher.match(keys)
             if isinstance(found, RowProblem):
@@ -184,7 +197,8 @@ class FileImporter:
                 found = current
             else:
                 updated = matcher.updated_task(found, fragments.get("Task", {}))
-            if _same(updated, found):
+            if _same(updated, found) or (spec.kind != "asf" and _older(matcher, updated, found)
+                                         and await matcher.already_reported(found, updated)):
                 report.count(UNCHANGED)
                 continue
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -194,16 +208,19 @@ class FileImporter:
         groups = _stamped(report, groups)
         finish = await writer.start(groups)
         if committing is not None:
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
         return _Committing(asyncio.ensure_future(finish()), matcher.patient_ids, raws, dict(groups))
 
-    def _record(self, spec: MappingSpec, results: list[GroupResult], raws: dict[int, RawRow],
+    def _record(self, spec: MappingSpec, rows: _RowSource, results: list[GroupResult], raws: dict[int, RawRow],
                 bundles: dict[int, dict[str, Any]], report: ImportReport) -> None:
-        """Count a committed batch's rows; the engine's refusals become rejected rows."""
+        """Count a committed batch's rows; the engine's refusals become rejected rows, each problem with the
+        text of the cell it is about."""
         for result in results:
             if result.outcome == REJECTED and result.error is not None:
                 number = int(str(result.key))
-                self._reject(report, raws[number], _engine_problems(spec, result.error, bundles[number]))
+                problems = [replace(p, value=rows.cell(raws[number], _column_name(spec, p.column)))
+                            for p in _engine_problems(spec, result.error, bundles[number])]
+                self._reject(report, raws[number], problems)
             else:
                 report.count(APPLIED if result.outcome == APPLIED else UNCHANGED)
 
@@ -211,6 +228,37 @@ class FileImporter:
     def _reject(report: ImportReport, raw: RawRow, problems: list[Problem]) -> None:
         report.count(REJECTED)
         report.rejected.append(RejectedRow(raw.number, problems))
+
+
+_Parsed = tuple[RawRow, dict[str, dict[str, Any]], RowKeys]
+"""A row, its FHIR fragments and its identifying keys."""
+
+
+def _rounds(matcher: RtfMatcher, parsed: list[_Parsed]) -> list[list[_Parsed]]:
+    """The batch's rows in rounds: round *k* holds the *k*-th row of each referral (same Member, service and
+    provider) in the order its statuses happened — by Date of Referral Status Update, then by how far the
+    status goes, then by row — so each row is planned after the one before it is committed."""
+    by_referral: dict[tuple[str | None, str | None, str | None], list[_Parsed]] = {}
+    for item in parsed:
+        keys = item[2]
+        by_referral.setdefault((keys.cin, keys.service, keys.npi), []).append(item)
+    rounds: list[list[_Parsed]] = []
+    for items in by_referral.values():
+        for index, item in enumerate(sorted(items, key=lambda i: matcher.happened(i[1], i[0].number))):
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(item)
+    return [sorted(part, key=lambda i: i[0].number) for part in rounds]
+
+
+def _older(matcher: RtfMatcher, updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    """True when ``updated`` reports a status dated before ``current``'s."""
+    (_, after), (_, before) = matcher.status_of(updated), matcher.status_of(current)
+    return isinstance(after, str) and isinstance(before, str) and after[:10] < before[:10]
+
+
+def _column_name(spec: MappingSpec, header: str | None) -> str | None:
+    return next((c.name for c in spec.columns if c.header == header), None) if header else None
 
 
 @dataclass(slots=True)
@@ -262,9 +310,15 @@ def _sourced(bundle: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
-    strip = ("meta", "text")
-    return {k: v for k, v in updated.items() if k not in strip} == {k: v for k, v in current.items()
-                                                                   if k not in strip}
+    """True when ``updated`` says what ``current`` says: ``meta`` and ``text`` aside, extensions in any order."""
+    return _comparable(updated) == _comparable(current)
+
+
+def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in resource.items() if k not in ("meta", "text")}
+    if isinstance(out.get("extension"), list):
+        out["extension"] = sorted(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in out["extension"])
+    return out
 
 
 _ENTRY = re.compile(r"^Bundle\.entry\[(?P<index>\d+)\]\.resource")
