@@ -239,6 +239,8 @@ class TaskWorkflow:
     def _superseding(self, previous: dict[str, Any], task: dict[str, Any], code: str) -> dict[str, Any]:
         """``previous`` (its current status untouched) keeping the reported status of ``task`` as history."""
         kept = clone(previous)
+        if isinstance(task.get("meta"), dict):
+            kept["meta"] = clone(task["meta"])  # the writer's meta (its source), as for any update
         entry = {"url": self._superseded_url, "extension": [
             {"url": "status", "valueCoding": self._statuses.coding(code)},
             {"url": "date", "valueDateTime": self._status_date(task)}]}

@@ -40,7 +40,7 @@ from fhir_clr.imports.rtf_rows import RowKeys, RowProblem, RtfMatcher
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import MappingSpec, find_spec
+from fhir_clr.mapping.spec import MappingSpec, default_specs, find_spec
 from fhir_clr.observability.metrics import IMPORT_ROWS
 
 BATCH_ROWS = 500
@@ -74,23 +74,31 @@ class FileImporter:
         self.engine = bundles.engine
         self.clock = clock
 
+    @staticmethod
+    def check(request: ImportRequest) -> None:
+        """Refuse (400, one line) a request that cannot start: an unknown kind, or a layout that neither
+        ``program`` nor the file's headers tell. A file that cannot be read is left to :meth:`run`'s report."""
+        _check_kind(request.kind)
+        try:
+            table = open_table(request.data, request.filename, request.sheet)
+        except FileFormatError:
+            return
+        with table:
+            choose_spec(request.kind, request.program, table.headers)
+
     async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``request``'s file; the report says what became of every row."""
         started = time.perf_counter()
-        if request.kind not in IMPORTABLE_KINDS:
-            raise FhirError(400, "not-supported", f"Importing {request.kind} files is not supported; "
-                            f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
-        try:
-            spec = find_spec(request.kind, request.program)
-        except LookupError as error:
-            raise FhirError(400, "invalid", str(error)) from None
-        report = ImportReport(request.kind, spec.id, request.dry_run)
+        _check_kind(request.kind)
         try:
             table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError as error:
+            report = ImportReport(request.kind, _spec_or_kind(request), request.dry_run)
             report.file_problems.append(str(error))
             return report
         with table:
+            spec = choose_spec(request.kind, request.program, table.headers)
+            report = ImportReport(request.kind, spec.id, request.dry_run)
             report.file_format, report.encoding = table.format, table.encoding
             header_match = match_headers(spec, table.headers)
             report.extra_headers = list(header_match.extra)
@@ -228,6 +236,38 @@ class FileImporter:
     def _reject(report: ImportReport, raw: RawRow, problems: list[Problem]) -> None:
         report.count(REJECTED)
         report.rejected.append(RejectedRow(raw.number, problems))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in IMPORTABLE_KINDS:
+        raise FhirError(400, "not-supported", f"Importing {kind} files is not supported; "
+                        f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
+
+
+def choose_spec(kind: str, program: str | None, headers: list[str]) -> MappingSpec:
+    """The layout of a ``kind`` file: the ``program``'s, or, without one, the only layout of that kind whose
+    required columns the headers hold (ECM and CS RTFs name their provider columns differently). 400 with one
+    line when it cannot be told."""
+    if program is not None or len({s.program for s in default_specs().values() if s.kind == kind}) <= 1:
+        try:
+            return find_spec(kind, program)
+        except LookupError as error:
+            raise FhirError(400, "invalid", str(error)) from None
+    fitting = {s.program: s for s in default_specs().values() if s.kind == kind and match_headers(s, headers).ok}
+    if len(fitting) == 1:
+        return find_spec(kind, next(iter(fitting)))
+    programs = sorted({s.program for s in default_specs().values() if s.kind == kind})
+    why = "its headers fit no layout" if not fitting else "its headers fit more than one layout"
+    raise FhirError(400, "invalid", f"Cannot tell the {kind.upper()} layout of this file ({why}); name the "
+                    f"program: one of {', '.join(programs)}", expression="program")
+
+
+def _spec_or_kind(request: ImportRequest) -> str:
+    """The spec id to report for a file that could not be read (the kind when the layout is unknown)."""
+    try:
+        return find_spec(request.kind, request.program).id
+    except LookupError:
+        return request.kind
 
 
 _Parsed = tuple[RawRow, dict[str, dict[str, Any]], RowKeys]
