@@ -195,3 +195,29 @@ def test_transaction_creating_a_referral_and_its_task_starts_every_clock(client:
     clocks = client.get("/Task", params={"part-of": f"Task/{task_id}"}).json()
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in clocks["entry"]) == [
         "pending-follow-up", "status-update"]
+
+
+def test_a_declined_referral_is_reassigned_by_the_plan_and_its_loop_stays_open(client: httpx.Client) -> None:
+    """Provider A declines (lacks capacity); the plan gives the referral to provider B with a new Pending Task;
+    the referral stays open, B closes the loop, the Referring Entity's closure notice is owed, and the timeline
+    shows both providers."""
+    referral, first = open_referral(client)
+    declined = put(client, with_status(first, "2", "2026-11-06", "rejected", statusReason={"text": "capacity"}))
+    assert declined.status_code == 200, declined.text
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "active"
+    other = organization(client, "second-provider")
+    second = created(client, referral_task_body(referral, other, since="2026-11-09"))
+    assert (second["status"], second["businessStatus"]["coding"][0]["code"]) == ("requested", "3")
+    closing = with_status(second, "5", "2026-11-20", "completed", statusReason={"text": "Services Received"})
+    assert put(client, closing).status_code == 200
+    notices = client.get("/Task", params={"part-of": f"Task/{second['id']}",
+                                          "code": "loop-closure-referring-entity"}).json()["entry"]
+    assert [n["resource"]["restriction"]["recipient"] for n in notices] == [[referral["requester"]]]
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
+    page = client.get(f"/console/referrals/{referral['id']}")
+    assert page.status_code == 200
+    first_name = client.get(f"/{first['owner']['reference']}").json()["name"]
+    second_name = client.get(f"/{other}").json()["name"]
+    history = page.text.split('id="status-history"', 1)[1].split("</table>", 1)[0]
+    assert history.index(first_name) < history.index("Declined") < history.index(second_name)
+    assert "capacity" in history and "Services Received" in history
