@@ -54,8 +54,8 @@ def _seed(args: argparse.Namespace) -> int:
         totals = asyncio.run(_seed_population(settings, args))
         print(f"synthetic population of {args.members} Members loaded in {Path(args.data).resolve()}: "
               f"{totals['applied']} file rows applied, {totals['unchanged']} unchanged, {totals['rejected']} "
-              "rejected (two rows are bad on purpose; on a repeat run, older monthly status rows of referrals "
-              "that have moved on are refused too — nothing is added twice)")
+              "rejected (two rows are bad on purpose; a repeat run finds every other row unchanged and adds "
+              "nothing)")
         return 0
     count = asyncio.run(load_sample_data(settings))
     print(f"sample referrals present in {Path(args.data).resolve()} ({count} entries; loading twice adds nothing)")
