@@ -76,7 +76,8 @@ class Noticing:
     def _who_referred(self, referral: dict[str, Any], stated: str | None) -> str | None:
         """The Referral Type who referred calls for: a self-referral when the requester is the Member or a
         RelatedPerson (family, friend, neighbor, guardian), whatever code came in; an external referral when a
-        self-referral code names an organization or a practitioner; otherwise the stated code."""
+        self-referral code names a practitioner (a teacher or clinician acting professionally); otherwise the
+        stated code (an Organization requester may stand for whoever referred, as on a MIF)."""
         requester = referral.get("requester")
         reference = requester.get("reference") if isinstance(requester, dict) else None
         if not isinstance(reference, str) or "/" not in reference:
@@ -85,7 +86,7 @@ class Noticing:
         self_types, external = self._conf["self_referral_types"], self._conf["external_referral_types"]
         if kind in self._conf["self_referring_requesters"]:
             return stated if stated in self_types else self_types[0]
-        if stated in self_types:
+        if stated in self_types and kind in self._conf["professional_requesters"]:
             return external[0]
         return stated
 

@@ -369,9 +369,9 @@ def test_who_referred_decides_a_self_referral_and_a_contradiction_is_flagged(cli
     referral = updated(client, decided(referral, "approved", DECISION))
     assert [o[0] for o in obligations(client, **about(referral), status="requested")] == [
         "authorization-decision-member"]  # a self-referral: only the Member is noticed
-    school = organization(client, "school")
-    claimed = created(client, referral_body(member(client), school, referral_type="3"))
+    teacher = f"Practitioner/{created(client, {'resourceType': 'Practitioner', 'name': [{'family': 'Teacher'}]})['id']}"
+    claimed = created(client, referral_body(member(client), teacher, referral_type="3"))
     assert [t["code"] for t in claimed["meta"]["tag"] if t["system"] == FLAGS_SYSTEM] == ["referral-type-mismatch"]
     claimed = updated(client, decided(claimed, "approved", DECISION))
     assert obligation(client, "authorization-decision-referring-entity", **about(claimed))["restriction"][
-        "recipient"] == [{"reference": school}]
+        "recipient"] == [{"reference": teacher}]  # a teacher acting professionally is not a self-referral
