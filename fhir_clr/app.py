@@ -33,6 +33,7 @@ from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
+from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store
@@ -41,7 +42,6 @@ from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
-from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
 from fhir_clr.subscriptions.service import SubscriptionService
 from fhir_clr.subscriptions.topics import TopicCatalog

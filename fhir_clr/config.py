@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Requests per second per client; 0 = off.")
     rate_limit_burst: int = Field(default=200, ge=1, description="Requests a client may send in one burst.")
     webhook_allowed_hosts: str = Field(
-        default="", description="Comma-separated host names, addresses or CIDR networks that webhook endpoints may "
-        "use although they are not public (e.g. 127.0.0.1,10.0.0.0/8); these may also use plain http.")
+        default="", description="Comma-separated host names, addresses or CIDR networks that webhook endpoints and "
+        "client JWKS URLs may use although they are not public (e.g. 127.0.0.1,10.0.0.0/8); only these may use "
+        "plain http.")
     webhook_max_attempts: int = Field(default=10, ge=1, description="Failed attempts before a subscription "
                                       "goes to error.")
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")

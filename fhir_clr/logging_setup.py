@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+QUIET_LOGGERS = ("httpx", "httpcore")
+"""Their INFO/DEBUG lines print whole request URLs (a webhook's or JWKS URL's query may hold a secret)."""
 STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
 
 
@@ -31,3 +33,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

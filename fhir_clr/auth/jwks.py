@@ -1,15 +1,19 @@
 """Client public keys: from the inline JWKS, or fetched from the client's JWKS URL and cached (at most the
-URL's ``Cache-Control: max-age`` and at most ``max_ttl`` seconds)."""
+URL's ``Cache-Control: max-age`` and at most ``max_ttl`` seconds). JWKS URLs are fetched over the outbound guard's
+vetted transport (:mod:`fhir_clr.outbound.transport`), like webhooks."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from fhir_clr.auth.clients import ClientRecord
+from fhir_clr.outbound.policy import EndpointPolicy
+from fhir_clr.outbound.transport import VettedTransport
 
 KTY_FOR_ALG = {"RS384": "RSA", "ES384": "EC"}
 MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -22,9 +26,12 @@ class KeyLookupError(Exception):
 class JwksResolver:
     """Finds the one client key that may verify an assertion signed with ``alg`` and ``kid``."""
 
-    def __init__(self, *, max_ttl: float = 300.0, timeout: float = 5.0) -> None:
+    def __init__(self, *, max_ttl: float = 300.0, timeout: float = 5.0,
+                 policy: EndpointPolicy | None = None) -> None:
         self.max_ttl = max_ttl
         self.timeout = timeout
+        vet = (policy or EndpointPolicy()).addresses
+        self.transport: Callable[[], httpx.AsyncBaseTransport] = lambda: VettedTransport(vet)
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     async def key_for(self, client: ClientRecord, alg: str, kid: str | None) -> dict[str, Any]:
@@ -44,11 +51,12 @@ class JwksResolver:
         if cached and not refresh and cached[0] > time.monotonic():
             return cached[1]
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as http:
+            async with httpx.AsyncClient(transport=self.transport(), timeout=self.timeout, follow_redirects=False,
+                                         trust_env=False) as http:
                 response = await http.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
             keys = response.json().get("keys")
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError):
             raise KeyLookupError("the client's JWKS URL could not be read") from None
         if not isinstance(keys, list):
             raise KeyLookupError("the client's JWKS URL did not return a key set")

@@ -16,6 +16,7 @@ from fhir_clr.auth.ratelimit import RateLimiter
 from fhir_clr.auth.signing import load_or_create_key
 from fhir_clr.auth.tokens import TokenService
 from fhir_clr.config import Settings
+from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.search.registry import SearchParamRegistry
 
 CLIENT_RECHECK_SECONDS = 5.0
@@ -63,7 +64,8 @@ async def build_auth(settings: Settings, store: Any, registry: SearchParamRegist
     issuer = (settings.base_url or "urn:fhir-clr").rstrip("/")
     audit = AuditTrail(store, registry)
     audit.start()
-    return AuthServices(store=auth_store, verifier=AssertionVerifier(auth_store, JwksResolver()),
+    return AuthServices(store=auth_store, verifier=AssertionVerifier(auth_store, JwksResolver(
+        policy=EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")))),
                         tokens=TokenService(key, issuer, lifetime=settings.access_token_lifetime),
                         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                         audit=audit)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_clr.errors import FhirError
+from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.search.values import parse_date_range
 from fhir_clr.store.query import IndexEntries
-from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from fhir_clr.subscriptions.matching import FilterError, ResourceFilter, parse_filter
 from fhir_clr.subscriptions.topics import Topic, TopicCatalog
 
@@ -108,9 +108,6 @@ class ChannelReader:
             except EndpointRefused as refused:
                 raise FhirError(422, "security", str(refused), expression="Subscription.channel.endpoint") from None
         content = self._content(channel)
-        if content == "full-resource" and endpoint.startswith("http:") and not self.policy.is_allow_listed(endpoint):
-            raise FhirError(422, "security", "full-resource payloads are only sent over https",
-                            expression="Subscription.channel.payload")
         secret = _one(channel, SIGNING_SECRET_URL, "valueString", "Subscription.channel.extension")
         if secret is not None and (not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH):
             raise FhirError(422, "value", f"The signing secret must have at least {MIN_SECRET_LENGTH} characters",

@@ -11,9 +11,9 @@ receivers de-duplicate by event number.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,17 +26,19 @@ import httpx
 import orjson
 
 from fhir_clr.observability.metrics import WEBHOOK_ATTEMPTS
+from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
+from fhir_clr.outbound.transport import RefusedByPolicy
 from fhir_clr.store.port import RecordWrite, Store
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import BookEntry
 from fhir_clr.subscriptions.channel import ChannelSpec
-from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from fhir_clr.subscriptions.notifications import Event, StatusFacts, notification_bundle
 from fhir_clr.subscriptions.state import Counter, DeliveryState
 
 SIGNATURE_HEADER = "X-FHIR-CLR-Signature"
 KEEP_ATTEMPTS = 100
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+log = logging.getLogger(__name__)
 
 StatusSetter = Callable[[str, str, str | None], Awaitable[None]]
 """``(subscription id, new status, error text)``: records a status change on the Subscription resource."""
@@ -190,9 +192,12 @@ class Deliverer:
 
     async def _post(self, spec: ChannelSpec, bundle: dict[str, Any], kind: str,
                     events: tuple[int, int] | None = None) -> Attempt:
+        """One attempt; every failure (a URL the client cannot read, a refused address, a transport error) is a
+        failed Attempt, never an exception. The host's addresses are vetted by the client's transport at connect
+        time (see :mod:`fhir_clr.outbound.transport`)."""
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self.policy.check, spec.endpoint)
+            url = self.policy.parse(spec.endpoint)
         except EndpointRefused as refused:
             return Attempt(kind, None, 0.0, f"endpoint refused: {refused}", events=events)
         body = orjson.dumps(bundle)
@@ -200,12 +205,15 @@ class Deliverer:
         if spec.signing_secret:
             headers[SIGNATURE_HEADER] = signature(spec.signing_secret, int(time.time()), body)
         try:
-            response = await self.http.post(spec.endpoint, content=body, headers=headers,
-                                            timeout=spec.timeout_seconds)
+            response = await self.http.post(url, content=body, headers=headers, timeout=spec.timeout_seconds)
         except httpx.TimeoutException:
             return Attempt(kind, None, _ms(started), "timed out", events=events)
         except httpx.HTTPError as error:
+            if isinstance(error.__cause__, RefusedByPolicy):
+                return Attempt(kind, None, _ms(started), f"endpoint refused: {error.__cause__}", events=events)
             return Attempt(kind, None, _ms(started), f"connection failed: {type(error).__name__}", events=events)
+        except Exception as error:  # anything else the client raises fails the attempt (its text may quote the URL)
+            return Attempt(kind, None, _ms(started), f"delivery failed: {type(error).__name__}", events=events)
         error = None if 200 <= response.status_code < 300 else f"endpoint answered {response.status_code}"
         return Attempt(kind, response.status_code, _ms(started), error, _retry_after(response), events)
 
@@ -227,6 +235,7 @@ class Deliverer:
                           + ("" if attempt.retryable else " (not retried)"))
                 delivery.error, delivery.next_try_us = reason, 0
                 new_status = ("error", reason)
+                log.warning("subscription delivery stopped", extra={"subscription": entry.id, "reason": reason})
             else:
                 delivery.next_try_us = now_us + int(self.retry.delay(delivery.failures, attempt.retry_after) * 1e6)
         delivery.attempts += 1

@@ -14,6 +14,7 @@ Status changes the delivery worker makes run inside :func:`server_status_write` 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,7 +58,7 @@ class SubscriptionWriteRule:
                 or _SERVER_WRITE.get():
             return plan
         resource = dict(change.resource)
-        self.reader.read(resource)
+        await asyncio.to_thread(self.reader.read, resource)  # the endpoint check resolves its host: not on the loop
         previous = await self._previous(plan)
         resource["status"] = self._status(previous, resource)
         if previous is not None and previous.get("error") and resource["status"] != "error":

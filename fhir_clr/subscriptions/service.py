@@ -23,13 +23,14 @@ from fhir_clr.clr.config import default_rules, extension_url
 from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
+from fhir_clr.outbound.policy import EndpointPolicy
+from fhir_clr.outbound.transport import VettedTransport
 from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import SubscriptionBook
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import Deliverer, Outcome, RetryPolicy
-from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy
 from fhir_clr.subscriptions.generator import BATCH, EventGenerator
 from fhir_clr.subscriptions.notifications import instant_of
 from fhir_clr.subscriptions.rules import server_status_write
@@ -51,8 +52,9 @@ class SubscriptionService:
         self.engine = engine
         self.book = SubscriptionBook(store, reader)  # type: ignore[arg-type]
         self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)  # type: ignore[arg-type]
-        self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False,
-                                      limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+        transport = VettedTransport(policy.addresses,
+                                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+        self.http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
         self.deliverer = Deliverer(store, self.http, policy, retry, base_url,  # type: ignore[arg-type]
                                    self._set_status)
         self.poll_seconds = poll_seconds
@@ -162,18 +164,22 @@ class SubscriptionService:
 
     async def _deliver(self, subscription_id: str) -> None:
         async with self._slots:
-            if not await self._hold(f"subscriptions/deliver/{subscription_id}"):
-                return
-            while True:
-                entry = self.book.entries.get(subscription_id)
-                if entry is None:
+            try:
+                if not await self._hold(f"subscriptions/deliver/{subscription_id}"):
                     return
-                outcome = await self.deliverer.step(entry)
-                if outcome is not Outcome.SENT:
-                    break
-                if entry.status == "requested":
-                    await self.book.refresh()  # the handshake made it active
-            await self._schedule(subscription_id)
+                while True:
+                    entry = self.book.entries.get(subscription_id)
+                    if entry is None:
+                        return
+                    outcome = await self.deliverer.step(entry)
+                    if outcome is not Outcome.SENT:
+                        break
+                    if entry.status == "requested":
+                        await self.book.refresh()  # the handshake made it active
+                await self._schedule(subscription_id)
+            except Exception as error:  # e.g. the store failed; the next poll tries again. No content is logged.
+                log.error("subscription delivery step failed: %s", type(error).__name__,
+                          extra={"subscription": subscription_id})
 
     async def _schedule(self, subscription_id: str) -> None:
         """Remember when a retry or heartbeat of this subscription falls due."""

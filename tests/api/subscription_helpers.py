@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +35,26 @@ def webhook_server(directory: Path, **env: str) -> LiveServer:
     server = LiveServer(directory, {**FAST_RETRIES, **env})
     server.env["FHIR_CLR_LISTEN_URL"] = server.base_url
     server.start()
+    return server
+
+
+def cli_server(directory: Path, **env: str) -> LiveServer:
+    """A started dev-mode server run as operators run it (``fhir-clr serve``: its JSON logging at INFO into
+    ``log_path``), allowed to call the loopback receiver, with fast retries."""
+    server = LiveServer(directory, {**FAST_RETRIES, "FHIR_CLR_LOG_LEVEL": "INFO", **env})
+    directory.mkdir(parents=True, exist_ok=True)
+    with server.log_path.open("ab") as log:
+        server.process = subprocess.Popen(
+            [sys.executable, "-m", "fhir_clr.cli", "serve", "--dev", "--port", str(server.port), "--data",
+             str(directory)], env=server.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{server.base_url}/readyz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=30.0, what="server start")
     return server
 
 

@@ -21,6 +21,7 @@ from tests.api.subscription_helpers import (
     OVERDUE_TOPIC,
     SR_TOPIC,
     STATUS_TOPIC,
+    cli_server,
     status_of,
     subscribe,
     subscription,
@@ -95,6 +96,41 @@ def test_loopback_endpoints_need_the_operator_allow_list(client: httpx.Client, r
     """The shared live server has no allow-list: a webhook to 127.0.0.1 would be an SSRF into the host."""
     message, paths = refused(client, subscription(receiver.url))
     assert "non-public address (127.0.0.1)" in message and paths == ["Subscription.channel.endpoint"]
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://8.8.8.8:4431/\t@127.0.0.1?token=SECRET",  # urlsplit drops the tab; the HTTP client refuses the URL
+    "https://8.8.8.8/hook\n?token=SECRET",
+    "https://8.8.8.8\\@10.0.0.1/hook?token=SECRET",  # the HTTP client reads 10.0.0.1 as the host
+    "https://[64:ff9b::7f00:1]/hook?token=SECRET",  # NAT64 form of 127.0.0.1
+    "https://[2002:a00:1::1]/hook?token=SECRET",  # 6to4 form of 10.0.0.1
+    "https://[::ffff:10.0.0.1]/hook?token=SECRET",  # IPv4-mapped 10.0.0.1
+])
+def test_endpoints_are_checked_as_the_http_client_reads_them(api: httpx.Client, endpoint: str) -> None:
+    response = api.post("/Subscription", json=subscription(endpoint), headers=FHIR_JSON)
+    assert response.status_code == 422, response.text
+    message = response.json()["issue"][0]["details"]["text"]
+    assert issue_expressions(response.json()) == ["Subscription.channel.endpoint"]
+    assert "\n" not in message and "SECRET" not in message and "/hook" not in message
+
+
+def test_no_log_line_holds_a_webhook_url_query(tmp_path: Path, receiver: Receiver) -> None:
+    """The server as operators run it logs at INFO; neither httpx's request lines nor ours carry the
+    endpoint's query (a secret), also when deliveries fail until the subscription is in error."""
+    server = cli_server(tmp_path / "logged")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30.0) as http:
+            made = active(http, receiver, subscription(receiver.url + "?token=SECRET-IN-QUERY"))
+            created(http, task())
+            receiver.wait_for(lambda: bool(receiver.notifications(made["id"], "event-notification")))
+            receiver.answer = 500
+            created(http, task())
+            wait_until(lambda: status_of(http, made["id"]) == "error", timeout=20, what="error status")
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert "SECRET" not in log
+    assert '"level":"INFO"' in log and "subscription delivery stopped" in log
 
 
 @pytest.mark.parametrize("content", ["empty", "id-only", "full-resource"])

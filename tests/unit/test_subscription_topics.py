@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fhir_clr.errors import FhirError
+from fhir_clr.outbound.policy import EndpointPolicy, EndpointRefused
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.subscriptions.channel import ChannelReader
-from fhir_clr.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from fhir_clr.subscriptions.notifications import Event, StatusFacts, notification_bundle
 from fhir_clr.subscriptions.topics import TopicCatalog
 from tests.api.subscription_helpers import CLOSED_TOPIC, DUE_TOPIC, STATUS_TOPIC, TASK_TOPIC, subscription
@@ -104,8 +104,8 @@ def test_channel_defaults_and_limits(topics: TopicCatalog, registry: SearchParam
                                      "owner": {"reference": "Organization/1"}})
     assert reader.read(subscription("http://127.0.0.1:9/hook", content="full-resource")).content == "full-resource"
     strict = ChannelReader(topics, registry, EndpointPolicy.from_entries(["8.8.8.8"]))
-    with pytest.raises(FhirError, match="only sent over https"):
-        strict.read(subscription("http://8.8.4.4/hook", content="full-resource"), check_endpoint=False)
+    with pytest.raises(FhirError, match="must use https"):
+        strict.read(subscription("http://8.8.4.4/hook", content="full-resource"))
     body = subscription("http://127.0.0.1:9/hook")
     body["channel"]["extension"].append({"url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
                                          "backport-max-count", "valuePositiveInt": 1000})
