@@ -106,8 +106,10 @@ def subscription_service(services: Services) -> SubscriptionService:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the FastAPI application for ``settings`` (environment when omitted)."""
+    """Build the FastAPI application for ``settings`` (environment when omitted). ConfigurationError when
+    authentication is on and no public base URL is configured."""
     settings = settings or Settings()
+    settings.check_secured()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,7 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="fhir-clr", version="0.1.0", lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
-    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev)
+    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev,
+                       large_body_bytes=settings.large_body_bytes,
+                       large_body_concurrency=settings.large_body_concurrency,
+                       metrics_on_loopback=settings.metrics_loopback_without_token)
     app.add_middleware(AccessLogMiddleware)
     app.include_router(auth_endpoints.router)
     app.include_router(operations.router)

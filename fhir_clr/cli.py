@@ -33,6 +33,15 @@ def _serve(args: argparse.Namespace) -> int:
         print("--dev serves without authentication and binds to loopback only", file=sys.stderr)
         return 2
     os.environ.setdefault("FHIR_CLR_LISTEN_URL", f"http://{host}:{args.port}")
+    if args.base_url:
+        os.environ["FHIR_CLR_BASE_URL"] = args.base_url
+    from fhir_clr.config import ConfigurationError, Settings
+
+    try:
+        Settings().check_secured()
+    except ConfigurationError as refused:
+        print(f"fhir-clr: {refused}", file=sys.stderr)
+        return 2
     configure_logging(os.environ.get("FHIR_CLR_LOG_LEVEL", "INFO"))
     print(f"fhir-clr: FHIR R4 base http://{host}:{args.port}/  (data: {Path(args.data).resolve()})",
           file=sys.stderr)
@@ -129,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="data directory of the embedded store (default ./data)")
     serve.add_argument("--workers", type=int, default=1, help="server processes sharing the store")
     serve.add_argument("--dev", action="store_true", help="development mode: no auth, loopback only")
+    serve.add_argument("--base-url", default=None,
+                       help="public base URL clients use (e.g. https://fhir.example.org); required unless --dev "
+                            "(default $FHIR_CLR_BASE_URL)")
     serve.set_defaults(func=_serve)
     seed = commands.add_parser("seed", help="load sample referral data into the embedded store")
     seed.add_argument("--data", type=Path, default=Path("./data"))

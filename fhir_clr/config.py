@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(ValueError):
+    """The settings cannot run a server; the message says which setting to fix (one line, no secrets)."""
 
 
 class Settings(BaseSettings):
@@ -21,7 +26,8 @@ class Settings(BaseSettings):
     )
     base_url: str | None = Field(
         default=None,
-        description="Public base URL (e.g. https://fhir.example.org/fhir). Unset: derived from each request.",
+        description="Public base URL (e.g. https://fhir.example.org/fhir). Required with authentication on (its "
+        "token URL is the only valid assertion audience); unset in dev mode: derived from each request.",
     )
     listen_url: str | None = Field(
         default=None, description="Where this process listens (set by `fhir-clr serve`); links in webhook "
@@ -42,6 +48,26 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Requests per second per client; 0 = off.")
     rate_limit_burst: int = Field(default=200, ge=1, description="Requests a client may send in one burst.")
+    token_rate_per_minute: float = Field(default=60.0, ge=0, description="Access tokens one client may get per "
+                                         "minute at /auth/token (after its assertion verifies); 0 = off.")
+    token_rate_burst: int = Field(default=30, ge=1, description="Tokens one client may get in one burst.")
+    token_source_rate_per_minute: float = Field(default=300.0, ge=0, description="Token requests one remote "
+                                                "address may send per minute, whatever they carry; 0 = off.")
+    token_source_rate_burst: int = Field(default=100, ge=1, description="Token requests one remote address may "
+                                         "send in one burst.")
+    jwks_min_refetch_seconds: float = Field(default=60.0, ge=0, description="Shortest time between two fetches "
+                                            "of one client's JWKS URL (an unknown kid does not force more).")
+    metrics_loopback_without_token: bool = Field(
+        default=False, description="Serve /metrics without a token to callers on a loopback address (a scraper on "
+        "the same host); otherwise /metrics needs a plan token with a read scope on every type.")
+    max_body_elements: int = Field(default=600_000, ge=1000, description="Most JSON values (keys included) in "
+                                   "one request body (413 above); a 5,000-entry Bundle of referral Tasks holds "
+                                   "about 525,000.")
+    max_body_strings: int = Field(default=400_000, ge=1000, description="Most JSON strings (keys included) in "
+                                  "one request body (413 above); that Bundle holds about 335,000.")
+    large_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Request bodies above this size are "
+                                  "processed at most large_body_concurrency at a time per process.")
+    large_body_concurrency: int = Field(default=2, ge=1, description="Large request bodies processed at once.")
     webhook_allowed_hosts: str = Field(
         default="", description="Comma-separated host names, addresses or CIDR networks that webhook endpoints and "
         "client JWKS URLs may use although they are not public (e.g. 127.0.0.1,10.0.0.0/8); only these may use "
@@ -65,6 +91,21 @@ class Settings(BaseSettings):
                                    "(larger outputs are split into several files).")
     subscription_lease_seconds: float = Field(default=30.0, gt=0, description="How long a server process holds "
                                               "a subscription's delivery (taken over after a crash).")
+
+    def check_secured(self) -> None:
+        """Refuse settings a server with authentication on cannot run with (ConfigurationError): it needs its
+        public base URL, whose token URL is the only audience a client assertion may name. Dev mode is exempt."""
+        if self.dev:
+            return
+        base = (self.base_url or "").strip()
+        if not base:
+            raise ConfigurationError("FHIR_CLR_BASE_URL must be set to the server's public base URL (e.g. "
+                                     "https://fhir.example.org) when authentication is on; only --dev runs "
+                                     "without it")
+        parts = urlsplit(base)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigurationError("FHIR_CLR_BASE_URL must be an absolute http(s) URL without query or "
+                                     "fragment (e.g. https://fhir.example.org)")
 
     def notification_base_url(self) -> str:
         """The base URL written into webhook notifications (no request to derive it from)."""

@@ -31,14 +31,18 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A fhir-clr server process for tests: dev mode (no authentication) unless ``dev=False``."""
+    """A fhir-clr server process for tests: dev mode (no authentication) unless ``dev=False`` (then with
+    ``FHIR_CLR_BASE_URL`` set to its own address, unless ``env`` says otherwise)."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *, dev: bool = True) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
+        # A secured server needs its public base URL (the token URL under it is the only valid assertion
+        # audience): here the loopback address the tests use.
+        secured = {} if dev else {"FHIR_CLR_BASE_URL": self.base_url}
         self.env = {**os.environ, "FHIR_CLR_DATA_DIR": str(data_dir), "FHIR_CLR_LOG_LEVEL": "WARNING",
-                    "FHIR_CLR_DEV": "true" if dev else "false", **(env or {})}
+                    "FHIR_CLR_DEV": "true" if dev else "false", **secured, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 

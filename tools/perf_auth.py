@@ -56,8 +56,9 @@ def main() -> None:
         dev = LiveServer(Path(dev_dir), {"FHIR_CLR_LOG_LEVEL": "ERROR"})
         for client in (plan, cbo):
             register(Path(sec_dir), client)
-        sec = LiveServer(Path(sec_dir), {"FHIR_CLR_LOG_LEVEL": "ERROR", "FHIR_CLR_RATE_LIMIT_PER_SECOND": "0"},
-                         dev=False)
+        sec = LiveServer(Path(sec_dir), {"FHIR_CLR_LOG_LEVEL": "ERROR", "FHIR_CLR_RATE_LIMIT_PER_SECOND": "0",
+                                         "FHIR_CLR_TOKEN_RATE_PER_MINUTE": "0",
+                                         "FHIR_CLR_TOKEN_SOURCE_RATE_PER_MINUTE": "0"}, dev=False)
         dev.start()
         sec.start()
         try:

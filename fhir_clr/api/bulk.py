@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from fhir_clr.api.body_budget import body_budget
 from fhir_clr.api.context import access, base_url, engine
 from fhir_clr.bulk.jobs import COMPLETE, FAILED, ExportJob
 from fhir_clr.bulk.params import parameters_body, parse_export
@@ -33,7 +34,13 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
     caller = engine(request)
     if request.method == "POST":
         try:
-            pairs = parameters_body(orjson.loads(await request.body() or b"{}"))
+            raw = await request.body() or b"{}"
+            budget = body_budget(request)
+            within = budget.check_bytes(raw, "kick-off body")
+            body = orjson.loads(raw)
+            if not within:
+                budget.check_tree(body, "kick-off body")
+            pairs = parameters_body(body)
         except orjson.JSONDecodeError:
             raise FhirError(400, "invalid", "The kick-off body is not JSON") from None
     else:

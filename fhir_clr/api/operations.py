@@ -7,11 +7,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_clr.api.body_budget import body_budget
 from fhir_clr.api.context import base_url, engine, services
 from fhir_clr.api.negotiation import check_accept, check_content_type
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.engine.capability import capability_statement
-from fhir_clr.engine.content import parse_json_object
 from fhir_clr.engine.render import outcome_bytes
 from fhir_clr.engine.validation_op import validate_operation
 from fhir_clr.errors import FhirError
@@ -47,7 +47,7 @@ async def readyz(request: Request) -> Response:
 async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
     check_accept(request)
     check_content_type(request)
-    body = parse_json_object(await request.body())
+    body = body_budget(request).parse(await request.body())
     svc = services(request)
     caller_engine = engine(request)
     if resource_id is not None:

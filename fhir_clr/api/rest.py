@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_clr.api.body_budget import body_budget
 from fhir_clr.api.context import base_url, bundles, engine
 from fhir_clr.api.negotiation import JSON_PATCH, check_accept, check_content_type, parse_prefer
 from fhir_clr.api.plain_routes import PlainRouter
@@ -19,8 +20,9 @@ from fhir_clr.api.responses import (
     version_headers,
     write_response,
 )
+from fhir_clr.api.search_limits import check_limits
 from fhir_clr.engine.bundle_requests import parse_etag
-from fhir_clr.engine.content import MAX_JSON_DEPTH, json_depth_exceeds, parse_json_object
+from fhir_clr.engine.content import MAX_JSON_DEPTH, json_depth_exceeds
 from fhir_clr.engine.render import history_bundle, outcome_bytes, resource_bytes, searchset_bundle
 from fhir_clr.engine.results import WriteResult
 from fhir_clr.engine.writes import require_type
@@ -45,7 +47,7 @@ def _criteria(request: Request) -> str:
 
 async def _body(request: Request) -> dict[str, Any]:
     check_content_type(request)
-    return parse_json_object(await request.body())
+    return body_budget(request).parse(await request.body())
 
 
 def _summary_params(request: Request) -> tuple[str | None, list[str]]:
@@ -123,6 +125,7 @@ async def search_get(request: Request, resource_type: str) -> Response:
 
 
 async def _search(request: Request, resource_type: str, params: list[tuple[str, str]]) -> Response:
+    check_limits(params)
     prefer = parse_prefer(request)
     base = base_url(request)
     result = await engine(request).search(resource_type, params, strict=prefer.strict,
@@ -214,10 +217,14 @@ async def _patch_body(request: Request) -> list[Any]:
         raise FhirError(415, "not-supported",
                         "PATCH takes application/json-patch+json (FHIRPath Patch is not supported)")
     raw = await request.body()
+    budget = body_budget(request)
+    within = budget.check_bytes(raw, "JSON Patch body")
     try:
         operations = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise FhirError(400, "structure", "The JSON Patch body is not valid JSON") from None
+    if not within:
+        budget.check_tree(operations, "JSON Patch body")
     if json_depth_exceeds(operations, MAX_JSON_DEPTH):
         raise FhirError(400, "structure", f"The JSON Patch body nests deeper than {MAX_JSON_DEPTH} levels")
     return operations

@@ -21,8 +21,18 @@ MAX_LIFETIME = 300
 CLOCK_SKEW = 30
 
 
+NOT_VERIFIED = "the client assertion does not verify for an enabled, registered client"
+"""The one answer for an unknown client, a disabled one, an unusable key and a bad signature, so that the
+token endpoint does not tell which client ids exist."""
+
+
 class ClientAuthError(Exception):
-    """The client could not be authenticated (``invalid_client``); the message is safe to return."""
+    """The client could not be authenticated (``invalid_client``); the message is safe to return, ``reason``
+    (for the server log only) may say more."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def _header(assertion: str) -> dict[str, Any]:
@@ -53,16 +63,18 @@ class AssertionVerifier:
         client_id = unverified.get("iss")
         client = await self.store.get_client(client_id) if isinstance(client_id, str) else None
         if client is None or not client.enabled:
-            raise ClientAuthError("unknown or disabled client")
+            raise ClientAuthError(NOT_VERIFIED, "unknown or disabled client")
         if "jku" in header and header["jku"] != client.jwks_url:
-            raise ClientAuthError("the assertion's jku is not the client's registered JWKS URL")
+            raise ClientAuthError(NOT_VERIFIED, "the assertion's jku is not the client's registered JWKS URL")
         kid = header.get("kid")
         try:
             jwk = await self.resolver.key_for(client, alg, kid if isinstance(kid, str) else None)
             key = JWKRegistry.import_key(jwk)
             claims = jwt.decode(assertion, key, algorithms=[alg]).claims
-        except (KeyLookupError, JoseError, ValueError, TypeError):
-            raise ClientAuthError("the client assertion signature does not verify") from None
+        except KeyLookupError as missing:
+            raise ClientAuthError(NOT_VERIFIED, str(missing)) from None
+        except (JoseError, ValueError, TypeError):
+            raise ClientAuthError(NOT_VERIFIED, "the signature does not verify") from None
         self._check_claims(claims, client.client_id, audiences)
         jti_key = hashlib.sha256(f"{client.client_id}\x00{claims['jti']}".encode()).hexdigest()
         if not await self.store.claim_jti(jti_key, float(claims["exp"]) + CLOCK_SKEW):

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.auth.assertion import ASSERTION_ALGS, ClientAuthError
+from fhir_clr.auth.ratelimit import retry_after
 from fhir_clr.auth.scopes import ScopeError, grant
 from fhir_clr.auth.tokens import Caller
 from fhir_clr.errors import FhirError
@@ -33,6 +34,8 @@ def token_url(base: str) -> str:
 
 
 def _base(request: Request) -> str:
+    """The configured public base URL (always set with authentication on, see ``Settings.check_secured``);
+    derived from the request only in dev mode, where no token is ever issued."""
     configured = request.app.state.services.settings.base_url
     return (configured or str(request.base_url)).rstrip("/")
 
@@ -45,6 +48,11 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
 def _error(status: int, error: str, description: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer error="invalid_client"'} if status == 401 else None
     return _json({"error": error, "error_description": description}, status, headers)
+
+
+def _throttled(wait: float) -> Response:
+    return _json({"error": "temporarily_unavailable", "error_description": "too many token requests; retry "
+                  "after the number of seconds in Retry-After"}, 429, {"Retry-After": retry_after(wait)})
 
 
 @router.get("/.well-known/smart-configuration")
@@ -68,10 +76,15 @@ def smart_configuration_document(base: str) -> dict[str, Any]:
 
 @router.post(TOKEN_PATH)
 async def token(request: Request) -> Response:
-    """Exchange a signed client assertion for an access token (no refresh token)."""
+    """Exchange a signed client assertion for an access token (no refresh token). Each remote address has a
+    request budget charged before anything is parsed; each client a token budget charged once its assertion
+    verifies (so forged assertions naming a client cannot use up that client's budget)."""
     auth = request.app.state.auth
     if auth is None:
         raise FhirError(404, "not-found", "Authentication is disabled in dev mode")
+    wait = auth.token_sources.acquire(request.client.host if request.client else "")
+    if wait > 0:
+        return _throttled(wait)
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return _error(400, "invalid_request", "send application/x-www-form-urlencoded")
     form = await request.form()
@@ -83,7 +96,7 @@ async def token(request: Request) -> Response:
     try:
         client = await auth.verifier.verify(fields["client_assertion"], {token_url(_base(request))})
     except ClientAuthError as refused:
-        log.info("token refused: %s", refused)
+        log.info("token refused: %s", refused.reason)
         return _error(401, "invalid_client", str(refused))
     try:
         scopes = grant(fields.get("scope", ""), client.scopes)
@@ -91,6 +104,9 @@ async def token(request: Request) -> Response:
         return _error(400, "invalid_scope", str(bad))
     if not scopes.granted:
         return _error(400, "invalid_scope", "none of the requested scopes is allowed for this client")
+    wait = auth.token_clients.acquire(client.client_id)
+    if wait > 0:
+        return _throttled(wait)
     caller = Caller(client.client_id, client.organization, client.role, scopes)
     return _json({"access_token": auth.tokens.issue(caller), "token_type": "bearer",
                   "expires_in": auth.tokens.lifetime, "scope": scopes.text()})

@@ -1,24 +1,32 @@
 """One ASGI middleware for the resource server's cross-cutting security: security headers, request body size
 limit (413), bearer-token authentication (401), per-client rate limit (429), the caller's access policy for
-the engine, and the audit record of each FHIR interaction. Plain ASGI (no per-request task or body copy)."""
+the engine, the audit record of each FHIR interaction, and the gate that lets only a few large bodies be
+processed at once. Plain ASGI (no per-request task or body copy)."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from fhir_clr.api.responses import error_response
 from fhir_clr.auth.audit import classify
+from fhir_clr.auth.clients import Role
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.ratelimit import retry_after
 from fhir_clr.auth.service import AuthServices
-from fhir_clr.auth.tokens import SESSION_TYPE, TOKEN_TYPE, InvalidToken
+from fhir_clr.auth.tokens import SESSION_TYPE, TOKEN_TYPE, Caller, InvalidToken
 from fhir_clr.console import session
 from fhir_clr.errors import FhirError
 
 PUBLIC_PATHS = frozenset({"/metadata", "/healthz", "/readyz", "/.well-known/smart-configuration", "/auth/token"})
-"""Endpoints without PHI that answer without a token."""
-NON_PHI_PATHS = PUBLIC_PATHS | {"/docs", "/openapi.json", "/metrics"}
-"""``/metrics`` carries counts and latencies labelled by route template only (no ids, no PHI)."""
+"""Endpoints without PHI that answer without a token. ``/docs`` and ``/openapi.json`` need one (they map the
+attack surface); ``/metrics`` needs a plan token (its counts are plan-wide), see ``metrics_allowed``."""
+METRICS_PATH = "/metrics"
+PUBLIC_BODY_BYTES = 64 * 1024
+"""Largest body an endpoint without a token takes (token requests, console sign-in): callers who have not
+authenticated get no share of the large-body slots."""
 BASE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                 (b"referrer-policy", b"no-referrer")]
 CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
@@ -50,13 +58,36 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
-class SecurityMiddleware:
-    """See module docstring. ``dev`` skips authentication, rate limit and audit (loopback-only dev mode)."""
+def metrics_allowed(caller: Caller) -> bool:
+    """``/metrics`` counts cover every organization: only the plan, with a read scope on every type."""
+    return caller.role is Role.PLAN and any(scope.resource_type == "*" and "r" in scope.letters
+                                            for scope in caller.scopes.parsed)
 
-    def __init__(self, app: Any, *, max_body_bytes: int, dev: bool) -> None:
+
+def is_loopback(scope: dict[str, Any]) -> bool:
+    """True when the request comes from a loopback address (after uvicorn's trusted proxy headers)."""
+    client = scope.get("client")
+    try:
+        return client is not None and ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class SecurityMiddleware:
+    """See module docstring. ``dev`` skips authentication, rate limit and audit (loopback-only dev mode).
+    Bodies above ``large_body_bytes`` (by Content-Length, or once that much has arrived) wait for one of
+    ``large_body_concurrency`` slots, taken after authentication, so that their parsing and validation
+    cannot add up past what the process can hold. ``metrics_on_loopback`` serves ``/metrics`` without a token
+    to loopback callers (a scraper on the same host)."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int, dev: bool, large_body_bytes: int,
+                 large_body_concurrency: int, metrics_on_loopback: bool = False) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.dev = dev
+        self.large_body_bytes = large_body_bytes
+        self.large_bodies = asyncio.Semaphore(large_body_concurrency)
+        self.metrics_on_loopback = metrics_on_loopback
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -83,31 +114,53 @@ class SecurityMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        public = path in PUBLIC_PATHS or session.is_public(path) or (
+            path == METRICS_PATH and self.metrics_on_loopback and is_loopback(scope))
+        limit = self.max_body_bytes if self.dev or not public else min(self.max_body_bytes, PUBLIC_BODY_BYTES)
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await error_response(BodyTooLarge(self.max_body_bytes))(scope, receive, send_secured)
+        declared = int(length) if length is not None and length.isdigit() else 0
+        if declared > limit:
+            await error_response(BodyTooLarge(limit))(scope, receive, send_secured)
             return
-        receive = self._limited(receive)
-        if self.dev or path in NON_PHI_PATHS or session.is_public(path):
-            await self.app(scope, receive, send_secured)
-            return
+        gate = _BodyGate(self.large_bodies, self.large_body_bytes)
+        receive = self._limited(receive, limit, gate)
+        try:
+            if self.dev or public:
+                if declared > gate.threshold:
+                    await gate.enter(declared)
+                await self.app(scope, receive, send_secured)
+                return
+            await self._serve_authenticated(scope, receive, send_secured, gate, declared, lambda: status)
+        finally:
+            gate.leave()
+
+    async def _serve_authenticated(self, scope: dict[str, Any], receive: Any, send: Any, gate: _BodyGate,
+                                   declared: int, status: Callable[[], int]) -> None:
+        """Authenticate, check the caller may use the path, serve, and record the audit event."""
+        path = scope["path"]
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
         if auth is None:  # fail closed: never serve PHI before the authorization server is up
-            await error_response(FhirError(503, "transient", "Starting up; retry later"))(scope, receive, send_secured)
+            await error_response(FhirError(503, "transient", "Starting up; retry later"))(scope, receive, send)
             return
         refusal = await self._authenticate(scope, auth)
         if refusal is not None:
             if session.is_console(path) and refusal.status_code == 401:
                 refusal = session.sign_in_redirect(scope)
-            await refusal(scope, receive, send_secured)
+            await refusal(scope, receive, send)
             return
         caller = scope["state"]["caller"]
+        if path == METRICS_PATH and not metrics_allowed(caller):
+            await error_response(FhirError(403, "forbidden", "/metrics needs a plan client with a read scope on "
+                                           "every type (e.g. system/*.read)"))(scope, receive, send)
+            return
+        if declared > gate.threshold:
+            await gate.enter(declared)
         try:
-            await self.app(scope, receive, send_secured)
+            await self.app(scope, receive, send)
         finally:
             interaction = classify(scope["method"], path)
             if interaction is not None:
-                auth.audit.record(caller, interaction, scope.get("query_string", b"").decode("latin-1"), status)
+                auth.audit.record(caller, interaction, scope.get("query_string", b"").decode("latin-1"), status())
 
     async def _authenticate(self, scope: dict[str, Any], auth: AuthServices) -> Any:
         """Put the caller and its policy into the request state, or return the refusal response."""
@@ -133,9 +186,9 @@ class SecurityMiddleware:
         state["access"] = OrganizationPolicy(caller, scope["app"].state.services.registry)
         return None
 
-    def _limited(self, receive: Any) -> Any:
+    @staticmethod
+    def _limited(receive: Any, limit: int, gate: _BodyGate) -> Any:
         received = 0
-        limit = self.max_body_bytes
 
         async def receive_limited() -> dict[str, Any]:
             nonlocal received
@@ -144,5 +197,32 @@ class SecurityMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                if received > gate.threshold:
+                    await gate.enter(received)
             return message
         return receive_limited
+
+
+class _BodyGate:
+    """One request's place at the large-body gate: it takes a slot once the body is known to be large (and
+    the request may go on), and gives it back when the request is done."""
+
+    __slots__ = ("held", "slots", "threshold")
+
+    def __init__(self, slots: asyncio.Semaphore, threshold: int) -> None:
+        self.slots = slots
+        self.threshold = threshold
+        self.held = False
+
+    async def enter(self, size: int) -> None:
+        """Called with the body size known so far (declared, or received): above the threshold, wait for a
+        slot (once)."""
+        if size > self.threshold and not self.held:
+            await self.slots.acquire()
+            self.held = True
+
+    def leave(self) -> None:
+        """Give the slot back, if one was taken."""
+        if self.held:
+            self.held = False
+            self.slots.release()

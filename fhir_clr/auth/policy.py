@@ -8,6 +8,8 @@
   - Patients who are the subject of those referrals;
   - other clinical resources linked to those referrals: a Task's ``focus``/``output``, a ServiceRequest's
     ``supportingInfo``, and resources ``basedOn`` such a ServiceRequest;
+  - the files they sent and the rejected rows kept for them: DocumentReferences whose ``author`` is their
+    Organization and Binaries whose ``securityContext`` is (the importer records both);
   - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
   or ``performer``), change other resources only when they can see them, and not write directory resources.
@@ -44,6 +46,8 @@ DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole",
 PLAN_ONLY_TYPES = frozenset({"AuditEvent"})
 PARTY_ELEMENTS = {"Task": ("requester", "owner"), "ServiceRequest": ("requester", "performer")}
 """Referral types and the elements (search parameters of the same name) that make an Organization a party."""
+OWN_RECORD_PARAMS = {"DocumentReference": "author", "Binary": "security-context"}
+"""Types an organization sees when this search parameter names it: its received files and their rejects."""
 
 CHAIN_LINKS = frozenset({("ServiceRequest", "subject", "Patient"), ("ServiceRequest", "patient", "Patient"),
                          ("Task", "patient", "Patient"), ("Task", "subject", "Patient"),
@@ -102,6 +106,8 @@ class OrganizationPolicy:
             return [c for c in (*self._via("ServiceRequest", "subject"), *self._via("Task", "patient"))
                     if c is not None]
         found = [*self._via_tasks(("focus", "output")), *self._via("ServiceRequest", "supporting-info")]
+        if resource_type in OWN_RECORD_PARAMS:
+            found.append(self._party(resource_type, OWN_RECORD_PARAMS[resource_type]))
         if self._has_param(resource_type, "based-on"):
             found += [ChainCondition("based-on", "ServiceRequest", c) for c in
                       (self._party("ServiceRequest", p) for p in PARTY_ELEMENTS["ServiceRequest"]) if c is not None]

@@ -31,6 +31,11 @@ class AuthServices:
     verifier: AssertionVerifier
     tokens: TokenService
     limiter: RateLimiter
+    """Requests per client at the resource server."""
+    token_clients: RateLimiter
+    """Tokens issued per client."""
+    token_sources: RateLimiter
+    """Token requests per remote address (charged before anything is parsed)."""
     audit: AuditTrail
     _enabled: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
@@ -64,8 +69,13 @@ async def build_auth(settings: Settings, store: Any, registry: SearchParamRegist
     issuer = (settings.base_url or "urn:fhir-clr").rstrip("/")
     audit = AuditTrail(store, registry)
     audit.start()
-    return AuthServices(store=auth_store, verifier=AssertionVerifier(auth_store, JwksResolver(
-        policy=EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")))),
+    resolver = JwksResolver(min_refetch=settings.jwks_min_refetch_seconds,
+                            policy=EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")))
+    return AuthServices(store=auth_store, verifier=AssertionVerifier(auth_store, resolver),
                         tokens=TokenService(key, issuer, lifetime=settings.access_token_lifetime),
                         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+                        token_clients=RateLimiter.per_minute(settings.token_rate_per_minute,
+                                                             settings.token_rate_burst),
+                        token_sources=RateLimiter.per_minute(settings.token_source_rate_per_minute,
+                                                             settings.token_source_rate_burst),
                         audit=audit)

@@ -1,5 +1,7 @@
 """The console's HTTP routes: sign-in, the five pages, downloads and the re-send action. Each page handler asks a
-view module for its data through the caller's engine, then renders a template."""
+view module for its data through the caller's engine, then renders a template, so every figure a page shows is
+counted through the caller's access policy. The one exception is the metrics quick view, which shows the whole
+process's figures: it is the plan's alone (403 for anyone else, and not in their navigation)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from fhir_clr.api.context import engine, services
+from fhir_clr.api.context import access, engine, services
 from fhir_clr.api.metrics import scrape_gauges
 from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
@@ -30,6 +32,7 @@ from fhir_clr.errors import FhirError
 from fhir_clr.observability.snapshot import snapshot
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
+PLAN_ROLE = "plan"
 COLD_WAIT_SECONDS = 3.0
 """How long a page waits for figures nobody computed yet before saying they are on their way."""
 static_files = StaticFiles(directory=str(Path(__file__).parent / "static"))
@@ -46,9 +49,15 @@ def _query_builder(request: Request) -> Callable[..., str]:
     return query
 
 
+def _sees_server_figures(request: Request) -> bool:
+    """True for the plan (and dev mode): the callers shown figures about the whole server process."""
+    return str(access(request).role) == PLAN_ROLE
+
+
 def _context(request: Request, section: str, **values: Any) -> dict[str, Any]:
     clock = services(request).engine.clock
     return {"section": section, "signed_in": "caller" in request.scope.get("state", {}),
+            "server_figures": _sees_server_figures(request),
             "now_text": clock().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"), "query": _query_builder(request),
             **values}
 
@@ -194,10 +203,14 @@ async def compliance(request: Request) -> Response:
     return await _page(request, "compliance", build)
 
 
-def _caller_key(request: Request) -> str:
-    """Whose figures these are: the client's id (access differs per client), empty in dev mode."""
+def _caller_key(request: Request) -> tuple[str, str, str]:
+    """Whose figures these are: everything the caller's access policy depends on (its Organization, role and
+    granted scopes), so a cached figure is only ever served to a caller who would compute the same one; empty
+    in dev mode."""
     caller = request.scope.get("state", {}).get("caller")
-    return caller.client_id if caller is not None else ""
+    if caller is None:
+        return "", "", ""
+    return caller.organization, str(caller.role), caller.scopes.text()
 
 
 def _cache(request: Request, setting: str) -> FiguresCache:
@@ -234,8 +247,12 @@ async def resend(request: Request, subscription_id: str) -> Response:
 
 @router.get("/metrics")
 async def metrics_view(request: Request) -> Response:
-    """A quick view of the process's metrics (the figures ``/metrics`` exports)."""
+    """A quick view of the process's metrics (the figures ``/metrics`` exports): the plan's only, since they
+    count every organization's requests, imports, obligations and webhook queues."""
     async def build() -> tuple[str, dict[str, Any]]:
+        if not _sees_server_figures(request):
+            raise FhirError(403, "forbidden", "The metrics quick view shows figures of the whole server; only the "
+                            "plan's clients see it")
         await scrape_gauges(request).refresh()
         return "metrics.html", {"snap": snapshot()}
     return await _page(request, "metrics", build)

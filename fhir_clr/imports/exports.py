@@ -1,5 +1,6 @@
 """Exports: the referrals of one servicing provider rendered as a MIF, ASF or RTF through the same mapping specs
-the importer reads, so what the server writes it can read back.
+the importer reads, so what the server writes it can read back. Everything is read through the caller's engine:
+a provider's export holds only referrals, Members and Organizations its access policy lets it see.
 
 A referral belongs to the export when its referral Task is owned by the provider (found by NPI), its service
 belongs to the spec's program (ECM, or the Community Supports services), and it was open at some time in the
@@ -20,6 +21,7 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules, extension_url
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.engine.engine import Engine
+from fhir_clr.errors import FhirError
 from fhir_clr.mapping.fhir_map import fhir_to_record
 from fhir_clr.mapping.spec import MappingSpec
 from fhir_clr.mapping.writers import write_table
@@ -93,12 +95,15 @@ class ReferralExporter:
                 return
 
     async def _read(self, reference: Any) -> dict[str, Any] | None:
+        """The referenced resource as the caller may read it (None when it is not there for the caller)."""
         if not isinstance(reference, str) or reference.count("/") != 1:
             return None
         resource_type, resource_id = reference.split("/")
-        stored = await self.engine.store.read(resource_type, resource_id)
-        return orjson.loads(stored.body) if stored is not None and stored.body is not None and not stored.deleted \
-            else None
+        try:
+            stored = await self.engine.read(resource_type, resource_id)
+        except FhirError:  # unknown, deleted, or outside the caller's reach: all the same here
+            return None
+        return orjson.loads(stored.body) if stored.body is not None else None
 
     def _in_program(self, referral: dict[str, Any]) -> bool:
         service = self.services.code_of(referral.get("code"))

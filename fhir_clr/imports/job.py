@@ -25,6 +25,7 @@ from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.asf_rows import updated_referral
+from fhir_clr.imports.caller import restricted_organization
 from fhir_clr.imports.mif_rows import mif_group
 from fhir_clr.imports.received import keep_received_file, mark_processed, row_source
 from fhir_clr.imports.results import (
@@ -47,6 +48,8 @@ BATCH_ROWS = 500
 IMPORTABLE_KINDS = ("rtf", "mif", "asf")
 """File kinds that can be imported: RTF rows update referral statuses, MIF rows create referrals, ASF rows
 record authorization decisions."""
+PROVIDER_KINDS = ("rtf",)
+"""What a provider (a caller who sees only its own referrals) may import: its own referral statuses."""
 CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
@@ -74,11 +77,11 @@ class FileImporter:
         self.engine = bundles.engine
         self.clock = clock
 
-    @staticmethod
-    def check(request: ImportRequest) -> None:
-        """Refuse (400, one line) a request that cannot start: an unknown kind, or a layout that neither
-        ``program`` nor the file's headers tell. A file that cannot be read is left to :meth:`run`'s report."""
-        _check_kind(request.kind)
+    def check(self, request: ImportRequest) -> None:
+        """Refuse (one line) a request that cannot start: 400 for a kind that cannot be imported or a layout that
+        neither ``program`` nor the file's headers tell, 403 for a MIF or ASF from a caller who sees only its own
+        referrals (those files are the plan's). A file that cannot be read is left to :meth:`run`'s report."""
+        self._check_caller(request)
         try:
             table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError:
@@ -86,10 +89,17 @@ class FileImporter:
         with table:
             choose_spec(request.kind, request.program, table.headers)
 
+    def _check_caller(self, request: ImportRequest) -> None:
+        """400 for a kind that cannot be imported; 403 for a MIF or ASF from a provider."""
+        _check_kind(request.kind)
+        if request.kind not in PROVIDER_KINDS and restricted_organization(self.engine) is not None:
+            raise FhirError(403, "forbidden", f"Only the plan imports {request.kind.upper()} files; a provider "
+                            "imports its RTF")
+
     async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``request``'s file; the report says what became of every row."""
         started = time.perf_counter()
-        _check_kind(request.kind)
+        self._check_caller(request)
         try:
             table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError as error:

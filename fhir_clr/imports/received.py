@@ -1,7 +1,12 @@
 """A received file, kept as it arrived: a ``Binary`` with the bytes and a ``DocumentReference`` describing it
 (kind, received time, size, SHA-256). The hash identifies the file, so receiving the same bytes again finds
 the first copy instead of storing another. The DocumentReference's ``docStatus`` moves from ``preliminary``
-(received) to ``final`` (processed); for an RTF the CLR rules turn both moments into the processing clock."""
+(received) to ``final`` (processed); for an RTF the CLR rules turn both moments into the processing clock.
+
+A file a provider sends is that provider's record: the DocumentReference names its Organization as ``author`` and
+each Binary (the file, the rejected rows) names it as ``securityContext``, which is what lets that organization,
+and no other, read them back. The plan's files name neither. A file is found again by its hash among the
+receiving organization's own files only, so the same bytes from two organizations are two records."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import orjson
 
 from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.engine.engine import Engine
+from fhir_clr.imports.caller import restricted_organization
 
 FILE_HASH_SYSTEM = "http://fhir-clr.org/fhir/sid/file-sha256"
 ROW_SOURCE = re.compile(r"^DocumentReference/(?P<document>[A-Za-z0-9\-.]{1,64})#row-(?P<row>\d+)$")
@@ -34,16 +40,19 @@ class ReceivedFile:
 
 
 def _document(data: bytes, sha256: str, kind: str, filename: str | None, content_type: str, binary_id: str,
-              received: datetime) -> dict[str, Any]:
+              received: datetime, sender: str | None) -> dict[str, Any]:
     attachment: dict[str, Any] = {"contentType": content_type, "url": f"Binary/{binary_id}", "size": len(data),
                                   "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
                                   "creation": received.isoformat()}
     if filename:
         attachment["title"] = filename
-    return {"resourceType": "DocumentReference", "status": "current", "docStatus": RECEIVED,
-            "identifier": [{"system": FILE_HASH_SYSTEM, "value": sha256}],
-            "type": {"coding": [default_code_lists()["file-types"].coding(kind)]},
-            "date": received.isoformat(), "content": [{"attachment": attachment}]}
+    document = {"resourceType": "DocumentReference", "status": "current", "docStatus": RECEIVED,
+                "identifier": [{"system": FILE_HASH_SYSTEM, "value": sha256}],
+                "type": {"coding": [default_code_lists()["file-types"].coding(kind)]},
+                "date": received.isoformat(), "content": [{"attachment": attachment}]}
+    if sender is not None:
+        document["author"] = [{"reference": sender}]
+    return document
 
 
 def row_source(document_id: str, row: int) -> str:
@@ -52,24 +61,32 @@ def row_source(document_id: str, row: int) -> str:
 
 
 async def _keep_bytes(engine: Engine, data: bytes, content_type: str) -> str:
-    """Store ``data`` as a new Binary; its id."""
-    binary = await engine.create("Binary", {"resourceType": "Binary", "contentType": content_type,
-                                            "data": base64.b64encode(data).decode("ascii")})
-    assert binary.stored is not None
-    return binary.stored.resource_id
+    """Store ``data`` as a new Binary (the sending provider's, when a provider sent it); its id."""
+    binary: dict[str, Any] = {"resourceType": "Binary", "contentType": content_type,
+                              "data": base64.b64encode(data).decode("ascii")}
+    sender = restricted_organization(engine)
+    if sender is not None:
+        binary["securityContext"] = {"reference": sender}
+    created = await engine.create("Binary", binary)
+    assert created.stored is not None
+    return created.stored.resource_id
 
 
 async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename: str | None, content_type: str,
                              received: datetime) -> ReceivedFile:
     """Store ``data`` (a ``kind`` file: mif, asf or rtf) unless the same bytes were received before."""
     sha256 = hashlib.sha256(data).hexdigest()
-    criteria = f"identifier={FILE_HASH_SYSTEM}|{sha256}"
-    found = await engine.planner.find("DocumentReference", [("identifier", f"{FILE_HASH_SYSTEM}|{sha256}")])
+    sender = restricted_organization(engine)
+    params = [("identifier", f"{FILE_HASH_SYSTEM}|{sha256}"),
+              ("author", sender) if sender is not None else ("author:missing", "true")]
+    criteria = "&".join(f"{name}={value}" for name, value in params)
+    found = await engine.planner.find("DocumentReference", params,
+                                      restriction=engine.access.restriction("DocumentReference"))
     if found and found[0].body is not None:
         existing = orjson.loads(found[0].body)
         return ReceivedFile(found[0].resource_id, sha256, existing.get("docStatus") == PROCESSED, False)
     binary_id = await _keep_bytes(engine, data, content_type)
-    document = _document(data, sha256, kind, filename, content_type, binary_id, received)
+    document = _document(data, sha256, kind, filename, content_type, binary_id, received, sender)
     result = await engine.create("DocumentReference", document, criteria)
     assert result.stored is not None
     return ReceivedFile(result.stored.resource_id, sha256, False, result.status == 201)

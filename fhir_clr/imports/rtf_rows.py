@@ -7,7 +7,10 @@ Referral Status, its date and the closure reason (and servicing contact, service
 current Task, so the CLR workflow rules check the change exactly as for a REST update.
 
 Lookups are batched: :meth:`RtfMatcher.prefetch` resolves every Member, provider and open referral of a batch
-of rows in a handful of queries.
+of rows in a handful of queries, all through the caller's access policy. A provider (any caller whose policy
+limits the referrals it sees) matches rows only against the referral Tasks its own Organization owns, and every
+row that matches none of them gets the one reason :data:`NOT_YOURS`, whatever the store holds: an unknown CIN, a
+Member the provider cannot see and another provider's referral are refused alike.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from fhir_clr.clr.codes import default_code_lists
 from fhir_clr.clr.config import default_rules
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles
+from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles, reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.fhirmodel.clone import clone
+from fhir_clr.imports.caller import restricted_organization
 from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.spec import MappingSpec
 from fhir_clr.store.port import HistoryFilter
@@ -46,6 +50,11 @@ class RowProblem:
     column: str | None
     rule: str
     message: str
+
+
+NOT_YOURS = RowProblem(None, "match", "None of your organization's open referrals matches this row's Member "
+                                     "CIN, service and servicing provider NPI")
+"""The reason a provider's row that matches none of its own referrals gets (never a reason that says why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ class RtfMatcher:
         self.systems = rules["identifier_systems"]
         self.workflow = TaskWorkflow(rules)
         self.codes = default_code_lists()
+        self.owner = restricted_organization(engine)
+        """The caller's Organization when only its own referral Tasks may match (None: any provider's)."""
         self._patients: dict[str, str] = {}
         self._providers: dict[str, str] = {}
         self._tasks: dict[tuple[str, str], list[tuple[dict[str, Any], str | None]]] = {}
@@ -120,14 +131,17 @@ class RtfMatcher:
             return
         # by Member only (adding _profile makes SQLite pick a slow plan, 12x here); obligations dropped below
         found = await self.engine.planner.find("Task", [("patient", ",".join(f"Patient/{p}" for p in patients))],
-                                               limit=TASKS_PER_MEMBER * len(patients))
+                                               limit=TASKS_PER_MEMBER * len(patients),
+                                               restriction=self.engine.access.restriction("Task"))
         # stored bodies are orjson output (no escaped slashes), so a referral Task's body holds the profile URL
         # verbatim: the test skips parsing the Member's obligations, most of what the search returns
         tasks = [orjson.loads(t.body) for t in found if t.body is not None and _REFERRAL_TASK_BYTES in t.body]
-        tasks = [t for t in tasks if not is_obligation(t) and REFERRAL_TASK_PROFILE in profiles(t)]
+        tasks = [t for t in tasks if not is_obligation(t) and REFERRAL_TASK_PROFILE in profiles(t)
+                 and (self.owner is None or reference_of(t.get("owner")) == self.owner)]
         focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
                      if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
-        stored = await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)])
+        stored = await self.engine.visible(
+            await self.engine.store.read_many([("ServiceRequest", i) for i in sorted(focus_ids)]))
         self.referrals = {r.resource_id: orjson.loads(r.body) for r in stored if r.body is not None}
         service_of = {rid: self._service(body) for rid, body in self.referrals.items()}
         for task in tasks:
@@ -139,8 +153,10 @@ class RtfMatcher:
     async def _ids_by_identifier(self, resource_type: str, system: str, values: list[str]) -> dict[str, str]:
         """Resource ids by identifier value, the chunked searches running side by side."""
         chunks = [values[start:start + LOOKUP_LIMIT] for start in range(0, len(values), LOOKUP_LIMIT)]
+        restriction = self.engine.access.restriction(resource_type)
         pages = await asyncio.gather(*(self.engine.planner.find(resource_type, [
-            ("identifier", ",".join(f"{system}|{v}" for v in chunk))], limit=LOOKUP_LIMIT * 2) for chunk in chunks))
+            ("identifier", ",".join(f"{system}|{v}" for v in chunk))], limit=LOOKUP_LIMIT * 2,
+            restriction=restriction) for chunk in chunks))
         out: dict[str, str] = {}
         for stored in (found for page in pages for found in page):
             body = orjson.loads(stored.body) if stored.body is not None else {}
@@ -156,7 +172,13 @@ class RtfMatcher:
 
     def match(self, keys: RowKeys) -> dict[str, Any] | RowProblem:
         """The open referral Task the row updates (or, when all are closed, the latest closed one, which the
-        workflow keeps closed), or why there is none."""
+        workflow keeps closed), or why there is none (for a provider: :data:`NOT_YOURS`, whatever the cause)."""
+        found = self._match(keys)
+        if self.owner is not None and isinstance(found, RowProblem) and found.rule == "match":
+            return NOT_YOURS
+        return found
+
+    def _match(self, keys: RowKeys) -> dict[str, Any] | RowProblem:
         cin_column = next((c for c, p in self._match_columns.items() if p == "Patient.identifier"), None)
         npi_column = next((c for c, p in self._match_columns.items() if p.startswith(SERVICING)), None)
         if keys.cin is None or keys.cin not in self._patients:

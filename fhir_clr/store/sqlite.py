@@ -29,6 +29,7 @@ from fhir_clr.store.port import (
     SearchPage,
     StoredResource,
     StoreUnavailable,
+    UnsupportedSearch,
 )
 from fhir_clr.store.query import Query
 from fhir_clr.store.sqlite_scan import scan_current
@@ -39,6 +40,20 @@ from fhir_clr.store.sqlite_writer import GroupCommitWriter
 T = TypeVar("T")
 INLINE_READ_MANY = 100
 """``read_many`` of at most this many keys runs on the calling thread (see ``_point_read``)."""
+
+
+TOO_COMPLEX = ("expression tree is too large", "too many sql variables", "too many terms in compound select",
+               "parser stack overflow", "like or glob pattern too complex", "too many columns")
+"""SQLite errors about the statement's size, not about the database: the query is refused, the store is fine."""
+
+
+def read_error(exc: sqlite3.OperationalError) -> UnsupportedSearch | StoreUnavailable:
+    """The port error for a failed read: UnsupportedSearch (400) when SQLite refuses the statement's size,
+    StoreUnavailable (503) when the database itself failed (locked, I/O, unreadable)."""
+    message = str(exc).lower()
+    if any(fragment in message for fragment in TOO_COMPLEX):
+        return UnsupportedSearch("the query is too large for the store; use fewer parameters or values")
+    return StoreUnavailable(f"SQLite error: {exc}")
 
 
 class SqliteStore:
@@ -187,7 +202,7 @@ class SqliteStore:
         try:
             return fn(self._inline, *args)
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite error: {exc}") from exc
+            raise read_error(exc) from exc
 
     def _init_thread(self, read_only: bool) -> None:
         conn = connect(self.path, self.synchronous, read_only=read_only)
@@ -199,7 +214,7 @@ class SqliteStore:
         try:
             return fn(self._local.conn, *args)
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite error: {exc}") from exc
+            raise read_error(exc) from exc
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._submit(self._readers, fn, *args)

@@ -88,13 +88,13 @@ MAX_UNION_TERMS = 400
 """SQLite refuses a compound SELECT of more than 500 terms: longer value lists share terms (OR-ed)."""
 
 
-def _join(parts: list[Fragment], glue: str) -> Fragment:
+def join_balanced(parts: list[Fragment], glue: str) -> Fragment:
     """``parts`` joined by ``glue`` as a balanced tree: SQLite parses ``a OR b OR c…`` one level deeper per
     term and refuses past depth 1000, so hundreds of OR-ed values would otherwise fail."""
     if len(parts) <= 8:
         return Fragment(glue.join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
     middle = len(parts) // 2
-    return _join([_join(parts[:middle], glue), _join(parts[middle:], glue)], glue)
+    return join_balanced([join_balanced(parts[:middle], glue), join_balanced(parts[middle:], glue)], glue)
 
 
 class CriteriaCompiler:
@@ -118,7 +118,7 @@ class CriteriaCompiler:
         parts = [self.compile(alt, resource_type) for alt in any_of.alternatives]
         if not parts:
             return Compiled(FALSE, rid_only=True)
-        probe = _join([p.probe for p in parts], " OR ")
+        probe = join_balanced([p.probe for p in parts], " OR ")
         drivers = [p.driver for p in parts if p.driver is not None]
         driver = None
         if len(drivers) == len(parts):
@@ -166,7 +166,7 @@ class CriteriaCompiler:
             return Compiled(FALSE if _missing_wanted(cond) else TRUE)
         column = f"{ALIAS}.last_updated_us"
         alts = [self._range(v, column, column, is_date=True) for v in cond.values if isinstance(v, RangeValue)]
-        probe = _join(alts, " OR ") if alts else FALSE
+        probe = join_balanced(alts, " OR ") if alts else FALSE
         if cond.modifier == "not":
             return Compiled(Fragment(f"NOT ({probe.sql})", probe.params))
         if cond.modifier is not None:
@@ -264,12 +264,12 @@ class CriteriaCompiler:
 def _index_criterion(table: str, param: str, alts: list[Fragment], *, negate: bool, rank: int) -> Compiled:
     if not alts:
         return Compiled(TRUE if negate else FALSE, rid_only=True)
-    values = _join(alts, " OR ")
+    values = join_balanced(alts, " OR ")
     probe = Fragment(f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {table} "
                      f"WHERE rid = {ALIAS}.rid AND param = ? AND ({values.sql}))", (param, *values.params))
     if negate:
         return Compiled(probe, rid_only=True)
-    groups = [alts] if len(alts) <= MAX_UNION_TERMS else [[_join(alts[i::MAX_UNION_TERMS], " OR ")]
+    groups = [alts] if len(alts) <= MAX_UNION_TERMS else [[join_balanced(alts[i::MAX_UNION_TERMS], " OR ")]
                                                           for i in range(MAX_UNION_TERMS)]
     parts = [a for group in groups for a in group]
     driver = Fragment(" UNION ALL ".join(f"SELECT rid FROM {table} WHERE param = ? AND ({a.sql})" for a in parts),
@@ -386,6 +386,6 @@ def keyset(terms: list[SortTerm], cursor: list[Any], backward: bool) -> Fragment
             after = Fragment(f"{expr.sql} {op} ?{null_after}",
                              (*expr.params, value, *(expr.params if null_after else ())))
         if after is not None:
-            branches.append(_join([*equal, after], " AND "))
+            branches.append(join_balanced([*equal, after], " AND "))
         equal.append(Fragment(f"{expr.sql} IS ?", (*expr.params, value)))
-    return _join(branches, " OR ") if branches else FALSE
+    return join_balanced(branches, " OR ") if branches else FALSE

@@ -34,6 +34,7 @@ from fhir_clr.store.sqlite_compile import (
     CriteriaCompiler,
     Fragment,
     SortTerm,
+    join_balanced,
     keyset,
     order_by,
     sort_terms,
@@ -132,14 +133,17 @@ def _where(resource_type: str, compiled: list[Compiled], driver: Compiled | None
         others = [c for c in others if not c.rid_only]
         rids = driver.driver
         if pushed:
-            rids = Fragment(f"SELECT d.rid FROM ({rids.sql}) d WHERE " + " AND ".join(f"({p.sql})" for p in pushed),
-                            (*rids.params, *(x for p in pushed for x in p.params)))
+            probes = join_balanced(pushed, " AND ")
+            # A compound (UNION ALL) rid set gets "LIMIT -1" (no limit): SQLite would otherwise copy every probe
+            # into every arm, and the statement grows with arms x probes (seconds to plan for a few hundred).
+            source = f"{rids.sql} LIMIT -1" if " UNION ALL " in rids.sql else rids.sql
+            rids = Fragment(f"SELECT d.rid FROM ({source}) d WHERE {probes.sql}", (*rids.params, *probes.params))
         parts = [Fragment(f"r.rid IN ({rids.sql})", rids.params),
                  Fragment("+r.type = ? AND +r.deleted = 0", (resource_type,))]
     else:
         parts = [Fragment("r.type = ? AND r.deleted = 0", (resource_type,))]
     parts.extend(c.probe.on("r") for c in others)
-    return Fragment(" AND ".join(f"({p.sql})" for p in parts), tuple(x for p in parts for x in p.params))
+    return join_balanced(parts, " AND ")
 
 
 def _fetch(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled], driver: Compiled | None,
