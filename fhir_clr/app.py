@@ -1,8 +1,10 @@
-"""Application factory: routers, error handlers, and the lifespan that opens the store and loads the
-search-parameter registry."""
+"""The composition root: :func:`build_services` loads the conformance data, code lists, rules configuration,
+mapping specs and search-parameter registry once from :class:`Settings`; :func:`create_app` adds the routers,
+error handlers and the lifespan that starts and stops every background worker."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import bulk, imports, metrics, operations, rest, subscriptions, worklist
+from fhir_clr.api import bulk, imports, index, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.plain_routes import install as install_plain_routes
@@ -26,13 +28,18 @@ from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
 from fhir_clr.auth.service import build_auth
 from fhir_clr.bulk.service import ExportService
-from fhir_clr.config import Settings
+from fhir_clr.clr.codes import CodeLists
+from fhir_clr.clr.config import load_rules
+from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
+from fhir_clr.imports.http_jobs import ImportJobs
+from fhir_clr.mapping.spec import load_specs
+from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
@@ -47,6 +54,9 @@ from fhir_clr.subscriptions.service import SubscriptionService
 from fhir_clr.subscriptions.topics import TopicCatalog
 
 log = logging.getLogger("fhir_clr")
+RETRY_LATER = {"Retry-After": "30"}
+"""Sent with every 503: a store or disk problem is worth retrying after a while."""
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def known_profiles(profiles_dir: Path) -> set[str]:
@@ -75,11 +85,14 @@ def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
 
 
 async def build_services(settings: Settings) -> Services:
-    """Open the store and build the engine (used by the app and by CLI commands)."""
+    """Load the configured reference data, open the store and build the engine (the app and CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
+    profiles_dir = settings.profiles_dir
+    rules = load_rules()
+    codes = CodeLists.from_directory(profiles_dir)
+    specs = load_specs(settings.mappings_dir, rules=rules, profiles_dir=profiles_dir)
     store = SignallingStore(TimedStore(build_store(settings)))
     await store.open()
-    profiles_dir = settings.resolved_profiles_dir()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
     engine = Engine(store, registry, default_count=settings.default_page_size,  # type: ignore[arg-type]
@@ -90,7 +103,8 @@ async def build_services(settings: Settings) -> Services:
     engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls)
     return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
-                    bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels)
+                    bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
+                    rules=rules, codes=codes, specs=specs)
 
 
 def subscription_service(services: Services) -> SubscriptionService:
@@ -113,8 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every background worker is started here and stopped below, newest first, before the store closes.
         services = await build_services(settings)
-        await load_conformance(services.engine, settings.resolved_profiles_dir())
+        await load_conformance(services.engine, settings.profiles_dir)
         tune_runtime()
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
@@ -122,23 +137,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
         await app.state.exports.resume()
+        app.state.import_jobs = ImportJobs()
+        app.state.console_caches = console.figures_caches(settings)
+        app.state.scrape_gauges = ScrapeGauges(services.engine, services.store, services.rules, services.codes)
         log.info("store ready", extra={"store": services.store.name, "auth": not settings.dev})
         try:
             yield
         finally:
+            await app.state.scrape_gauges.cache.stop()
+            for cache in app.state.console_caches.values():
+                await cache.stop()
+            await app.state.import_jobs.stop()
             await app.state.exports.stop()
             await app.state.subscriptions.stop()
             if app.state.auth is not None:
                 await app.state.auth.close()
             await services.store.close()
 
-    app = FastAPI(title="fhir-clr", version="0.1.0", lifespan=lifespan, docs_url="/docs",
+    app = FastAPI(title="fhir-clr", version=package_version(), lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
+    app.state.settings = settings
     app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev,
                        large_body_bytes=settings.large_body_bytes,
                        large_body_concurrency=settings.large_body_concurrency,
                        metrics_on_loopback=settings.metrics_loopback_without_token)
     app.add_middleware(AccessLogMiddleware)
+    app.include_router(index.router)
     app.include_router(auth_endpoints.router)
     app.include_router(operations.router)
     app.include_router(imports.router)
@@ -170,7 +194,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def on_store_unavailable(_: Request, error: StoreUnavailable) -> Response:
         log.error("store unavailable: %s", type(error).__name__)
-        return error_response(FhirError(503, "transient", "The data store is unavailable; retry later"))
+        return error_response(FhirError(503, "transient", "The data store is unavailable; retry later",
+                                        headers=RETRY_LATER))
+
+    @app.exception_handler(OSError)
+    async def on_os_error(_: Request, error: OSError) -> Response:
+        if error.errno not in NO_SPACE:
+            return await on_unexpected(_, error)
+        log.error("no space left for the data directory")
+        return error_response(FhirError(503, "transient", "The server has no disk space left; retry later",
+                                        headers=RETRY_LATER))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, error: StarletteHTTPException) -> Response:

@@ -51,6 +51,13 @@ class FiguresCache:
         except TimeoutError:
             return None
 
+    async def stop(self) -> None:
+        """Cancel the computations still running and wait for them (at shutdown, before the store closes)."""
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _start(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> asyncio.Task[Computed]:
         running = self._running.get(key)
         if running is None:

@@ -1,13 +1,34 @@
-"""Server settings, read from the environment (prefix ``FHIR_CLR_``) or passed explicitly."""
+"""Server settings, read from the environment (prefix ``FHIR_CLR_``) or passed explicitly.
+
+This is the only module that reads ``FHIR_CLR_*`` variables. Precedence: values passed in (command-line flags)
+over the environment over the defaults below.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_PROFILES_DIR = PACKAGE_DIR / "profiles"
+"""Conformance resources and code lists shipped in the package (the repository's ``profiles/``)."""
+BUNDLED_MAPPINGS_DIR = PACKAGE_DIR / "mappings"
+"""Flat-file mapping specs shipped in the package (the repository's ``mappings/``)."""
+DEFAULT_DATA_DIR = Path("./data")
+
+
+def package_version() -> str:
+    """The installed fhir-clr version (``0+unknown`` when run from a tree that was never installed)."""
+    try:
+        return version("fhir-clr")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 class ConfigurationError(ValueError):
@@ -19,7 +40,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FHIR_CLR_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("./data"), description="Directory of the embedded store and files.")
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Directory of the embedded store and files.")
     store_url: str | None = Field(
         default=None,
         description="Store location: unset or sqlite:///path for the embedded store, mongodb://... for MongoDB.",
@@ -29,17 +50,23 @@ class Settings(BaseSettings):
         description="Public base URL (e.g. https://fhir.example.org/fhir). Required with authentication on (its "
         "token URL is the only valid assertion audience); unset in dev mode: derived from each request.",
     )
+    mongo_db: str | None = Field(default=None, description="MongoDB database when the store URL names none "
+                                 "(default fhirclr).")
     listen_url: str | None = Field(
         default=None, description="Where this process listens (set by `fhir-clr serve`); links in webhook "
         "notifications use base_url, else this.")
-    profiles_dir: Path | None = Field(default=None, description="Conformance resources; unset = bundled.")
+    profiles_dir: Path = Field(default=BUNDLED_PROFILES_DIR, description="Conformance resources and CLR code "
+                               "lists (a plan's own copy of profiles/); default: the ones shipped in the package.")
+    mappings_dir: Path = Field(default=BUNDLED_MAPPINGS_DIR, description="Flat-file mapping specs (a plan's own "
+                               "copy of mappings/); default: the ones shipped in the package.")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)
     sqlite_synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$")
     sqlite_read_threads: int = Field(default=4, ge=1)
     dev: bool = Field(default=False, description="Development mode: no authentication, loopback only.")
-    log_level: str = Field(default="INFO")
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+                           description="Lowest level of the JSON log lines written to stderr.")
     fixed_now: datetime | None = Field(
         default=None, description="Development mode only: the current time business rules see (deadline tests).")
     auth_signing_key: Path | None = Field(
@@ -111,8 +138,16 @@ class Settings(BaseSettings):
         """The base URL written into webhook notifications (no request to derive it from)."""
         return (self.base_url or self.listen_url or "http://127.0.0.1:8000").rstrip("/")
 
-    def resolved_profiles_dir(self) -> Path:
-        """The conformance resource directory: the configured one or the one shipped in the repo."""
-        if self.profiles_dir is not None:
-            return self.profiles_dir
-        return Path(__file__).resolve().parent.parent / "profiles"
+    @classmethod
+    def from_flags(cls, **flags: Any) -> Settings:
+        """Settings with the command-line ``flags`` that were given (None = not given) over the environment."""
+        return cls(**{name: value for name, value in flags.items() if value is not None})
+
+    def as_environment(self) -> dict[str, str]:
+        """The settings that differ from the defaults as ``FHIR_CLR_*`` variables (for worker processes)."""
+        return {f"FHIR_CLR_{name.upper()}": str(value)
+                for name, value in self.model_dump(exclude_defaults=True).items() if value is not None}
+
+    def embedded_store_missing(self) -> bool:
+        """True when the embedded store is selected but its data directory does not exist (nothing to read)."""
+        return not self.store_url and not self.data_dir.is_dir()

@@ -23,7 +23,7 @@ import orjson
 
 from fhir_clr.app import Services
 from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.mif_rows import REFERRAL_KEY_SYSTEM, referral_key
 from fhir_clr.mapping.spec import find_spec
@@ -157,17 +157,17 @@ def bad_rtf_rows(population: Population) -> list[dict[str, Any]]:
              "referral_status_date": date(2099, 1, 1)}]  # a status date in the future
 
 
-def _file(spec_kind: str, program: str | None, records: list[dict[str, Any]]) -> bytes:
+def _file(services: Services, spec_kind: str, program: str | None, records: list[dict[str, Any]]) -> bytes:
     out = io.BytesIO()
-    write_table(find_spec(spec_kind, program), records, "csv", out)
+    write_table(find_spec(spec_kind, program, specs=services.specs), records, "csv", out)
     return out.getvalue()
 
 
 async def load_population(services: Services, population: Population, files: Path | None = None) -> dict[str, int]:
     """Load ``population`` through the import job and the engine; counts of applied, unchanged, rejected rows."""
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     totals = {"applied": 0, "unchanged": 0, "rejected": 0}
-    batches: list[tuple[str, str | None, str, bytes]] = [("mif", None, "mif.csv", _file("mif", None,
+    batches: list[tuple[str, str | None, str, bytes]] = [("mif", None, "mif.csv", _file(services, "mif", None,
                                                                                        mif_records(population)))]
     steps = max(len(r.path) for r in population.referrals)
     for step in range(1, steps):
@@ -176,8 +176,10 @@ async def load_population(services: Services, population: Population, files: Pat
             if step == steps - 1 and program == "ecm":
                 records += bad_rtf_rows(population)
             if records:
-                batches.append(("rtf", program, f"rtf-{program}-{step}.csv", _file("rtf", program, records)))
-    batches.append(("mif", None, "mif-duplicates.csv", _file("mif", None, duplicate_records(population))))
+                batches.append(("rtf", program, f"rtf-{program}-{step}.csv",
+                                _file(services, "rtf", program, records)))
+    batches.append(("mif", None, "mif-duplicates.csv", _file(services, "mif", None,
+                                                             duplicate_records(population))))
     first_load = False
     for index, (kind, program, name, data) in enumerate(batches):
         if files is not None:
@@ -218,7 +220,7 @@ def duplicate_records(population: Population) -> list[dict[str, Any]]:
 async def _providers_by_program(services: Services, population: Population) -> dict[str, list[str]]:
     """The providers' Organization references, ECM and CS apart (a reassignment stays within its program)."""
     out: dict[str, list[str]] = {"ecm": [], "cs": []}
-    npi_system = default_rules()["identifier_systems"]["npi"]
+    npi_system = services.rules["identifier_systems"]["npi"]
     for index, (_, npi) in enumerate(population.providers):
         found = await services.engine.planner.find("Organization", [("identifier", f"{npi_system}|{npi}")])
         if found:
@@ -228,7 +230,7 @@ async def _providers_by_program(services: Services, population: Population) -> d
 
 async def _decide(services: Services, population: Population) -> None:
     """The plan records the authorization decisions (approved ones get the configured period)."""
-    auth_url = extension_url(default_rules(), "authorization-decision")
+    auth_url = extension_url(services.rules, "authorization-decision")
     for r in population.referrals:
         if r.decision is None:
             continue

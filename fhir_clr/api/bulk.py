@@ -78,7 +78,7 @@ async def group_export(request: Request, group_id: str) -> Response:
 
 
 def _job(request: Request, job_id: str) -> ExportJob:
-    job = _service(request).jobs.load(job_id)
+    job = _service(request).find(job_id)
     if job is None or not same_requester(job, access(request)):
         raise FhirError(404, "not-found", "No export job with this id (finished jobs are kept for a day)")
     return job

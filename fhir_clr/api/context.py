@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 
+from fhir_clr.clr.codes import CodeLists
 from fhir_clr.config import Settings
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
+from fhir_clr.mapping.spec import MappingSpec
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
 from fhir_clr.subscriptions.channel import ChannelReader
@@ -25,6 +28,12 @@ class Services:
     registry: SearchParamRegistry
     engine: Engine
     bundles: BundleProcessor
+    rules: dict[str, Any]
+    """The CLR rules configuration (loaded once by :func:`fhir_clr.app.build_services`)."""
+    codes: CodeLists
+    """The CLR code lists of the configured profiles directory."""
+    specs: dict[str, MappingSpec]
+    """The flat-file mapping specs of the configured mappings directory, by id."""
     known_profiles: set[str] = field(default_factory=set)
     topics: TopicCatalog = field(default_factory=lambda: TopicCatalog(()))
     channels: ChannelReader | None = None

@@ -31,10 +31,7 @@ router = APIRouter()
 
 
 def _jobs(request: Request) -> ImportJobs:
-    state = request.app.state
-    if getattr(state, "import_jobs", None) is None:
-        state.import_jobs = ImportJobs()
-    return state.import_jobs
+    return request.app.state.import_jobs  # created and stopped by the app's lifespan
 
 
 def _flag(value: str | None) -> bool:
@@ -53,7 +50,7 @@ async def start_import(request: Request) -> Response:
         raise FhirError(400, "required", "The request body must be the file to import")
     caller = engine(request)
     caller.access.require("Task", "u")
-    importer = FileImporter(services(request).bundles.with_engine(caller), caller.clock)
+    importer = FileImporter(services(request).bundles.with_engine(caller), caller.clock, services(request).specs)
     import_request = ImportRequest(kind, data, params.get("filename"), params.get("program"),
                                    params.get("provider"), _flag(params.get("dryRun")), sheet=params.get("sheet"))
     importer.check(import_request)  # a request that cannot start is refused now, not as a failed job later
@@ -69,7 +66,9 @@ async def start_import(request: Request) -> Response:
 def _job(request: Request, job_id: str) -> ImportJob:
     job = _jobs(request).get(job_id, engine(request).access.organization)
     if job is None:
-        raise FhirError(404, "not-found", "No import job with this id")
+        raise FhirError(404, "not-found", "No import job with this id in this server process (jobs are not kept "
+                        "across restarts): the file's DocumentReference says whether it finished, and "
+                        "importing the same file again completes it")
     return job
 
 
@@ -135,7 +134,7 @@ async def clr_export(request: Request) -> Response:
         if not params.get(name):
             raise FhirError(400, "required", f"The {name} parameter is required", expression=name)
     try:
-        spec = find_spec(params["kind"], params.get("program"))
+        spec = find_spec(params["kind"], params.get("program"), specs=services(request).specs)
         period = ExportPeriod.parse(params["period"])
     except (LookupError, ValueError) as error:
         raise FhirError(400, "value", f"Cannot export: {error}") from None

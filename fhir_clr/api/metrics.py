@@ -8,7 +8,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import services
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.observability.metrics import REGISTRY
 
@@ -16,12 +15,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def scrape_gauges(request: Request) -> ScrapeGauges:
-    """The app's scrape-time gauges (created on first use)."""
-    state = request.app.state
-    if getattr(state, "scrape_gauges", None) is None:
-        built = services(request)
-        state.scrape_gauges = ScrapeGauges(built.engine, built.store)
-    return state.scrape_gauges  # type: ignore[no-any-return]
+    """The app's scrape-time gauges (created and stopped by the app's lifespan)."""
+    return request.app.state.scrape_gauges  # type: ignore[no-any-return]
 
 
 @router.get("/metrics")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -15,8 +17,11 @@ from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.render import outcome_bytes
 from fhir_clr.engine.validation_op import validate_operation
 from fhir_clr.errors import FhirError
+from fhir_clr.store.port import RecordWrite, StoreUnavailable
 
 router = APIRouter()
+READINESS_KIND = "readiness"
+"""The record kind of the readiness probe's write (one record, overwritten)."""
 
 
 @router.get("/metadata")
@@ -38,10 +43,18 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """Readiness: the store answers."""
-    ready = await services(request).store.ping()
-    body = b'{"status":"ready"}' if ready else b'{"status":"store unavailable"}'
-    return Response(content=body, status_code=200 if ready else 503, media_type="application/json")
+    """Readiness: the store answers, and takes writes again when the last one failed (a probe record)."""
+    store = services(request).store
+    ready = await store.ping()
+    if ready and getattr(store, "writes_failing", False):
+        try:
+            await store.write_records([RecordWrite(READINESS_KIND, "probe", {"at": time.time()})])
+        except StoreUnavailable:
+            ready = False
+    if ready:
+        return Response(content=b'{"status":"ready"}', media_type="application/json")
+    return Response(content=b'{"status":"store unavailable"}', status_code=503, media_type="application/json",
+                    headers={"Retry-After": "30"})
 
 
 async def _validate(request: Request, resource_type: str, resource_id: str | None) -> Response:
@@ -54,7 +67,7 @@ async def _validate(request: Request, resource_type: str, resource_id: str | Non
         await caller_engine.read(resource_type, resource_id)  # scope "r" and 404 outside the caller's reach
     elif not (caller_engine.access.permits(resource_type, "c") or caller_engine.access.permits(resource_type, "u")):
         raise FhirError(403, "forbidden", f"The access token's scopes do not allow writing {resource_type}")
-    issues = await validate_operation(svc.engine.planner, resource_type, resource_id, body,
+    issues = await validate_operation(caller_engine.planner, resource_type, resource_id, body,
                                       svc.known_profiles)
     return fhir_response(outcome_bytes(issues))
 

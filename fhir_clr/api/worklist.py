@@ -10,11 +10,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import engine
+from fhir_clr.api.context import engine, services
 from fhir_clr.api.negotiation import check_accept
 from fhir_clr.api.responses import fhir_response
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
 from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
 from fhir_clr.engine.engine import Engine
@@ -48,10 +46,10 @@ async def clr_worklist(request: Request) -> Response:
     if days_text is not None and not (days_text.isdigit() and int(days_text) <= 60):
         raise FhirError(400, "value", "days must be a whole number of business days from 0 to 60",
                         expression="days")
-    rules = default_rules()
+    rules = services(request).rules
     caller = engine(request)
     today = Deadlines(rules).local_date(caller.clock())
-    groups = worklist_groups(today, rules, default_code_lists(),
+    groups = worklist_groups(today, rules, services(request).codes,
                              due_soon_days=int(days_text) if days_text is not None else None)
     parameters = [{"name": "today", "valueDate": today.isoformat()},
                   {"name": "rulesVersion", "valueString": rules["version"]}]

@@ -12,13 +12,13 @@ import orjson
 
 from fhir_clr.auth.authstore import AuthStore, build_auth_store
 from fhir_clr.auth.clients import ClientRecord, Role
+from fhir_clr.cli_settings import add_data_argument, command_settings
 from fhir_clr.config import Settings
 
 
-async def _with_store(data_dir: Path, action: Callable[[AuthStore], Awaitable[int]]) -> int:
+async def _with_store(settings: Settings, action: Callable[[AuthStore], Awaitable[int]]) -> int:
     from fhir_clr.store.factory import build_store
 
-    settings = Settings(data_dir=data_dir)
     store = build_store(settings)
     await store.open()
     auth_store: AuthStore = build_auth_store(settings.data_dir, store)
@@ -48,7 +48,7 @@ def _add(args: argparse.Namespace) -> int:
         await store.put_client(record)
         print(f"registered client {record.client_id} for {record.organization} ({record.role.value})")
         return 0
-    return asyncio.run(_with_store(args.data, action))
+    return asyncio.run(_with_store(command_settings(args), action))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{record.client_id}\t{state}\t{record.organization}\t{record.role.value}\t"
                   f"{' '.join(record.scopes)}\t{keys}")
         return 0
-    return asyncio.run(_with_store(args.data, action))
+    return asyncio.run(_with_store(command_settings(args), action))
 
 
 def _disable(args: argparse.Namespace) -> int:
@@ -73,17 +73,18 @@ def _disable(args: argparse.Namespace) -> int:
         await store.put_client(ClientRecord.from_json(data))
         print(f"disabled client {args.client_id}")
         return 0
-    return asyncio.run(_with_store(args.data, action))
+    return asyncio.run(_with_store(command_settings(args), action))
 
 
-def add_parser(commands: argparse._SubParsersAction, default_data: Path) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``clients`` command group to the ``fhir-clr`` parser."""
     clients = commands.add_parser("clients", help="manage SMART backend-services clients")
     actions = clients.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="register (or replace) a client")
-    add.add_argument("client_id")
+    add.add_argument("client_id", help="the client_id the client will put in its token requests")
     add.add_argument("--organization", required=True, help="Organization/<id> the client acts for")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--role", required=True, choices=[r.value for r in Role],
+                     help="what the client may do (its scopes are limited to this role)")
     add.add_argument("--scope", action="append", required=True, help="allowed scope (repeatable)")
     keys = add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", type=Path, help="file with the client's public JWKS (or one JWK)")
@@ -93,7 +94,7 @@ def add_parser(commands: argparse._SubParsersAction, default_data: Path) -> None
     listing = actions.add_parser("list", help="list registered clients")
     listing.set_defaults(func=_list)
     disable = actions.add_parser("disable", help="disable a client (its tokens stop working within seconds)")
-    disable.add_argument("client_id")
+    disable.add_argument("client_id", help="the client to disable")
     disable.set_defaults(func=_disable)
     for sub in (add, listing, disable):
-        sub.add_argument("--data", type=Path, default=default_data, help="data directory (default ./data)")
+        add_data_argument(sub)

@@ -23,6 +23,8 @@ from fhir_clr.errors import FhirError
 PUBLIC_PATHS = frozenset({"/metadata", "/healthz", "/readyz", "/.well-known/smart-configuration", "/auth/token"})
 """Endpoints without PHI that answer without a token. ``/docs`` and ``/openapi.json`` need one (they map the
 attack surface); ``/metrics`` needs a plan token (its counts are plan-wide), see ``metrics_allowed``."""
+PUBLIC_GET_PATHS = frozenset({"/", "/console"})
+"""Read without a token, GET only: the root's links and the console's redirect (``POST /`` is a transaction)."""
 METRICS_PATH = "/metrics"
 PUBLIC_BODY_BYTES = 64 * 1024
 """Largest body an endpoint without a token takes (token requests, console sign-in): callers who have not
@@ -115,6 +117,7 @@ class SecurityMiddleware:
             await send(message)
 
         public = path in PUBLIC_PATHS or session.is_public(path) or (
+            path in PUBLIC_GET_PATHS and scope["method"] in ("GET", "HEAD")) or (
             path == METRICS_PATH and self.metrics_on_loopback and is_loopback(scope))
         limit = self.max_body_bytes if self.dev or not public else min(self.max_body_bytes, PUBLIC_BODY_BYTES)
         length = _header(scope, b"content-length")
@@ -140,7 +143,8 @@ class SecurityMiddleware:
         path = scope["path"]
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
         if auth is None:  # fail closed: never serve PHI before the authorization server is up
-            await error_response(FhirError(503, "transient", "Starting up; retry later"))(scope, receive, send)
+            await error_response(FhirError(503, "transient", "Starting up; retry later",
+                                           headers={"Retry-After": "5"}))(scope, receive, send)
             return
         refusal = await self._authenticate(scope, auth)
         if refusal is not None:

@@ -10,6 +10,7 @@
     ``supportingInfo``, and resources ``basedOn`` such a ServiceRequest;
   - the files they sent and the rejected rows kept for them: DocumentReferences whose ``author`` is their
     Organization and Binaries whose ``securityContext`` is (the importer records both);
+  - resources their own clients created (the server-set created-by tag, see ``docs/security.md``);
   - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
   or ``performer``), change other resources only when they can see them, and not write directory resources.
@@ -26,6 +27,7 @@ from typing import Any
 
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.tokens import Caller
+from fhir_clr.engine.access import CREATED_BY_SYSTEM
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
 from fhir_clr.search.registry import SearchParamRegistry
@@ -37,6 +39,7 @@ from fhir_clr.store.query import (
     HasCondition,
     ParamType,
     ReferenceValue,
+    TokenValue,
 )
 
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "HealthcareService", "Location",
@@ -48,6 +51,8 @@ PARTY_ELEMENTS = {"Task": ("requester", "owner"), "ServiceRequest": ("requester"
 """Referral types and the elements (search parameters of the same name) that make an Organization a party."""
 OWN_RECORD_PARAMS = {"DocumentReference": "author", "Binary": "security-context"}
 """Types an organization sees when this search parameter names it: its received files and their rejects."""
+SUBSCRIBER_EXTENSION = "http://fhir-clr.org/fhir/StructureDefinition/subscriber"
+"""The server-set extension naming the Organization a Subscription belongs to (search parameter ``subscriber``)."""
 
 CHAIN_LINKS = frozenset({("ServiceRequest", "subject", "Patient"), ("ServiceRequest", "patient", "Patient"),
                          ("Task", "patient", "Patient"), ("Task", "subject", "Patient"),
@@ -94,6 +99,11 @@ class OrganizationPolicy:
     def _alternatives(self, resource_type: str) -> list[Condition | ChainCondition | HasCondition]:
         if resource_type in PLAN_ONLY_TYPES:
             return []
+        created = Condition("_tag", ParamType.TOKEN, (TokenValue(CREATED_BY_SYSTEM, self.caller.organization),))
+        return [created, *self._links(resource_type)]
+
+    def _links(self, resource_type: str) -> list[Condition | ChainCondition | HasCondition]:
+        """The alternatives that come from referral links (see the module docstring)."""
         if resource_type in PARTY_ELEMENTS:
             found: list[Condition | ChainCondition | HasCondition] = [
                 self._party(resource_type, p) for p in PARTY_ELEMENTS[resource_type]]
@@ -157,6 +167,27 @@ class OrganizationPolicy:
         if resource_type in PARTY_ELEMENTS and not self.is_party(resource_type, resource):
             raise forbidden(f"A {resource_type} must keep {self.caller.organization} as "
                             f"{' or '.join(PARTY_ELEMENTS[resource_type])}")
+
+    def visibility_in_body(self, resource_type: str) -> bool:
+        """Referrals and Subscriptions: each version's own parties (or subscriber) decide."""
+        return self.role is not Role.PLAN and (resource_type in PARTY_ELEMENTS or resource_type == "Subscription")
+
+    def names_caller(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        """True when the resource itself makes it the caller's: party, subscriber or created-by tag."""
+        if self.role is Role.PLAN or resource_type in DIRECTORY_TYPES:
+            return True
+        if resource_type in PLAN_ONLY_TYPES:
+            return False
+        meta = resource.get("meta")
+        for tag in (meta.get("tag") if isinstance(meta, dict) else None) or []:
+            if isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM and \
+                    tag.get("code") == self.caller.organization:
+                return True
+        if resource_type == "Subscription":
+            return any(isinstance(e, dict) and e.get("url") == SUBSCRIBER_EXTENSION and
+                       _local((e.get("valueReference") or {}).get("reference")) == self.caller.organization
+                       for e in resource.get("extension") or [])
+        return self.is_party(resource_type, resource)
 
     def is_party(self, resource_type: str, resource: dict[str, Any]) -> bool:
         """True when the caller's Organization is a party (requester, owner, performer) of a referral."""

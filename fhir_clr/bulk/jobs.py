@@ -67,7 +67,11 @@ class JobDirectory:
         """A new queued job, saved."""
         job = ExportJob(uuid.uuid4().hex, request, requester)
         self.folder(job.id).mkdir(parents=True, exist_ok=True)
-        self.save(job)
+        try:
+            self.save(job)
+        except OSError:  # e.g. a full disk: no half-made job is left behind (the kick-off answers 503)
+            self.remove(job.id)
+            raise
         return job
 
     def save(self, job: ExportJob) -> None:

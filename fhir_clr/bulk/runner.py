@@ -13,6 +13,7 @@ has finished), and every read is bounded by it: the export is a consistent cut, 
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
@@ -76,7 +77,7 @@ class ExportRunner:
                             self._save(job, f"{resource_type} ({number}/{len(request.types)}): "
                                             f"{written:,} resources")
                 if request.since_us is not None:
-                    async for reference in self._deleted(resource_type, request, until_us, patients):
+                    async for reference in self._deleted(resource_type, request, until_us, patients, scoped):
                         deleted.write("Bundle", orjson.dumps({"resourceType": "Bundle", "type": "transaction",
                                                               "entry": [{"request": {"method": "DELETE",
                                                                                      "url": reference}}]}))
@@ -165,8 +166,10 @@ class ExportRunner:
                     break
 
     async def _deleted(self, resource_type: str, request: ExportRequest, until_us: int,
-                       patients: list[str] | None) -> AsyncIterator[str]:
-        """``Type/id`` of resources deleted after ``_since`` (and still deleted at the transaction time)."""
+                       patients: list[str] | None, scoped: Engine) -> AsyncIterator[str]:
+        """``Type/id`` of resources deleted after ``_since`` (and still deleted at the transaction time); for a
+        restricted requester only those whose last live version's own content named it (a party element, the
+        subscriber, the created-by tag)."""
         store = self.engine.store
         reported: set[str] = set()
         token: str | None = None
@@ -181,11 +184,23 @@ class ExportRunner:
                     continue
                 if request.level != "system" and not await self._was_in_scope(version, patients):
                     continue
+                if not await self._was_requesters(version, scoped):
+                    continue
                 reported.add(version.resource_id)
                 yield f"{resource_type}/{version.resource_id}"
             token = page.next_token
             if not token:
                 return
+
+    async def _was_requesters(self, tombstone: StoredResource, scoped: Engine) -> bool:
+        """Whether the requester may learn of this deletion: always when unrestricted, else when the last live
+        version named it."""
+        if scoped.access.restriction(tombstone.resource_type) is None:
+            return True
+        last = await self.engine.store.read_version(tombstone.resource_type, tombstone.resource_id,
+                                                    tombstone.version - 1)
+        return last is not None and last.body is not None and scoped.access.names_caller(
+            tombstone.resource_type, orjson.loads(last.body))
 
     async def _was_in_scope(self, tombstone: StoredResource, patients: list[str] | None) -> bool:
         """Whether the last live version of a deleted resource belonged to the exported Members."""
@@ -205,4 +220,6 @@ def failure_of(error: Exception) -> str:
     """A job failure's message (no resource content)."""
     if isinstance(error, FhirError):
         return error.issues[0].message
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no disk space left for the export files; start it again once there is room"
     return f"the export failed ({type(error).__name__})"

@@ -44,6 +44,12 @@ class ExportService:
         self.jobs = JobDirectory(data_dir / "exports")
         self.runner = ExportRunner(engine, self.jobs, max_lines=max_lines)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._unsaved: dict[str, ExportJob] = {}
+        """Failed jobs whose record could not be written (full disk): answered from memory."""
+
+    def find(self, job_id: str) -> ExportJob | None:
+        """The job (its failure from memory when the disk could not take it), or None when unknown."""
+        return self._unsaved.get(job_id) or self.jobs.load(job_id)
 
     def access_of(self, job: ExportJob) -> AccessPolicy:
         """The requester's access policy, rebuilt from the job."""
@@ -74,9 +80,15 @@ class ExportService:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the job fails, the server goes on; no resource content is logged
-            job.status, job.failure = FAILED, failure_of(error)
-            self.jobs.save(job)
+            job.status, job.failure, job.output, job.deleted = FAILED, failure_of(error), [], []
             log.warning("export failed", extra={"job": job.id, "error": type(error).__name__})
+            self.jobs.clear_files(job)  # partial NDJSON files are of no use and may be what filled the disk
+            try:
+                self.jobs.save(job)
+            except OSError as unsaved:
+                self._unsaved[job.id] = job
+                log.error("export failure not recorded on disk", extra={"job": job.id,
+                                                                        "error": type(unsaved).__name__})
 
     async def resume(self) -> int:
         """Start again every job a previous process left unfinished; how many."""
@@ -90,6 +102,7 @@ class ExportService:
     async def cancel(self, job_id: str) -> None:
         """Stop the job if it runs and delete it with its files."""
         task = self._tasks.pop(job_id, None)
+        self._unsaved.pop(job_id, None)
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -101,7 +114,7 @@ class ExportService:
         task = self._tasks.get(job_id)
         if task is not None:
             await task
-        return self.jobs.load(job_id)
+        return self.find(job_id)
 
     async def stop(self) -> None:
         """Stop running jobs; they stay unfinished on disk and are resumed by the next process."""

@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 
+from fhir_clr.config import BUNDLED_PROFILES_DIR
+
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules-config.json"
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
+DEFAULT_PROFILES_DIR = BUNDLED_PROFILES_DIR
 
 
 def load_rules(path: Path | str | None = None) -> dict[str, Any]:

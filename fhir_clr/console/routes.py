@@ -21,6 +21,7 @@ from fhir_clr.api.metrics import scrape_gauges
 from fhir_clr.api.subscriptions import operations_of, resend_events
 from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
 from fhir_clr.background_cache import FiguresCache
+from fhir_clr.config import Settings
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page, month_range
 from fhir_clr.console.imports_view import import_detail, imports_page, received_file, rejects_text
@@ -213,15 +214,14 @@ def _caller_key(request: Request) -> tuple[str, str, str]:
     return caller.organization, str(caller.role), caller.scopes.text()
 
 
+def figures_caches(settings: Settings) -> dict[str, FiguresCache]:
+    """The console's figures caches, one per ``console_<name>_seconds`` setting (made by the app's lifespan)."""
+    return {name: FiguresCache(getattr(settings, f"console_{name}_seconds")) for name in ("counts", "figures")}
+
+
 def _cache(request: Request, setting: str) -> FiguresCache:
-    """The app's figures cache kept for the ``console_<setting>_seconds`` setting (built on first use)."""
-    state = request.app.state
-    caches: dict[str, FiguresCache] | None = getattr(state, "console_caches", None)
-    if caches is None:
-        caches = state.console_caches = {}
-    if setting not in caches:
-        caches[setting] = FiguresCache(getattr(services(request).settings, f"console_{setting}_seconds"))
-    return caches[setting]
+    """The app's figures cache kept for the ``console_<setting>_seconds`` setting."""
+    return request.app.state.console_caches[setting]  # type: ignore[no-any-return]
 
 
 @router.get("/subscriptions")

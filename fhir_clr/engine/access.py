@@ -3,8 +3,9 @@
 and dev mode use ``FULL_ACCESS``.
 
 A restricted policy turns into query criteria: searches AND the policy's criterion into the query, and reads,
-includes and history check single resources with the same criterion, so every path answers "may this caller
-see it" the same way. Resources outside a caller's reach are reported as not found (never 403).
+writes, includes and history check single resources with the same criterion (``fhir_clr.engine.visibility``),
+so every path answers "may this caller see it" the same way. Resources outside a caller's reach are reported
+exactly as absent ones (never 403). The whole model: ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from fhir_clr.store.query import Criterion
+
+CREATED_BY_SYSTEM = "https://fhir-clr.org/CodeSystem/created-by"
+"""``meta.tag`` system of the server-set tag naming the organization (``Organization/id``) whose restricted
+client created a resource. Clients can neither set nor remove it."""
 
 
 class AccessPolicy(Protocol):
@@ -39,6 +44,14 @@ class AccessPolicy(Protocol):
     def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type``."""
 
+    def visibility_in_body(self, resource_type: str) -> bool:
+        """True when a ``resource_type`` resource's own content decides who sees it (referral parties,
+        subscriber), so each stored version is judged by its own body."""
+
+    def names_caller(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        """True when ``resource``'s own content makes it visible to the caller (a party element, the
+        subscriber, the created-by tag)."""
+
 
 class FullAccess:
     """No restrictions (dev mode, CLI, server-internal callers)."""
@@ -62,6 +75,14 @@ class FullAccess:
 
     def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Every write is allowed."""
+
+    def visibility_in_body(self, resource_type: str) -> bool:
+        """Nothing is hidden, so no body decides."""
+        return False
+
+    def names_caller(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        """Everything is the caller's."""
+        return True
 
 
 FULL_ACCESS = FullAccess()

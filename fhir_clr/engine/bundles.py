@@ -119,12 +119,17 @@ class BundleProcessor:
 
     async def _transaction(self, requests: list[EntryRequest], base_url: str, return_body: bool
                            ) -> list[dict[str, Any]]:
+        steal = False
         for _ in range(TRANSACTION_ATTEMPTS):
             try:
-                results = await self._transaction_once(requests)
+                results = await self._transaction_once(requests, steal)
                 break
-            except (VersionConflict, MatchKeyTaken):
+            except VersionConflict:
                 continue
+            except MatchKeyTaken:
+                # As for single creates: the re-plan finds the key's holder if it still matches the criteria;
+                # otherwise the holder no longer matches them and the new resource takes the key over.
+                steal = True
         else:
             raise FhirError(409, "conflict", "The transaction kept conflicting with concurrent writes; retry")
         entries: list[dict[str, Any]] = []
@@ -139,9 +144,9 @@ class BundleProcessor:
                 entries.append(_write_entry(stored, status, return_body))
         return entries
 
-    async def _transaction_once(self, requests: list[EntryRequest]
+    async def _transaction_once(self, requests: list[EntryRequest], steal_keys: bool
                                 ) -> dict[int, tuple[StoredResource | None, int]]:
-        plans = await self.plan_transaction(requests)
+        plans = await self.plan_transaction(requests, steal_keys=steal_keys)
         changes = [change for plan in plans.values() for change in plan.changes()]
         stored = iter(await self.engine.store.commit(changes)) if changes else iter(())
         results: dict[int, tuple[StoredResource | None, int]] = {}
@@ -150,20 +155,27 @@ class BundleProcessor:
             results[index] = (written[0] if written else plan.existing, plan.status)
         return results
 
-    async def plan_transaction(self, requests: list[EntryRequest]) -> dict[int, Plan]:
+    async def plan_transaction(self, requests: list[EntryRequest], *, steal_keys: bool = False
+                               ) -> dict[int, Plan]:
         """Plan every write entry of a transaction (identities, urn:uuid rewriting, CLR rules, authorization)
-        without committing; the plans by entry index. Raises the first entry's error, located."""
+        without committing; the plans by entry index. Raises the first entry's error, located. ``steal_keys``:
+        conditional creates take over match keys whose holders no longer match (after a lost key race)."""
         ids: dict[int, str] = {}
         resolved: dict[int, StoredResource] = {}
         mapping: dict[str, str] = {}
+        creates: set[int] = set()
         for request in requests:
             try:
                 require_type(request.resource_type)
-                await self._assign_identity(request, ids, resolved, mapping)
+                await self._assign_identity(request, ids, resolved, mapping, creates)
             except FhirError as error:
                 raise locate(error, request.index) from None
         resources = {r.index: await self._rewrite(r, mapping) for r in requests if r.resource is not None}
         _check_overlaps(requests, ids)
+        written = frozenset(f"{r.resource_type}/{ids[r.index]}" for r in requests
+                            if (r.method == "POST" or r.index in creates) and r.index in ids)
+        """What this transaction creates: references to it need no visibility check (anything else it writes
+        must already be visible to the caller)."""
         plans: dict[int, Plan] = {}
         with planning_transaction() as planned:
             for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
@@ -171,9 +183,9 @@ class BundleProcessor:
                     continue
                 try:
                     self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                    plan = await self._plan(request, ids, resolved, resources.get(request.index))
-                    plans[request.index] = await self.engine.apply_rules(plan)
-                    await self.engine.authorize(plans[request.index])
+                    plan = await self._plan(request, ids, resolved, resources.get(request.index), creates,
+                                            steal_keys)
+                    plans[request.index] = await self.engine.vet(plan, written)
                 except FhirError as error:
                     raise locate(error, request.index) from None
                 planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
@@ -181,12 +193,14 @@ class BundleProcessor:
         return plans
 
     async def _assign_identity(self, request: EntryRequest, ids: dict[int, str],
-                               resolved: dict[int, StoredResource], mapping: dict[str, str]) -> None:
+                               resolved: dict[int, StoredResource], mapping: dict[str, str],
+                               creates: set[int]) -> None:
+        """The id each entry writes (matched among what the caller may see); ``creates`` gets the conditional
+        PUTs that match nothing and so create."""
         planner = self.engine.planner
         if request.method == "POST":
             if request.if_none_exist:
-                found = await planner.find(request.resource_type, parse_criteria(request.if_none_exist),
-                                           restriction=self.engine.access.restriction(request.resource_type))
+                found = await planner.match(request.resource_type, parse_criteria(request.if_none_exist))
                 if len(found) > 1:
                     raise FhirError(412, "multiple-matches", "ifNoneExist criteria match more than one resource")
                 if found:
@@ -194,8 +208,7 @@ class BundleProcessor:
                     ids[request.index] = found[0].resource_id
             ids.setdefault(request.index, new_id())
         elif request.method in ("PUT", "PATCH", "DELETE") and request.query:
-            found = await planner.find(request.resource_type, parse_criteria(request.query),
-                                       restriction=self.engine.access.restriction(request.resource_type))
+            found = await planner.match(request.resource_type, parse_criteria(request.query))
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches", "Conditional criteria match more than one resource")
             if found:
@@ -203,6 +216,8 @@ class BundleProcessor:
             elif request.method == "PUT":
                 body_id = (request.resource or {}).get("id")
                 ids[request.index] = body_id if isinstance(body_id, str) else new_id()
+                if not isinstance(body_id, str):
+                    creates.add(request.index)
             elif request.method == "PATCH":
                 raise FhirError(404, "not-found", "Conditional patch criteria match no resource")
         elif request.resource_id is not None:
@@ -216,8 +231,7 @@ class BundleProcessor:
             target_type, _, criteria = value.partition("?")
             try:
                 require_type(target_type)
-                found = await self.engine.planner.find(target_type, parse_criteria(criteria),
-                                                       restriction=self.engine.access.restriction(target_type))
+                found = await self.engine.planner.match(target_type, parse_criteria(criteria))
             except FhirError as error:
                 raise locate(error, request.index) from None
             if len(found) != 1:
@@ -231,15 +245,17 @@ class BundleProcessor:
         return resource
 
     async def _plan(self, request: EntryRequest, ids: dict[int, str], resolved: dict[int, StoredResource],
-                    resource: dict[str, Any] | None) -> Plan:
+                    resource: dict[str, Any] | None, creates: set[int], steal_keys: bool) -> Plan:
         planner = self.engine.planner
         type_ = request.resource_type
         if request.method == "POST":
             if request.index in resolved:
                 return Plan(change=None, status=200, existing=resolved[request.index])
             return await planner.plan_create(type_, resource or {}, request.if_none_exist,
-                                             resource_id=ids[request.index],
-                                             restriction=self.engine.access.restriction(type_))
+                                             resource_id=ids[request.index], steal_keys=steal_keys)
+        if request.index in creates:
+            return await planner.plan_create(type_, resource or {}, request.query, resource_id=ids[request.index],
+                                             steal_keys=steal_keys)
         if request.method == "DELETE":
             if request.index not in ids:
                 return Plan(change=None, status=200)

@@ -19,12 +19,12 @@ from fhir_clr.engine.clr_rules import ClrWriteRules
 from fhir_clr.engine.history import HistoryReader
 from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
 from fhir_clr.engine.searching import Searcher
+from fhir_clr.engine.visibility import Visibility
 from fhir_clr.engine.writes import Plan, WritePlanner, parse_criteria, require_type
 from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.validate import validate_id
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import ChangeOp, MatchKeyTaken, Store, StoredResource, VersionConflict
-from fhir_clr.store.query import Condition, ParamType, Query, TokenValue
+from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
 
 
 class WriteRule(Protocol):
@@ -58,55 +58,31 @@ class Engine:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         """The current time for business rules (fixed in reproducible deadline tests)."""
         self.access: AccessPolicy = FULL_ACCESS
+        self.base_urls = tuple(base_urls)
+
+    @property
+    def visibility(self) -> Visibility:
+        """The caller's view (the one gate, see ``fhir_clr.engine.visibility``), shared with the planner."""
+        return self.planner.visibility
 
     def with_access(self, access: AccessPolicy) -> Engine:
-        """A view of this engine acting for one caller (cheap: shares the store, planner and searcher)."""
+        """A view of this engine acting for one caller (cheap: shares the store and searcher; the planner
+        reads through the caller's visibility). The CLR rules keep the unrestricted planner: their lookups
+        are the server's own."""
         scoped = copy.copy(self)
         scoped.access = access
+        scoped.planner = self.planner.seen_by(Visibility(self.store, access, base_urls=self.base_urls))
         return scoped
 
     # ---- access ----------------------------------------------------------------------------------
 
     async def visible(self, resources: Sequence[StoredResource]) -> list[StoredResource]:
         """The resources the caller may see (current, live versions decide), in the given order."""
-        by_type: dict[str, set[str]] = {}
-        for resource in resources:
-            if self.access.restriction(resource.resource_type) is not None:
-                by_type.setdefault(resource.resource_type, set()).add(resource.resource_id)
-        if not by_type:
-            return list(resources)
-        hidden: set[tuple[str, str]] = set()
-        for resource_type, ids in by_type.items():
-            allowed = await self._visible_ids(resource_type, ids)
-            hidden.update((resource_type, i) for i in ids - allowed)
-        return [r for r in resources if (r.resource_type, r.resource_id) not in hidden]
-
-    async def _visible_ids(self, resource_type: str, ids: set[str]) -> set[str]:
-        restriction = self.access.restriction(resource_type)
-        if restriction is None:
-            return ids
-        id_values = tuple(TokenValue(None, i) for i in sorted(ids))
-        query = Query(resource_type, [Condition("_id", ParamType.TOKEN, id_values), restriction], count=len(ids))
-        return {r.resource_id for r in (await self.store.search(query)).resources}
+        return await self.visibility.visible(resources)
 
     async def is_visible(self, resource_type: str, resource_id: str) -> bool:
         """True when the caller may see the resource (its current version decides)."""
-        return bool(await self._visible_ids(resource_type, {resource_id}))
-
-    async def _require_visible(self, resource_type: str, resource_id: str) -> None:
-        """404 (never 403: no existence leaks) when the caller may not see this resource."""
-        if not await self._visible_ids(resource_type, {resource_id}):
-            raise not_found(resource_type, resource_id)
-
-    async def _hide_unseen(self, resource_type: str, resource_id: str) -> None:
-        """Before any precondition (If-Match) is evaluated: 404 when a live resource exists that the caller
-        may not see, so a 412 cannot reveal its existence or version."""
-        if self.access.restriction(resource_type) is None:
-            return
-        validate_id(resource_id)
-        current = await self.store.read(resource_type, resource_id)
-        if current is not None and not current.deleted:
-            await self._require_visible(resource_type, resource_id)
+        return bool(await self.visibility.visible_ids(resource_type, {resource_id}))
 
     async def apply_rules(self, plan: Plan) -> Plan:
         """``plan`` after the CLR business rules, for the caller at the engine's current time."""
@@ -117,17 +93,19 @@ class Engine:
             plan = await rule.apply(plan, caller, now)
         return plan
 
-    async def authorize(self, plan: Plan) -> None:
-        """Check a planned write against the caller's policy: the resource it changes must be visible (else
-        404) and the new content must be the caller's to write (else 403)."""
+    async def vet(self, plan: Plan, written: frozenset[str] = frozenset()) -> Plan:
+        """A planned write made ready to commit: the references it adds must be visible to the caller (or
+        be among ``written``, the ``Type/id`` a transaction creates), then the business rules run, then the new
+        content must be the caller's to write (else 403). The version it changes was read through the
+        caller's visibility by the planner, so nothing here runs on a resource the caller may not see."""
         change = plan.change
-        if change is None:
-            if plan.existing is not None and not plan.existing.deleted:
-                await self._require_visible(plan.existing.resource_type, plan.existing.resource_id)
-            return
-        if change.op is not ChangeOp.CREATE:
-            await self._require_visible(change.resource_type, change.resource_id)
-        self.access.check_content(change.resource_type, change.resource)
+        if change is not None and change.resource is not None:
+            previous = plan.replaced.body if plan.replaced is not None else None
+            await self.visibility.check_references(change.resource, previous, written)
+        plan = await self.apply_rules(plan)
+        if plan.change is not None:
+            self.access.check_content(plan.change.resource_type, plan.change.resource)
+        return plan
 
     # ---- reads -----------------------------------------------------------------------------------
 
@@ -135,22 +113,18 @@ class Engine:
         """Current version; 404 if unknown or out of the caller's reach, 410 if deleted."""
         require_type(resource_type)
         self.access.require(resource_type, "r")
-        if self.access.restriction(resource_type) is not None:
-            validate_id(resource_id)
-            await self._require_visible(resource_type, resource_id)
         return await self.planner.read_live(resource_type, resource_id)
 
     async def vread(self, resource_type: str, resource_id: str, version: str) -> StoredResource:
-        """One version; 404 if unknown, 410 if that version is a delete."""
+        """One version; 404 if unknown or not readable by the caller (see ``Visibility.readable_versions``),
+        410 if that version is a delete."""
         require_type(resource_type)
         validate_id(resource_id)
         self.access.require(resource_type, "r")
-        if self.access.restriction(resource_type) is not None:
-            await self._require_visible(resource_type, resource_id)
         if not version.isdigit():
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
         stored = await self.store.read_version(resource_type, resource_id, int(version))
-        if stored is None:
+        if stored is None or not await self.visibility.readable_versions([stored]):
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
         if stored.deleted:
             raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{resource_id} is a delete")
@@ -166,21 +140,19 @@ class Engine:
 
     async def history(self, resource_type: str | None, resource_id: str | None,
                       params: list[tuple[str, str]]) -> HistoryResult:
-        """Instance, type or system history, newest first. Restricted callers get the entries of resources they
-        may see now (a page can then be shorter than ``_count``)."""
+        """Instance, type or system history, newest first. Restricted callers get the versions they may read
+        (``Visibility.readable_versions``; a page can then be shorter than ``_count``); an instance's history
+        needs the resource to be visible now (else 404, as for an unknown id)."""
         if resource_type is not None:
             require_type(resource_type)
             self.access.require(resource_type, "r" if resource_id is not None else "s")
         if resource_id is not None:
             validate_id(resource_id)
-            if await self.store.read(resource_type or "", resource_id) is None:
+            if await self.planner.visibility.current(resource_type or "", resource_id) is None:
                 raise not_found(resource_type or "", resource_id)
-            if self.access.restriction(resource_type or "") is not None:
-                await self._require_visible(resource_type or "", resource_id)
         result = await self.history_reader.read(resource_type, resource_id, params)
-        if resource_id is None:
-            permitted = [e for e in result.entries if self.access.permits(e.resource_type, "s")]
-            result.entries = await self.visible(permitted)
+        permitted = [e for e in result.entries if resource_id is not None or self.access.permits(e.resource_type, "s")]
+        result.entries = await self.visibility.readable_versions(permitted)
         return result
 
     # ---- writes ----------------------------------------------------------------------------------
@@ -191,8 +163,7 @@ class Engine:
         self.access.require(resource_type, "c")
         steal = False
         for _ in range(MAX_ATTEMPTS):
-            plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal,
-                                                  restriction=self.access.restriction(resource_type))
+            plan = await self.planner.plan_create(resource_type, body, if_none_exist, steal_keys=steal)
             try:
                 return await self._commit(plan)
             except MatchKeyTaken:
@@ -205,25 +176,23 @@ class Engine:
                      if_match: int | None = None) -> WriteResult:
         """``PUT [type]/[id]`` (update, or update-as-create)."""
         self.access.require(resource_type, "u")
-        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
-            lambda: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
+            lambda _steal: self.planner.plan_update(resource_type, resource_id, body, if_match), if_match)
 
     async def conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                  if_match: int | None = None) -> WriteResult:
         """``PUT [type]?criteria``."""
         self.access.require(resource_type, "u")
         return await self._with_retries(
-            lambda: self.planner.plan_conditional_update(resource_type, criteria, body, if_match,
-                                                         self.access.restriction(resource_type)), if_match)
+            lambda steal: self.planner.plan_conditional_update(resource_type, criteria, body, if_match,
+                                                               steal_keys=steal), if_match)
 
     async def patch(self, resource_type: str, resource_id: str, operations: list[Any],
                     if_match: int | None = None) -> WriteResult:
         """``PATCH [type]/[id]`` with a JSON Patch document."""
         self.access.require(resource_type, "u")
-        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
-            lambda: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
+            lambda _steal: self.planner.plan_patch(resource_type, resource_id, operations, if_match), if_match)
 
     async def conditional_patch(self, resource_type: str, criteria: str, operations: list[Any],
                                 if_match: int | None = None) -> WriteResult:
@@ -235,16 +204,14 @@ class Engine:
     async def delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> WriteResult:
         """``DELETE [type]/[id]``; idempotent."""
         self.access.require(resource_type, "d")
-        await self._hide_unseen(resource_type, resource_id)
         return await self._with_retries(
-            lambda: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
+            lambda _steal: self.planner.plan_delete(resource_type, resource_id, if_match), if_match)
 
     async def conditional_delete(self, resource_type: str, criteria: str) -> WriteResult:
         """``DELETE [type]?criteria``: no match is a success, several matches are refused (412)."""
         require_type(resource_type)
         self.access.require(resource_type, "d")
-        found = await self.planner.find(resource_type, parse_criteria(criteria),
-                                        restriction=self.access.restriction(resource_type))
+        found = await self.planner.match(resource_type, parse_criteria(criteria))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "Conditional delete criteria match more than one resource")
         if not found:
@@ -255,20 +222,21 @@ class Engine:
 
     async def _single_match(self, resource_type: str, criteria: str, what: str) -> StoredResource:
         require_type(resource_type)
-        found = await self.planner.find(resource_type, parse_criteria(criteria),
-                                        restriction=self.access.restriction(resource_type))
+        found = await self.planner.match(resource_type, parse_criteria(criteria))
         if not found:
             raise FhirError(404, "not-found", f"{what} criteria match no resource")
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", f"{what} criteria match more than one resource")
         return found[0]
 
-    async def _with_retries(self, make_plan: Callable[[], Awaitable[Plan]], if_match: int | None
+    async def _with_retries(self, make_plan: Callable[[bool], Awaitable[Plan]], if_match: int | None
                             ) -> WriteResult:
         """Plan and commit; on a lost compare-and-swap re-plan from the new current version, unless the
-        client pinned a version with If-Match (then the loss is a 412)."""
+        client pinned a version with If-Match (then the loss is a 412). ``make_plan`` gets ``True`` after a lost
+        match-key race: a conditional create then takes over a key whose holder no longer matches."""
+        steal = False
         for attempt in range(MAX_ATTEMPTS):
-            plan = await make_plan()
+            plan = await make_plan(steal)
             try:
                 return await self._commit(plan)
             except VersionConflict as exc:
@@ -276,14 +244,14 @@ class Engine:
                     raise FhirError(412, "conflict", f"The resource changed concurrently (now version "
                                     f"{exc.actual}); If-Match version {if_match} is stale") from None
             except MatchKeyTaken:
-                pass
+                steal = True
             await _back_off(attempt)
         raise _too_contended()
 
     async def _commit(self, plan: Plan) -> WriteResult:
-        """Apply the business rules, authorize, and commit the write with the changes it entails at once."""
-        plan = await self.apply_rules(plan)
-        await self.authorize(plan)
+        """Vet the plan (references, business rules, content) and commit the write with the changes it
+        entails at once."""
+        plan = await self.vet(plan)
         if plan.change is None:
             return WriteResult(stored=plan.existing, status=plan.status, changed=False)
         stored, *_ = await self.store.commit(plan.changes())

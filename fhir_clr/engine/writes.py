@@ -3,6 +3,10 @@
 Single REST writes commit one plan (and re-plan on a lost race); transaction Bundles plan every entry and
 commit all changes at once. Both use exactly these functions, so validation, index extraction and
 conditional semantics are the same everywhere.
+
+Every plan reads the version it changes through ``Visibility.current`` (``_current``): for a caller who may
+not see a resource it is absent, before If-Match, JSON Patch, CLR rules or content checks look at anything.
+A restricted caller never creates a resource at an id of its choosing (``PUT`` on an id it cannot see is 404).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import jsonpatch
 import orjson
 
 from fhir_clr.engine.content import new_id, same_content, with_identity
+from fhir_clr.engine.visibility import Visibility
 from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.allowlist import is_served_type
 from fhir_clr.fhirmodel.validate import validate_id, validate_resource
@@ -57,9 +62,12 @@ def parse_criteria(criteria: str) -> list[tuple[str, str]]:
     return params
 
 
-def match_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
-    """The unique key that makes a conditional create with these criteria race-free."""
+def match_key(resource_type: str, params: Sequence[tuple[str, str]], scope: str | None = None) -> str:
+    """The unique key that makes a conditional create with these criteria race-free; ``scope`` (a restricted
+    caller's organization) keeps the keys of callers who see different resources apart."""
     canonical = f"{resource_type}?{urlencode(sorted(params))}"
+    if scope is not None:
+        canonical = f"{scope} {canonical}"
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -76,12 +84,24 @@ class WritePlanner:
     """Plans writes against one store and search-parameter registry."""
 
     def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int,
-                 max_count: int, base_urls: Sequence[str] = ()) -> None:
+                 max_count: int, base_urls: Sequence[str] = (), visibility: Visibility | None = None) -> None:
         self.store = store
         self.registry = registry
         self.default_count = default_count
         self.max_count = max_count
         self.base_urls = tuple(base_urls)
+        self.visibility = visibility or Visibility(store, base_urls=base_urls)
+        """The caller's view: every plan reads the current version through it."""
+
+    def seen_by(self, visibility: Visibility) -> WritePlanner:
+        """This planner planning for the caller whose view is ``visibility`` (shares store and registry)."""
+        return WritePlanner(self.store, self.registry, default_count=self.default_count,
+                            max_count=self.max_count, base_urls=self.base_urls, visibility=visibility)
+
+    async def _current(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version a write plans from, or None when it is absent or the caller may not see it."""
+        validate_id(resource_id)
+        return await self.visibility.current(resource_type, resource_id)
 
     # ---- conditional matching ------------------------------------------------------------------------
 
@@ -100,6 +120,10 @@ class WritePlanner:
             parsed.query.criteria.append(restriction)
         page = await self.store.search(parsed.query)
         return page.resources
+
+    async def match(self, resource_type: str, params: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Conditional matching for the caller: ``find`` among what it may see (at most two matches)."""
+        return await self.find(resource_type, params, restriction=self.visibility.restriction(resource_type))
 
     # ---- preparation -----------------------------------------------------------------------------
 
@@ -125,28 +149,28 @@ class WritePlanner:
     # ---- plans -----------------------------------------------------------------------------------
 
     async def plan_create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None,
-                          *, resource_id: str | None = None, steal_keys: bool = False,
-                          restriction: Criterion | None = None) -> Plan:
-        """Plan a create (``POST``). With ``If-None-Exist``: one match -> no write, 200; several -> 412.
-        ``restriction`` limits the matching to what the caller may see."""
+                          *, resource_id: str | None = None, steal_keys: bool = False) -> Plan:
+        """Plan a create (``POST``). With ``If-None-Exist``: one match (among what the caller may see) -> no
+        write, 200; several -> 412."""
         require_type(resource_type)
         keys: tuple[str, ...] = ()
         if if_none_exist:
             params = parse_criteria(if_none_exist)
-            found = await self.find(resource_type, params, restriction=restriction)
+            found = await self.match(resource_type, params)
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches",
                                 "If-None-Exist criteria match more than one resource")
             if found:
                 return Plan(change=None, status=200, existing=found[0])
-            keys = (match_key(resource_type, params),)
+            keys = (match_key(resource_type, params, self.visibility.scope),)
         rid = resource_id or new_id()
-        resource = self.prepare(resource_type, rid, body)
+        resource = self.visibility.stamp(self.prepare(resource_type, rid, body), None)
         return Plan(self.change(ChangeOp.CREATE, resource_type, rid, 0, resource, keys, steal_keys), 201)
 
     async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
                           if_match: int | None = None) -> Plan:
-        """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create)."""
+        """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create; for
+        unrestricted callers only: a restricted caller gets 404 for an id it cannot see)."""
         require_type(resource_type)
         validate_id(resource_id)
         body_id = body.get("id")
@@ -156,13 +180,18 @@ class WritePlanner:
         if body_id != resource_id:
             raise FhirError(400, "invalid", "The resource id does not match the id in the URL",
                             expression=f"{resource_type}.id")
-        current = await self.store.read(resource_type, resource_id)
+        current = await self._current(resource_type, resource_id)
+        if current is None and self.visibility.scope is not None:
+            raise not_found(resource_type, resource_id)
         check_if_match(current, if_match)
         resource = self.prepare(resource_type, resource_id, body)
         return self._update_plan(resource_type, resource_id, resource, current)
 
     def _update_plan(self, resource_type: str, resource_id: str, resource: dict[str, Any],
                      current: StoredResource | None) -> Plan:
+        """An update of ``current`` to ``resource`` (a create when there is no live ``current``), keeping the
+        server's created-by tag."""
+        resource = self.visibility.stamp(resource, current)
         if current is None or current.deleted:
             expected = current.version if current else 0
             return Plan(self.change(ChangeOp.CREATE, resource_type, resource_id, expected, resource), 201)
@@ -172,12 +201,12 @@ class WritePlanner:
                     replaced=current)
 
     async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
-                                      if_match: int | None = None, restriction: Criterion | None = None) -> Plan:
+                                      if_match: int | None = None, *, steal_keys: bool = False) -> Plan:
         """Plan ``PUT [type]?criteria``: no match -> create, one match -> update it, several -> 412; matching
-        only among what the caller may see (``restriction``)."""
+        only among what the caller may see."""
         require_type(resource_type)
         params = parse_criteria(criteria)
-        found = await self.find(resource_type, params, restriction=restriction)
+        found = await self.match(resource_type, params)
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "Conditional update criteria match more than one resource")
         body_id = body.get("id")
@@ -191,16 +220,14 @@ class WritePlanner:
                                           {**body, "id": target.resource_id}, if_match)
         if body_id is not None:
             return await self.plan_update(resource_type, body_id, body, if_match)
-        return await self.plan_create(resource_type, body, criteria, restriction=restriction)
+        return await self.plan_create(resource_type, body, criteria, steal_keys=steal_keys)
 
     async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any],
                          if_match: int | None = None) -> Plan:
         """Plan a JSON Patch (RFC 6902) of the current version; the result is validated like an update."""
-        require_type(resource_type)
         current = await self.read_live(resource_type, resource_id)
         check_if_match(current, if_match)
-        document = orjson.loads(current.body or b"{}")
-        patched = apply_json_patch(document, operations)
+        patched = apply_json_patch(orjson.loads(current.body or b"{}"), operations)
         if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
             raise FhirError(422, "business-rule", "A patch may not change the resource's type or id")
         resource = self.prepare(resource_type, resource_id, patched)
@@ -209,18 +236,16 @@ class WritePlanner:
     async def plan_delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> Plan:
         """Plan a delete. Deleting something absent or already deleted writes nothing (still a success)."""
         require_type(resource_type)
-        validate_id(resource_id)
-        current = await self.store.read(resource_type, resource_id)
+        current = await self._current(resource_type, resource_id)
         check_if_match(current, if_match)
         if current is None or current.deleted:
             return Plan(change=None, status=200, existing=current)
         return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200)
 
     async def read_live(self, resource_type: str, resource_id: str) -> StoredResource:
-        """The current version, or 404 (never existed) / 410 (deleted)."""
+        """The current version, or 404 (never existed, or out of the caller's reach) / 410 (deleted)."""
         require_type(resource_type)
-        validate_id(resource_id)
-        current = await self.store.read(resource_type, resource_id)
+        current = await self._current(resource_type, resource_id)
         if current is None:
             raise not_found(resource_type, resource_id)
         if current.deleted:
@@ -230,18 +255,31 @@ class WritePlanner:
 
 
 def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    """Apply RFC 6902 operations; a malformed patch is 400, a failed ``test`` or bad path is 422."""
+    """Apply RFC 6902 operations to ``document`` (changed in place); a malformed patch is 400, a failed
+    ``test`` or an operation that does not fit the document is 422 naming the operation (index, op, path),
+    never the document or a value in it."""
     if not isinstance(operations, list):
         raise FhirError(400, "structure", "A JSON Patch document must be a JSON array of operations")
     try:
-        patch = jsonpatch.JsonPatch(operations)
-        result = patch.apply(document)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise FhirError(422, "processing", f"JSON Patch test operation failed: {exc}") from None
-    except jsonpatch.JsonPatchConflict as exc:
-        raise FhirError(422, "processing", f"JSON Patch cannot be applied: {exc}") from None
+        steps = [jsonpatch.JsonPatch([operation]) for operation in operations]
     except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException, TypeError) as exc:
         raise FhirError(400, "structure", f"Malformed JSON Patch: {exc}") from None
+    result: Any = document
+    for index, step in enumerate(steps):
+        try:
+            result = step.apply(result, in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            raise FhirError(422, "processing", f"JSON Patch {_describe(index, operations[index])} failed"
+                            ) from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError,
+                IndexError, ValueError):
+            raise FhirError(422, "processing", f"JSON Patch {_describe(index, operations[index])} cannot be "
+                            "applied to this resource") from None
     if not isinstance(result, dict):
         raise FhirError(422, "processing", "The patched document is not a JSON object")
     return result
+
+
+def _describe(index: int, operation: dict[str, Any]) -> str:
+    """``operation 2 (test /status)``: where a patch failed, in the client's own words."""
+    return f"operation {index} ({operation.get('op')} {str(operation.get('path'))[:200]!r})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import shutil
 import sys
 from collections import Counter
@@ -15,7 +14,10 @@ from typing import Any
 import click
 import orjson
 
+from fhir_clr.cli_settings import add_data_argument, command_settings, read_only_settings
+from fhir_clr.config import Settings
 from fhir_clr.imports.results import APPLIED, REJECTED, UNCHANGED, ImportReport, rejects_csv
+from fhir_clr.mapping.spec import MappingSpec
 
 
 def add_parser(commands: Any) -> None:
@@ -32,15 +34,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     parser.add_argument("--rejects", type=Path, default=None, help="write the rejected rows here as CSV")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
-                        help="data directory of the embedded store (default ./data)")
+    add_data_argument(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fhir_clr.logging_setup import configure_logging
-
-    configure_logging("WARNING")
+    settings = command_settings(args)
     try:
         data = args.file.read_bytes()
     except OSError as error:
@@ -49,8 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     from fhir_clr.errors import FhirError
 
     try:
-        report = asyncio.run(_import(args, data))
-    except FhirError as error:
+        report = asyncio.run(_import(args, settings, data))
+    except FhirError as error:  # a request that cannot start (an untold layout): one line, exit code 2
         print(f"cannot import {args.file.name}: {error.issues[0].message if error.issues else error}",
               file=sys.stderr)
         return 2
@@ -63,16 +62,15 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if report.file_problems else 0
 
 
-async def _import(args: argparse.Namespace, data: bytes) -> ImportReport:
+async def _import(args: argparse.Namespace, settings: Settings, data: bytes) -> ImportReport:
     from fhir_clr.app import build_services
-    from fhir_clr.config import Settings
     from fhir_clr.imports.job import FileImporter, ImportRequest
     from fhir_clr.runtime_tuning import tune_runtime
 
-    services = await build_services(Settings(data_dir=args.data))
+    services = await build_services(settings)
     tune_runtime()
     try:
-        importer = FileImporter(services.bundles, services.engine.clock)
+        importer = FileImporter(services.bundles, services.engine.clock, services.specs)
         request = ImportRequest(args.kind, data, args.file.name, args.program, args.provider, args.dry_run,
                                 sheet=args.sheet)
         if not sys.stderr.isatty():
@@ -119,44 +117,44 @@ def add_export_parser(commands: Any) -> None:
     """Register the ``export`` command."""
     parser = commands.add_parser("export", help="write a provider's referrals as a MIF, ASF or RTF, or export "
                                  "resources in bulk as NDJSON (the $export job code)")
-    parser.add_argument("kind", choices=["mif", "asf", "rtf", "bulk"])
+    parser.add_argument("kind", choices=["mif", "asf", "rtf", "bulk"],
+                        help="a flat file of one layout, or bulk NDJSON of every resource")
     parser.add_argument("directory", nargs="?", type=Path, help="bulk only: where the NDJSON files go")
     parser.add_argument("--provider", metavar="NPI", help="mif/asf/rtf: the servicing provider's NPI")
     parser.add_argument("--period", metavar="YYYY-MM", help="mif/asf/rtf: referrals open during this month")
     parser.add_argument("--program", choices=["ecm", "cs"], default=None, help="layout, when both exist")
-    parser.add_argument("--format", choices=["csv", "pipe", "tab", "xlsx"], default="csv")
+    parser.add_argument("--format", choices=["csv", "pipe", "tab", "xlsx"], default="csv",
+                        help="mif/asf/rtf: file format (default csv)")
     parser.add_argument("--out", type=Path, help="mif/asf/rtf: file to write")
     parser.add_argument("--type", dest="types", default=None, help="bulk: resource types, e.g. Task,ServiceRequest")
     parser.add_argument("--since", default=None, help="bulk: only resources changed after this instant")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FHIR_CLR_DATA_DIR", "./data")),
-                        help="data directory of the embedded store (default ./data)")
+    add_data_argument(parser)
     parser.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from fhir_clr.imports.exports import ExportPeriod
-    from fhir_clr.logging_setup import configure_logging
-    from fhir_clr.mapping.spec import find_spec
 
-    configure_logging("WARNING")
+    settings = read_only_settings(args)
+    if settings is None:
+        return 2
     if args.kind == "bulk":
-        return _bulk_export(args)
+        return _bulk_export(args, settings)
     missing = [name for name in ("provider", "period", "out") if getattr(args, name) is None]
     if missing:
         print(f"cannot export {args.kind}: --{' and --'.join(missing)} required", file=sys.stderr)
         return 2
     try:
-        spec = find_spec(args.kind, args.program)
         period = ExportPeriod.parse(args.period)
+        rows, spec = asyncio.run(_write_export(args, settings, period))
     except (LookupError, ValueError) as error:
         print(f"cannot export: {error}", file=sys.stderr)
         return 2
-    rows = asyncio.run(_write_export(args, spec, period))
     print(f"{rows:,} referrals written to {args.out} ({spec.id}, {args.format})", file=sys.stderr)
     return 0
 
 
-def _bulk_export(args: argparse.Namespace) -> int:
+def _bulk_export(args: argparse.Namespace, settings: Settings) -> int:
     from fhir_clr.errors import FhirError
 
     if args.directory is None:
@@ -164,7 +162,7 @@ def _bulk_export(args: argparse.Namespace) -> int:
         return 2
     pairs = [(k, v) for k, v in (("_type", args.types), ("_since", args.since)) if v]
     try:
-        job = asyncio.run(_run_bulk(args, pairs))
+        job = asyncio.run(_run_bulk(args, settings, pairs))
     except FhirError as error:
         print(f"cannot export: {error.issues[0].message}", file=sys.stderr)
         return 2
@@ -179,17 +177,16 @@ def _bulk_export(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_bulk(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Any:
+async def _run_bulk(args: argparse.Namespace, settings: Settings, pairs: list[tuple[str, str]]) -> Any:
     from fhir_clr.app import build_services
     from fhir_clr.bulk.params import parse_export
     from fhir_clr.bulk.service import ExportService
-    from fhir_clr.config import Settings
     from fhir_clr.engine.access import FULL_ACCESS
 
     request = parse_export("system", pairs, "fhir-clr export bulk " + " ".join(f"{k}={v}" for k, v in pairs))
-    services = await build_services(Settings(data_dir=args.data))
+    services = await build_services(settings)
     try:
-        exports = ExportService(services.engine, args.data)
+        exports = ExportService(services.engine, settings.data_dir)
         started = exports.start(request.as_doc(), FULL_ACCESS)
         job = await exports.wait(started.id)
         assert job is not None
@@ -202,14 +199,16 @@ async def _run_bulk(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> A
         await services.store.close()
 
 
-async def _write_export(args: argparse.Namespace, spec: Any, period: Any) -> int:
+async def _write_export(args: argparse.Namespace, settings: Settings, period: Any) -> tuple[int, MappingSpec]:
     from fhir_clr.app import build_services
-    from fhir_clr.config import Settings
     from fhir_clr.imports.exports import ReferralExporter
+    from fhir_clr.mapping.spec import find_spec
 
-    services = await build_services(Settings(data_dir=args.data))
+    services = await build_services(settings)
     try:
+        spec = find_spec(args.kind, args.program, specs=services.specs)
         with args.out.open("wb") as out:
-            return await ReferralExporter(services.engine, spec).write(args.provider, period, args.format, out)
+            rows = await ReferralExporter(services.engine, spec).write(args.provider, period, args.format, out)
+        return rows, spec
     finally:
         await services.store.close()

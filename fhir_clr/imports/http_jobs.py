@@ -72,6 +72,13 @@ class ImportJobs:
             job.task.cancel()
         self._jobs.pop(job.id, None)
 
+    async def stop(self) -> None:
+        """Cancel the running jobs and wait until each has stopped (at shutdown, before the store closes)."""
+        running = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _forget_oldest(self) -> None:
         finished = [j for j in self._jobs.values() if j.finished]
         for job in finished[:max(0, len(finished) - MAX_FINISHED_JOBS)]:

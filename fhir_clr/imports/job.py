@@ -72,10 +72,13 @@ class ImportRequest:
 class FileImporter:
     """Imports files through one bundle processor (and so one engine acting for one caller)."""
 
-    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime]) -> None:
+    def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime],
+                 specs: dict[str, MappingSpec] | None = None) -> None:
         self.bundles = bundles
         self.engine = bundles.engine
         self.clock = clock
+        self.specs = specs
+        """The loaded mapping specs (None: the bundled ones)."""
 
     def check(self, request: ImportRequest) -> None:
         """Refuse (one line) a request that cannot start: 400 for a kind that cannot be imported or a layout that
@@ -87,7 +90,7 @@ class FileImporter:
         except FileFormatError:
             return
         with table:
-            choose_spec(request.kind, request.program, table.headers)
+            choose_spec(request.kind, request.program, table.headers, self.specs)
 
     def _check_caller(self, request: ImportRequest) -> None:
         """400 for a kind that cannot be imported; 403 for a MIF or ASF from a provider."""
@@ -103,11 +106,11 @@ class FileImporter:
         try:
             table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError as error:
-            report = ImportReport(request.kind, _spec_or_kind(request), request.dry_run)
+            report = ImportReport(request.kind, _spec_or_kind(request, self.specs), request.dry_run)
             report.file_problems.append(str(error))
             return report
         with table:
-            spec = choose_spec(request.kind, request.program, table.headers)
+            spec = choose_spec(request.kind, request.program, table.headers, self.specs)
             report = ImportReport(request.kind, spec.id, request.dry_run)
             report.file_format, report.encoding = table.format, table.encoding
             header_match = match_headers(spec, table.headers)
@@ -254,28 +257,30 @@ def _check_kind(kind: str) -> None:
                         f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
 
 
-def choose_spec(kind: str, program: str | None, headers: list[str]) -> MappingSpec:
-    """The layout of a ``kind`` file: the ``program``'s, or, without one, the only layout of that kind whose
-    required columns the headers hold (ECM and CS RTFs name their provider columns differently). 400 with one
-    line when it cannot be told."""
-    if program is not None or len({s.program for s in default_specs().values() if s.kind == kind}) <= 1:
+def choose_spec(kind: str, program: str | None, headers: list[str],
+                specs: dict[str, MappingSpec] | None = None) -> MappingSpec:
+    """The layout of a ``kind`` file among ``specs`` (None: the bundled ones): the ``program``'s, or, without
+    one, the only layout of that kind whose required columns the headers hold (ECM and CS RTFs name their
+    provider columns differently). 400 with one line when it cannot be told."""
+    loaded = specs if specs is not None else default_specs()
+    if program is not None or len({s.program for s in loaded.values() if s.kind == kind}) <= 1:
         try:
-            return find_spec(kind, program)
+            return find_spec(kind, program, specs=loaded)
         except LookupError as error:
             raise FhirError(400, "invalid", str(error)) from None
-    fitting = {s.program: s for s in default_specs().values() if s.kind == kind and match_headers(s, headers).ok}
+    fitting = {s.program: s for s in loaded.values() if s.kind == kind and match_headers(s, headers).ok}
     if len(fitting) == 1:
-        return find_spec(kind, next(iter(fitting)))
-    programs = sorted({s.program for s in default_specs().values() if s.kind == kind})
+        return find_spec(kind, next(iter(fitting)), specs=loaded)
+    programs = sorted({s.program for s in loaded.values() if s.kind == kind})
     why = "its headers fit no layout" if not fitting else "its headers fit more than one layout"
     raise FhirError(400, "invalid", f"Cannot tell the {kind.upper()} layout of this file ({why}); name the "
                     f"program: one of {', '.join(programs)}", expression="program")
 
 
-def _spec_or_kind(request: ImportRequest) -> str:
+def _spec_or_kind(request: ImportRequest, specs: dict[str, MappingSpec] | None) -> str:
     """The spec id to report for a file that could not be read (the kind when the layout is unknown)."""
     try:
-        return find_spec(request.kind, request.program).id
+        return find_spec(request.kind, request.program, specs=specs).id
     except LookupError:
         return request.kind
 

@@ -16,6 +16,7 @@ import yaml
 
 from fhir_clr.clr.codes import CodeList, CodeLists, default_code_lists
 from fhir_clr.clr.config import DEFAULT_PROFILES_DIR, default_rules
+from fhir_clr.config import BUNDLED_MAPPINGS_DIR
 from fhir_clr.mapping.headers import normalize_header
 from fhir_clr.mapping.targets import TargetError, TargetPath, parse_target
 from fhir_clr.mapping.values import (
@@ -27,7 +28,7 @@ from fhir_clr.mapping.values import (
     parse_cell,
 )
 
-DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parent.parent.parent / "mappings"
+DEFAULT_MAPPINGS_DIR = BUNDLED_MAPPINGS_DIR
 NO_TARGET = "none"
 
 _TOP_KEYS = {"id", "kind", "program", "version", "title", "match", "columns"}

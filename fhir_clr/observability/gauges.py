@@ -5,9 +5,10 @@ queue depth over all subscriptions, from the stored subscription counters and de
 
 from __future__ import annotations
 
+from typing import Any
+
 from fhir_clr.background_cache import FiguresCache
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.clr.worklist import worklist_groups
 from fhir_clr.engine.engine import Engine
@@ -25,19 +26,21 @@ MAX_SUBSCRIPTIONS = 100_000
 class ScrapeGauges:
     """Refreshes the scrape-time gauges of one server process."""
 
-    def __init__(self, engine: Engine, store: Store) -> None:
+    def __init__(self, engine: Engine, store: Store, rules: dict[str, Any], codes: CodeLists) -> None:
         self.engine = engine
         self.store = store
-        self._cache = FiguresCache(REFRESH_SECONDS)
+        self.rules = rules
+        self.codes = codes
+        self.cache = FiguresCache(REFRESH_SECONDS)
+        """Holds the background refresh (stopped by the app's lifespan)."""
 
     async def refresh(self) -> None:
         """Make sure the gauges are being kept up to date (see the module docstring)."""
-        await self._cache.get("gauges", self._compute, wait=FIRST_WAIT_SECONDS)
+        await self.cache.get("gauges", self._compute, wait=FIRST_WAIT_SECONDS)
 
     async def _compute(self) -> None:
-        rules = default_rules()
-        today = Deadlines(rules).local_date(self.engine.clock())
-        for group in worklist_groups(today, rules, default_code_lists()):
+        today = Deadlines(self.rules).local_date(self.engine.clock())
+        for group in worklist_groups(today, self.rules, self.codes):
             if group.name in OBLIGATION_GROUPS:
                 result = await self.engine.search(group.resource_type, [*group.params, ("_summary", "count")])
                 OBLIGATIONS.labels(group.name).set(result.total or 0)

@@ -13,10 +13,10 @@ def build_store(settings: Settings) -> Store:
     url = settings.store_url or ""
     if url.startswith(("mongodb://", "mongodb+srv://")):
         try:
-            from fhir_clr.store.mongo import MongoStore
+            from fhir_clr.store.mongo import MongoStore, database_name
         except ImportError as exc:  # pragma: no cover - only before the adapter exists
             raise StoreUnavailable(f"MongoDB store is not available: {exc}") from exc
-        return MongoStore(url)
+        return MongoStore(url, database_name(url, settings.mongo_db))
     from fhir_clr.store.sqlite import SqliteStore
 
     if url.startswith("sqlite:///"):

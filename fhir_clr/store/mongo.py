@@ -18,7 +18,6 @@ runs without a session, which is atomic only because such engines never yield to
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
@@ -86,10 +85,10 @@ SERVER_SELECTION_TIMEOUT_MS = 10_000
 _BODY_ONLY = {"_search": 0, "_sort": 0}
 
 
-def database_name(url: str) -> str:
-    """The database named in the URL path, else ``FHIR_CLR_MONGO_DB``, else ``fhirclr``."""
+def database_name(url: str, configured: str | None = None) -> str:
+    """The database named in the URL path, else ``configured`` (``FHIR_CLR_MONGO_DB``), else ``fhirclr``."""
     path = urlsplit(url).path.lstrip("/")
-    return path or os.environ.get("FHIR_CLR_MONGO_DB") or DEFAULT_DATABASE
+    return path or configured or DEFAULT_DATABASE
 
 
 def _hosts(url: str) -> str:

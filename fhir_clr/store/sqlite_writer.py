@@ -90,7 +90,8 @@ class GroupCommitWriter:
                 if item is _STOP:
                     return
                 if item.call is not None:
-                    self._run_call(item)
+                    if item.future.set_running_or_notify_cancel():
+                        self._run_call(item)
                     continue
                 batch = [item]
                 while len(batch) < self._max_batch:
@@ -102,7 +103,11 @@ class GroupCommitWriter:
                         held = nxt
                         break
                     batch.append(nxt)
-                self._run_batch(batch)
+                # A caller cancelled before its turn (e.g. an import stopped at shutdown) gets no write; the
+                # others are marked running, so a late cancel can no longer make set_result fail.
+                batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+                if batch:
+                    self._run_batch(batch)
         finally:
             self._conn.close()
 

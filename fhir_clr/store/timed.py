@@ -1,5 +1,6 @@
 """A store wrapper that times every storage port call into the ``fhir_clr_store_operation_duration_seconds``
-histogram. Attributes other than the port's coroutines pass straight through."""
+histogram and remembers whether the last write failed on the store (for the readiness probe). Attributes other
+than the port's coroutines pass straight through."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fhir_clr.observability.metrics import STORE_OPERATIONS
-from fhir_clr.store.port import Store
+from fhir_clr.store.port import Store, StoreUnavailable
 
 TIMED_OPERATIONS = frozenset({"read", "read_version", "read_many", "search", "count", "history", "commit",
                               "outbox_after", "get_record", "list_records", "write_records", "acquire_lease",
                               "release_lease", "ping"})
+WRITE_OPERATIONS = frozenset({"commit", "write_records"})
 
 
 class TimedStore:
@@ -20,21 +22,31 @@ class TimedStore:
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
+        self.writes_failing = False
+        """True after a write failed on the store (full disk, read-only file, lost primary) until one succeeds."""
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
         if name not in TIMED_OPERATIONS:
             return attribute
-        timed = _timed(attribute, STORE_OPERATIONS.labels(name))
+        timed = _timed(attribute, STORE_OPERATIONS.labels(name), self if name in WRITE_OPERATIONS else None)
         setattr(self, name, timed)  # build the wrapper once per operation
         return timed
 
 
-def _timed(call: Callable[..., Awaitable[Any]], histogram: Any) -> Callable[..., Awaitable[Any]]:
+def _timed(call: Callable[..., Awaitable[Any]], histogram: Any,
+           watched: TimedStore | None) -> Callable[..., Awaitable[Any]]:
     async def run(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await call(*args, **kwargs)
+            result = await call(*args, **kwargs)
+        except StoreUnavailable:
+            if watched is not None:
+                watched.writes_failing = True
+            raise
         finally:
             histogram.observe(time.perf_counter() - started)
+        if watched is not None:
+            watched.writes_failing = False
+        return result
     return run

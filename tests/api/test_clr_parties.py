@@ -45,7 +45,8 @@ def parties(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parties]:
     for org in ("plan", "clinic", "provider"):
         assert plan.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},
                         headers=FHIR_JSON).status_code in (200, 201)
-    subject = created(plan, {"resourceType": "Patient", "name": [{"family": "Member"}]})
+    # the clinic registers its Member itself: a referral may only name a Patient the clinic can see
+    subject = created(clinic, {"resourceType": "Patient", "name": [{"family": "Member"}]})
     referral = created(clinic, referral_body(f"Patient/{subject['id']}", "Organization/clinic",
                                              performer=[{"reference": "Organization/provider"}]))
     task = created(clinic, referral_task_body(referral, "Organization/provider", since="2026-10-01"))

@@ -150,7 +150,11 @@ def test_writes_keep_the_caller_a_party(world: World) -> None:
     assert own.status_code == 201
     current = world.a.get(f"/Task/{ids['ta']}").json()
     assert world.b.put(f"/Task/{ids['ta']}", json=current, headers=FHIR_JSON).status_code == 404
-    assert world.b.delete(f"/Task/{ids['ta']}").status_code == 404
+    # a delete of something the caller cannot see answers like one of an unknown id, and deletes nothing
+    unknown = world.b.delete(f"/Task/{unique('never')}")
+    hidden = world.b.delete(f"/Task/{ids['ta']}")
+    assert (hidden.status_code, hidden.content) == (unknown.status_code, unknown.content)
+    assert world.a.get(f"/Task/{ids['ta']}").status_code == 200
     patch = [{"op": "replace", "path": "/status", "value": "accepted"}]
     assert world.b.patch(f"/Task/{ids['ta']}", json=patch,
                          headers={"Content-Type": "application/json-patch+json"}).status_code == 404
@@ -161,14 +165,22 @@ def test_writes_keep_the_caller_a_party(world: World) -> None:
 
 
 def test_preconditions_do_not_reveal_hidden_resources(world: World) -> None:
-    hidden = world.ids["tb"]  # cbo-b's Task, out of cbo-a's reach
-    body = {**task(owner="Organization/cbo-a"), "id": hidden}
-    stale = {**FHIR_JSON, "If-Match": 'W/"99"'}
-    assert world.a.put(f"/Task/{hidden}", json=body, headers=stale).status_code == 404
-    assert world.a.delete(f"/Task/{hidden}", headers={"If-Match": 'W/"99"'}).status_code == 404
+    """If-Match on a hidden resource answers exactly as on an id that never existed."""
+    stale = 'W/"99"'
     patch = [{"op": "replace", "path": "/status", "value": "accepted"}]
-    assert world.a.patch(f"/Task/{hidden}", json=patch, headers={
-        "Content-Type": "application/json-patch+json", "If-Match": 'W/"99"'}).status_code == 404
+
+    def answers(target: str) -> list[tuple[int, bytes]]:
+        body = {**task(owner="Organization/cbo-a"), "id": target}
+        responses = [
+            world.a.put(f"/Task/{target}", json=body, headers={**FHIR_JSON, "If-Match": stale}),
+            world.a.delete(f"/Task/{target}", headers={"If-Match": stale}),
+            world.a.patch(f"/Task/{target}", json=patch,
+                          headers={"Content-Type": "application/json-patch+json", "If-Match": stale})]
+        return [(r.status_code, r.content.replace(target.encode(), b"<id>")) for r in responses]
+
+    hidden = answers(world.ids["tb"])  # cbo-b's Task, out of cbo-a's reach
+    assert hidden == answers(unique("never"))
+    assert [status for status, _ in hidden] == [404, 412, 404]
 
 
 def test_transaction_conditional_reference_cannot_find_hidden_resources(world: World) -> None:

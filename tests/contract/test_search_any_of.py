@@ -42,3 +42,20 @@ async def test_any_of_conditions_chains_and_has(store: Store) -> None:
     assert await id_set(store, "Task", mixed) == {"t1", "t3"}
     assert await id_set(store, "Task", AnyOf(())) == set()
     assert await store.count(Query("Patient", [linked])) == 2
+
+
+async def test_any_of_created_by_tag_or_link(store: Store) -> None:
+    """The access policy's shape for a provider: created by its organization (a ``_tag`` token) or linked to one
+    of its referrals."""
+    created_by = "https://fhir-clr.org/CodeSystem/created-by"
+    await put(store, "Patient", "own", IndexEntries(tokens=[("_tag", created_by, "Organization/a")]))
+    await put(store, "Patient", "other", IndexEntries(tokens=[("_tag", created_by, "Organization/b")]))
+    await put(store, "Patient", "linked")
+    await put(store, "Patient", "plan")
+    await put(store, "Task", "t1", IndexEntries(references=[("owner", "Organization/a"),
+                                                             ("patient", "Patient/linked")]))
+    visible = AnyOf((Condition("_tag", ParamType.TOKEN, (TokenValue(created_by, "Organization/a"),)),
+                     HasCondition("Task", "patient", ref("owner", "Organization/a"))))
+    assert await id_set(store, "Patient", visible) == {"own", "linked"}
+    ids = Condition("_id", ParamType.TOKEN, (TokenValue(None, "own"), TokenValue(None, "plan")))
+    assert await id_set(store, "Patient", visible, ids) == {"own"}

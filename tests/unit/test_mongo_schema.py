@@ -65,9 +65,7 @@ async def test_standalone_server_is_refused_with_instructions() -> None:
     assert "docker compose up" in message
 
 
-def test_database_name_from_url_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert database_name("mongodb://u:p@h1:27017,h2/clinic?replicaSet=rs0") == "clinic"
-    monkeypatch.setenv("FHIR_CLR_MONGO_DB", "fromenv")
-    assert database_name("mongodb://h1:27017/?replicaSet=rs0") == "fromenv"
-    monkeypatch.delenv("FHIR_CLR_MONGO_DB")
+def test_database_name_from_url_or_settings() -> None:
+    assert database_name("mongodb://u:p@h1:27017,h2/clinic?replicaSet=rs0", "configured") == "clinic"
+    assert database_name("mongodb://h1:27017/?replicaSet=rs0", "configured") == "configured"
     assert database_name("mongodb://h1:27017") == "fhirclr"

@@ -245,3 +245,14 @@ def test_every_served_type_has_its_base_parameters(registry: SearchParamRegistry
     assert {"owner", "requester", "status", "focus", "patient", "code", "output"} <= set(registry.for_type("Task"))
     assert "supporting-info" in registry.for_type("ServiceRequest")
     assert registry.get("Task", "output").url.startswith("http://hl7.org/fhir/us/sdoh-clinicalcare/")
+
+
+def test_created_by_tag_is_indexed_for_every_type(registry: SearchParamRegistry) -> None:
+    """The access policy finds what a provider created through ``_tag`` (``docs/security.md``)."""
+    from fhir_clr.engine.access import CREATED_BY_SYSTEM
+
+    tag = {"meta": {"tag": [{"system": CREATED_BY_SYSTEM, "code": "Organization/a"}]}}
+    for body in ({"resourceType": "Patient", **tag}, {"resourceType": "Condition", **tag},
+                 {"resourceType": "Task", "status": "requested", "intent": "order", **tag}):
+        index = registry.extract(body)
+        assert ("_tag", CREATED_BY_SYSTEM, "Organization/a") in index.tokens, body["resourceType"]

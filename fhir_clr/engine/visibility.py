@@ -1,0 +1,188 @@
+"""The one access gate of the engine: what a caller may see, decided before anything about a resource is read
+into an answer (see ``docs/security.md``).
+
+Every write plan reads the version it changes through ``Visibility.current``, which answers exactly as if the
+resource were absent when the caller may not see it; reads, history, conditional matching and the references a
+write makes go through the same object. Unrestricted callers (the plan, CLI, server-internal work) pay one
+plain store read and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from fhir_clr.engine.access import CREATED_BY_SYSTEM, FULL_ACCESS, AccessPolicy
+from fhir_clr.errors import FhirError
+from fhir_clr.fhirmodel.allowlist import is_served_type
+from fhir_clr.search.values import is_local_reference, local_prefixes, normalize_reference
+from fhir_clr.store.port import Store, StoredResource
+from fhir_clr.store.query import Condition, Criterion, ParamType, Query, TokenValue
+
+
+class Visibility:
+    """The caller's view of one store (``access`` decides; ``FULL_ACCESS`` sees everything)."""
+
+    def __init__(self, store: Store, access: AccessPolicy = FULL_ACCESS, *, base_urls: Sequence[str] = ()
+                 ) -> None:
+        self.store = store
+        self.access = access
+        self.prefixes = local_prefixes(base_urls)
+
+    def restriction(self, resource_type: str) -> Criterion | None:
+        """The caller's criterion for ``resource_type`` (None: sees all of it)."""
+        return self.access.restriction(resource_type)
+
+    @property
+    def scope(self) -> str | None:
+        """What conditional match keys are scoped to: the organization of a restricted caller, else None."""
+        return self.access.organization if self.access.role != "plan" else None
+
+    # ---- current versions ----------------------------------------------------------------------------
+
+    async def current(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The stored current version when the caller may see it; None exactly as for an absent resource.
+        A restricted caller sees live resources only (a deleted one is absent to it); an unrestricted caller
+        gets the tombstone of a deleted resource."""
+        restriction = self.restriction(resource_type)
+        if restriction is None:
+            return await self.store.read(resource_type, resource_id)
+        query = Query(resource_type, [_ids_condition({resource_id}), restriction], count=1)
+        found = (await self.store.search(query)).resources
+        return found[0] if found else None
+
+    async def visible_ids(self, resource_type: str, ids: set[str]) -> set[str]:
+        """The ids among ``ids`` of live resources the caller may see (one query)."""
+        restriction = self.restriction(resource_type)
+        if restriction is None or not ids:
+            return ids
+        query = Query(resource_type, [_ids_condition(ids), restriction], count=len(ids))
+        return {r.resource_id for r in (await self.store.search(query)).resources}
+
+    async def visible(self, resources: Sequence[StoredResource]) -> list[StoredResource]:
+        """The resources the caller may see (current, live versions decide), in the given order."""
+        by_type: dict[str, set[str]] = {}
+        for resource in resources:
+            if self.restriction(resource.resource_type) is not None:
+                by_type.setdefault(resource.resource_type, set()).add(resource.resource_id)
+        if not by_type:
+            return list(resources)
+        hidden: set[tuple[str, str]] = set()
+        for resource_type, ids in by_type.items():
+            allowed = await self.visible_ids(resource_type, ids)
+            hidden.update((resource_type, i) for i in ids - allowed)
+        return [r for r in resources if (r.resource_type, r.resource_id) not in hidden]
+
+    # ---- versions (history, vread) -------------------------------------------------------------------
+
+    async def readable_versions(self, versions: Sequence[StoredResource]) -> list[StoredResource]:
+        """The history entries the caller may read: for a type whose visibility is in its own body, the
+        version's body decides; for others, the resource's current visibility (or the version's own
+        created-by tag). Restricted callers get no delete tombstones."""
+        if all(self.restriction(v.resource_type) is None for v in versions):
+            return list(versions)
+        readable: dict[int, bool] = {}
+        derived: list[StoredResource] = []
+        for position, version in enumerate(versions):
+            if self.restriction(version.resource_type) is None:
+                readable[position] = True
+            elif version.deleted or version.body is None:
+                readable[position] = False
+            elif self.access.names_caller(version.resource_type, orjson.loads(version.body)):
+                readable[position] = True
+            elif self.access.visibility_in_body(version.resource_type):
+                readable[position] = False
+            else:
+                derived.append(version)
+        seen = {(v.resource_type, v.resource_id) for v in await self.visible(derived)}
+        return [v for position, v in enumerate(versions)
+                if readable.get(position, (v.resource_type, v.resource_id) in seen)]
+
+    # ---- references a write makes --------------------------------------------------------------------
+
+    async def check_references(self, resource: dict[str, Any], previous: bytes | None = None,
+                               written: frozenset[str] = frozenset()) -> None:
+        """Refuse (422, as for a resource that does not exist) a write by a restricted caller that adds a
+        reference to a resource it may not see. References already in ``previous`` (the version replaced),
+        to directory types, and to resources in ``written`` (those this transaction creates) are not checked."""
+        if self.scope is None:
+            return
+        before = {normalize_reference(ref, self.prefixes)
+                  for _, ref in _references(orjson.loads(previous) if previous else None)}
+        wanted: dict[str, dict[str, str]] = {}
+        for path, reference in _references(resource, resource.get("resourceType", "")):
+            local = normalize_reference(reference, self.prefixes)
+            if local is None or not is_local_reference(local) or local in written or local in before:
+                continue
+            target_type, _, target_id = local.partition("/")
+            if is_served_type(target_type) and self.restriction(target_type) is not None:
+                wanted.setdefault(target_type, {}).setdefault(target_id, path)
+        for target_type, by_id in wanted.items():
+            missing = set(by_id) - await self.visible_ids(target_type, set(by_id))
+            if missing:
+                target_id = min(missing, key=lambda i: by_id[i])
+                raise unknown_reference(by_id[target_id], f"{target_type}/{target_id}")
+
+    # ---- created-by --------------------------------------------------------------------------------------
+
+    def stamp(self, resource: dict[str, Any], replaced: StoredResource | None) -> dict[str, Any]:
+        """``resource`` with the server's created-by tag: a client-supplied one is dropped, the one of the
+        live version it replaces is carried over, and a restricted caller's create gets its organization's.
+        Nothing changes for the common resource without such tags."""
+        live = replaced is not None and not replaced.deleted and replaced.body is not None
+        kept = _created_by_tags(replaced.body) if live else []  # type: ignore[union-attr]
+        if not live and self.scope is not None:
+            kept = [{"system": CREATED_BY_SYSTEM, "code": self.scope}]
+        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+        tags = meta.get("tag") if isinstance(meta.get("tag"), list) else []
+        others = [t for t in tags if not _is_created_by(t)]
+        if not kept and len(others) == len(tags):
+            return resource
+        new_meta = {**meta, "tag": [*others, *kept]}
+        if not new_meta["tag"]:
+            del new_meta["tag"]
+        if new_meta:
+            return {**resource, "meta": new_meta}
+        return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def unknown_reference(path: str, reference: str) -> FhirError:
+    """The one answer for a reference to something absent or hidden (never says which)."""
+    return FhirError(422, "processing", f"{path} references {reference}, which does not exist", expression=path)
+
+
+def _ids_condition(ids: set[str]) -> Condition:
+    return Condition("_id", ParamType.TOKEN, tuple(TokenValue(None, i) for i in sorted(ids)))
+
+
+def _is_created_by(tag: Any) -> bool:
+    return isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
+
+
+def _created_by_tags(body: bytes) -> list[Any]:
+    """The created-by tags of a stored body (a byte search first: most bodies have none)."""
+    if _CREATED_BY_BYTES not in body:
+        return []
+    meta = orjson.loads(body).get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return [t for t in tags if _is_created_by(t)] if isinstance(tags, list) else []
+
+
+_CREATED_BY_BYTES = CREATED_BY_SYSTEM.encode()
+
+
+def _references(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(element path, reference)`` for every ``reference`` string in a JSON tree
+    (``Task.output[0].valueReference``)."""
+    if isinstance(value, dict):
+        reference = value.get("reference")
+        if isinstance(reference, str):
+            yield path, reference
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                yield from _references(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _references(item, f"{path}[{index}]")
