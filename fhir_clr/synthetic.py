@@ -4,7 +4,10 @@
 authorization outcome, Referral Status and closure reason, then loads them the way a plan would: a MIF file
 creates the referrals, the plan records authorization decisions, and monthly RTF files from the providers move
 the statuses forward (each file through the same import job as a real one). With ``--files DIR`` the MIF and
-RTF files are also written there, the last RTF with a few deliberately bad rows.
+RTF files are also written there, the last RTF with a few deliberately bad rows. Then a second MIF brings
+duplicate referrals (one for a Member already authorized, one while the first referral is open) and the plan's
+and Members' events follow (:mod:`fhir_clr.synthetic_events`): declined referrals reassigned, status inquiries,
+notices recorded on time and late.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fhir_clr.imports.mif_rows import REFERRAL_KEY_SYSTEM, referral_key
 from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
+from fhir_clr.synthetic_events import reassign_declined, record_notices, send_inquiries
 
 FAMILY = ["Alder", "Birch", "Cedar", "Dogwood", "Elm", "Fir", "Ginkgo", "Hazel", "Juniper", "Laurel", "Maple",
           "Oak", "Pine", "Quince", "Redwood", "Spruce", "Tamarack", "Willow", "Yew", "Zelkova"]
@@ -45,8 +49,13 @@ PATHS: list[list[tuple[str, str | None]]] = [
     [("3", None), ("2", None)],
     [("3", None), ("5", "member-not-eligible")],
     [("3", None), ("5", "other")],
+    [("3", None), ("4", None)],
+    [("3", None), ("5", "services-received")],
+    [("3", None), ("1", None), ("5", "provider-unable-to-serve")],
+    [("3", None), ("4", None), ("5", "member-deceased")],
 ]
-"""Referral Status paths (status, closure reason): every status and the closure reasons the workflow allows."""
+"""Referral Status paths (status, closure reason): every status, every closure reason a provider reports
+(Authorization Denied comes from the plan's denials), and months in which a referral skips states."""
 
 
 @dataclass(slots=True)
@@ -144,7 +153,8 @@ def bad_rtf_rows(population: Population) -> list[dict[str, Any]]:
     base = {"mcp_name": "Synthetic Health Plan", "ecm_provider_name": name, "ecm_provider_npi": npi,
             "referral_status": "1", "referral_status_date": date(2025, 7, 1)}
     return [{**base, "member_cin": "00000000Z"},  # no such Member
-            {**base, "member_cin": population.referrals[0].cin, "referral_status": "4"}]  # skips a status
+            {**base, "member_cin": population.referrals[0].cin, "referral_status": "4",
+             "referral_status_date": date(2099, 1, 1)}]  # a status date in the future
 
 
 def _file(services: Services, spec_kind: str, program: str | None, records: list[dict[str, Any]]) -> bytes:
@@ -166,7 +176,11 @@ async def load_population(services: Services, population: Population, files: Pat
             if step == steps - 1 and program == "ecm":
                 records += bad_rtf_rows(population)
             if records:
-                batches.append(("rtf", program, f"rtf-{program}-{step}.csv", _file(services, "rtf", program, records)))
+                batches.append(("rtf", program, f"rtf-{program}-{step}.csv",
+                                _file(services, "rtf", program, records)))
+    batches.append(("mif", None, "mif-duplicates.csv", _file(services, "mif", None,
+                                                             duplicate_records(population))))
+    first_load = False
     for index, (kind, program, name, data) in enumerate(batches):
         if files is not None:
             files.mkdir(parents=True, exist_ok=True)
@@ -175,8 +189,43 @@ async def load_population(services: Services, population: Population, files: Pat
         for outcome, count in report.counts.items():
             totals[outcome] += count
         if index == 0:
+            first_load = report.counts["applied"] > 0
             await _decide(services, population)
+    if first_load:  # the events happen once: a repeat run adds nothing
+        as_of = services.engine.clock().date()
+        await reassign_declined(services, await _providers_by_program(services, population))
+        await send_inquiries(services, as_of)
+        await record_notices(services, as_of)
     return totals
+
+
+def duplicate_records(population: Population) -> list[dict[str, Any]]:
+    """MIF rows referring two Members again for the same service a few days later, to another provider of the
+    program: one whose referral was approved (recorded and denied: already authorized) and one whose referral
+    is still undecided and open (tracked in full; both flagged for coordination)."""
+    approved = next((r for r in population.referrals if r.decision == "approved"), None)
+    undecided = next((r for r in population.referrals if r.decision is None), None)
+    rows = []
+    for original in (r for r in (approved, undecided) if r is not None):
+        row = next(m for m in mif_records(Population([original], population.providers)))
+        referred = original.referred + timedelta(days=5)
+        same_program = [0, 1] if original.service == "ecm" else [2, 3, 4]
+        other = population.providers[same_program[(same_program.index(original.provider) + 1) % len(same_program)]]
+        rows.append({**row, "referral_date": referred, "referral_status_date": referred,
+                     "ecm_provider_name": other[0], "ecm_provider_npi": other[1],
+                     "referring_organization": REFERRING[(REFERRING.index(original.referring) + 1) % len(REFERRING)]})
+    return rows
+
+
+async def _providers_by_program(services: Services, population: Population) -> dict[str, list[str]]:
+    """The providers' Organization references, ECM and CS apart (a reassignment stays within its program)."""
+    out: dict[str, list[str]] = {"ecm": [], "cs": []}
+    npi_system = services.rules["identifier_systems"]["npi"]
+    for index, (_, npi) in enumerate(population.providers):
+        found = await services.engine.planner.find("Organization", [("identifier", f"{npi_system}|{npi}")])
+        if found:
+            out["ecm" if index < 2 else "cs"].append(f"Organization/{found[0].resource_id}")
+    return out
 
 
 async def _decide(services: Services, population: Population) -> None:

@@ -53,7 +53,7 @@ async def start_import(request: Request) -> Response:
     importer = FileImporter(services(request).bundles.with_engine(caller), caller.clock, services(request).specs)
     import_request = ImportRequest(kind, data, params.get("filename"), params.get("program"),
                                    params.get("provider"), _flag(params.get("dryRun")), sheet=params.get("sheet"))
-    importer.check(import_request)  # a request that cannot run is refused now, not as a failed job
+    importer.check(import_request)  # a request that cannot start is refused now, not as a failed job later
 
     async def work(job: ImportJob) -> object:
         return await importer.run(import_request, progress=lambda rows: setattr(job, "rows_done", rows))

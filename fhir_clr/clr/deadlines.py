@@ -73,10 +73,24 @@ class Deadlines:
             moment = received if isinstance(received, datetime) else datetime.combine(received, datetime.min.time(),
                                                                                      self.timezone)
             return moment + timedelta(hours=self._table["authorization_decision_expedited"]["hours"])
+        return self.routine_decision_due(received)
+
+    def routine_decision_due(self, received: datetime | date, information: datetime | date | None = None,
+                             extended_days: int = 0) -> date:
+        """The routine authorization decision's last day: N business days from receipt of the information
+        reasonably necessary (``information``; the request's receipt when not recorded), never past the
+        calendar-day ceiling from the request's receipt, plus the one extension's calendar days."""
         routine = self._table["authorization_decision_routine"]
         start = self.local_date(received)
-        return min(self.calendar.add_business_days(start, routine["business_days"]),
-                   add_calendar_days(start, routine["max_calendar_days"]))
+        informed = max(start, self.local_date(information)) if information is not None else start
+        due = min(self.calendar.add_business_days(informed, routine["business_days"]),
+                  add_calendar_days(start, routine["max_calendar_days"]))
+        return add_calendar_days(due, extended_days) if extended_days else due
+
+    @property
+    def extension_calendar_days(self) -> int:
+        """The most calendar days the one extension of a routine authorization decision may add."""
+        return int(self._table["authorization_decision_routine"].get("extension_calendar_days", 14))
 
     def status_update_due(self, last_update: datetime | date) -> date:
         """When an open referral's status must next be refreshed."""

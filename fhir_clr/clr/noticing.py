@@ -32,6 +32,13 @@ class ReferralFacts:
     decided: datetime | date | None
     subject: dict[str, Any] | None
     requester: dict[str, Any] | None
+    stated_type: str | None = None
+    """The Referral Type code as it came in (``referral_type`` is who referred, when the two disagree)."""
+
+    @property
+    def type_contradicted(self) -> bool:
+        """True when the stated Referral Type disagrees with who referred."""
+        return self.stated_type is not None and self.stated_type != self.referral_type
 
 
 class Noticing:
@@ -63,8 +70,25 @@ class Noticing:
             decided = parse_moment(parts.get("date", {}).get("valueDateTime"))
         excluded = bool(service and services.concepts[service].properties.get("clr-excluded"))
         reference = f"ServiceRequest/{referral['id']}" if referral.get("id") else None
-        return ReferralFacts(reference, referral_type, service, excluded, status, decided, referral.get("subject"),
-                             referral.get("requester"))
+        return ReferralFacts(reference, self._who_referred(referral, referral_type), service, excluded, status,
+                             decided, referral.get("subject"), referral.get("requester"), referral_type)
+
+    def _who_referred(self, referral: dict[str, Any], stated: str | None) -> str | None:
+        """The Referral Type who referred calls for: a self-referral when the requester is the Member or a
+        RelatedPerson (family, friend, neighbor, guardian), whatever code came in; an external referral when a
+        self-referral code names a practitioner (a teacher or clinician acting professionally); otherwise the
+        stated code (an Organization requester may stand for whoever referred, as on a MIF)."""
+        requester = referral.get("requester")
+        reference = requester.get("reference") if isinstance(requester, dict) else None
+        if not isinstance(reference, str) or "/" not in reference:
+            return stated
+        kind = reference.split("/", 1)[0]
+        self_types, external = self._conf["self_referral_types"], self._conf["external_referral_types"]
+        if kind in self._conf["self_referring_requesters"]:
+            return stated if stated in self_types else self_types[0]
+        if stated in self_types and kind in self._conf["professional_requesters"]:
+            return external[0]
+        return stated
 
     def is_tracked(self, facts: ReferralFacts) -> bool:
         """False for services excluded from CLR (no timers, no notices)."""
@@ -89,8 +113,26 @@ class Noticing:
         if expedited and not isinstance(received, datetime):
             received = now if self.deadlines.local_date(now) == received else datetime.combine(
                 received, time.min, self.deadlines.timezone)
-        due = self.deadlines.authorization_decision_due(received, expedited=expedited)
+        due = self.deadlines.authorization_decision_due(received, expedited=expedited) if expedited else \
+            self.routine_decision_due(referral, received)
         return [self.obligation("authorization-decision", facts, None, received, due, None)]
+
+    def clock(self, referral: dict[str, Any]) -> dict[str, Any]:
+        """The referral's authorization-clock parts by name (``information-received``, ``extended-days``,
+        ``extension-reason``): their values, empty when the plan recorded none."""
+        ext = extension_of(referral, extension_url(self.rules, "authorization-clock"))
+        parts = [p for p in (ext or {}).get("extension", ()) if isinstance(p, dict)]
+        return {p.get("url"): next((v for k, v in p.items() if k.startswith("value")), None) for p in parts}
+
+    def routine_decision_due(self, referral: dict[str, Any], received: datetime | date | None = None,
+                             *, extended: bool = True) -> date:
+        """The routine decision's last day for ``referral`` (received ``received``, default its authoredOn),
+        counting the information received and, unless ``extended`` is False, the extension."""
+        clock = self.clock(referral)
+        moment = received or parse_moment(referral.get("authoredOn"))
+        assert moment is not None
+        days = int(clock.get("extended-days") or 0) if extended else 0
+        return self.deadlines.routine_decision_due(moment, parse_moment(clock.get("information-received")), days)
 
     def on_duplicate_open(self, referral: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
         """The obligation to coordinate a referral with another open one for the same Member and service: due
@@ -115,13 +157,26 @@ class Noticing:
         if not self._noticed(facts) or facts.authorization_status not in self._conf["decided_authorization_statuses"]:
             return []
         decided = facts.decided or now
-        out = [self.obligation("authorization-decision-member", facts, task_reference, now,
+        local = self.deadlines.local_date
+        # a decision recorded after the fact owes its notices from the decision, so each period starts by its end
+        start = decided if local(decided) < local(now) else now
+        out = [self.obligation("authorization-decision-member", facts, task_reference, start,
                                self.deadlines.member_decision_notice_due(decided), facts.subject)]
         if self._to_referring_entity(facts):
             moment = decided if isinstance(decided, datetime) else now
-            out.append(self.obligation("authorization-decision-referring-entity", facts, task_reference, now,
+            out.append(self.obligation("authorization-decision-referring-entity", facts, task_reference, start,
                                        self.deadlines.referring_entity_decision_notice_due(moment), facts.requester))
         return out
+
+    def on_decision_extended(self, referral: dict[str, Any], original_due: date, now: datetime
+                             ) -> list[dict[str, Any]]:
+        """The delay notice the Member is owed when the plan extends the authorization decision: due by the
+        original deadline (the Member learns of the delay before it happens)."""
+        facts = self.facts(referral)
+        if not self._noticed(facts):
+            return []
+        start = now if self.deadlines.local_date(now) <= original_due else original_due
+        return [self.obligation("authorization-delay-member", facts, None, start, original_due, facts.subject)]
 
     def on_loop_closed(self, referral: dict[str, Any], task_reference: str, closure_reason: str | None,
                        processed: datetime) -> list[dict[str, Any]]:

@@ -10,7 +10,11 @@ rules configuration and "today" is the plan-local date:
 * ``long-pending`` — referral Tasks still in an extended-open status (Pending) since before the service's
   threshold (30 days by default; a service with its own threshold gets its own group, chained on the
   referral's service, and is excluded from nothing — configure it and both counts show it);
-* ``coordination-needed`` — open CLR Referrals flagged as duplicates of another open referral.
+* ``coordination-needed`` — open CLR Referrals flagged as duplicates of another open referral;
+* ``declined`` — Declined referral Tasks whose referral is still open: the plan's to reassign to another
+  provider (a Task stays listed until its referral's loop closes on the new provider's Task);
+* ``status-review`` — referral Tasks whose reported status moved in an unusual way (re-opened, back to an
+  earlier status) and were tagged for review.
 """
 
 from __future__ import annotations
@@ -82,4 +86,10 @@ def worklist_groups(today: date, rules: dict[str, Any], codes: CodeLists, *,
             ("_profile", extension_url(rules, "clr-referral")),
             ("_tag", f"{flags.system}|{rules['duplicates']['flags']['open_referral']}"),
             ("status", OPEN_REFERRAL_STATUSES)]),
+        WorklistGroup("declined", "Task", [
+            ("_profile", referral_task),
+            ("referral-status", f"{statuses.system}|{rules['workflow']['declined_referral_status']}"),
+            ("focus:ServiceRequest.status", OPEN_REFERRAL_STATUSES)]),
+        WorklistGroup("status-review", "Task", [
+            ("_profile", referral_task), ("_tag", f"{flags.system}|{rules['workflow']['review_flag']}")]),
     ]

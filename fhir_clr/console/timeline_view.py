@@ -39,6 +39,10 @@ class StatusVersion:
     closure_date: str
     file_id: str | None
     file_row: str | None
+    provider: str = ""
+    """The servicing provider the Task was with (a reassigned referral shows each provider in turn)."""
+    reason: str = ""
+    """The status reason: the closure reason, or the decline reason of a Declined status."""
 
 
 @dataclass(slots=True)
@@ -125,6 +129,7 @@ class TimelineBuilder:
                                  for r in (o.get("restriction") or {}).get("recipient", ())]
                               + [reference_of(r) for c in communications.values() for r in c.get("recipient", ())])
         timeline = Timeline(referral_id, self._facts(referral), self._authorization(referral))
+        await self.names.load([reference_of(t.get("owner")) for t in referral_tasks])
         for task in referral_tasks:
             timeline.statuses += await self._versions(task["id"])
         timeline.statuses.sort(key=lambda v: v.recorded)
@@ -179,11 +184,12 @@ class TimelineBuilder:
             task = orjson.loads(entry.body)
             file_id, row = _file_row(task)
             closure = value_of(extension_of(task, extension_url(self.rules, "referral-loop-closure-date")))
+            reason = _display(task.get("statusReason")) if task.get("statusReason") else ""
+            closed = closure is not None
             versions.append(StatusVersion(
                 entry.version, entry.last_updated, str(task.get("status", "")), _display(task.get("businessStatus")),
                 str(value_of(extension_of(task, extension_url(self.rules, "date-of-referral-status-update"))) or ""),
-                _display(task.get("statusReason")) if task.get("statusReason") else "", str(closure or ""),
-                file_id, row))
+                reason if closed else "", str(closure or ""), file_id, row, self.names(task.get("owner")), reason))
         return versions
 
     async def _communications(self, obligations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

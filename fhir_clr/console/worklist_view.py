@@ -33,9 +33,12 @@ GROUP_TITLES = {
     "stale-status": "Stale statuses",
     "long-pending": "Long-pending referrals",
     "coordination-needed": "Duplicates needing coordination",
+    "declined": "Declined, to reassign",
+    "status-review": "Status movements to review",
 }
 SORT = {"overdue": "due-date", "due-today": "due-date", "due-this-week": "due-date", "stale-status": "status-date",
-        "long-pending": "status-date", "coordination-needed": "authored"}
+        "long-pending": "status-date", "coordination-needed": "authored", "declined": "status-date",
+        "status-review": "status-date"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,12 @@
 * When the plan records a decision, the decision obligation is satisfied and the notices are owed; a denial
   revokes the referral and closes its open referral Tasks with "Authorization Denied" (no closure notice:
   the denial notice is enough).
-* Only the plan records authorization decisions.
+* Who referred decides whether a referral is a self-referral (a Member or RelatedPerson requester), whatever
+  Referral Type code came in; a contradiction between the two is tagged ``referral-type-mismatch``.
+* Only the plan records authorization decisions, and the authorization clock: when the information reasonably
+  necessary was received (the routine deadline counts 5 business days from then, never past 14 calendar days
+  from the request) and the one extension (up to 14 calendar days, with its reason), which owes the Member a
+  delay notice by the original deadline.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.duplicates import DuplicateCheck, DuplicateKind, DuplicateRules
 from fhir_clr.clr.obligations import completed, kind_of
 from fhir_clr.clr.workflow import ROLE_PLAN, TERMINAL_STATUSES, Caller
@@ -40,6 +46,7 @@ class ReferralEvents:
         self._conf = context.rules["noticing"]
         self._flags = context.rules["duplicates"]["flags"]
         self._auth_url = context.workflow.noticing.authorization_url
+        self._clock_url = extension_url(context.rules, "authorization-clock")
 
     async def decide(self, previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
                      now: datetime) -> tuple[dict[str, Any], list[Change]]:
@@ -73,6 +80,8 @@ class ReferralEvents:
         noticing = self.context.noticing
         if not noticing.is_tracked(noticing.facts(referral)):
             return referral, []
+        if noticing.facts(referral).type_contradicted:  # noticing follows who referred; the plan takes a look
+            referral = self._flagged(referral, self._flags["referral_type_mismatch"])
         check = await self._check_duplicates(referral, now)
         changes: list[Change] = []
         if check.kind is DuplicateKind.ALREADY_AUTHORIZED and self._decided_status(referral) is None:
@@ -129,8 +138,10 @@ class ReferralEvents:
             raise FhirError(403, "forbidden", "Only the plan records the authorization decision",
                             expression=f"ServiceRequest.extension('{self._auth_url}')")
         decided = self._decided_status(referral)
-        if decided is None or decided == self._decided_status(previous):
-            return referral, []
+        newly_decided = decided is not None and decided != self._decided_status(previous)
+        clock_changes = await self._clock_changed(previous, referral, caller, now, newly_decided)
+        if not newly_decided:
+            return referral, clock_changes
         reference = f"ServiceRequest/{referral['id']}"
         noticing = self.context.noticing
         moment = noticing.facts(referral).decided or now
@@ -139,7 +150,8 @@ class ReferralEvents:
             referral = self._with_default_period(referral, when)
         open_tasks = await self.context.open_referral_tasks(reference)
         task_reference = f"Task/{open_tasks[0].stored.resource_id}" if open_tasks else None
-        changes = [self.context.create(o) for o in noticing.on_authorization_decided(referral, task_reference, now)]
+        changes = clock_changes + [self.context.create(o) for o in noticing.on_authorization_decided(
+            referral, task_reference, now)]
         for obligation in await self.context.open_obligations(focus=reference):
             if kind_of(obligation.body) == "authorization-decision":
                 changes.append(self.context.update(obligation, completed(obligation.body, when, reference)))
@@ -149,6 +161,47 @@ class ReferralEvents:
             for task in open_tasks:
                 changes += await self._close_denied(task, referral, when, now)
         return referral, changes
+
+    async def _clock_changed(self, previous: dict[str, Any], referral: dict[str, Any], caller: Caller,
+                             now: datetime, deciding: bool) -> list[Change]:
+        """Checks a change of the authorization clock and moves the open decision obligation's deadline (a
+        first extension also owes the Member a delay notice); nothing when the clock did not change."""
+        noticing = self.context.noticing
+        before, after = noticing.clock(previous), noticing.clock(referral)
+        if before == after:
+            return []
+        where = f"ServiceRequest.extension('{self._clock_url}')"
+        if caller.role != ROLE_PLAN:
+            raise FhirError(403, "forbidden", "Only the plan records the authorization clock", expression=where)
+        if self._decided_status(previous) is not None:
+            raise FhirError(422, "business-rule", "The authorization decision is recorded; its clock can no longer "
+                            "change", expression=where)
+        extension = (after.get("extended-days"), after.get("extension-reason"))
+        if before.get("extended-days") is not None and extension != (before.get("extended-days"),
+                                                                     before.get("extension-reason")):
+            raise FhirError(422, "business-rule", "The authorization decision may be extended only once",
+                            expression=f"{where}.extension('extended-days')")
+        limit = noticing.deadlines.extension_calendar_days
+        if extension[0] is not None and not 1 <= int(extension[0]) <= limit:
+            raise FhirError(422, "business-rule", f"An extension adds at most {limit} calendar days",
+                            expression=f"{where}.extension('extended-days')")
+        if (extension[0] is None) != (not str(extension[1] or "").strip()):
+            raise FhirError(422, "required", "An extension records both its days and its reason",
+                            expression=f"{where}.extension('extension-reason')")
+        if deciding or referral.get("priority") in self._conf["expedited_priorities"]:
+            return []  # the decision completes the obligation; an expedited clock counts hours, not this
+        reference = f"ServiceRequest/{referral['id']}"
+        due = noticing.routine_decision_due(referral).isoformat()
+        changes = []
+        for obligation in await self.context.open_obligations(focus=reference):
+            if kind_of(obligation.body) == "authorization-decision":
+                moved = clone(obligation.body)
+                moved["restriction"]["period"]["end"] = due
+                changes.append(self.context.update(obligation, moved))
+        if extension[0] is not None and before.get("extended-days") is None:
+            original = noticing.routine_decision_due(referral, extended=False)
+            changes += [self.context.create(o) for o in noticing.on_decision_extended(referral, original, now)]
+        return changes
 
     def _with_default_period(self, referral: dict[str, Any], start: datetime) -> dict[str, Any]:
         """An approval recorded without a period gets the service's configured authorization length (ECM: 12

@@ -25,13 +25,22 @@ CANONICAL_BASE = default_rules()["canonical_base"]
 
 
 @dataclass(frozen=True, slots=True)
+class Binding:
+    """The code lists a required binding's ValueSet includes (one, or several for a union ValueSet)."""
+
+    title: str
+    value_set: str
+    lists: tuple[CodeList, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ElementRule:
     """Cardinality and required binding of one element path (below the resource root)."""
 
     path: tuple[str, ...]
     min: int
     max: int | None
-    codes: CodeList | None
+    codes: Binding | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +60,7 @@ class ExtensionRule:
     value_types: tuple[str, ...] = ()
     """Allowed ``value[x]`` type codes; empty means no value is allowed (a complex extension)."""
     value_required: bool = False
-    codes: CodeList | None = None
+    codes: Binding | None = None
     subs: dict[str, tuple[int, int | None, ExtensionRule]] = field(default_factory=dict)
 
 
@@ -78,8 +87,12 @@ class ProfileChecker:
 
     def __init__(self, definitions: Iterable[dict[str, Any]]) -> None:
         lists = default_code_lists()
-        names = lists.keys()
-        self._codes_by_value_set = {lists[name].value_set: lists[name] for name in names}
+        every = [lists[name] for name in lists.keys()]  # noqa: SIM118 (CodeLists is not iterable)
+        self._codes_by_value_set = {c.value_set: Binding(c.title, c.value_set, (c,)) for c in every}
+        by_system = {c.system: c for c in every}
+        for value_set in _union_value_sets(DEFAULT_PROFILES_DIR):
+            included = tuple(by_system[i["system"]] for i in value_set["compose"]["include"])
+            self._codes_by_value_set[value_set["url"]] = Binding(value_set["title"], value_set["url"], included)
         self.profiles: dict[str, ProfileRule] = {}
         self.extensions: dict[str, ExtensionRule] = {}
         for definition in definitions:
@@ -95,7 +108,7 @@ class ProfileChecker:
 
     # ---- compiling ---------------------------------------------------------------------------------------
 
-    def _codes(self, element: dict[str, Any]) -> CodeList | None:
+    def _codes(self, element: dict[str, Any]) -> Binding | None:
         binding = element.get("binding") or {}
         if binding.get("strength") != "required":
             return None
@@ -228,15 +241,22 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _in_code_list(value: Any, codes: CodeList) -> bool:
-    """True when a code, Coding or CodeableConcept names a code of ``codes`` in its system."""
+def _in_code_list(value: Any, binding: Binding) -> bool:
+    """True when a code, Coding or CodeableConcept names a code of one of the ``binding``'s lists in its
+    system."""
     if isinstance(value, str):
-        return value in codes.concepts
+        return any(value in codes.concepts for codes in binding.lists)
     if not isinstance(value, dict):
         return False
     codings = value.get("coding") if "coding" in value else [value]
     return any(isinstance(c, dict) and c.get("system") == codes.system and c.get("code") in codes.concepts
-               for c in codings or ())
+               for c in codings or () for codes in binding.lists)
+
+
+def _union_value_sets(directory: Path) -> list[dict[str, Any]]:
+    """The ValueSets of ``directory`` that include more than one code system (whole code systems only)."""
+    found = (orjson.loads(p.read_bytes()) for p in sorted(directory.glob("ValueSet-*.json")))
+    return [v for v in found if len((v.get("compose") or {}).get("include", ())) > 1]
 
 
 @cache
@@ -267,8 +287,8 @@ def normalize_extension_codes(resource: dict[str, Any]) -> dict[str, Any]:
 
 def _normalized(rule: ExtensionRule, extension: dict[str, Any], where: str) -> dict[str, Any]:
     out = dict(extension)
-    if rule.codes is not None and isinstance(out.get("valueCoding"), dict):
-        out["valueCoding"] = rule.codes.parse(out["valueCoding"], where)
+    if rule.codes is not None and len(rule.codes.lists) == 1 and isinstance(out.get("valueCoding"), dict):
+        out["valueCoding"] = rule.codes.lists[0].parse(out["valueCoding"], where)
     if rule.subs and isinstance(out.get("extension"), list):
         out["extension"] = [_normalized(rule.subs[e["url"]][2], e, f"{where}.extension('{e['url']}')")
                             if isinstance(e, dict) and e.get("url") in rule.subs else e for e in out["extension"]]

@@ -45,7 +45,14 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2
-    report = asyncio.run(_import(args, settings, data))
+    from fhir_clr.errors import FhirError
+
+    try:
+        report = asyncio.run(_import(args, settings, data))
+    except FhirError as error:  # a request that cannot start (an untold layout): one line, exit code 2
+        print(f"cannot import {args.file.name}: {error.issues[0].message if error.issues else error}",
+              file=sys.stderr)
+        return 2
     if args.rejects is not None:
         args.rejects.write_text(rejects_csv(report), encoding="utf-8")
     if args.json:

@@ -14,10 +14,12 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
+
+import orjson
 
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
@@ -35,11 +37,11 @@ from fhir_clr.imports.results import (
     RejectedRow,
     rejects_csv,
 )
-from fhir_clr.imports.rtf_rows import RowProblem, RtfMatcher
+from fhir_clr.imports.rtf_rows import RowKeys, RowProblem, RtfMatcher
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import MappingSpec, find_spec
+from fhir_clr.mapping.spec import MappingSpec, default_specs, find_spec
 from fhir_clr.observability.metrics import IMPORT_ROWS
 
 BATCH_ROWS = 500
@@ -78,31 +80,38 @@ class FileImporter:
         self.specs = specs
         """The loaded mapping specs (None: the bundled ones)."""
 
-    def check(self, request: ImportRequest) -> MappingSpec:
-        """The mapping spec that reads ``request``'s file; 400 for a kind or program that cannot be imported,
-        403 for a MIF or ASF from a caller who sees only its own referrals (those files are the plan's)."""
-        if request.kind not in IMPORTABLE_KINDS:
-            raise FhirError(400, "not-supported", f"Importing {request.kind} files is not supported; "
-                            f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
+    def check(self, request: ImportRequest) -> None:
+        """Refuse (one line) a request that cannot start: 400 for a kind that cannot be imported or a layout that
+        neither ``program`` nor the file's headers tell, 403 for a MIF or ASF from a caller who sees only its own
+        referrals (those files are the plan's). A file that cannot be read is left to :meth:`run`'s report."""
+        self._check_caller(request)
+        try:
+            table = open_table(request.data, request.filename, request.sheet)
+        except FileFormatError:
+            return
+        with table:
+            choose_spec(request.kind, request.program, table.headers, self.specs)
+
+    def _check_caller(self, request: ImportRequest) -> None:
+        """400 for a kind that cannot be imported; 403 for a MIF or ASF from a provider."""
+        _check_kind(request.kind)
         if request.kind not in PROVIDER_KINDS and restricted_organization(self.engine) is not None:
             raise FhirError(403, "forbidden", f"Only the plan imports {request.kind.upper()} files; a provider "
                             "imports its RTF")
-        try:
-            return find_spec(request.kind, request.program, specs=self.specs)
-        except LookupError as error:
-            raise FhirError(400, "invalid", str(error)) from None
 
     async def run(self, request: ImportRequest, progress: Callable[[int], None] | None = None) -> ImportReport:
         """Import ``request``'s file; the report says what became of every row."""
         started = time.perf_counter()
-        spec = self.check(request)
-        report = ImportReport(request.kind, spec.id, request.dry_run)
+        self._check_caller(request)
         try:
             table = open_table(request.data, request.filename, request.sheet)
         except FileFormatError as error:
+            report = ImportReport(request.kind, _spec_or_kind(request, self.specs), request.dry_run)
             report.file_problems.append(str(error))
             return report
         with table:
+            spec = choose_spec(request.kind, request.program, table.headers, self.specs)
+            report = ImportReport(request.kind, spec.id, request.dry_run)
             report.file_format, report.encoding = table.format, table.encoding
             header_match = match_headers(spec, table.headers)
             report.extra_headers = list(header_match.extra)
@@ -135,8 +144,10 @@ class FileImporter:
         committing: _Committing | None = None
         try:
             while batch := list(islice(rows, BATCH_ROWS)):
-                committing = await self._apply_batch(spec, rows, matcher, writer, batch, request, report,
-                                                     committing)
+                parsed = self._parsed(spec, matcher, batch, report)
+                for part in [parsed] if spec.kind == "mif" else _rounds(matcher, parsed):
+                    committing = await self._apply_batch(spec, rows, matcher, writer, part, request, report,
+                                                         committing)
                 if progress is not None:
                     progress(report.rows)
         except BaseException:
@@ -144,20 +155,30 @@ class FileImporter:
                 await asyncio.gather(committing.results, return_exceptions=True)
             raise
         if committing is not None:
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
 
-    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
-                           batch: list[tuple[RawRow, Any]], request: ImportRequest, report: ImportReport,
-                           committing: _Committing | None) -> _Committing | None:
-        """Match and plan one batch; its commit, running (``committing`` is the previous batch's)."""
+    def _parsed(self, spec: MappingSpec, matcher: RtfMatcher, batch: list[tuple[RawRow, Any]],
+                report: ImportReport) -> list[_Parsed]:
+        """The batch's rows projected to FHIR, with their keys; rows with refused cells rejected here, rows
+        with cells kept as text flagged with a warning."""
         parsed = []
         for raw, record in batch:
             if not record.ok:
                 self._reject(report, raw, [Problem(_header(spec, e.column), e.value, e.rule, e.message)
                                            for e in record.errors])
                 continue
+            if record.warnings:
+                report.warnings.append(RejectedRow(raw.number, [Problem(_header(spec, w.column), None, w.rule,
+                                                                        w.message) for w in record.warnings]))
             fragments = matcher.project(record.values)
             parsed.append((raw, fragments, matcher.keys(fragments)))
+        return parsed
+
+    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
+                           parsed: list[_Parsed], request: ImportRequest, report: ImportReport,
+                           committing: _Committing | None) -> _Committing | None:
+        """Match and plan one batch of rows (at most one per referral); its commit, running (``committing`` is
+        the previous batch's)."""
         groups: list[tuple[int, dict[str, Any]]] = []
         raws: dict[int, RawRow] = {}
         if spec.kind == "mif":  # creates claim conditional keys: committed before the next batch is planned
@@ -169,18 +190,17 @@ class FileImporter:
                     groups.append((raw.number, group))
                     raws[raw.number] = raw
             groups = _stamped(report, groups)
-            self._record(spec, await writer.write(groups), raws, dict(groups), report)
+            self._record(spec, rows, await writer.write(groups), raws, dict(groups), report)
             return None
         await matcher.prefetch([keys for _, _, keys in parsed])
         if committing is not None and matcher.patient_ids & committing.patients:
             # these rows read what the running commit writes: wait for it, then read again
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
             committing = None
             await matcher.prefetch([keys for _, _, keys in parsed])
         for raw, fragments, keys in parsed:
             if request.provider_npi and keys.npi != request.provider_npi:
-                self._reject(report, raw, [Problem(None, None, "provider", "The row names another servicing "
-                                                   "provider than the one importing the file")])
+                report.skipped += 1  # another provider's row: not this provider's to report
                 continue
             found = matcher.match(keys)
             if isinstance(found, RowProblem):
@@ -198,7 +218,8 @@ class FileImporter:
                 found = current
             else:
                 updated = matcher.updated_task(found, fragments.get("Task", {}))
-            if _same(updated, found):
+            if _same(updated, found) or (spec.kind != "asf" and _older(matcher, updated, found)
+                                         and await matcher.already_reported(found, updated)):
                 report.count(UNCHANGED)
                 continue
             groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -208,16 +229,19 @@ class FileImporter:
         groups = _stamped(report, groups)
         finish = await writer.start(groups)
         if committing is not None:
-            self._record(spec, await committing.results, committing.raws, committing.bundles, report)
+            self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
         return _Committing(asyncio.ensure_future(finish()), matcher.patient_ids, raws, dict(groups))
 
-    def _record(self, spec: MappingSpec, results: list[GroupResult], raws: dict[int, RawRow],
+    def _record(self, spec: MappingSpec, rows: _RowSource, results: list[GroupResult], raws: dict[int, RawRow],
                 bundles: dict[int, dict[str, Any]], report: ImportReport) -> None:
-        """Count a committed batch's rows; the engine's refusals become rejected rows."""
+        """Count a committed batch's rows; the engine's refusals become rejected rows, each problem with the
+        text of the cell it is about."""
         for result in results:
             if result.outcome == REJECTED and result.error is not None:
                 number = int(str(result.key))
-                self._reject(report, raws[number], _engine_problems(spec, result.error, bundles[number]))
+                problems = [replace(p, value=rows.cell(raws[number], _column_name(spec, p.column)))
+                            for p in _engine_problems(spec, result.error, bundles[number])]
+                self._reject(report, raws[number], problems)
             else:
                 report.count(APPLIED if result.outcome == APPLIED else UNCHANGED)
 
@@ -225,6 +249,71 @@ class FileImporter:
     def _reject(report: ImportReport, raw: RawRow, problems: list[Problem]) -> None:
         report.count(REJECTED)
         report.rejected.append(RejectedRow(raw.number, problems))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in IMPORTABLE_KINDS:
+        raise FhirError(400, "not-supported", f"Importing {kind} files is not supported; "
+                        f"importable kinds: {', '.join(IMPORTABLE_KINDS)}")
+
+
+def choose_spec(kind: str, program: str | None, headers: list[str],
+                specs: dict[str, MappingSpec] | None = None) -> MappingSpec:
+    """The layout of a ``kind`` file among ``specs`` (None: the bundled ones): the ``program``'s, or, without
+    one, the only layout of that kind whose required columns the headers hold (ECM and CS RTFs name their
+    provider columns differently). 400 with one line when it cannot be told."""
+    loaded = specs if specs is not None else default_specs()
+    if program is not None or len({s.program for s in loaded.values() if s.kind == kind}) <= 1:
+        try:
+            return find_spec(kind, program, specs=loaded)
+        except LookupError as error:
+            raise FhirError(400, "invalid", str(error)) from None
+    fitting = {s.program: s for s in loaded.values() if s.kind == kind and match_headers(s, headers).ok}
+    if len(fitting) == 1:
+        return find_spec(kind, next(iter(fitting)), specs=loaded)
+    programs = sorted({s.program for s in loaded.values() if s.kind == kind})
+    why = "its headers fit no layout" if not fitting else "its headers fit more than one layout"
+    raise FhirError(400, "invalid", f"Cannot tell the {kind.upper()} layout of this file ({why}); name the "
+                    f"program: one of {', '.join(programs)}", expression="program")
+
+
+def _spec_or_kind(request: ImportRequest, specs: dict[str, MappingSpec] | None) -> str:
+    """The spec id to report for a file that could not be read (the kind when the layout is unknown)."""
+    try:
+        return find_spec(request.kind, request.program, specs=specs).id
+    except LookupError:
+        return request.kind
+
+
+_Parsed = tuple[RawRow, dict[str, dict[str, Any]], RowKeys]
+"""A row, its FHIR fragments and its identifying keys."""
+
+
+def _rounds(matcher: RtfMatcher, parsed: list[_Parsed]) -> list[list[_Parsed]]:
+    """The batch's rows in rounds: round *k* holds the *k*-th row of each referral (same Member, service and
+    provider) in the order its statuses happened — by Date of Referral Status Update, then by how far the
+    status goes, then by row — so each row is planned after the one before it is committed."""
+    by_referral: dict[tuple[str | None, str | None, str | None], list[_Parsed]] = {}
+    for item in parsed:
+        keys = item[2]
+        by_referral.setdefault((keys.cin, keys.service, keys.npi), []).append(item)
+    rounds: list[list[_Parsed]] = []
+    for items in by_referral.values():
+        for index, item in enumerate(sorted(items, key=lambda i: matcher.happened(i[1], i[0].number))):
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(item)
+    return [sorted(part, key=lambda i: i[0].number) for part in rounds]
+
+
+def _older(matcher: RtfMatcher, updated: dict[str, Any], current: dict[str, Any]) -> bool:
+    """True when ``updated`` reports a status dated before ``current``'s."""
+    (_, after), (_, before) = matcher.status_of(updated), matcher.status_of(current)
+    return isinstance(after, str) and isinstance(before, str) and after[:10] < before[:10]
+
+
+def _column_name(spec: MappingSpec, header: str | None) -> str | None:
+    return next((c.name for c in spec.columns if c.header == header), None) if header else None
 
 
 @dataclass(slots=True)
@@ -276,9 +365,15 @@ def _sourced(bundle: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
-    strip = ("meta", "text")
-    return {k: v for k, v in updated.items() if k not in strip} == {k: v for k, v in current.items()
-                                                                   if k not in strip}
+    """True when ``updated`` says what ``current`` says: ``meta`` and ``text`` aside, extensions in any order."""
+    return _comparable(updated) == _comparable(current)
+
+
+def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in resource.items() if k not in ("meta", "text")}
+    if isinstance(out.get("extension"), list):
+        out["extension"] = sorted(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in out["extension"])
+    return out
 
 
 _ENTRY = re.compile(r"^Bundle\.entry\[(?P<index>\d+)\]\.resource")

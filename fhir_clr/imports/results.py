@@ -47,12 +47,16 @@ class ImportReport:
     file_problems: list[str] = field(default_factory=list)
     """Why the file as a whole could not be imported (unreadable, required columns missing)."""
     extra_headers: list[str] = field(default_factory=list)
+    skipped: int = 0
+    """Rows about another servicing provider than the one importing its own file: not this file's to apply."""
+    warnings: list[RejectedRow] = field(default_factory=list)
+    """Rows applied (or unchanged) with a cell kept as text that deserves a look (a formula-looking name)."""
     seconds: float = 0.0
 
     @property
     def rows(self) -> int:
         """Rows read (every one has an outcome)."""
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + self.skipped
 
     def count(self, outcome: str) -> None:
         """Count one row's outcome."""
@@ -63,14 +67,20 @@ class ImportReport:
         if self.file_problems:
             return "file not imported: " + "; ".join(self.file_problems)
         return (f"{self.rows} rows: {self.counts[APPLIED]} applied, {self.counts[UNCHANGED]} unchanged, "
-                f"{self.counts[REJECTED]} rejected" + (" (dry run: nothing written)" if self.dry_run else ""))
+                f"{self.counts[REJECTED]} rejected" + (f", {self.skipped} skipped (other providers)"
+                                                      if self.skipped else "")
+                + (f", {len(self.warnings)} with warnings" if self.warnings else "")
+                + (" (dry run: nothing written)" if self.dry_run else ""))
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON (counts and reasons; cell values only in the rejected rows' details)."""
         return {"kind": self.kind, "spec": self.spec, "dryRun": self.dry_run, "format": self.file_format,
                 "encoding": self.encoding, "documentReference": self.document_id and
                 f"DocumentReference/{self.document_id}", "sha256": self.sha256, "rows": self.rows,
-                **self.counts, "fileProblems": self.file_problems, "extraHeaders": self.extra_headers,
+                **self.counts, "skipped": self.skipped, "fileProblems": self.file_problems,
+                "extraHeaders": self.extra_headers, "warnings": [
+                    {"row": w.number, "column": p.column, "rule": p.rule, "message": p.message}
+                    for w in self.warnings for p in w.problems],
                 "seconds": round(self.seconds, 3), "summary": self.summary()}
 
 

@@ -32,12 +32,15 @@ from fhir_clr.fhirmodel.clone import clone
 from fhir_clr.imports.caller import restricted_organization
 from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.spec import MappingSpec
+from fhir_clr.store.port import HistoryFilter
 
 SERVICING = "Organization[servicing]"
 LOOKUP_LIMIT = 200
 _REFERRAL_TASK_BYTES = REFERRAL_TASK_PROFILE.encode()
 TASKS_PER_MEMBER = 50
 """Most Tasks (referral Tasks and their obligations) read per Member when matching rows."""
+HISTORY_VERSIONS = 100
+"""Most versions of a referral Task looked at to find an older reported status already recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class RtfMatcher:
         self._tasks: dict[tuple[str, str], list[tuple[dict[str, Any], str | None]]] = {}
         self.referrals: dict[str, dict[str, Any]] = {}
         """The CLR Referrals of the prefetched Tasks, by id."""
+        self._closure_date_url = f"{rules['canonical_base']}/StructureDefinition/referral-loop-closure-date"
         self._match_columns = {self._column_for(prefix): prefix for prefix in (
             "Patient.identifier", "ServiceRequest.code", f"{SERVICING}.identifier")}
 
@@ -195,12 +199,15 @@ class RtfMatcher:
         return candidates[0]
 
     def updated_task(self, current: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
-        """``current`` with the row's Task elements: Referral Status (canonical), its date, the closure reason
-        (dropped when the status is not closing), extensions by URL, and any other element the row carries."""
+        """``current`` with the row's Task elements: Referral Status (canonical), its date, the status reason
+        (the closure reason when closing; a reason the row does not give is kept only while the status stays),
+        extensions by URL (the closure date dropped when the row does not close), and any other element the
+        row carries. The Task's tags (a review flag) stay."""
         task = clone(current)
-        task.pop("meta", None)
-        task["meta"] = {"profile": [REFERRAL_TASK_PROFILE]}
+        tags = (current.get("meta") or {}).get("tag")
+        task["meta"] = {"profile": [REFERRAL_TASK_PROFILE], **({"tag": clone(tags)} if tags else {})}
         statuses = self.codes["referral-status"]
+        before = statuses.code_of(current.get("businessStatus"))
         for element, value in fragment.items():
             if element in ("resourceType", "extension"):
                 continue
@@ -212,11 +219,44 @@ class RtfMatcher:
         if code is not None:
             task["businessStatus"] = statuses.parse_concept(code)
         closing = code == self.workflow.closed_status
-        if not closing:
+        if code != before and "statusReason" not in fragment:
             task.pop("statusReason", None)
-        reason = self.codes["loop-closure-reason"].code_of(task.get("statusReason")) if closing else None
-        if reason is not None:
-            task["statusReason"] = self.codes["loop-closure-reason"].parse_concept(reason)
+        if not closing:
+            task["extension"] = [e for e in task["extension"] if e.get("url") != self._closure_date_url]
+        reason = None
+        if closing:
+            reason = self.codes["loop-closure-reason"].code_of(task.get("statusReason"))
+            if reason is not None:
+                task["statusReason"] = self.codes["loop-closure-reason"].parse_concept(reason)
+        elif code != self.workflow.declined_status:
+            task.pop("statusReason", None)
         if code is not None:
             task["status"] = self.workflow.task_status_for(code, reason)
         return task
+
+    def status_of(self, task: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The Referral Status code of ``task`` and its Date of Referral Status Update (as written)."""
+        date = next((e.get("valueDateTime") for e in task.get("extension", ()) if isinstance(e, dict) and
+                     e.get("url") == self.workflow.status_date_url), None)
+        return self.codes["referral-status"].code_of(task.get("businessStatus")), date
+
+    def happened(self, fragments: dict[str, dict[str, Any]], row: int) -> tuple[str, int, int]:
+        """When a row's status happened, to order the rows of one referral: its Date of Referral Status Update,
+        then how far along the status is (Pending, Accepted, Outreach Initiated, then Declined, Closed), then
+        the row number."""
+        code, date = self.status_of(fragments.get("Task", {}))
+        order = [*self.workflow.rules["workflow"]["status_order"], self.workflow.declined_status,
+                 self.workflow.closed_status]
+        return (str(date or "")[:10], order.index(code) if code in order else len(order), row)
+
+    async def already_reported(self, current: dict[str, Any], updated: dict[str, Any]) -> bool:
+        """True when the status ``updated`` reports is already on record for ``current``: kept as superseded,
+        or a version of the Task once had it (a repeated row of an older status)."""
+        code, date = self.status_of(updated)
+        if code is None or date is None:
+            return False
+        if self.workflow.is_recorded(current, code, date):
+            return True
+        page = await self.engine.store.history(HistoryFilter("Task", str(current.get("id"))), HISTORY_VERSIONS)
+        return any(self.status_of(orjson.loads(v.body)) == (code, date) for v in page.entries
+                   if v.body is not None and not v.deleted)

@@ -51,12 +51,13 @@ def match_headers(spec: MappingSpec, headers: list[str]) -> HeaderMatch:
     """Match ``headers`` (a file's header row) against the columns of ``spec``."""
     by_label = {normalize_header(label): column.name
                 for column in spec.columns for label in (column.header, *column.aliases)}
+    known = {normalize_header(label) for label in spec.known_extra}
     indexes: dict[str, int] = {}
     extra: list[str] = []
     duplicates: list[str] = []
     for position, header in enumerate(headers):
         normalized = normalize_header(header)
-        if not normalized:
+        if not normalized or normalized in known:
             continue
         name = by_label.get(normalized)
         if name is None:

@@ -19,6 +19,8 @@ class RowRecord:
     number: int
     values: dict[str, Any]
     errors: list[CellError] = field(default_factory=list)
+    warnings: list[CellError] = field(default_factory=list)
+    """Cells kept as they are but worth a look: formula-looking text in a free-text column."""
 
     @property
     def ok(self) -> bool:
@@ -39,17 +41,33 @@ def parse_row(spec: MappingSpec, header_match: HeaderMatch, raw_row: RawRow) -> 
     width = len(cells)
     values: dict[str, Any] = {}
     errors: list[CellError] = []
+    warnings: list[CellError] = []
     for name, index, parse in plan:
         raw = cells[index] if index < width else ""
         try:
             values[name] = parse(raw)
         except InvalidCell as invalid:
             values[name] = None
-            errors.append(CellError(name, invalid.rule, invalid.message, raw))
+            if invalid.rule == "formula" and _keeps_formula_text(spec, name, raw):
+                values[name] = raw.strip()
+                warnings.append(CellError(name, "formula", "the cell looks like a spreadsheet formula; it was kept "
+                                          "as text and not evaluated", raw))
+            else:
+                errors.append(CellError(name, invalid.rule, invalid.message, raw))
     if width > header_match.width and any(cell.strip() for cell in cells[header_match.width:]):
         errors.append(CellError(None, "extra-cells",
                                 f"the row has {width} cells but the header row has {header_match.width}"))
-    return RowRecord(raw_row.number, values, errors)
+    return RowRecord(raw_row.number, values, errors, warnings)
+
+
+def _keeps_formula_text(spec: MappingSpec, name: str, raw: str) -> bool:
+    """True when a formula-looking cell of column ``name`` is kept as plain text: a free-text column (string,
+    no pattern) that identifies nothing (not a ``match`` column), within its length limit. Such text is stored
+    as a string, never evaluated, and written back behind a ``'`` by every export."""
+    column = spec.by_name[name]
+    if column.type != "string" or column.pattern or name in spec.match:
+        return False
+    return column.max_length is None or len(raw.strip()) <= column.max_length
 
 
 def _plan(spec: MappingSpec, header_match: HeaderMatch) -> _Plan:

@@ -32,6 +32,7 @@ DEFAULT_MAPPINGS_DIR = BUNDLED_MAPPINGS_DIR
 NO_TARGET = "none"
 
 _TOP_KEYS = {"id", "kind", "program", "version", "title", "match", "columns"}
+_OPTIONAL_TOP_KEYS = {"known_extra_headers"}
 _COLUMN_KEYS = {"name", "header", "aliases", "type", "format", "required", "code_system", "default",
                 "max_length", "pattern", "target"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -84,6 +85,8 @@ class MappingSpec:
     source: Path
     timezone: str
     """The plan's time zone (rules config): FHIR dateTimes are read as local dates in it."""
+    known_extra: tuple[str, ...] = ()
+    """Headers of plans' own variants that carry nothing this spec maps (read past, not reported as unknown)."""
     by_name: dict[str, ColumnSpec] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -156,7 +159,7 @@ class _Loader:
     def spec(self, data: Any) -> MappingSpec:
         if not isinstance(data, dict):
             raise self.fail("the document must be a mapping of id, kind, program, version, title, match, columns")
-        for key in sorted(set(data) - _TOP_KEYS):
+        for key in sorted(set(data) - _TOP_KEYS - _OPTIONAL_TOP_KEYS):
             raise self.fail("unknown key", key=key)
         for key in sorted(_TOP_KEYS - set(data)):
             raise self.fail("missing", key=key)
@@ -181,7 +184,18 @@ class _Loader:
             if name not in names:
                 raise self.fail(f"names unknown column {name!r}", key="match")
         return MappingSpec(text["id"], text["kind"], text["program"], text["version"], text["title"].strip(),
-                           tuple(match), tuple(columns), self.path, self.rules.get("timezone", "UTC"))
+                           tuple(match), tuple(columns), self.path, self.rules.get("timezone", "UTC"),
+                           self.known_extra(data.get("known_extra_headers", []), columns))
+
+    def known_extra(self, items: Any, columns: list[ColumnSpec]) -> tuple[str, ...]:
+        """Headers some plans' variants add that have no column here: read past, not reported as unknown."""
+        if not isinstance(items, list) or not all(isinstance(i, str) and normalize_header(i) for i in items):
+            raise self.fail("a list of header texts", key="known_extra_headers")
+        labels = {normalize_header(label) for c in columns for label in (c.header, *c.aliases)}
+        for item in items:
+            if normalize_header(item) in labels:
+                raise self.fail(f"{item!r} is already a column's header or alias", key="known_extra_headers")
+        return tuple(i.strip() for i in items)
 
     def columns(self, items: Any) -> list[ColumnSpec]:
         if not isinstance(items, list) or not items:

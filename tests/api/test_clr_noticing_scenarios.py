@@ -299,3 +299,79 @@ def test_a_notice_missing_what_its_profile_requires_is_refused_and_changes_nothi
     fax = notice(owed, "2026-11-24T11:00:00-08:00", channel="carrier-pigeon")
     refused = client.post("/Communication", json=fax, headers={"Content-Type": "application/fhir+json"})
     assert refused.status_code == 422, refused.text
+
+
+# ---- the authorization clock as written; who referred ------------------------------------------------------
+
+CLOCK_URL = f"{BASE}/StructureDefinition/authorization-clock"
+
+
+def with_clock(referral: dict[str, Any], **parts: Any) -> dict[str, Any]:
+    """``referral`` with the plan's authorization clock parts (name → value[x] dict)."""
+    body = {**referral, "extension": [e for e in referral["extension"] if e["url"] != CLOCK_URL]}
+    body["extension"].append({"url": CLOCK_URL, "extension": [{"url": name, **value} for name, value in
+                                                                parts.items()]})
+    return body
+
+
+def refused_put(client: httpx.Client, body: dict[str, Any]) -> int:
+    """The status of a PUT of ``body`` that must change nothing (its version stays)."""
+    before = client.get(f"/ServiceRequest/{body['id']}").json()["meta"]["versionId"]
+    response = client.put(f"/ServiceRequest/{body['id']}", json=body,
+                          headers={"Content-Type": "application/fhir+json"})
+    assert client.get(f"/ServiceRequest/{body['id']}").json()["meta"]["versionId"] == before
+    return response.status_code
+
+
+def test_the_decision_counts_from_the_information_and_may_be_extended_once_with_a_delay_notice(
+        client: httpx.Client) -> None:
+    referral = created(client, referral_body(member(client), organization(client, "clinic"), authored="2026-11-13"))
+    assert obligations(client, **about(referral)) == [("authorization-decision", "requested", "2026-11-20")]
+    # the information reasonably necessary arrived Wed 18th: 5 business days end Wed 25th (ceiling: Fri 27th)
+    informed = with_clock(referral, **{"information-received": {"valueDateTime": "2026-11-18"}})
+    referral = updated(client, informed)
+    assert obligations(client, **about(referral)) == [("authorization-decision", "requested", "2026-11-25")]
+    missing_reason = with_clock(referral, **{"information-received": {"valueDateTime": "2026-11-18"},
+                                             "extended-days": {"valuePositiveInt": 14}})
+    assert refused_put(client, missing_reason) == 422
+    too_long = with_clock(referral, **{"information-received": {"valueDateTime": "2026-11-18"},
+                                       "extended-days": {"valuePositiveInt": 15},
+                                       "extension-reason": {"valueString": "awaiting records"}})
+    assert refused_put(client, too_long) == 422
+    extended = with_clock(referral, **{"information-received": {"valueDateTime": "2026-11-18"},
+                                       "extended-days": {"valuePositiveInt": 14},
+                                       "extension-reason": {"valueString": "awaiting specialist records"}})
+    referral = updated(client, extended)
+    assert obligations(client, **about(referral)) == [
+        ("authorization-decision", "requested", "2026-12-09"),  # 25 Nov + 14 calendar days
+        ("authorization-delay-member", "requested", "2026-11-25")]  # before the original deadline passes
+    assert obligation(client, "authorization-delay-member", **about(referral))["restriction"]["recipient"] == [
+        referral["subject"]]
+    again = with_clock(referral, **{"information-received": {"valueDateTime": "2026-11-18"},
+                                    "extended-days": {"valuePositiveInt": 7},
+                                    "extension-reason": {"valueString": "more records"}})
+    assert refused_put(client, again) == 422  # once only
+
+
+def test_a_backdated_decision_owes_notices_whose_periods_start_by_their_end(client: httpx.Client) -> None:
+    referral = created(client, referral_body(member(client), organization(client, "clinic"), authored="2026-09-28"))
+    referral = updated(client, decided(referral, "approved", "2026-10-01T10:00:00-07:00"))
+    found = client.get("/Task", params={"focus": f"ServiceRequest/{referral['id']}", "status": "requested"}).json()
+    periods = [e["resource"]["restriction"]["period"] for e in found["entry"]]
+    assert periods and all(p["start"][:10] <= p["end"][:10] for p in periods), periods
+
+
+def test_who_referred_decides_a_self_referral_and_a_contradiction_is_flagged(client: httpx.Client) -> None:
+    subject = member(client)
+    mother = created(client, {"resourceType": "RelatedPerson", "patient": {"reference": subject}})
+    referral = created(client, referral_body(subject, f"RelatedPerson/{mother['id']}", referral_type="1"))
+    assert [t["code"] for t in referral["meta"]["tag"] if t["system"] == FLAGS_SYSTEM] == ["referral-type-mismatch"]
+    referral = updated(client, decided(referral, "approved", DECISION))
+    assert [o[0] for o in obligations(client, **about(referral), status="requested")] == [
+        "authorization-decision-member"]  # a self-referral: only the Member is noticed
+    teacher = f"Practitioner/{created(client, {'resourceType': 'Practitioner', 'name': [{'family': 'Teacher'}]})['id']}"
+    claimed = created(client, referral_body(member(client), teacher, referral_type="3"))
+    assert [t["code"] for t in claimed["meta"]["tag"] if t["system"] == FLAGS_SYSTEM] == ["referral-type-mismatch"]
+    claimed = updated(client, decided(claimed, "approved", DECISION))
+    assert obligation(client, "authorization-decision-referring-entity", **about(claimed))["restriction"][
+        "recipient"] == [{"reference": teacher}]  # a teacher acting professionally is not a self-referral

@@ -107,14 +107,25 @@ def test_closing_without_a_reason_is_refused_and_changes_nothing(client: httpx.C
                       ).json().get("entry", []) == []
 
 
-def test_invalid_transition_is_refused(client: httpx.Client) -> None:
+def test_a_reported_status_may_skip_states_and_a_reason_only_fits_its_status(client: httpx.Client) -> None:
     _, task = open_referral(client)
-    response = put(client, with_status(task, "Outreach Initiated", "2026-11-09", "in-progress"))
+    response = put(client, with_status(task, "Outreach Initiated", "2026-11-09", "in-progress",
+                                       statusReason={"text": "Services Received"}))
     assert response.status_code == 422
     outcome = response.json()
-    assert issue_expressions(outcome) == ["Task.businessStatus"]
-    assert "cannot change from Pending to Outreach Initiated" in outcome["issue"][0]["details"]["text"]
+    assert issue_expressions(outcome) == ["Task.statusReason"]
     assert client.get(f"/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+    response = put(client, with_status(task, "Outreach Initiated", "2026-11-09", "in-progress"))
+    assert response.status_code == 200, response.text  # Pending → Outreach Initiated: accepted and reached out
+    assert response.json()["status"] == "in-progress"
+
+
+def test_a_declined_referral_records_its_decline_reason(client: httpx.Client) -> None:
+    _, task = open_referral(client)
+    response = put(client, with_status(task, "2. Declined", "2026-11-09", "rejected",
+                                       statusReason={"text": "Provider Lacks Capacity"}))
+    assert response.status_code == 200, response.text
+    assert response.json()["statusReason"]["coding"][0]["code"] == "capacity"
 
 
 def test_codes_outside_the_value_sets_are_refused(client: httpx.Client) -> None:
@@ -131,11 +142,11 @@ def test_codes_outside_the_value_sets_are_refused(client: httpx.Client) -> None:
 
 def test_unprofiled_task_focused_on_a_clr_referral_follows_the_rules(client: httpx.Client) -> None:
     _, task = open_referral(client)
-    body = with_status(task, "Outreach Initiated", "2026-11-09", "in-progress")
+    body = with_status(task, "Outreach Initiated", "2026-11-09", "in-progress", statusReason={"text": "other"})
     del body["meta"]
     response = put(client, body)
     assert response.status_code == 422
-    assert issue_expressions(response.json()) == ["Task.businessStatus"]
+    assert issue_expressions(response.json()) == ["Task.statusReason"]
 
 
 def test_transaction_closing_a_referral_commits_its_side_effects_with_it(client: httpx.Client) -> None:
@@ -158,7 +169,7 @@ def test_transaction_with_a_refused_referral_change_changes_nothing(client: http
     patient = {"resourceType": "Patient", "name": [{"family": unique("member")}]}
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
-        {"resource": with_status(task, "4", "2026-11-09", "in-progress"),
+        {"resource": with_status(task, "4", "2026-11-09", "in-progress", statusReason={"text": "other"}),
          "request": {"method": "PUT", "url": f"Task/{task['id']}"}}]}
     response = client.post("/", json=bundle, headers=FHIR_JSON)
     assert response.status_code == 422
@@ -184,3 +195,29 @@ def test_transaction_creating_a_referral_and_its_task_starts_every_clock(client:
     clocks = client.get("/Task", params={"part-of": f"Task/{task_id}"}).json()
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in clocks["entry"]) == [
         "pending-follow-up", "status-update"]
+
+
+def test_a_declined_referral_is_reassigned_by_the_plan_and_its_loop_stays_open(client: httpx.Client) -> None:
+    """Provider A declines (lacks capacity); the plan gives the referral to provider B with a new Pending Task;
+    the referral stays open, B closes the loop, the Referring Entity's closure notice is owed, and the timeline
+    shows both providers."""
+    referral, first = open_referral(client)
+    declined = put(client, with_status(first, "2", "2026-11-06", "rejected", statusReason={"text": "capacity"}))
+    assert declined.status_code == 200, declined.text
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "active"
+    other = organization(client, "second-provider")
+    second = created(client, referral_task_body(referral, other, since="2026-11-09"))
+    assert (second["status"], second["businessStatus"]["coding"][0]["code"]) == ("requested", "3")
+    closing = with_status(second, "5", "2026-11-20", "completed", statusReason={"text": "Services Received"})
+    assert put(client, closing).status_code == 200
+    notices = client.get("/Task", params={"part-of": f"Task/{second['id']}",
+                                          "code": "loop-closure-referring-entity"}).json()["entry"]
+    assert [n["resource"]["restriction"]["recipient"] for n in notices] == [[referral["requester"]]]
+    assert client.get(f"/ServiceRequest/{referral['id']}").json()["status"] == "completed"
+    page = client.get(f"/console/referrals/{referral['id']}")
+    assert page.status_code == 200
+    first_name = client.get(f"/{first['owner']['reference']}").json()["name"]
+    second_name = client.get(f"/{other}").json()["name"]
+    history = page.text.split('id="status-history"', 1)[1].split("</table>", 1)[0]
+    assert history.index(first_name) < history.index("Declined") < history.index(second_name)
+    assert "capacity" in history and "Services Received" in history

@@ -62,7 +62,8 @@ def test_worklist_counts_follow_the_data_and_match_their_searches(client: httpx.
     # the new referral's decision (Tue 24th + 5 business days = Wed 2 Dec) is not due within 2 business days
     assert after["due-soon"]["count"] == before["due-soon"]["count"]
     assert worklist(client, days="5")["due-soon"]["count"] > worklist(client)["due-soon"]["count"]
-    for name in ("overdue", "due-soon", "stale-status", "long-pending", "coordination-needed"):
+    for name in ("overdue", "due-soon", "stale-status", "long-pending", "coordination-needed", "declined",
+                 "status-review"):
         listed = client.get(f"/{after[name]['search']}&_count=500").json()
         assert len(listed.get("entry", [])) == after[name]["count"], name
 
@@ -71,3 +72,23 @@ def test_bad_days_is_a_clear_error(client: httpx.Client) -> None:
     response = client.get("/$clr-worklist", params={"days": "soon"})
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["days"]
+
+
+def test_declined_referrals_and_unusual_movements_are_listed_for_the_plan(client: httpx.Client) -> None:
+    from tests.api.clr_helpers import updated, with_status
+
+    before = worklist(client)
+    clinic, provider = organization(client, "clinic"), organization(client, "provider")
+    referral = created(client, referral_body(member(client), clinic, authored="2026-11-02"))
+    task = created(client, referral_task_body(referral, provider))
+    updated(client, with_status(task, "2", "2026-11-10", "rejected"))
+    other = created(client, referral_body(member(client), clinic, authored="2026-11-02"))
+    moved = updated(client, with_status(created(client, referral_task_body(other, provider)), "4", "2026-11-10",
+                                        "in-progress"))
+    updated(client, with_status(moved, "1", "2026-11-12", "accepted"))  # back to an earlier status
+    after = worklist(client)
+    assert after["declined"]["count"] - before["declined"]["count"] == 1
+    assert after["status-review"]["count"] - before["status-review"]["count"] == 1
+    for name in ("declined", "status-review"):
+        listed = client.get(f"/{after[name]['search']}&_count=500").json()
+        assert len(listed.get("entry", [])) == after[name]["count"], name

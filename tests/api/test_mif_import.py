@@ -57,3 +57,18 @@ async def test_mif_rows_create_referrals_once(services: Services) -> None:
     assert len(providers) == 1
     again = await importer.run(ImportRequest("mif", data, "mif.csv"))
     assert again.counts == {"applied": 0, "unchanged": 2, "rejected": 2}
+
+
+async def test_a_formula_looking_name_is_kept_as_text_warned_and_exported_escaped(services: Services) -> None:
+    from tests.api.test_exports import export
+
+    npi = valid_npi("443456789")
+    data = mif([mif_row("44345678N", npi, member_last_name="=1+2")]).replace(b",'=1+2,", b",=1+2,")
+    report = await FileImporter(services.bundles, services.engine.clock).run(ImportRequest("mif", data, "mif.csv"))
+    assert report.counts["applied"] == 1 and report.counts["rejected"] == 0, report.rejected
+    assert [(w.number, w.problems[0].column, w.problems[0].rule) for w in report.warnings] == [
+        (2, "Member Last Name", "formula")]
+    members = await found(services, "Patient", [("identifier", "http://fhir-clr.org/fhir/sid/medi-cal-cin|44345678N")])
+    assert members[0]["name"][0]["family"] == "=1+2"  # stored as the text it was, never evaluated
+    exported = await export(services, "mif", npi)
+    assert b",'=1+2," in exported and b",=1+2," not in exported  # written back behind a quote

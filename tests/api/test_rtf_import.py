@@ -76,22 +76,22 @@ async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) 
     first = await referral(services, "12345678A", npi)
     second = await referral(services, "22345678B", npi)
     data = rtf([row("12345678A", npi, "1", date(2026, 11, 10)),
-                row("22345678B", npi, "4", date(2026, 11, 10)),  # Pending → Outreach Initiated: not allowed
+                row("22345678B", npi, "4", date(2026, 11, 10)),  # Pending → Outreach Initiated: a reported fact
                 row("99999999Z", npi, "1", date(2026, 11, 10)),  # no such Member
                 row("12345678A", npi, "1", date(2026, 12, 1))])  # status date in the future
     importer = FileImporter(services.bundles, services.engine.clock)
     report = await importer.run(ImportRequest("rtf", data, "rtf-2026-11.csv", "ecm"))
-    assert report.counts == {"applied": 1, "unchanged": 0, "rejected": 3}, rejects_csv(report)
+    assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 2}, rejects_csv(report)
     assert (await task_now(services, first["id"]))["businessStatus"]["coding"][0]["code"] == "1"
-    assert (await task_now(services, second["id"]))["meta"]["versionId"] == second["meta"]["versionId"]
+    assert (await task_now(services, second["id"]))["status"] == "in-progress"
     reasons = {r.number: [(p.column, p.rule) for p in r.problems] for r in report.rejected}
-    assert reasons[3] == [("Referral Status", "rule")]
     assert reasons[4] == [("Member Client Index Number (CIN)", "match")]
     assert reasons[5] == [("Date of Referral Status Update", "rule")]
+    assert "5,Date of Referral Status Update,12/01/2026,rule," in rejects_csv(report)  # the cell of a rule reject
     assert "row 4, column 'Member Client Index Number (CIN)'" in orjson.dumps(rejects_outcome(report)).decode()
 
     again = await importer.run(ImportRequest("rtf", data, "rtf-2026-11.csv", "ecm"))
-    assert again.counts == {"applied": 0, "unchanged": 1, "rejected": 3}
+    assert again.counts == {"applied": 0, "unchanged": 2, "rejected": 2}
     assert again.document_id == report.document_id
 
     document = orjson.loads((await services.engine.read("DocumentReference", report.document_id or "")).body or b"")

@@ -14,8 +14,10 @@ def test_rules_config_codes_exist() -> None:
     assert set(flow["task_status_by_referral_status"]) | {flow["closed_referral_status"]} == statuses
     assert set(flow["task_status_by_closure_reason"]) == reasons
     assert set(flow["completes_service_request"]) | set(flow["denial_closure_reasons"]) <= reasons
-    for transition in flow["transitions"]:
-        assert transition["from"] in statuses | {None} and transition["to"] in statuses
+    assert set(flow["status_order"]) | {flow["declined_referral_status"], flow["closed_referral_status"]} == statuses
+    assert set(flow["status_set_by"]) == statuses and set(flow["requester_may_close_from"]) <= statuses
+    assert set(flow["unusual_movements"].values()) <= {"review", "superseded", "reject"}
+    assert flow["review_flag"] in codes["referral-flags"].concepts
     noticing = rules["noticing"]
     types = set(codes["referral-type"].concepts)
     assert set(noticing["self_referral_types"]) | set(noticing["mcp_identified_types"]) <= types

@@ -1,4 +1,5 @@
-"""The CLR referral Task workflow: transitions, who may make them, derived fields and refusals."""
+"""The CLR referral Task workflow: reported statuses, unusual movements, who may set each status, derived fields
+and refusals."""
 
 from __future__ import annotations
 
@@ -108,27 +109,96 @@ def issue(error: FhirError) -> tuple[int, str, str | None]:
     return error.status, error.issues[0].code, error.issues[0].expression
 
 
-@pytest.mark.parametrize(("before", "after", "message"), [
-    ("3", "4", "cannot change from Pending to Outreach Initiated"),
-    ("1", "2", "cannot change from Accepted to Declined"),
-    ("4", "1", "cannot change from Outreach Initiated to Accepted"),
-    ("1", "3", "cannot change from Accepted to Pending"),
+@pytest.mark.parametrize(("before", "after", "reason", "status"), [
+    ("3", "4", None, "in-progress"),  # accepted and reached out within the month
+    ("3", "5", "Services Received", "completed"),  # the whole loop within the month
+    ("1", "2", None, "rejected"),
+    ("1", "5", "Unable to Reach Member", "failed"),
 ])
-def test_refused_transitions(before: str, after: str, message: str) -> None:
-    error = refused(stored(before, "2026-02-20"), task(after), PLAN)
-    assert issue(error) == (422, "business-rule", "Task.businessStatus")
-    assert message in str(error)
+def test_any_forward_movement_is_accepted(before: str, after: str, reason: str | None, status: str) -> None:
+    proposed = task(after, statusReason={"text": reason}) if reason else task(after)
+    decision = check_task_change(stored(before, "2026-02-20"), proposed, OWNER, NOW)
+    assert (decision.task["status"], decision.movement, decision.superseded) == (status, None, False)
+    assert "meta" not in decision.task
 
 
-def test_create_must_start_pending() -> None:
-    error = refused(None, task("1"), PLAN)
-    assert "cannot change from (new referral) to Accepted" in str(error)
+def test_a_new_status_may_share_the_previous_status_date() -> None:
+    assert check_task_change(stored("1", "2026-02-20"), task("4", "2026-02-20"), OWNER, NOW).task["status"] == \
+        "in-progress"
 
 
-def test_closing_pending_as_services_received_skips_the_sdohcc_states() -> None:
-    error = refused(stored("3", "2026-02-20"), task("5", statusReason={"text": "services received"}), OWNER)
-    assert issue(error) == (422, "business-rule", "Task.status")
-    assert "requested to completed" in str(error)
+def _workflow(**actions: str) -> Any:
+    from fhir_clr.clr.config import default_rules
+    from fhir_clr.clr.workflow import TaskWorkflow
+
+    rules = copy.deepcopy(default_rules())
+    rules["workflow"]["unusual_movements"].update(actions)
+    return TaskWorkflow(rules)
+
+
+def _closed() -> dict[str, Any]:
+    return check_task_change(stored("4", "2026-02-20"), task("5", "2026-02-25", statusReason={
+        "text": "Unable to Reach Member"}), OWNER, NOW).task
+
+
+@pytest.mark.parametrize(("before", "after", "movement"), [
+    ("4", "1", "backward"), ("1", "3", "backward"), ("2", "1", "reopen_after_decline"),
+])
+def test_unusual_movements_apply_flagged_for_review_by_default(before: str, after: str, movement: str) -> None:
+    decision = check_task_change(stored(before, "2026-02-20"), task(after), PLAN, NOW)
+    assert decision.movement == movement and decision.status_changed
+    assert [t["code"] for t in decision.task["meta"]["tag"]] == ["status-review"]
+
+
+def test_reopening_a_closed_referral_is_flagged_and_drops_nothing_silently() -> None:
+    reopened = check_task_change(_closed(), task("4"), OWNER, NOW)
+    assert (reopened.movement, reopened.task["status"]) == ("reopen_after_closure", "in-progress")
+    proposed = task("4")
+    proposed["extension"].append({"url": CLOSURE_URL, "valueDate": "2026-02-25"})
+    assert issue(refused(_closed(), proposed, OWNER))[2] == f"Task.extension('{CLOSURE_URL}')"
+
+
+def test_an_older_status_is_kept_as_history_only_by_default() -> None:
+    previous = stored("4", "2026-02-20")
+    decision = check_task_change(previous, task("1", "2026-02-12"), OWNER, NOW)
+    assert decision.superseded and decision.movement == "older_than_current" and not decision.status_changed
+    assert decision.task["businessStatus"] == previous["businessStatus"]
+    kept = [e for e in decision.task["extension"] if e["url"].endswith("/superseded-referral-status")]
+    assert kept == [{"url": f"{BASE}/StructureDefinition/superseded-referral-status", "extension": [
+        {"url": "status", "valueCoding": {"system": f"{BASE}/CodeSystem/referral-status", "version": "0.1.0",
+                                          "code": "1", "display": "Accepted"}},
+        {"url": "date", "valueDateTime": "2026-02-12"}]}]
+    again = check_task_change(decision.task, task("1", "2026-02-12"), OWNER, NOW)
+    assert again.task == decision.task  # reporting it again changes nothing
+
+
+@pytest.mark.parametrize(("movement", "previous", "proposed", "message"), [
+    ("backward", "4", task("1"), "cannot change from Outreach Initiated to Accepted"),
+    ("reopen_after_decline", "2", task("1"), "cannot change from Declined to Accepted"),
+    ("older_than_current", "4", task("1", "2026-02-12"), "cannot go back before the current status's date"),
+])
+def test_unusual_movements_can_be_configured_to_reject(movement: str, previous: str, proposed: dict[str, Any],
+                                                       message: str) -> None:
+    with pytest.raises(FhirError) as caught:
+        _workflow(**{movement: "reject"}).check_task_change(stored(previous, "2026-02-20"), proposed, PLAN, NOW)
+    assert caught.value.status == 422 and message in str(caught.value)
+
+
+def test_an_unknown_movement_action_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="unusual_movements"):
+        _workflow(backward="ignore")
+
+
+def test_declined_carries_an_optional_decline_reason() -> None:
+    coded = check_task_change(stored("3", "2026-02-20"), task("2", statusReason={
+        "coding": [{"system": f"{BASE}/CodeSystem/decline-reason", "code": "capacity"}]}), OWNER, NOW).task
+    assert coded["statusReason"]["coding"][0]["code"] == "capacity" and coded["status"] == "rejected"
+    text = check_task_change(stored("3", "2026-02-20"), task("2", statusReason={"text": "outside the service area"}),
+                             OWNER, NOW).task
+    assert text["statusReason"]["coding"][0]["code"] == "service-area"
+    assert "statusReason" not in check_task_change(stored("3", "2026-02-20"), task("2"), OWNER, NOW).task
+    error = refused(stored("3", "2026-02-20"), task("2", statusReason={"text": "Services Received"}), OWNER)
+    assert issue(error) == (422, "code-invalid", "Task.statusReason") and "Decline Reason" in str(error)
 
 
 @pytest.mark.parametrize(("before", "after", "caller", "expression"), [
@@ -184,8 +254,8 @@ def test_closure_reason_outside_the_value_set() -> None:
 def test_reason_only_on_closure_and_closure_date_only_when_closed() -> None:
     coded = {"coding": [{"system": f"{BASE}/CodeSystem/loop-closure-reason", "code": "other"}]}
     assert issue(refused(stored("1", "2026-02-20"), task("4", statusReason=coded), OWNER))[2] == "Task.statusReason"
-    assert check_task_change(stored("3", "2026-02-20"), task("2", statusReason={"text": "No capacity"}), OWNER,
-                             NOW).task["status"] == "rejected"
+    assert issue(refused(stored("3", "2026-02-20"), task("2", statusReason={"text": "Bored"}), OWNER))[2] == \
+        "Task.statusReason"
     proposed = task("4")
     proposed["extension"].append({"url": CLOSURE_URL, "valueDate": "2026-03-02"})
     assert issue(refused(stored("1", "2026-02-20"), proposed, OWNER)) == (
@@ -198,8 +268,6 @@ def test_reason_only_on_closure_and_closure_date_only_when_closed() -> None:
     (task("4", None), "required", f"Task.extension('{DATE_URL}')"),
     (task("4", "yesterday"), "invalid", f"Task.extension('{DATE_URL}')"),
     (task("4", "2026-03-03"), "business-rule", f"Task.extension('{DATE_URL}')"),  # in the future
-    (task("4", "2026-02-19"), "business-rule", f"Task.extension('{DATE_URL}')"),  # before the previous status
-    (task("4", "2026-02-20"), "business-rule", f"Task.extension('{DATE_URL}')"),  # reused date for a new status
     (task("4", status="completed"), "business-rule", "Task.status"),
 ])
 def test_unprocessable_changes(proposed: dict[str, Any], code: str, expression: str) -> None:
@@ -212,10 +280,11 @@ def test_all_problems_reported_together() -> None:
     assert [i.expression for i in error.issues] == ["Task.statusReason", f"Task.extension('{DATE_URL}')"]
 
 
-def test_history_is_never_rewritten() -> None:
+def test_a_closed_task_changes_only_by_a_reported_status() -> None:
     closed = check_task_change(stored("4", "2026-02-20"), task("5", statusReason={"text": "Services Received"}),
                                OWNER, NOW).task
-    error = refused(closed, task("4"), PLAN)
+    edited = {**closed, "description": "edited"}
+    error = refused(closed, edited, PLAN)
     assert issue(error) == (422, "business-rule", "Task.status")
     assert "closed" in str(error)
 
