@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.api.helpers import FHIR_JSON, patient, task, unique
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.conftest import LiveServer
 
 PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
@@ -49,10 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A referral of the plan to cbo-a (Patient pa, ServiceRequest sra, Task ta, Condition ca), a Member the
     plan registered without any referral (Patient pplan), and a Task of cbo-a the plan deleted (tdel)."""
     data_dir: Path = tmp_path_factory.mktemp("paths-server")
-    for client in (PLAN, CBO_A, CBO_B):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A, CBO_B)
     plan = http_for(server.base_url, access_token(server.base_url, PLAN))
     for org in ("plan", "cbo-a", "cbo-b"):
         assert plan.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},
