@@ -11,7 +11,9 @@
   - the files they sent and the rejected rows kept for them: DocumentReferences whose ``author`` is their
     Organization and Binaries whose ``securityContext`` is (the importer records both);
   - resources their own clients created (the server-set created-by tag, see ``docs/security.md``);
-  - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
+  - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all;
+    likewise the subscription topics the server writes as ``Basic`` (coded ``fhir-types|SubscriptionTopic``),
+    the only Basic resources every client sees. No client, not even the plan, may write or delete those.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
   or ``performer``), change other resources only when they can see them, and not write directory resources.
   Chained searches are allowed along the links above (or to directory types); ``_has`` only from directory
@@ -25,12 +27,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.tokens import Caller
-from fhir_clr.engine.access import CREATED_BY_SYSTEM
+from fhir_clr.engine.access import CREATED_BY_SYSTEM, TOPIC_BASIC_CODE
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
 from fhir_clr.search.registry import SearchParamRegistry
+from fhir_clr.store.port import StoredResource
 from fhir_clr.store.query import (
     AnyOf,
     ChainCondition,
@@ -53,6 +58,9 @@ OWN_RECORD_PARAMS = {"DocumentReference": "author", "Binary": "security-context"
 """Types an organization sees when this search parameter names it: its received files and their rejects."""
 SUBSCRIBER_EXTENSION = "http://fhir-clr.org/fhir/StructureDefinition/subscriber"
 """The server-set extension naming the Organization a Subscription belongs to (search parameter ``subscriber``)."""
+
+TOPIC_BASIC = Condition("code", ParamType.TOKEN, (TokenValue(*TOPIC_BASIC_CODE),))
+"""The server-written subscription topics among the Basic resources (see ``TOPIC_BASIC_CODE``)."""
 
 CHAIN_LINKS = frozenset({("ServiceRequest", "subject", "Patient"), ("ServiceRequest", "patient", "Patient"),
                          ("Task", "patient", "Patient"), ("Task", "subject", "Patient"),
@@ -116,6 +124,8 @@ class OrganizationPolicy:
             return [c for c in (*self._via("ServiceRequest", "subject"), *self._via("Task", "patient"))
                     if c is not None]
         found = [*self._via_tasks(("focus", "output")), *self._via("ServiceRequest", "supporting-info")]
+        if resource_type == "Basic":
+            found.append(TOPIC_BASIC)
         if resource_type in OWN_RECORD_PARAMS:
             found.append(self._party(resource_type, OWN_RECORD_PARAMS[resource_type]))
         if self._has_param(resource_type, "based-on"):
@@ -156,10 +166,14 @@ class OrganizationPolicy:
 
     # ---- writes ------------------------------------------------------------------------------------------
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
+                      replaced: StoredResource | None = None) -> None:
         """Who may change what: see the module docstring."""
         if resource_type in PLAN_ONLY_TYPES:
             raise forbidden(f"{resource_type} is written by the server only")
+        if resource_type == "Basic" and (is_topic_basic(resource) or (
+                replaced is not None and replaced.body is not None and is_topic_basic(orjson.loads(replaced.body)))):
+            raise forbidden("Subscription topics are written by the server only")
         if self.role is Role.PLAN or resource is None:
             return
         if resource_type in DIRECTORY_TYPES:
@@ -178,6 +192,8 @@ class OrganizationPolicy:
             return True
         if resource_type in PLAN_ONLY_TYPES:
             return False
+        if resource_type == "Basic" and is_topic_basic(resource):
+            return True
         meta = resource.get("meta")
         for tag in (meta.get("tag") if isinstance(meta, dict) else None) or []:
             if isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM and \
@@ -197,6 +213,14 @@ class OrganizationPolicy:
                 if isinstance(ref, dict) and _local(ref.get("reference")) == self.caller.organization:
                     return True
         return False
+
+
+def is_topic_basic(resource: dict[str, Any] | None) -> bool:
+    """True when a Basic's ``code`` is the one of the server-written subscription topics."""
+    code = resource.get("code") if isinstance(resource, dict) else None
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) == TOPIC_BASIC_CODE for c in codings)
 
 
 def _local(reference: Any) -> str | None:

@@ -13,11 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from fhir_clr.store.port import StoredResource
 from fhir_clr.store.query import Criterion
 
 CREATED_BY_SYSTEM = "https://fhir-clr.org/CodeSystem/created-by"
 """``meta.tag`` system of the server-set tag naming the organization (``Organization/id``) whose restricted
 client created a resource. Clients can neither set nor remove it."""
+
+TOPIC_BASIC_CODE = ("http://hl7.org/fhir/fhir-types", "SubscriptionTopic")
+"""``Basic.code`` (system, code) of the R4 form of a subscription topic the server writes at start-up
+(``fhir_clr.subscriptions.topic_basic``): conformance data without PHI, readable by every authenticated client
+and written by the server only."""
 
 
 class AccessPolicy(Protocol):
@@ -41,8 +47,10 @@ class AccessPolicy(Protocol):
     def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
         """Raise 403 for search criteria that would reveal data outside the caller's reach (chains, _has)."""
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
-        """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type``."""
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
+                      replaced: StoredResource | None = None) -> None:
+        """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type`` in place of
+        ``replaced`` (the current version an update or delete changes; None for a create)."""
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """True when a ``resource_type`` resource's own content decides who sees it (referral parties,
@@ -73,7 +81,8 @@ class FullAccess:
     def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
         """Every search is allowed."""
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
+                      replaced: StoredResource | None = None) -> None:
         """Every write is allowed."""
 
     def visibility_in_body(self, resource_type: str) -> bool:

@@ -104,7 +104,7 @@ class Engine:
             await self.visibility.check_references(change.resource, previous, written)
         plan = await self.apply_rules(plan)
         if plan.change is not None:
-            self.access.check_content(plan.change.resource_type, plan.change.resource)
+            self.access.check_content(plan.change.resource_type, plan.change.resource, plan.replaced)
         return plan
 
     # ---- reads -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from fhir_clr.store.query import Criterion
 class Plan:
     """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
     changes the write entails (CLR workflow side effects), committed atomically with ``change``. ``replaced``
-    is the stored version an update replaces, when the planner read it."""
+    is the stored version an update or delete replaces, when the planner read it."""
 
     change: Change | None
     status: int
@@ -251,7 +251,8 @@ class WritePlanner:
         check_if_match(current, if_match)
         if current is None or current.deleted:
             return Plan(change=None, status=200, existing=current)
-        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200)
+        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200,
+                    replaced=current)
 
     async def read_live(self, resource_type: str, resource_id: str) -> StoredResource:
         """The current version, or 404 (never existed, or out of the caller's reach) / 410 (deleted)."""
