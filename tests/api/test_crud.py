@@ -157,6 +157,9 @@ def test_json_patch(client: httpx.Client) -> None:
     assert client.patch(f"/Task/{rid}", json=change_id, headers=patch_headers).status_code == 422
     malformed = client.patch(f"/Task/{rid}", json={"op": "nope"}, headers=patch_headers)
     assert malformed.status_code == 400
+    for not_an_array in (b"null", b"7", b'"replace"'):  # found by schemathesis: a 500 before
+        answer = client.patch(f"/Task/{rid}", content=not_an_array, headers=patch_headers)
+        assert answer.status_code == 400 and "JSON array" in answer.text, answer.text
     assert client.get(f"/Task/{rid}").json()["meta"]["versionId"] == "2"
 
 
