@@ -15,7 +15,8 @@
     likewise the subscription topics the server writes as ``Basic`` (coded ``fhir-types|SubscriptionTopic``),
     the only Basic resources every client sees. No client, not even the plan, may write or delete those.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
-  or ``performer``), change other resources only when they can see them, and not write directory resources.
+  or ``performer``), change other resources only when they can see them, and not write or delete directory
+  resources.
   Chained searches are allowed along the links above (or to directory types); ``_has`` only from directory
   types: otherwise they could probe resources the client cannot see.
 
@@ -174,10 +175,12 @@ class OrganizationPolicy:
         if resource_type == "Basic" and (is_topic_basic(resource) or (
                 replaced is not None and replaced.body is not None and is_topic_basic(orjson.loads(replaced.body)))):
             raise forbidden("Subscription topics are written by the server only")
-        if self.role is Role.PLAN or resource is None:
+        if self.role is Role.PLAN:
             return
         if resource_type in DIRECTORY_TYPES:
             raise forbidden(f"Only the plan maintains {resource_type} resources")
+        if resource is None:
+            return
         if resource_type in PARTY_ELEMENTS and not self.is_party(resource_type, resource):
             raise forbidden(f"A {resource_type} must keep {self.caller.organization} as "
                             f"{' or '.join(PARTY_ELEMENTS[resource_type])}")
