@@ -15,8 +15,8 @@
     likewise the subscription topics the server writes as ``Basic`` (coded ``fhir-types|SubscriptionTopic``),
     the only Basic resources every client sees. No client, not even the plan, may write or delete those.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
-  or ``performer``), change other resources only when they can see them, and not write or delete directory
-  resources.
+  or ``performer``), change other resources only when their own clients created them (so the plan's Members
+  and records stay the plan's), and not write directory resources.
   Chained searches are allowed along the links above (or to directory types); ``_has`` only from directory
   types: otherwise they could probe resources the client cannot see.
 
@@ -28,15 +28,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.tokens import Caller
 from fhir_clr.engine.access import CREATED_BY_SYSTEM, TOPIC_BASIC_CODE
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import StoredResource
 from fhir_clr.store.query import (
     AnyOf,
     ChainCondition,
@@ -60,6 +57,7 @@ OWN_RECORD_PARAMS = {"DocumentReference": "author", "Binary": "security-context"
 SUBSCRIBER_EXTENSION = "http://fhir-clr.org/fhir/StructureDefinition/subscriber"
 """The server-set extension naming the Organization a Subscription belongs to (search parameter ``subscriber``)."""
 
+TOPICS_ARE_THE_SERVERS = "Subscription topics are written by the server only"
 TOPIC_BASIC = Condition("code", ParamType.TOKEN, (TokenValue(*TOPIC_BASIC_CODE),))
 """The server-written subscription topics among the Basic resources (see ``TOPIC_BASIC_CODE``)."""
 
@@ -167,23 +165,37 @@ class OrganizationPolicy:
 
     # ---- writes ------------------------------------------------------------------------------------------
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
-                      replaced: StoredResource | None = None) -> None:
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Who may change what: see the module docstring."""
         if resource_type in PLAN_ONLY_TYPES:
             raise forbidden(f"{resource_type} is written by the server only")
-        if resource_type == "Basic" and (is_topic_basic(resource) or (
-                replaced is not None and replaced.body is not None and is_topic_basic(orjson.loads(replaced.body)))):
-            raise forbidden("Subscription topics are written by the server only")
-        if self.role is Role.PLAN:
+        if resource_type == "Basic" and is_topic_basic(resource):
+            raise forbidden(TOPICS_ARE_THE_SERVERS)
+        if self.role is Role.PLAN or resource is None:
             return
         if resource_type in DIRECTORY_TYPES:
             raise forbidden(f"Only the plan maintains {resource_type} resources")
-        if resource is None:
-            return
         if resource_type in PARTY_ELEMENTS and not self.is_party(resource_type, resource):
             raise forbidden(f"A {resource_type} must keep {self.caller.organization} as "
                             f"{' or '.join(PARTY_ELEMENTS[resource_type])}")
+
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Referrals and Subscriptions follow their own rules (a party keeps itself a party); any other resource
+        a provider may update or delete only when its own clients created it: a Member, a Condition or a
+        directory entry the plan registered stays the plan's, though providers linked to it can read it. No
+        client, not even the plan, changes a subscription topic."""
+        if resource_type == "Basic" and is_topic_basic(current):
+            raise forbidden(TOPICS_ARE_THE_SERVERS)
+        if self.role is Role.PLAN or resource_type in PARTY_ELEMENTS or resource_type == "Subscription":
+            return
+        if not self._created_by_caller(current):
+            raise forbidden(f"A provider changes only the {resource_type} resources its own clients created")
+
+    def _created_by_caller(self, resource: dict[str, Any]) -> bool:
+        meta = resource.get("meta")
+        return any(isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
+                   and tag.get("code") == self.caller.organization
+                   for tag in (meta.get("tag") if isinstance(meta, dict) else None) or [])
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """Referrals and Subscriptions: each version's own parties (or subscriber) decide."""
@@ -197,11 +209,8 @@ class OrganizationPolicy:
             return False
         if resource_type == "Basic" and is_topic_basic(resource):
             return True
-        meta = resource.get("meta")
-        for tag in (meta.get("tag") if isinstance(meta, dict) else None) or []:
-            if isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM and \
-                    tag.get("code") == self.caller.organization:
-                return True
+        if self._created_by_caller(resource):
+            return True
         if resource_type == "Subscription":
             return any(isinstance(e, dict) and e.get("url") == SUBSCRIBER_EXTENSION and
                        _local((e.get("valueReference") or {}).get("reference")) == self.caller.organization

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fhir_clr.store.port import StoredResource
 from fhir_clr.store.query import Criterion
 
 CREATED_BY_SYSTEM = "https://fhir-clr.org/CodeSystem/created-by"
@@ -47,10 +46,12 @@ class AccessPolicy(Protocol):
     def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
         """Raise 403 for search criteria that would reveal data outside the caller's reach (chains, _has)."""
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
-                      replaced: StoredResource | None = None) -> None:
-        """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type`` in place of
-        ``replaced`` (the current version an update or delete changes; None for a create)."""
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
+        """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type``."""
+
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Raise 403 unless the caller may update or delete the resource whose current version is ``current``
+        (one it can see: visibility was decided before)."""
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """True when a ``resource_type`` resource's own content decides who sees it (referral parties,
@@ -81,9 +82,11 @@ class FullAccess:
     def check_search(self, resource_type: str, criteria: Sequence[Criterion]) -> None:
         """Every search is allowed."""
 
-    def check_content(self, resource_type: str, resource: dict[str, Any] | None,
-                      replaced: StoredResource | None = None) -> None:
+    def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Every write is allowed."""
+
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Every resource may be changed."""
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """Nothing is hidden, so no body decides."""

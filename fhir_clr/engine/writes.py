@@ -98,7 +98,7 @@ class WritePlanner:
         self.default_count = default_count
         self.max_count = max_count
         self.base_urls = tuple(base_urls)
-        self.visibility = visibility or Visibility(store, base_urls=base_urls)
+        self.visibility = visibility or Visibility(store)
         """The caller's view: every plan reads the current version through it."""
 
     def seen_by(self, visibility: Visibility) -> WritePlanner:
