@@ -231,6 +231,8 @@ async def _patch_body(request: Request) -> list[Any] | dict[str, Any]:
         operations = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise FhirError(400, "structure", "The JSON Patch body is not valid JSON") from None
+    if not isinstance(operations, list):
+        raise FhirError(400, "structure", "A JSON Patch document must be a JSON array of operations")
     if not within:
         budget.check_tree(operations, "JSON Patch body")
     if json_depth_exceeds(operations, MAX_JSON_DEPTH):

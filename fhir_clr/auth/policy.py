@@ -11,7 +11,9 @@
   - the files they sent and the rejected rows kept for them: DocumentReferences whose ``author`` is their
     Organization and Binaries whose ``securityContext`` is (the importer records both);
   - resources their own clients created (the server-set created-by tag, see ``docs/security.md``);
-  - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
+  - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all;
+    likewise the subscription topics the server writes as ``Basic`` (coded ``fhir-types|SubscriptionTopic``),
+    the only Basic resources every client sees. No client, not even the plan, may write or delete those.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
   or ``performer``), change other resources only when their own clients created them (so the plan's Members
   and records stay the plan's), and not write directory resources.
@@ -28,7 +30,7 @@ from typing import Any
 
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.tokens import Caller
-from fhir_clr.engine.access import CREATED_BY_SYSTEM
+from fhir_clr.engine.access import CREATED_BY_SYSTEM, TOPIC_BASIC_CODE
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
 from fhir_clr.search.registry import SearchParamRegistry
@@ -54,6 +56,10 @@ OWN_RECORD_PARAMS = {"DocumentReference": "author", "Binary": "security-context"
 """Types an organization sees when this search parameter names it: its received files and their rejects."""
 SUBSCRIBER_EXTENSION = "http://fhir-clr.org/fhir/StructureDefinition/subscriber"
 """The server-set extension naming the Organization a Subscription belongs to (search parameter ``subscriber``)."""
+
+TOPICS_ARE_THE_SERVERS = "Subscription topics are written by the server only"
+TOPIC_BASIC = Condition("code", ParamType.TOKEN, (TokenValue(*TOPIC_BASIC_CODE),))
+"""The server-written subscription topics among the Basic resources (see ``TOPIC_BASIC_CODE``)."""
 
 CHAIN_LINKS = frozenset({("ServiceRequest", "subject", "Patient"), ("ServiceRequest", "patient", "Patient"),
                          ("Task", "patient", "Patient"), ("Task", "subject", "Patient"),
@@ -117,6 +123,8 @@ class OrganizationPolicy:
             return [c for c in (*self._via("ServiceRequest", "subject"), *self._via("Task", "patient"))
                     if c is not None]
         found = [*self._via_tasks(("focus", "output")), *self._via("ServiceRequest", "supporting-info")]
+        if resource_type == "Basic":
+            found.append(TOPIC_BASIC)
         if resource_type in OWN_RECORD_PARAMS:
             found.append(self._party(resource_type, OWN_RECORD_PARAMS[resource_type]))
         if self._has_param(resource_type, "based-on"):
@@ -161,6 +169,8 @@ class OrganizationPolicy:
         """Who may change what: see the module docstring."""
         if resource_type in PLAN_ONLY_TYPES:
             raise forbidden(f"{resource_type} is written by the server only")
+        if resource_type == "Basic" and is_topic_basic(resource):
+            raise forbidden(TOPICS_ARE_THE_SERVERS)
         if self.role is Role.PLAN or resource is None:
             return
         if resource_type in DIRECTORY_TYPES:
@@ -172,7 +182,10 @@ class OrganizationPolicy:
     def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
         """Referrals and Subscriptions follow their own rules (a party keeps itself a party); any other resource
         a provider may update or delete only when its own clients created it: a Member, a Condition or a
-        directory entry the plan registered stays the plan's, though providers linked to it can read it."""
+        directory entry the plan registered stays the plan's, though providers linked to it can read it. No
+        client, not even the plan, changes a subscription topic."""
+        if resource_type == "Basic" and is_topic_basic(current):
+            raise forbidden(TOPICS_ARE_THE_SERVERS)
         if self.role is Role.PLAN or resource_type in PARTY_ELEMENTS or resource_type == "Subscription":
             return
         if not self._created_by_caller(current):
@@ -194,6 +207,8 @@ class OrganizationPolicy:
             return True
         if resource_type in PLAN_ONLY_TYPES:
             return False
+        if resource_type == "Basic" and is_topic_basic(resource):
+            return True
         if self._created_by_caller(resource):
             return True
         if resource_type == "Subscription":
@@ -210,6 +225,14 @@ class OrganizationPolicy:
                 if isinstance(ref, dict) and _local(ref.get("reference")) == self.caller.organization:
                     return True
         return False
+
+
+def is_topic_basic(resource: dict[str, Any] | None) -> bool:
+    """True when a Basic's ``code`` is the one of the server-written subscription topics."""
+    code = resource.get("code") if isinstance(resource, dict) else None
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and (c.get("system"), c.get("code")) == TOPIC_BASIC_CODE for c in codings)
 
 
 def _local(reference: Any) -> str | None:

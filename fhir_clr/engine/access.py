@@ -19,6 +19,11 @@ CREATED_BY_SYSTEM = "https://fhir-clr.org/CodeSystem/created-by"
 """``meta.tag`` system of the server-set tag naming the organization (``Organization/id``) whose restricted
 client created a resource. Clients can neither set nor remove it."""
 
+TOPIC_BASIC_CODE = ("http://hl7.org/fhir/fhir-types", "SubscriptionTopic")
+"""``Basic.code`` (system, code) of the R4 form of a subscription topic the server writes at start-up
+(``fhir_clr.subscriptions.topic_basic``): conformance data without PHI, readable by every authenticated client
+and written by the server only."""
+
 
 class AccessPolicy(Protocol):
     """The caller's rights, as the engine needs them."""

@@ -104,5 +104,5 @@ class ClrWriteRules:
             prepared = self.planner.prepare(change.resource_type, change.resource_id, resource)
             change = self.planner.change(change.op, change.resource_type, change.resource_id,
                                          change.expected_version, prepared, change.match_keys,
-                                         change.steal_match_keys)
+                                         change.steal_match_keys, method=change.method)
         return Plan(change, plan.status, plan.existing, extra=[*plan.extra, *extra], replaced=plan.replaced)

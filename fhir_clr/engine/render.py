@@ -14,11 +14,13 @@ import orjson
 
 from fhir_clr.engine.results import HistoryResult, SearchResult
 from fhir_clr.errors import Issue, operation_outcome
-from fhir_clr.store.port import ChangeOp, StoredResource
+from fhir_clr.store.port import ChangeOp, StoredResource, WriteMethod
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 ALWAYS_KEPT = frozenset({"resourceType", "id", "meta"})
-HISTORY_METHOD = {ChangeOp.CREATE: "POST", ChangeOp.UPDATE: "PUT", ChangeOp.DELETE: "DELETE"}
+HISTORY_METHOD = {ChangeOp.CREATE: WriteMethod.POST, ChangeOp.UPDATE: WriteMethod.PUT,
+                  ChangeOp.DELETE: WriteMethod.DELETE}
+"""The method a history entry shows for a version stored without one (written before methods were recorded)."""
 HISTORY_STATUS = {ChangeOp.CREATE: "201 Created", ChangeOp.UPDATE: "200 OK", ChangeOp.DELETE: "200 OK"}
 
 
@@ -70,8 +72,9 @@ def history_bundle(result: HistoryResult, base_url: str, path: str) -> bytes:
         entry: dict[str, Any] = {"fullUrl": f"{base_url}/{url}"}
         if stored.body is not None:
             entry["resource"] = orjson.Fragment(stored.body)
-        entry["request"] = {"method": HISTORY_METHOD[stored.op],
-                            "url": stored.resource_type if stored.op is ChangeOp.CREATE else url}
+        method = stored.method or HISTORY_METHOD[stored.op]
+        entry["request"] = {"method": str(method),
+                            "url": stored.resource_type if method is WriteMethod.POST else url}
         entry["response"] = {"status": HISTORY_STATUS[stored.op], "etag": etag(stored),
                              "lastModified": stored.last_updated}
         entries.append(entry)

@@ -28,7 +28,7 @@ from fhir_clr.fhirmodel.allowlist import is_served_type
 from fhir_clr.fhirmodel.validate import validate_id, validate_resource
 from fhir_clr.search.parse import parse_search
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import Change, ChangeOp, Store, StoredResource
+from fhir_clr.store.port import Change, ChangeOp, Store, StoredResource, WriteMethod
 from fhir_clr.store.query import Criterion
 
 
@@ -36,7 +36,7 @@ from fhir_clr.store.query import Criterion
 class Plan:
     """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
     changes the write entails (CLR workflow side effects), committed atomically with ``change``. ``replaced``
-    is the stored version an update replaces, when the planner read it."""
+    is the stored version an update or delete replaces, when the planner read it."""
 
     change: Change | None
     status: int
@@ -146,20 +146,22 @@ class WritePlanner:
         return resource
 
     def change(self, op: ChangeOp, resource_type: str, resource_id: str, expected: int,
-               resource: dict[str, Any] | None, match_keys: Sequence[str] = (), steal: bool = False
-               ) -> Change:
-        """A store Change with the index values of ``resource`` extracted."""
+               resource: dict[str, Any] | None, match_keys: Sequence[str] = (), steal: bool = False, *,
+               method: WriteMethod | None = None) -> Change:
+        """A store Change with the index values of ``resource`` extracted; ``method`` is the HTTP method of the
+        interaction (recorded in history; None for the server's own side-effect writes)."""
         index = self.registry.extract(resource) if resource is not None else None
         return Change(op=op, resource_type=resource_type, resource_id=resource_id,
                       expected_version=expected, resource=resource, index=index,
-                      match_keys=tuple(match_keys), steal_match_keys=steal)
+                      match_keys=tuple(match_keys), steal_match_keys=steal, method=method)
 
     # ---- plans -----------------------------------------------------------------------------------
 
     async def plan_create(self, resource_type: str, body: dict[str, Any], if_none_exist: str | None = None,
-                          *, resource_id: str | None = None, steal_keys: bool = False) -> Plan:
-        """Plan a create (``POST``). With ``If-None-Exist``: one match (among what the caller may see) -> no
-        write, 200; several -> 412."""
+                          *, resource_id: str | None = None, steal_keys: bool = False,
+                          method: WriteMethod = WriteMethod.POST) -> Plan:
+        """Plan a create (``POST``, or the ``PUT`` of a conditional update that matched nothing). With
+        ``If-None-Exist``: one match (among what the caller may see) -> no write, 200; several -> 412."""
         require_type(resource_type)
         keys: tuple[str, ...] = ()
         if if_none_exist:
@@ -173,7 +175,8 @@ class WritePlanner:
             keys = (match_key(resource_type, params, self.visibility.scope),)
         rid = resource_id or new_id()
         resource = self.visibility.stamp(self.prepare(resource_type, rid, body), None)
-        return Plan(self.change(ChangeOp.CREATE, resource_type, rid, 0, resource, keys, steal_keys), 201)
+        return Plan(self.change(ChangeOp.CREATE, resource_type, rid, 0, resource, keys, steal_keys, method=method),
+                    201)
 
     async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
                           if_match: int | None = None, *, create_only: bool = False) -> Plan:
@@ -198,17 +201,18 @@ class WritePlanner:
         return self._update_plan(resource_type, resource_id, resource, current)
 
     def _update_plan(self, resource_type: str, resource_id: str, resource: dict[str, Any],
-                     current: StoredResource | None) -> Plan:
+                     current: StoredResource | None, method: WriteMethod = WriteMethod.PUT) -> Plan:
         """An update of ``current`` to ``resource`` (a create when there is no live ``current``), keeping the
-        server's created-by tag."""
+        server's created-by tag; ``method`` is the interaction's (``PUT`` or ``PATCH``)."""
         resource = self.visibility.stamp(resource, current)
         if current is None or current.deleted:
             expected = current.version if current else 0
-            return Plan(self.change(ChangeOp.CREATE, resource_type, resource_id, expected, resource), 201)
+            return Plan(self.change(ChangeOp.CREATE, resource_type, resource_id, expected, resource, method=method),
+                        201)
         if same_content(resource, current.body):
             return Plan(change=None, status=200, existing=current)
-        return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource), 200,
-                    replaced=current)
+        return Plan(self.change(ChangeOp.UPDATE, resource_type, resource_id, current.version, resource,
+                                method=method), 200, replaced=current)
 
     async def plan_conditional_update(self, resource_type: str, criteria: str, body: dict[str, Any],
                                       if_match: int | None = None, *, steal_keys: bool = False) -> Plan:
@@ -230,7 +234,7 @@ class WritePlanner:
                                           {**body, "id": target.resource_id}, if_match)
         if body_id is not None:
             return await self.plan_update(resource_type, body_id, body, if_match)
-        return await self.plan_create(resource_type, body, criteria, steal_keys=steal_keys)
+        return await self.plan_create(resource_type, body, criteria, steal_keys=steal_keys, method=WriteMethod.PUT)
 
     async def plan_patch(self, resource_type: str, resource_id: str, operations: list[Any] | dict[str, Any],
                          if_match: int | None = None) -> Plan:
@@ -242,7 +246,7 @@ class WritePlanner:
         if patched.get("resourceType") != resource_type or patched.get("id") != resource_id:
             raise FhirError(422, "business-rule", "A patch may not change the resource's type or id")
         resource = self.prepare(resource_type, resource_id, patched)
-        return self._update_plan(resource_type, resource_id, resource, current)
+        return self._update_plan(resource_type, resource_id, resource, current, WriteMethod.PATCH)
 
     async def plan_delete(self, resource_type: str, resource_id: str, if_match: int | None = None) -> Plan:
         """Plan a delete. Deleting something absent or already deleted writes nothing (still a success)."""
@@ -251,8 +255,8 @@ class WritePlanner:
         check_if_match(current, if_match)
         if current is None or current.deleted:
             return Plan(change=None, status=200, existing=current)
-        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200,
-                    replaced=current)
+        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None,
+                                method=WriteMethod.DELETE), 200, replaced=current)
 
     async def read_live(self, resource_type: str, resource_id: str) -> StoredResource:
         """The current version, or 404 (never existed, or out of the caller's reach) / 410 (deleted)."""

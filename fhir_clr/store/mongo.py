@@ -408,8 +408,8 @@ class MongoStore:
                 {"_id": history_id(change.resource_type, change.resource_id, change.expected_version)},
                 {"$set": {"supersededUs": last_us}}, session=session)
         await self._db[HISTORY].insert_one(
-            {"_id": history_id(change.resource_type, change.resource_id, version), **fields, "seq": seq},
-            session=session)
+            {"_id": history_id(change.resource_type, change.resource_id, version), **fields, "seq": seq,
+             "method": change.method.value if change.method else None}, session=session)
         await self._db[OUTBOX].insert_one(
             {"_id": seq, "type": change.resource_type, "id": change.resource_id, "version": version,
              "op": change.op.value, "lastUpdatedUs": last_us}, session=session)

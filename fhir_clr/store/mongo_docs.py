@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.store.port import ChangeOp, StoredResource
+from fhir_clr.store.port import ChangeOp, StoredResource, WriteMethod
 from fhir_clr.store.query import IndexEntries
 
 SortValue = str | int | float
@@ -105,7 +105,8 @@ def to_stored(doc: dict[str, Any]) -> StoredResource:
     return StoredResource(
         resource_type=doc["type"], resource_id=doc["id"], version=doc["version"],
         last_updated_us=doc["lastUpdatedUs"], last_updated=doc["lastUpdated"], deleted=doc["deleted"],
-        body=None if body is None else orjson.dumps(body), op=ChangeOp(doc["op"]))
+        body=None if body is None else orjson.dumps(body), op=ChangeOp(doc["op"]),
+        method=WriteMethod(doc["method"]) if doc.get("method") else None)
 
 
 def nested(doc: dict[str, Any], path: str) -> Any:

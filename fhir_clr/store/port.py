@@ -32,6 +32,15 @@ class ChangeOp(StrEnum):
     DELETE = "delete"
 
 
+class WriteMethod(StrEnum):
+    """The HTTP method a version was written with, recorded per version for history ``request.method``."""
+
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
 @dataclass(slots=True)
 class Change:
     """One resource write inside an atomic commit.
@@ -40,7 +49,8 @@ class Change:
     will be overwritten by the store); None for a delete. ``index`` holds the search values of the new
     version (None for a delete). ``match_keys`` are unique keys to claim for this resource;
     ``steal_match_keys`` re-assigns keys already claimed by another resource (used when that resource no
-    longer matches the key's criteria).
+    longer matches the key's criteria). ``method`` is the HTTP method of the interaction that wrote it, stored
+    with the history row (None: not recorded; readers derive it from ``op``).
     """
 
     op: ChangeOp
@@ -51,12 +61,15 @@ class Change:
     index: IndexEntries | None = None
     match_keys: Sequence[str] = ()
     steal_match_keys: bool = False
+    method: WriteMethod | None = None
 
 
 @dataclass(slots=True, frozen=True)
 class StoredResource:
     """One stored version as the store returns it. ``body`` is the exact JSON served to clients (None
-    for a delete tombstone). ``op`` is the change that produced this version."""
+    for a delete tombstone). ``op`` is the change that produced this version; ``method`` the HTTP method it
+    was written with, on history entries and ``read_version`` results (None there when the version was written
+    without one, and on every other read)."""
 
     resource_type: str
     resource_id: str
@@ -66,6 +79,7 @@ class StoredResource:
     deleted: bool
     body: bytes | None
     op: ChangeOp = ChangeOp.UPDATE
+    method: WriteMethod | None = None
 
 
 @dataclass(slots=True)

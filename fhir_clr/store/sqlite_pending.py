@@ -58,7 +58,7 @@ _INDEX_TABLES = (
 """The index tables with their columns, in the order of :func:`_index_rows`' row sets."""
 
 _RESOURCE_STATE = ("version", "last_updated_us", "last_updated", "deleted", "op", "body")
-_VERSION_COLUMNS = ("type", "id", "version", "op", "last_updated_us", "last_updated", "body")
+_VERSION_COLUMNS = ("type", "id", "version", "op", "last_updated_us", "last_updated", "body", "method")
 _OUTBOX_COLUMNS = ("type", "id", "version", "op", "last_updated_us")
 
 
@@ -77,7 +77,7 @@ class PendingRows:
     """The index entries of each changed resource's last version (None: no rows, as after a delete)."""
 
     def change(self, key: ResourceKey, expected_version: int, op: str, lu_us: int, lu: str, body: bytes | None,
-               index: IndexEntries | None) -> int:
+               index: IndexEntries | None, method: str | None = None) -> int:
         """Queue one change at its expected version; its new version number. Raises VersionConflict (nothing
         is written before :meth:`write`, so the caller's savepoint holds nothing of this commit yet)."""
         actual = self.versions_now.get(key)
@@ -88,7 +88,7 @@ class PendingRows:
         version = self.versions_now[key] = expected_version + 1
         text = None if body is None else body.decode()
         self.states[key] = (version, lu_us, lu, body is None, op, text)
-        self.history.append((*key, version, op, lu_us, lu, text))
+        self.history.append((*key, version, op, lu_us, lu, text, method))
         self.outbox.append((*key, version, op, lu_us))
         self.indexes[key] = index if body is not None else None
         return version

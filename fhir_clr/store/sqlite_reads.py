@@ -14,13 +14,16 @@ from fhir_clr.store.port import (
     InvalidPageToken,
     OutboxEvent,
     StoredResource,
+    WriteMethod,
 )
 
 RESOURCE_COLUMNS = "r.type, r.id, r.version, r.last_updated_us, r.last_updated, r.deleted, r.body, r.op"
 """Columns of ``resources r`` that make a StoredResource, in ``stored()`` order."""
 
-_VERSION_COLUMNS = "v.type, v.id, v.version, v.last_updated_us, v.last_updated, v.body IS NULL, v.body, v.op"
+_VERSION_COLUMNS = ("v.type, v.id, v.version, v.last_updated_us, v.last_updated, v.body IS NULL, v.body, v.op, "
+                    "v.method")
 _OPS = {op.value: op for op in ChangeOp}
+_METHODS = {method.value: method for method in WriteMethod}
 READ_MANY_CHUNK = 500
 _NO_SEQ = 1 << 62
 
@@ -29,6 +32,13 @@ def stored(row: Sequence[object], start: int = 0) -> StoredResource:
     """A StoredResource from ``RESOURCE_COLUMNS`` (or the history equivalent) beginning at ``row[start]``."""
     type_, id_, version, lu_us, lu, deleted, body, op = row[start:start + 8]
     return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body, _OPS[op])  # type: ignore[arg-type]
+
+
+def stored_version(row: Sequence[object], start: int = 0) -> StoredResource:
+    """A StoredResource from ``_VERSION_COLUMNS`` beginning at ``row[start]`` (with the recorded method)."""
+    type_, id_, version, lu_us, lu, deleted, body, op, method = row[start:start + 9]
+    return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body,  # type: ignore[arg-type]
+                          _OPS[op], _METHODS.get(method))  # type: ignore[arg-type, call-overload]
 
 
 def read(conn: sqlite3.Connection, resource_type: str, resource_id: str) -> StoredResource | None:
@@ -43,7 +53,7 @@ def read_version(conn: sqlite3.Connection, resource_type: str, resource_id: str,
     """One historical version (tombstones included)."""
     row = conn.execute(f"SELECT {_VERSION_COLUMNS} FROM versions v WHERE v.type = ? AND v.id = ? AND v.version = ?",
                        (resource_type, resource_id, version)).fetchone()
-    return stored(row) if row else None
+    return stored_version(row) if row else None
 
 
 def read_many(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
@@ -102,7 +112,7 @@ def history(conn: sqlite3.Connection, scope: HistoryFilter, count: int, page_tok
     source = "versions v INDEXED BY versions_by_resource" if scope.resource_id is not None else "versions v"
     rows = conn.execute(f"SELECT v.seq, {_VERSION_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
                         "ORDER BY v.seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
-    entries = [stored(row, 1) for row in rows[:limit]]
+    entries = [stored_version(row, 1) for row in rows[:limit]]
     next_token = encode_token(fp, [rows[limit - 1][0]]) if len(rows) > limit else None
     return HistoryPage(entries, next_token)
 

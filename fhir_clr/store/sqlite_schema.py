@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS versions (
     last_updated_us INTEGER NOT NULL,
     last_updated TEXT NOT NULL,
     body BLOB,
+    method TEXT,
     UNIQUE (type, id, version)
 );
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type);
@@ -159,11 +160,23 @@ def create_schema(conn: sqlite3.Connection) -> None:
         for statement in _DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        _add_missing_columns(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+_ADDED_COLUMNS = (("versions", "method", "TEXT"),)
+"""Columns added after the first release: (table, column, type), added to older files on open. Their NULL in
+rows written before means "not recorded" (``versions.method``: history derives the method from ``op``)."""
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, sql_type in _ADDED_COLUMNS:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def _checked_synchronous(value: str) -> str:

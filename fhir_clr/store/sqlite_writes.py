@@ -64,7 +64,7 @@ def _queue(conn: sqlite3.Connection, change: Change, lu_us: int, pending: Pendin
     deleted = change.op is ChangeOp.DELETE
     body = None if deleted else _body(change.resource, change.expected_version + 1, lu)
     version = pending.change((change.resource_type, change.resource_id), change.expected_version, change.op.value,
-                             lu_us, lu, body, change.index)
+                             lu_us, lu, body, change.index, change.method)
     if deleted:
         conn.execute("DELETE FROM match_keys WHERE type = ? AND id = ?", (change.resource_type, change.resource_id))
     else:

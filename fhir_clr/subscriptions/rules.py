@@ -68,7 +68,7 @@ class SubscriptionWriteRule:
             return plan
         prepared = self.planner.prepare("Subscription", change.resource_id, resource)
         updated = self.planner.change(change.op, "Subscription", change.resource_id, change.expected_version,
-                                      prepared, change.match_keys, change.steal_match_keys)
+                                      prepared, change.match_keys, change.steal_match_keys, method=change.method)
         return Plan(updated, plan.status, plan.existing, extra=plan.extra, replaced=plan.replaced)
 
     async def _previous(self, plan: Plan) -> dict[str, Any] | None:

@@ -3,7 +3,9 @@
 ``SubscriptionTopic`` elements as cross-version extensions
 (``http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic.*``), so R4 clients can read a
 topic's triggers and ``canFilterBy``. They are written into the store at start-up (an update by id: unchanged
-topics write nothing) and read and searched like any Basic (``GET [base]/Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic``)."""
+topics write nothing) and read and searched like any Basic
+(``GET [base]/Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic``) by every authenticated client; no
+client may write or delete them (``fhir_clr.auth.policy``)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from fhir_clr.engine.access import TOPIC_BASIC_CODE
 from fhir_clr.engine.engine import Engine
 from fhir_clr.subscriptions.topics import Topic
 
 XVER = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
-FHIR_TYPES = "http://hl7.org/fhir/fhir-types"
 _PARTS: dict[str, dict[str, str]] = {
     "resourceTrigger": {"description": "valueMarkdown", "resource": "valueUri", "supportedInteraction": "valueCode",
                         "fhirPathCriteria": "valueString"},
@@ -57,7 +59,7 @@ def topic_as_basic(topic: Topic) -> dict[str, Any]:
                 parts.append({"url": "queryCriteria", "extension": _parts(element["queryCriteria"], _QUERY_PARTS)})
             extensions.append({"url": f"{XVER}.{element_name}", "extension": parts})
     return {"resourceType": "Basic", "id": basic_id(topic),
-            "code": {"coding": [{"system": FHIR_TYPES, "code": "SubscriptionTopic"}]}, "extension": extensions}
+            "code": {"coding": [{"system": TOPIC_BASIC_CODE[0], "code": TOPIC_BASIC_CODE[1]}]}, "extension": extensions}
 
 
 async def load_topic_resources(engine: Engine, topics: Sequence[Topic]) -> int:

@@ -53,6 +53,33 @@ def test_read_vread_update_delete_lifecycle(client: httpx.Client) -> None:
     assert recreated.status_code == 201 and recreated.json()["meta"]["versionId"] == "4"
 
 
+def test_history_shows_the_method_and_status_of_each_interaction(client: httpx.Client) -> None:
+    rid = unique("hist")
+    assert client.put(f"/Patient/{rid}", json={**patient("Put"), "id": rid}, headers=FHIR_JSON).status_code == 201
+    patched = client.patch(f"/Patient/{rid}", content=b'[{"op": "add", "path": "/gender", "value": "female"}]',
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert patched.status_code == 200, patched.text
+    fhirpath = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.gender"},
+        {"name": "value", "valueCode": "male"}]}]}
+    assert client.patch(f"/Patient/{rid}", json=fhirpath, headers=FHIR_JSON).status_code == 200
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "request": {"method": "PATCH", "url": f"Patient/{rid}"},
+        "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                     "data": "W3sib3AiOiAicmVtb3ZlIiwgInBhdGgiOiAiL2dlbmRlciJ9XQ=="}}]}  # remove /gender
+    assert client.post("/", json=bundle, headers=FHIR_JSON).status_code == 200
+    assert client.put(f"/Patient/{rid}", json={**patient("Again"), "id": rid}, headers=FHIR_JSON).status_code == 200
+    assert client.delete(f"/Patient/{rid}").status_code == 200
+    history = client.get(f"/Patient/{rid}/_history").json()
+    assert [(e["request"]["method"], e["request"]["url"], e["response"]["status"]) for e in history["entry"]] == [
+        ("DELETE", f"Patient/{rid}", "200 OK"), ("PUT", f"Patient/{rid}", "200 OK"),
+        ("PATCH", f"Patient/{rid}", "200 OK"), ("PATCH", f"Patient/{rid}", "200 OK"),
+        ("PATCH", f"Patient/{rid}", "200 OK"), ("PUT", f"Patient/{rid}", "201 Created")]
+    posted = create(client, patient("Posted")).json()
+    [entry] = client.get(f"/Patient/{posted['id']}/_history").json()["entry"]
+    assert (entry["request"], entry["response"]["status"]) == ({"method": "POST", "url": "Patient"}, "201 Created")
+
+
 def test_identical_update_writes_no_new_version(client: httpx.Client) -> None:
     created = create(client, patient("Same")).json()
     again = client.put(f"/Patient/{created['id']}", json={**patient("Same"), "id": created["id"]},
@@ -157,6 +184,9 @@ def test_json_patch(client: httpx.Client) -> None:
     assert client.patch(f"/Task/{rid}", json=change_id, headers=patch_headers).status_code == 422
     malformed = client.patch(f"/Task/{rid}", json={"op": "nope"}, headers=patch_headers)
     assert malformed.status_code == 400
+    for not_an_array in (b"null", b"7", b'"replace"'):  # found by schemathesis: a 500 before
+        answer = client.patch(f"/Task/{rid}", content=not_an_array, headers=patch_headers)
+        assert answer.status_code == 400 and "JSON array" in answer.text, answer.text
     assert client.get(f"/Task/{rid}").json()["meta"]["versionId"] == "2"
 
 

@@ -25,6 +25,32 @@ def test_openapi_follows_the_capability_statement(client: httpx.Client) -> None:
     assert "post" in paths["/"] and "get" in paths["/metadata"] and "get" in paths["/_history"]
 
 
+def test_openapi_lists_patch_and_every_advertised_operation(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    rest = client.get("/metadata").json()["rest"][0]
+    patch = paths["/Task/{id}"]["patch"]["requestBody"]["content"]
+    assert set(patch) == {"application/json-patch+json", "application/fhir+json"}
+    assert patch["application/fhir+json"]["schema"]["properties"]["resourceType"]["enum"] == ["Parameters"]
+    system_ops = {p.rsplit("$", 1)[1] for p in paths if p.startswith("/$")}
+    assert system_ops == {o["name"] for o in rest["operation"]} >= {"export", "import", "clr-worklist", "clr-export"}
+    levels = {
+        ("Task", "validate"): {"/Task/$validate", "/Task/{id}/$validate"},
+        ("Patient", "export"): {"/Patient/$export"},
+        ("Group", "export"): {"/Group/{id}/$export"},
+        ("Subscription", "topic-list"): {"/Subscription/$topic-list"},
+        ("Subscription", "status"): {"/Subscription/$status", "/Subscription/{id}/$status"},
+        ("Subscription", "events"): {"/Subscription/{id}/$events"},
+        ("Subscription", "resend"): {"/Subscription/{id}/$resend"},
+    }
+    for entry in rest["resource"]:
+        for operation in entry["operation"]:
+            found = {p for p in paths if p.startswith(f"/{entry['type']}/") and p.endswith(f"${operation['name']}")}
+            assert found, (entry["type"], operation["name"])
+            assert found == levels.get((entry["type"], operation["name"]), found), found
+    assert set(paths["/$import"]) == {"post"} and set(paths["/Subscription/{id}/$resend"]) == {"post"}
+    assert {p["name"] for p in paths["/$clr-worklist"]["get"]["parameters"]} == {"days"}
+
+
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is installed with the test extra")
 def test_schemathesis_finds_no_server_error(live_server, tmp_path: Path) -> None:
     run = subprocess.run(

@@ -159,6 +159,12 @@ def test_writes_keep_the_caller_a_party(world: World) -> None:
     assert world.a.put(f"/Task/{ids['ta']}", json=hand_off, headers=FHIR_JSON).status_code == 403
     assert world.a.put("/Organization/cbo-a", json={"resourceType": "Organization", "id": "cbo-a", "name": "x"},
                        headers=FHIR_JSON).status_code == 403
+    # directory data is the plan's: a provider deletes none of it either (it could before: 200, then 410)
+    assert world.b.delete("/Organization/cbo-a").status_code == 403
+    entry = {"request": {"method": "DELETE", "url": "Organization/plan"}}
+    assert world.b.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": [entry]},
+                        headers=FHIR_JSON).status_code == 403
+    assert world.a.get("/Organization/cbo-a").status_code == world.a.get("/Organization/plan").status_code == 200
 
 
 def test_preconditions_do_not_reveal_hidden_resources(world: World) -> None:

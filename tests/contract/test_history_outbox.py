@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
-from fhir_clr.store.port import ChangeOp, HistoryFilter, InvalidPageToken, Store
+from fhir_clr.store.port import ChangeOp, HistoryFilter, InvalidPageToken, Store, WriteMethod
+from fhir_clr.store.sqlite import SqliteStore
 
-from .helpers import change, put, remove
+from .helpers import change, deletion, put, remove
 
 
 async def _all_pages(store: Store, scope: HistoryFilter, count: int) -> list[tuple[str, str, int]]:
@@ -100,3 +104,50 @@ async def test_outbox_in_commit_order_with_deletes(store: Store) -> None:
     stored = await store.commit([change("Group", "g2"), change("Group", "g3")])
     tail = await store.outbox_after(seqs[-1], 10)
     assert [(e.resource_id, e.last_updated_us) for e in tail] == [(s.resource_id, s.last_updated_us) for s in stored]
+
+
+async def test_history_carries_the_method_each_version_was_written_with(store: Store) -> None:
+    created = change("Task", "t1")
+    created.method = WriteMethod.PUT  # an update-as-create
+    await store.commit([created])
+    patched = change("Task", "t1", 1, body={"status": "ready"})
+    patched.method = WriteMethod.PATCH
+    side_effect = change("Task", "t2")  # a server-written change records no method
+    await store.commit([patched, side_effect])
+    posted = change("Patient", "p1")
+    posted.method = WriteMethod.POST
+    await store.commit([posted])
+    removed = deletion("Task", "t1", 2)
+    removed.method = WriteMethod.DELETE
+    await store.commit([removed])
+    page = await store.history(HistoryFilter(), 10)
+    assert [(e.resource_id, e.version, e.op, e.method) for e in page.entries] == [
+        ("t1", 3, ChangeOp.DELETE, WriteMethod.DELETE), ("p1", 1, ChangeOp.CREATE, WriteMethod.POST),
+        ("t2", 1, ChangeOp.CREATE, None), ("t1", 2, ChangeOp.UPDATE, WriteMethod.PATCH),
+        ("t1", 1, ChangeOp.CREATE, WriteMethod.PUT)]
+    assert [(await store.read_version("Task", "t1", v)).method for v in (1, 2, 3)] == [  # type: ignore[union-attr]
+        WriteMethod.PUT, WriteMethod.PATCH, WriteMethod.DELETE]
+    instance = await store.history(HistoryFilter("Task", "t1"), 10)
+    assert [e.method for e in instance.entries] == [WriteMethod.DELETE, WriteMethod.PATCH, WriteMethod.PUT]
+
+
+async def test_a_sqlite_file_without_the_method_column_opens_and_derives_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "before-methods.sqlite3"
+    store = SqliteStore(path, read_threads=1)
+    await store.open()
+    await put(store, "Task", "t1")
+    await store.close()
+    with closing(sqlite3.connect(path)) as conn:  # the file as the release before methods wrote it
+        conn.execute("ALTER TABLE versions DROP COLUMN method")
+        conn.commit()
+    store = SqliteStore(path, read_threads=1)
+    await store.open()
+    try:
+        patched = change("Task", "t1", 1, body={"status": "ready"})
+        patched.method = WriteMethod.PATCH
+        await store.commit([patched])
+        page = await store.history(HistoryFilter("Task", "t1"), 10)
+        assert [(e.version, e.op, e.method) for e in page.entries] == [
+            (2, ChangeOp.UPDATE, WriteMethod.PATCH), (1, ChangeOp.CREATE, None)]
+    finally:
+        await store.close()
