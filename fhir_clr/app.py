@@ -105,7 +105,8 @@ async def build_services(settings: Settings) -> Services:
     channels = ChannelReader(topics, registry, EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")),
                              base_urls)
     engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
-    bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls)
+    bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls,
+                              max_response_bytes=settings.max_bundle_response_bytes)
     return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
                     bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
                     rules=rules, codes=codes, specs=specs)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)
+    max_bundle_response_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Most bytes the read entries (searches, reads, history) "
+        "of one batch or transaction may answer with; entries past it answer 422 too-costly.")
     sqlite_synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$")
     sqlite_read_threads: int = Field(default=4, ge=1)
     dev: bool = Field(default=False, description="Development mode: no authentication, loopback only.")

@@ -13,7 +13,8 @@
   - resources their own clients created (the server-set created-by tag, see ``docs/security.md``);
   - directory and conformance resources (Organization, HealthcareService, …): no PHI, visible to all.
   They may create and change referrals only when their Organization stays a party (``requester``, ``owner``
-  or ``performer``), change other resources only when they can see them, and not write directory resources.
+  or ``performer``), change other resources only when their own clients created them (so the plan's Members
+  and records stay the plan's), and not write directory resources.
   Chained searches are allowed along the links above (or to directory types); ``_has`` only from directory
   types: otherwise they could probe resources the client cannot see.
 
@@ -168,6 +169,21 @@ class OrganizationPolicy:
             raise forbidden(f"A {resource_type} must keep {self.caller.organization} as "
                             f"{' or '.join(PARTY_ELEMENTS[resource_type])}")
 
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Referrals and Subscriptions follow their own rules (a party keeps itself a party); any other resource
+        a provider may update or delete only when its own clients created it: a Member, a Condition or a
+        directory entry the plan registered stays the plan's, though providers linked to it can read it."""
+        if self.role is Role.PLAN or resource_type in PARTY_ELEMENTS or resource_type == "Subscription":
+            return
+        if not self._created_by_caller(current):
+            raise forbidden(f"A provider changes only the {resource_type} resources its own clients created")
+
+    def _created_by_caller(self, resource: dict[str, Any]) -> bool:
+        meta = resource.get("meta")
+        return any(isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
+                   and tag.get("code") == self.caller.organization
+                   for tag in (meta.get("tag") if isinstance(meta, dict) else None) or [])
+
     def visibility_in_body(self, resource_type: str) -> bool:
         """Referrals and Subscriptions: each version's own parties (or subscriber) decide."""
         return self.role is not Role.PLAN and (resource_type in PARTY_ELEMENTS or resource_type == "Subscription")
@@ -178,11 +194,8 @@ class OrganizationPolicy:
             return True
         if resource_type in PLAN_ONLY_TYPES:
             return False
-        meta = resource.get("meta")
-        for tag in (meta.get("tag") if isinstance(meta, dict) else None) or []:
-            if isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM and \
-                    tag.get("code") == self.caller.organization:
-                return True
+        if self._created_by_caller(resource):
+            return True
         if resource_type == "Subscription":
             return any(isinstance(e, dict) and e.get("url") == SUBSCRIBER_EXTENSION and
                        _local((e.get("valueReference") or {}).get("reference")) == self.caller.organization

@@ -44,6 +44,10 @@ class AccessPolicy(Protocol):
     def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Raise 403 unless the caller may store ``resource`` (None: a delete) as ``resource_type``."""
 
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Raise 403 unless the caller may update or delete the resource whose current version is ``current``
+        (one it can see: visibility was decided before)."""
+
     def visibility_in_body(self, resource_type: str) -> bool:
         """True when a ``resource_type`` resource's own content decides who sees it (referral parties,
         subscriber), so each stored version is judged by its own body."""
@@ -75,6 +79,9 @@ class FullAccess:
 
     def check_content(self, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Every write is allowed."""
+
+    def check_change(self, resource_type: str, current: dict[str, Any]) -> None:
+        """Every resource may be changed."""
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """Nothing is hidden, so no body decides."""

@@ -40,17 +40,44 @@ WRITE_SCOPE_LETTER = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 """The SMART scope letter each write entry of a transaction needs."""
 
 
+DEFAULT_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+class ResponseBudget:
+    """The bytes one Bundle's read entries may still answer with: a batch of thousands of wide searches would
+    otherwise build a response (and a peak of memory) of hundreds of MB from a request body of a few hundred KB."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def check(self) -> None:
+        """422 too-costly once the budget is spent (later read entries are not run)."""
+        if self.used > self.limit:
+            raise FhirError(422, "too-costly", f"The Bundle's read entries would answer with more than "
+                            f"{self.limit} bytes; split it into smaller Bundles or page the searches")
+
+    def take(self, body: bytes) -> bytes:
+        """Count ``body`` against the budget and hand it back."""
+        self.used += len(body)
+        self.check()
+        return body
+
+
 class BundleProcessor:
     """Processes ``POST [base]`` Bundles of type batch or transaction."""
 
-    def __init__(self, engine: Engine, *, max_entries: int, base_urls: tuple[str, ...] = ()) -> None:
+    def __init__(self, engine: Engine, *, max_entries: int, base_urls: tuple[str, ...] = (),
+                 max_response_bytes: int = DEFAULT_RESPONSE_BYTES) -> None:
         self.engine = engine
         self.max_entries = max_entries
         self.base_urls = base_urls
+        self.max_response_bytes = max_response_bytes
 
     def with_engine(self, engine: Engine) -> BundleProcessor:
         """The same processor running its entries through ``engine`` (e.g. one acting for a caller)."""
-        return BundleProcessor(engine, max_entries=self.max_entries, base_urls=self.base_urls)
+        return BundleProcessor(engine, max_entries=self.max_entries, base_urls=self.base_urls,
+                               max_response_bytes=self.max_response_bytes)
 
     async def process(self, bundle: dict[str, Any], base_url: str, *, return_body: bool = True) -> bytes:
         """Run the Bundle and return the response Bundle as JSON bytes."""
@@ -59,19 +86,21 @@ class BundleProcessor:
             raise FhirError(400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction",
                             expression="Bundle.type")
         requests = parse_entries(bundle, (*self.base_urls, base_url), self.max_entries)
+        budget = ResponseBudget(self.max_response_bytes)
         if kind == "batch":
-            entries = [await self._batch_entry(request, base_url, return_body) for request in requests]
+            entries = [await self._batch_entry(request, base_url, return_body, budget) for request in requests]
         else:
-            entries = await self._transaction(requests, base_url, return_body)
+            entries = await self._transaction(requests, base_url, return_body, budget)
         response = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": entries}
         return orjson.dumps(response)
 
     # ---- batch ------------------------------------------------------------------------------------
 
-    async def _batch_entry(self, request: EntryRequest, base_url: str, return_body: bool) -> dict[str, Any]:
+    async def _batch_entry(self, request: EntryRequest, base_url: str, return_body: bool, budget: ResponseBudget
+                           ) -> dict[str, Any]:
         try:
             if request.method in ("GET", "HEAD"):
-                return await self._read_entry(request, base_url)
+                return await self._read_entry(request, base_url, budget)
             result_stored, status = await self._single_write(request)
             return _write_entry(result_stored, status, return_body)
         except FhirError as error:
@@ -100,26 +129,27 @@ class BundleProcessor:
             result = await engine.delete(request.resource_type, _need_id(request), request.if_match)
         return result.stored, result.status
 
-    async def _read_entry(self, request: EntryRequest, base_url: str) -> dict[str, Any]:
+    async def _read_entry(self, request: EntryRequest, base_url: str, budget: ResponseBudget) -> dict[str, Any]:
         engine = self.engine
+        budget.check()
         if request.history:
             if request.version is not None:
                 stored = await engine.vread(request.resource_type, _need_id(request), request.version)
-                return _read_response(stored)
+                return _read_response(stored, budget)
             page = await engine.history(request.resource_type, request.resource_id, request.params)
             path = "/".join(p for p in (request.resource_type, request.resource_id, "_history") if p)
-            return {"resource": orjson.Fragment(history_bundle(page, base_url, path)),
+            return {"resource": orjson.Fragment(budget.take(history_bundle(page, base_url, path))),
                     "response": {"status": "200 OK"}}
         if request.resource_id is not None:
-            return _read_response(await engine.read(request.resource_type, request.resource_id))
+            return _read_response(await engine.read(request.resource_type, request.resource_id), budget)
         result = await engine.search(request.resource_type, request.params)
-        return {"resource": orjson.Fragment(searchset_bundle(result, base_url, request.resource_type)),
+        return {"resource": orjson.Fragment(budget.take(searchset_bundle(result, base_url, request.resource_type))),
                 "response": {"status": "200 OK"}}
 
     # ---- transaction ------------------------------------------------------------------------------
 
-    async def _transaction(self, requests: list[EntryRequest], base_url: str, return_body: bool
-                           ) -> list[dict[str, Any]]:
+    async def _transaction(self, requests: list[EntryRequest], base_url: str, return_body: bool,
+                           budget: ResponseBudget) -> list[dict[str, Any]]:
         steal = False
         for _ in range(TRANSACTION_ATTEMPTS):
             try:
@@ -137,7 +167,7 @@ class BundleProcessor:
         for request in requests:
             if request.method in ("GET", "HEAD"):
                 try:
-                    entries.append(await self._read_entry(request, base_url))
+                    entries.append(await self._read_entry(request, base_url, budget))
                 except FhirError as error:
                     raise locate(error, request.index) from None
             else:
@@ -320,7 +350,7 @@ def _write_entry(stored: StoredResource | None, status: int, return_body: bool) 
     return entry
 
 
-def _read_response(stored: StoredResource) -> dict[str, Any]:
-    return {"resource": orjson.Fragment(resource_bytes(stored)),
+def _read_response(stored: StoredResource, budget: ResponseBudget) -> dict[str, Any]:
+    return {"resource": orjson.Fragment(budget.take(resource_bytes(stored))),
             "response": {"status": "200 OK", "etag": etag(stored), "lastModified": stored.last_updated}}
 

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from fhir_clr.clr.workflow import Caller
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.clr_rules import ClrWriteRules
@@ -63,7 +65,6 @@ class Engine:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         """The current time for business rules (fixed in reproducible deadline tests)."""
         self.access: AccessPolicy = FULL_ACCESS
-        self.base_urls = tuple(base_urls)
 
     @property
     def visibility(self) -> Visibility:
@@ -76,7 +77,7 @@ class Engine:
         are the server's own."""
         scoped = copy.copy(self)
         scoped.access = access
-        scoped.planner = self.planner.seen_by(Visibility(self.store, access, base_urls=self.base_urls))
+        scoped.planner = self.planner.seen_by(Visibility(self.store, access))
         return scoped
 
     # ---- access ----------------------------------------------------------------------------------
@@ -107,6 +108,8 @@ class Engine:
         if change is not None and change.resource is not None:
             previous = plan.replaced.body if plan.replaced is not None else None
             await self.visibility.check_references(change.resource, previous, written)
+        if change is not None and plan.replaced is not None and plan.replaced.body is not None:
+            self.access.check_change(change.resource_type, orjson.loads(plan.replaced.body))
         plan = await self.apply_rules(plan)
         if plan.change is not None:
             self.access.check_content(plan.change.resource_type, plan.change.resource)

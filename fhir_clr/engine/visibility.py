@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from fhir_clr.engine.access import CREATED_BY_SYSTEM, FULL_ACCESS, AccessPolicy
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import is_served_type
-from fhir_clr.search.values import is_local_reference, local_prefixes, normalize_reference
+from fhir_clr.search.values import is_local_reference
 from fhir_clr.store.port import Store, StoredResource
 from fhir_clr.store.query import Condition, Criterion, ParamType, Query, TokenValue
 
@@ -25,11 +26,9 @@ from fhir_clr.store.query import Condition, Criterion, ParamType, Query, TokenVa
 class Visibility:
     """The caller's view of one store (``access`` decides; ``FULL_ACCESS`` sees everything)."""
 
-    def __init__(self, store: Store, access: AccessPolicy = FULL_ACCESS, *, base_urls: Sequence[str] = ()
-                 ) -> None:
+    def __init__(self, store: Store, access: AccessPolicy = FULL_ACCESS) -> None:
         self.store = store
         self.access = access
-        self.prefixes = local_prefixes(base_urls)
 
     def restriction(self, resource_type: str) -> Criterion | None:
         """The caller's criterion for ``resource_type`` (None: sees all of it)."""
@@ -105,19 +104,21 @@ class Visibility:
     async def check_references(self, resource: dict[str, Any], previous: bytes | None = None,
                                written: frozenset[str] = frozenset()) -> None:
         """Refuse (422, as for a resource that does not exist) a write by a restricted caller that adds a
-        reference to a resource it may not see. References already in ``previous`` (the version replaced),
-        to directory types, and to resources in ``written`` (those this transaction creates) are not checked."""
+        reference to a resource it may not see, and (422) a reference it writes in a form that is not plainly
+        ``Type/id`` or an absolute URL (whitespace, ``./``, trailing slashes, queries: spellings the rule could
+        otherwise miss). An absolute URL whose path ends in ``Type/id`` of a served type is checked like the
+        relative reference, whatever its host. References already in ``previous`` (the version replaced), to
+        directory types, and to resources in ``written`` (those this transaction creates) are not checked."""
         if self.scope is None:
             return
-        before = {normalize_reference(ref, self.prefixes)
-                  for _, ref in _references(orjson.loads(previous) if previous else None)}
+        before = {_target(ref, lenient=True) for _, ref in _references(orjson.loads(previous) if previous else None)}
         wanted: dict[str, dict[str, str]] = {}
         for path, reference in _references(resource, resource.get("resourceType", "")):
-            local = normalize_reference(reference, self.prefixes)
-            if local is None or not is_local_reference(local) or local in written or local in before:
+            local = _target(reference)
+            if local is None or local in written or local in before:
                 continue
             target_type, _, target_id = local.partition("/")
-            if is_served_type(target_type) and self.restriction(target_type) is not None:
+            if self.restriction(target_type) is not None:
                 wanted.setdefault(target_type, {}).setdefault(target_id, path)
         for target_type, by_id in wanted.items():
             missing = set(by_id) - await self.visible_ids(target_type, set(by_id))
@@ -151,6 +152,27 @@ class Visibility:
 def unknown_reference(path: str, reference: str) -> FhirError:
     """The one answer for a reference to something absent or hidden (never says which)."""
     return FhirError(422, "processing", f"{path} references {reference}, which does not exist", expression=path)
+
+
+def _target(reference: str, *, lenient: bool = False) -> str | None:
+    """The served ``Type/id`` a reference names (None: contained, a URN, or no served type), for the reference
+    rule. A malformed spelling is a 422 (``lenient``: None, for references already stored)."""
+    if reference.startswith(("#", "urn:")):
+        return None
+    text = reference.split("/_history/")[0]
+    if "://" in text and not any(c.isspace() for c in text):
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in ("http", "https"):
+            return None
+        if not parts.query and not parts.fragment and not text.endswith("/"):
+            tail = "/".join(parts.path.split("/")[-2:])
+            return tail if is_local_reference(tail) and is_served_type(tail.partition("/")[0]) else None
+    elif is_local_reference(text):
+        return text if is_served_type(text.partition("/")[0]) else None
+    if lenient:
+        return None
+    raise FhirError(422, "invalid", "A reference must be Type/id, an absolute URL, a contained #id or a URN "
+                    "(conditional references resolve only in transactions)")
 
 
 def _ids_condition(ids: set[str]) -> Condition:

@@ -98,7 +98,7 @@ class WritePlanner:
         self.default_count = default_count
         self.max_count = max_count
         self.base_urls = tuple(base_urls)
-        self.visibility = visibility or Visibility(store, base_urls=base_urls)
+        self.visibility = visibility or Visibility(store)
         """The caller's view: every plan reads the current version through it."""
 
     def seen_by(self, visibility: Visibility) -> WritePlanner:
@@ -251,7 +251,8 @@ class WritePlanner:
         check_if_match(current, if_match)
         if current is None or current.deleted:
             return Plan(change=None, status=200, existing=current)
-        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200)
+        return Plan(self.change(ChangeOp.DELETE, resource_type, resource_id, current.version, None), 200,
+                    replaced=current)
 
     async def read_live(self, resource_type: str, resource_id: str) -> StoredResource:
         """The current version, or 404 (never existed, or out of the caller's reach) / 410 (deleted)."""

@@ -16,6 +16,8 @@ import orjson
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from tests.conftest import LiveServer
+
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -83,3 +85,12 @@ def http_for(base_url: str, token: str) -> httpx.Client:
     """An HTTP client sending ``token``."""
     return httpx.Client(base_url=base_url, timeout=30.0, headers={
         "Accept": "application/fhir+json", "Authorization": f"Bearer {token}"})
+
+
+def start_secured(data_dir: Path, *clients: RegisteredClient, env: dict[str, str] | None = None) -> LiveServer:
+    """Register ``clients`` and start a secured (non-dev) live server on ``data_dir``."""
+    for client in clients:
+        register(data_dir, client)
+    server = LiveServer(data_dir, env, dev=False)
+    server.start()
+    return server

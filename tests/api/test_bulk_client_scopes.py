@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import FHIR_JSON, patient, task
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.api.test_bulk_export import ASYNC, download, poll
 from tests.conftest import LiveServer
 
@@ -39,10 +39,7 @@ class BulkWorld:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BulkWorld]:
     data_dir = tmp_path_factory.mktemp("bulk-scopes")
-    for client in (ADMIN, PLAN_BULK, CBO_BULK):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, ADMIN, PLAN_BULK, CBO_BULK)
     admin = http_for(server.base_url, access_token(server.base_url, ADMIN))
     for org in ("plan", "cbo-a", "cbo-b"):
         admin.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.api.helpers import FHIR_JSON, patient
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.conftest import LiveServer
 
 SMART_FETCH = Path(sys.executable).with_name("smart-fetch")
@@ -28,10 +28,7 @@ FETCHER = new_client("smart-fetch", "Organization/plan", "plan", [f"system/{t}.r
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str, Path, dict[str, int]]]:
     data_dir = tmp_path_factory.mktemp("smart-fetch")
-    for client in (ADMIN, FETCHER):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, ADMIN, FETCHER)
     with http_for(server.base_url, access_token(server.base_url, ADMIN)) as admin:
         members = [admin.post("/Patient", json=patient(f"Fetch{i}"), headers=FHIR_JSON).json()["id"] for i in range(4)]
         admin.post("/Patient", json=patient("NotInGroup"), headers=FHIR_JSON)

@@ -14,8 +14,7 @@ import pytest
 
 from tests.api.clr_helpers import AUTH_URL, created, decided, referral_body, referral_task_body, with_status
 from tests.api.helpers import FHIR_JSON, issue_expressions
-from tests.api.security_client import access_token, http_for, new_client, register
-from tests.conftest import LiveServer
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 
 PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
 CLINIC = new_client("clinic-app", "Organization/clinic", "referring-entity", ["system/*.cruds"])
@@ -36,10 +35,7 @@ class Parties:
 @pytest.fixture(scope="module")
 def parties(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parties]:
     data_dir: Path = tmp_path_factory.mktemp("clr-parties")
-    for client in (PLAN, CLINIC, PROVIDER):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CLINIC, PROVIDER)
     plan, clinic, provider = (http_for(server.base_url, access_token(server.base_url, c))
                               for c in (PLAN, CLINIC, PROVIDER))
     for org in ("plan", "clinic", "provider"):

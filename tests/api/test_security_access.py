@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import FHIR_JSON, patient, task, unique
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.conftest import LiveServer
 
 PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
@@ -49,10 +49,7 @@ def _ids(bundle: dict[str, Any], resource_type: str | None = None) -> set[str]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """Two referrals: one assigned to cbo-a (patient pa), one to cbo-b (patient pb)."""
     data_dir: Path = tmp_path_factory.mktemp("access-server")
-    for client in (PLAN, CBO_A, CBO_B):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A, CBO_B)
     plan = http_for(server.base_url, access_token(server.base_url, PLAN))
     ids: dict[str, str] = {}
     for org in ("plan", "cbo-a", "cbo-b"):

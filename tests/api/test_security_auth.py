@@ -25,6 +25,7 @@ from tests.api.security_client import (
     http_for,
     new_client,
     register,
+    start_secured,
     token_response,
 )
 from tests.conftest import LiveServer
@@ -40,10 +41,7 @@ GONE = new_client("gone-app", "Organization/cbo-a", "servicing-provider", ["syst
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live server with authentication on and registered clients."""
     data_dir: Path = tmp_path_factory.mktemp("secure-server")
-    for client in (PLAN, CBO, NARROW, V1, GONE):
-        register(data_dir, client)
-    server = LiveServer(data_dir, {"FHIR_CLR_MAX_BODY_BYTES": "200000"}, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO, NARROW, V1, GONE, env={"FHIR_CLR_MAX_BODY_BYTES": "200000"})
     yield server
     server.stop()
 

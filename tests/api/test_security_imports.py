@@ -24,7 +24,7 @@ import pytest
 from fhir_clr.clr.config import bundled_rules
 from tests.api.clr_helpers import created, referral_body, referral_task_body, status_code
 from tests.api.helpers import FHIR_JSON
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.api.test_rtf_import import row, rtf, valid_npi
 from tests.conftest import LiveServer
 
@@ -62,10 +62,7 @@ def _referral(plan: httpx.Client, cin: str, provider: str) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One referral for cbo-a, one for cbo-b, and a Member the plan knows without any referral."""
     data_dir: Path = tmp_path_factory.mktemp("import-access-server")
-    for client in (PLAN, CBO_A, CBO_B):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A, CBO_B)
     plan = http_for(server.base_url, access_token(server.base_url, PLAN))
     for org in ("plan", "cbo-a", "cbo-b"):
         body: dict[str, Any] = {"resourceType": "Organization", "id": org, "name": org}

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.api.helpers import FHIR_JSON, patient, task, unique
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.conftest import LiveServer
 
 PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
@@ -49,10 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A referral of the plan to cbo-a (Patient pa, ServiceRequest sra, Task ta, Condition ca), a Member the
     plan registered without any referral (Patient pplan), and a Task of cbo-a the plan deleted (tdel)."""
     data_dir: Path = tmp_path_factory.mktemp("paths-server")
-    for client in (PLAN, CBO_A, CBO_B):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A, CBO_B)
     plan = http_for(server.base_url, access_token(server.base_url, PLAN))
     for org in ("plan", "cbo-a", "cbo-b"):
         assert plan.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},
@@ -162,6 +159,24 @@ def test_references_to_hidden_resources_are_refused_like_unknown_ones(world: Wor
                  f"Patient/{ids['pplan']}"):
         assert world.b.get(f"/{path}").status_code == 404, path
     assert ids["pa"] not in world.b.get("/Patient").text
+
+
+def test_odd_spellings_of_a_hidden_reference_are_refused_too(world: World) -> None:
+    """Whitespace, ``./``, trailing slashes, queries, fragments and absolute URLs in any host spelling: each is
+    either refused as malformed or checked like ``ServiceRequest/<id>`` (found by an outside review)."""
+    hidden = world.ids["sra"]
+    base = world.server.base_url
+    spellings = [f" ServiceRequest/{hidden}", f"\tServiceRequest/{hidden}", f"ServiceRequest/{hidden}/",
+                 f"./ServiceRequest/{hidden}", f"{base}/ServiceRequest/{hidden}?x", f"{base}/ServiceRequest/{hidden}#x",
+                 f"{base}//ServiceRequest/{hidden}", f"{base.upper()}/ServiceRequest/{hidden}",
+                 f"http://localhost:1/ServiceRequest/{hidden}", f"https://elsewhere.example/fhir/ServiceRequest/{hidden}",
+                 "Patient?identifier=urn:cin|X"]
+    for reference in spellings:
+        response = world.b.post("/Task", json=task(owner="Organization/cbo-b", focus={"reference": reference}),
+                                headers=FHIR_JSON)
+        assert response.status_code == 422, (reference, response.text)
+        assert all(marker not in response.content for marker in MARKERS)
+    assert world.b.get("/Task", params={"focus": hidden}).json().get("entry", []) == []
 
 
 def test_conditional_put_by_a_plan_members_cin_creates_the_callers_own(world: World) -> None:
@@ -313,3 +328,25 @@ def test_the_plan_keeps_update_as_create(world: World) -> None:
     assert world.plan.delete(f"/Task/{world.ids['tdel']}").status_code in (200, 204)
     b_chosen = unique("b-chosen")
     assert world.b.put(f"/Patient/{b_chosen}", json=patient(id=b_chosen), headers=FHIR_JSON).status_code == 404
+
+
+def test_a_linked_provider_reads_the_plans_records_but_does_not_change_them(world: World) -> None:
+    """cbo-a sees its referral's Member and Condition (the plan linked them) but may not rewrite or delete them,
+    nor any directory entry; what its own client created it changes freely (found by an outside review: a
+    provider could delete a Member other providers' referrals point at)."""
+    member, condition = f"/Patient/{world.ids['pa']}", f"/Condition/{world.ids['ca']}"
+    for path in (member, condition):
+        assert world.a.get(path).status_code == 200
+        patched = world.a.patch(path, json=[{"op": "add", "path": "/language", "value": "es"}],
+                                headers=PATCH_JSON)
+        assert patched.status_code == 403, patched.text
+        assert world.a.delete(path).status_code == 403
+        assert world.plan.get(path).json()["meta"]["versionId"] == "1"
+    for org in ("cbo-a", "plan"):
+        assert world.a.delete(f"/Organization/{org}").status_code == 403
+        assert world.plan.get(f"/Organization/{org}").status_code == 200
+    own = _create(world.a, patient(family="RegisteredByA"))
+    changed = world.a.patch(f"/Patient/{own}", json=[{"op": "add", "path": "/active", "value": True}],
+                            headers=PATCH_JSON)
+    assert changed.status_code == 200, changed.text
+    assert world.a.delete(f"/Patient/{own}").status_code == 200

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.api.clr_helpers import created, referral_body, referral_task_body
 from tests.api.helpers import FHIR_JSON
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, register, start_secured
 from tests.api.subscription_helpers import wait_until
 from tests.conftest import LiveServer
 from tests.console.conftest import screenshot
@@ -47,10 +47,7 @@ def _referral(http: httpx.Client, provider: str) -> str:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     """A server with authentication on, two providers' referrals, and the plan and cbo-a clients registered."""
     data_dir = tmp_path_factory.mktemp("console-secured")
-    for client in (PLAN, CBO_A):
-        register(data_dir, client)
-    server = LiveServer(data_dir, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A)
     with http_for(server.base_url, access_token(server.base_url, PLAN)) as plan:
         for org in ("plan", "cbo-a", "cbo-b"):
             plan.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org, "name": org},

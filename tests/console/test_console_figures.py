@@ -19,7 +19,7 @@ import pytest
 from fhir_clr.clr.config import bundled_rules
 from tests.api.clr_helpers import created, referral_body, referral_task_body
 from tests.api.helpers import FHIR_JSON
-from tests.api.security_client import access_token, http_for, new_client, register
+from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.api.subscription_helpers import FAST_RETRIES, subscribe, subscription
 from tests.api.test_rtf_import import row, rtf, valid_npi
 from tests.conftest import LiveServer
@@ -71,10 +71,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """cbo-a: three January referrals, a received file and a Subscription; cbo-b: one referral and a file; the
     plan: a file of its own."""
     data_dir = tmp_path_factory.mktemp("console-figures")
-    for client in (PLAN, CBO_A, CBO_B):
-        register(data_dir, client)
-    server = LiveServer(data_dir, FAST_RETRIES, dev=False)
-    server.start()
+    server = start_secured(data_dir, PLAN, CBO_A, CBO_B, env=FAST_RETRIES)
     plan = http_for(server.base_url, access_token(server.base_url, PLAN))
     for org in ("plan", "cbo-a", "cbo-b"):
         body: dict[str, Any] = {"resourceType": "Organization", "id": org, "name": org}

@@ -155,10 +155,8 @@ async def test_plain_http_is_vetted_at_connect_time_too() -> None:
     assert internet.connects == [("10.1.2.3", 8080)]
 
 
-@pytest.fixture()
-def jwks_server() -> Iterator[str]:
-    """A local JWKS URL serving one EC key."""
-    body = json.dumps({"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}]}).encode()
+def _json_server(body: bytes) -> ThreadingHTTPServer:
+    """A loopback HTTP server answering every GET with ``body`` as JSON (started in a thread)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -173,6 +171,14 @@ def jwks_server() -> Iterator[str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture()
+def jwks_server() -> Iterator[str]:
+    """A local JWKS URL serving one EC key."""
+    server = _json_server(json.dumps(
+        {"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "x": "x", "y": "y"}]}).encode())
     yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json?tenant=SECRET"
     server.shutdown()
     server.server_close()
@@ -188,20 +194,7 @@ async def test_jwks_urls_are_fetched_over_the_vetted_transport(jwks_server: str)
 
 
 async def test_a_jwks_answer_longer_than_the_cap_is_a_failed_fetch() -> None:
-    body = b'{"keys": [' + b" " * (1024 * 1024) + b"]}"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _json_server(b'{"keys": [' + b" " * (1024 * 1024) + b"]}")
     try:
         client = ClientRecord("c1", "CBO", "Organization/o1", Role.SERVICING_PROVIDER, ("system/Task.rs",),
                               jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks.json")
