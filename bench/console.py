@@ -45,7 +45,7 @@ async def _template(directory: Path) -> list[dict[str, Any]]:
     """A seeded population's Members, referrals, Tasks and notices, plus its Organizations (copied once)."""
     services = await build_services(Settings(data_dir=directory, dev=True))
     try:
-        await load_population(services, generate_population(TEMPLATE_MEMBERS, date.today()))
+        await load_population(services, generate_population(TEMPLATE_MEMBERS, date.today(), services.codes))
         resources = []
         for resource_type in (*COPIED_TYPES, "Organization"):
             token = None

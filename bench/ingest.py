@@ -33,17 +33,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fhir_clr.app import Services, build_services
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.config import Settings
 from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.imports.job import FileImporter, ImportReport, ImportRequest
-from fhir_clr.mapping.spec import find_spec
+from fhir_clr.mapping.spec import MappingSpec, find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
 from fhir_clr.runtime_tuning import tune_runtime
 
 BASE = "http://fhir-clr.org/fhir"
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 SEED_GROUP = 500
 
@@ -131,9 +131,9 @@ async def measured(run: Callable[[], Awaitable[ImportReport]]) -> tuple[ImportRe
     return report, CpuUse(time.process_time() - process, spent)
 
 
-def rtf_file(rows: int, provider_npi: str) -> bytes:
+def rtf_file(rows: int, provider_npi: str, specs: dict[str, MappingSpec]) -> bytes:
     out = io.BytesIO()
-    write_table(find_spec("rtf", "ecm"), ({
+    write_table(find_spec("rtf", "ecm", specs=specs), ({
         "mcp_name": "Bench Plan", "member_cin": cin(n), "ecm_provider_name": "Bench ECM provider",
         "ecm_provider_npi": provider_npi, "referral_status": "1", "referral_status_date": date(2026, 11, 2)}
         for n in range(rows)), "csv", out)
@@ -148,8 +148,8 @@ async def run(rows: int) -> None:
             started = time.perf_counter()
             provider_npi = await seed(services, rows)
             seeded = time.perf_counter() - started
-            data = rtf_file(rows, provider_npi)
-            importer = FileImporter(services.bundles, services.engine.clock)
+            data = rtf_file(rows, provider_npi, services.specs)
+            importer = FileImporter(services.bundles, services.engine.clock, services.specs)
             dry = ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True)
             _, planning_cpu = await measured(lambda: importer.run(dry))
             tracemalloc.start()  # memory of a dry run (same reading, matching and planning; tracing slows it)

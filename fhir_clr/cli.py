@@ -75,7 +75,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _report_compliance(args: argparse.Namespace) -> int:
-    from fhir_clr.clr.report import ComplianceReporter, ReportPeriod
+    from fhir_clr.clr.report import ReportPeriod
     from fhir_clr.clr.report_render import render_text, report_document
     from fhir_clr.clr.report_source import load_configured_store
 
@@ -85,10 +85,9 @@ def _report_compliance(args: argparse.Namespace) -> int:
     settings = read_only_settings(args)
     if settings is None:
         return 2
-    reporter = ComplianceReporter()
     period = ReportPeriod(args.from_date, args.to_date)
+    data, reporter = asyncio.run(load_configured_store(settings, period))
     as_of = args.as_of or reporter.deadlines.local_date(datetime.now(UTC))
-    data = asyncio.run(load_configured_store(settings, period, reporter))
     report = reporter.report(data, period, as_of)
     if args.format == "json":
         reasons = list(reporter.codes["loop-closure-reason"].concepts)
@@ -127,7 +126,7 @@ async def _seed_population(settings: Settings, args: argparse.Namespace) -> dict
     try:
         if await services.engine.planner.find("ServiceRequest", [], limit=1):
             return None
-        population = generate_population(args.members, args.as_of or date.today(), args.seed_value)
+        population = generate_population(args.members, args.as_of or date.today(), services.codes, args.seed_value)
         return await load_population(services, population, args.files)
     finally:
         await services.store.close()

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.app import Services
-from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_url
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.mif_rows import REFERRAL_KEY_SYSTEM, referral_key
@@ -91,10 +91,11 @@ def _npi(rng: random.Random) -> str:
             return candidate
 
 
-def generate_population(members: int, as_of: date, seed: int = 2025) -> Population:
-    """``members`` invented referrals, dated in the 120 days before ``as_of``, deterministic for ``seed``."""
+def generate_population(members: int, as_of: date, codes: CodeLists, seed: int = 2025) -> Population:
+    """``members`` invented referrals for the services of ``codes``, dated in the 120 days before ``as_of``,
+    deterministic for ``seed``."""
     rng = random.Random(seed)
-    services = list(default_code_lists()["clr-services"].concepts)
+    services = list(codes["clr-services"].concepts)
     providers = [(f"Synthetic {kind} Provider {n + 1}", _npi(rng)) for n, kind in enumerate(("ECM", "ECM", "CS",
                                                                                                 "CS", "CS"))]
     referrals = []

@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 
 from fhir_clr.app import Services
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import CANONICAL_BASE, profile_url
 from fhir_clr.clr.deadlines import parse_moment
 from fhir_clr.clr.obligations import is_obligation, kind_of
 
-BASE = default_rules()["canonical_base"]
-REFERRAL_PROFILE = extension_url(default_rules(), "clr-referral")
-TASK_PROFILE = extension_url(default_rules(), "clr-referral-task")
-DATE_URL = extension_url(default_rules(), "date-of-referral-status-update")
+BASE = CANONICAL_BASE
+REFERRAL_PROFILE = profile_url("clr-referral")
+TASK_PROFILE = profile_url("clr-referral-task")
+DATE_URL = profile_url("date-of-referral-status-update")
 INQUIRIES = 3
 """Status inquiries sent per population (each answered: alternately on time and late)."""
 

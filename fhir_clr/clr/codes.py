@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +148,8 @@ class CodeLists:
         return sorted(self._lists)
 
 
-@cache
-def default_code_lists() -> CodeLists:
-    """The code lists of the bundled ``profiles/`` directory, loaded once."""
+def bundled_code_lists() -> CodeLists:
+    """The code lists of the ``profiles/`` directory shipped with the package, read afresh: for tests and tools
+    that build their objects without :class:`~fhir_clr.config.Settings` (the server loads the configured
+    directory's once, in ``build_services``)."""
     return CodeLists.from_directory(DEFAULT_PROFILES_DIR)

@@ -14,8 +14,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.codes import CodeLists
+from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines
 
 
@@ -50,9 +50,9 @@ def _member_keys(referral: dict[str, Any]) -> set[tuple[str, str]]:
 class DuplicateRules:
     """Finds duplicates of a new referral among the Member's existing referrals."""
 
-    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
-        self.rules = rules or default_rules()
-        self.codes = codes or default_code_lists()
+    def __init__(self, rules: dict[str, Any], codes: CodeLists) -> None:
+        self.rules = rules
+        self.codes = codes
         self.deadlines = Deadlines(self.rules)
         self._conf: dict[str, Any] = self.rules["duplicates"]
         self._auth_url = extension_url(self.rules, "authorization-decision")

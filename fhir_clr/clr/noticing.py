@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_of, extension_url
+from fhir_clr.clr.codes import CodeLists
+from fhir_clr.clr.config import extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 
 
@@ -44,9 +44,9 @@ class ReferralFacts:
 class Noticing:
     """Builds obligation Tasks for referral events."""
 
-    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
-        self.rules = rules or default_rules()
-        self.codes = codes or default_code_lists()
+    def __init__(self, rules: dict[str, Any], codes: CodeLists) -> None:
+        self.rules = rules
+        self.codes = codes
         self.deadlines = Deadlines(self.rules)
         self._conf: dict[str, Any] = self.rules["noticing"]
         self._kinds = self.codes["notice-kinds"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import profile_url
 from fhir_clr.fhirmodel.clone import clone
 
 OPEN = "requested"
-OBLIGATION_PROFILE = extension_url(default_rules(), "clr-notice-obligation")
+OBLIGATION_PROFILE = profile_url("clr-notice-obligation")
 
 
 def is_obligation(resource: dict[str, Any] | None) -> bool:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_of, extension_url
+from fhir_clr.clr.codes import CodeLists
+from fhir_clr.clr.config import extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 
 UNKNOWN_SERVICE = "unknown"
@@ -166,9 +166,9 @@ def _has_profile(resource: dict[str, Any], profile: str) -> bool:
 class ComplianceReporter:
     """Computes compliance reports with one rules configuration and set of code lists."""
 
-    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
-        self.rules = rules or default_rules()
-        self.codes = codes or default_code_lists()
+    def __init__(self, rules: dict[str, Any], codes: CodeLists) -> None:
+        self.rules = rules
+        self.codes = codes
         self.deadlines = Deadlines(self.rules)
         self._noticing: dict[str, Any] = self.rules["noticing"]
         self._flags: dict[str, str] = self.rules["duplicates"]["flags"]
@@ -369,6 +369,7 @@ def _entity_names(resources: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 
 def compliance_report(data: ReportData, period: ReportPeriod, as_of: date, *,
-                      rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> ComplianceReport:
-    """The compliance report of ``data`` (see the module docstring for what is counted)."""
+                      rules: dict[str, Any], codes: CodeLists) -> ComplianceReport:
+    """The compliance report of ``data`` under ``rules`` and ``codes`` (see the module docstring for what is
+    counted)."""
     return ComplianceReporter(rules, codes).report(data, period, as_of)

@@ -58,10 +58,9 @@ def _ids_by_type(references: Iterable[str], types: Iterable[str]) -> dict[str, l
     return {t: sorted(i) for t, i in ids.items()}
 
 
-async def load_report_data(engine: Engine, period: ReportPeriod, reporter: ComplianceReporter | None = None,
+async def load_report_data(engine: Engine, period: ReportPeriod, reporter: ComplianceReporter,
                            batch_size: int = VALUES_PER_QUERY) -> ReportData:
     """The referrals of ``period`` (plus a day each side), their Tasks and their Referring Entities."""
-    reporter = reporter or ComplianceReporter()
     referrals = await search_all(engine, "ServiceRequest", [
         ("_profile", extension_url(reporter.rules, "clr-referral")),
         ("authored", f"ge{(period.start - timedelta(days=1)).isoformat()}"),
@@ -87,13 +86,14 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
     return data
 
 
-async def load_configured_store(settings: Settings, period: ReportPeriod,
-                                reporter: ComplianceReporter | None = None) -> ReportData:
-    """:func:`load_report_data` from the store ``settings`` name (opened for the call, then closed)."""
+async def load_configured_store(settings: Settings, period: ReportPeriod) -> tuple[ReportData, ComplianceReporter]:
+    """:func:`load_report_data` from the store ``settings`` name (opened for the call, then closed), with the
+    reporter of the configured rules and code lists."""
     from fhir_clr.app import build_services  # the app imports the console, which imports this module
 
     services = await build_services(settings)
     try:
-        return await load_report_data(services.engine, period, reporter)
+        reporter = ComplianceReporter(services.rules, services.codes)
+        return await load_report_data(services.engine, period, reporter), reporter
     finally:
         await services.store.close()

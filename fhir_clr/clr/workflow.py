@@ -8,20 +8,19 @@ declined referral, going back to an earlier status, a status dated before the cu
 configuration names for them: ``review`` (apply and tag the Task for the plan's review), ``superseded`` (keep
 the report as history on the Task, leave the current status) or ``reject`` (422).
 
-:func:`check_task_change` checks one proposed create or update of a referral Task for a caller and returns the
-normalized Task plus the side effects to apply, or raises a :class:`FhirError` whose issues name the offending
-elements.
+:meth:`TaskWorkflow.check_task_change` checks one proposed create or update of a referral Task for a caller and
+returns the normalized Task plus the side effects to apply, or raises a :class:`FhirError` whose issues name the
+offending elements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from fhir_clr.clr.codes import CodeLists, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.codes import CodeLists
+from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.errors import FhirError, Issue
@@ -102,9 +101,9 @@ def _forbidden(message: str, expression: str) -> FhirError:
 class TaskWorkflow:
     """The referral Task rules for one code-list set and rules configuration."""
 
-    def __init__(self, rules: dict[str, Any] | None = None, codes: CodeLists | None = None) -> None:
-        self.rules = rules or default_rules()
-        self.codes = codes or default_code_lists()
+    def __init__(self, rules: dict[str, Any], codes: CodeLists) -> None:
+        self.rules = rules
+        self.codes = codes
         self.deadlines = Deadlines(self.rules)
         self.noticing = Noticing(self.rules, self.codes)
         self._flow: dict[str, Any] = self.rules["workflow"]
@@ -401,14 +400,3 @@ class TaskWorkflow:
 def _unprocessable(issues: list[Issue]) -> FhirError:
     first = issues[0]
     return FhirError(422, first.code, first.message, expression=first.expression, issues=issues)
-
-
-def check_task_change(previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
-                      now: datetime, referral: dict[str, Any] | None = None) -> TaskDecision:
-    """:meth:`TaskWorkflow.check_task_change` with the bundled rules and code lists."""
-    return _default_workflow().check_task_change(previous, proposed, caller, now, referral)
-
-
-@cache
-def _default_workflow() -> TaskWorkflow:
-    return TaskWorkflow()

@@ -117,7 +117,7 @@ def _by_month(data: ReportData, reporter: ComplianceReporter) -> dict[str, Repor
 
 async def compliance_page(engine: Engine, start_text: str, end_text: str) -> CompliancePage:
     """The compliance figures of the referral months asked for, as the caller of ``engine`` may see them."""
-    reporter = ComplianceReporter()
+    reporter = ComplianceReporter(engine.rules, engine.codes)
     today = reporter.deadlines.local_date(engine.clock())
     first, last = month_range(start_text, end_text, today)
     period = ReportPeriod(first, _month_end(last))

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.codes import CodeList
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.received import FILE_HASH_SYSTEM, PROCESSED, REJECTS_TITLE
@@ -62,12 +62,12 @@ def _attachments(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [c.get("attachment") or {} for c in document.get("content", ()) if isinstance(c, dict)]
 
 
-def file_line(document: dict[str, Any]) -> ReceivedFileLine:
-    """The listing line of a received file's DocumentReference."""
+def file_line(document: dict[str, Any], file_types: CodeList) -> ReceivedFileLine:
+    """The listing line of a received file's DocumentReference (its kind one of ``file_types``)."""
     attachments = _attachments(document)
     original = next((a for a in attachments if a.get("title") != REJECTS_TITLE), {})
     rejects = next((a for a in attachments if a.get("title") == REJECTS_TITLE), None)
-    kind = default_code_lists()["file-types"].code_of(document.get("type")) or ""
+    kind = file_types.code_of(document.get("type")) or ""
     summary = str(document.get("description") or "")
     return ReceivedFileLine(document["id"], str(document.get("date", "")), kind.upper(),
                             str(original.get("title") or "(unnamed)"), int(original.get("size") or 0),
@@ -77,7 +77,7 @@ def file_line(document: dict[str, Any]) -> ReceivedFileLine:
 
 async def imports_page(engine: Engine, kind: str, page_token: str | None) -> ImportsPage:
     """One page of received files (all kinds, or ``kind``: mif, asf or rtf), newest first."""
-    file_types = default_code_lists()["file-types"]
+    file_types = engine.codes["file-types"]
     kinds = [(code, concept.display) for code, concept in file_types.concepts.items()]
     wanted = kind if kind in file_types.concepts else ",".join(file_types.concepts)
     params = [("type", ",".join(f"{file_types.system}|{k}" for k in wanted.split(","))),
@@ -85,7 +85,7 @@ async def imports_page(engine: Engine, kind: str, page_token: str | None) -> Imp
     if page_token:
         params.append((PAGE_TOKEN, page_token))
     result = await engine.search("DocumentReference", params)
-    files = [file_line(orjson.loads(m.body)) for m in result.matches if m.body is not None]
+    files = [file_line(orjson.loads(m.body), file_types) for m in result.matches if m.body is not None]
     return ImportsPage(files, kind if kind in file_types.concepts else "", kinds, result.next_token,
                        result.prev_token)
 
@@ -105,7 +105,7 @@ async def received_file(engine: Engine, document_id: str) -> tuple[ReceivedFileL
                   None)
     if sha256 is None:
         raise FhirError(404, "not-found", f"DocumentReference/{document_id} is not a received file")
-    return file_line(document), sha256
+    return file_line(document, engine.codes["file-types"]), sha256
 
 
 async def import_detail(engine: Engine, document_id: str) -> ImportDetail:

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.config import default_rules
 from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 
@@ -25,9 +24,9 @@ def _human_name(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def label_of(resource: dict[str, Any]) -> str:
-    """A person's or organization's display label, with its CIN or NPI when it has one."""
-    systems = default_rules()["identifier_systems"]
+def label_of(resource: dict[str, Any], systems: dict[str, str]) -> str:
+    """A person's or organization's display label, with its CIN or NPI (of the rules configuration's identifier
+    ``systems``) when it has one."""
     name = resource.get("name") if isinstance(resource.get("name"), str) else _human_name(resource)
     for identifier in resource.get("identifier", ()):
         if isinstance(identifier, dict) and identifier.get("system") in (systems["cin"], systems["npi"]):
@@ -41,6 +40,7 @@ class Names:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.systems: dict[str, str] = engine.rules["identifier_systems"]
         self.labels: dict[str, str] = {}
 
     async def load(self, references: Iterable[str | None]) -> None:
@@ -59,7 +59,8 @@ class Names:
                                                                   ("_count", str(len(batch))), ("_total", "none")])
                 for match in result.matches:
                     if match.body is not None:
-                        self.labels[f"{resource_type}/{match.resource_id}"] = label_of(orjson.loads(match.body))
+                        self.labels[f"{resource_type}/{match.resource_id}"] = label_of(orjson.loads(match.body),
+                                                                                   self.systems)
 
     def __call__(self, reference: Any) -> str:
         """The label of a Reference; its display or type when not loaded."""

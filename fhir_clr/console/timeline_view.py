@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
+from fhir_clr.clr.config import extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.console.names import Names
@@ -109,8 +108,8 @@ class TimelineBuilder:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.rules = default_rules()
-        self.codes = default_code_lists()
+        self.rules = engine.rules
+        self.codes = engine.codes
         self.deadlines = Deadlines(self.rules)
         self.names = Names(engine)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_of, extension_url, value_of
+from fhir_clr.clr.codes import CodeList, CodeLists
+from fhir_clr.clr.config import extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
 from fhir_clr.console.names import Names, label_of
@@ -49,10 +49,10 @@ class Filters:
     provider: str = ""
     referrer: str = ""
 
-    def params(self, resource_type: str) -> list[tuple[str, str]]:
-        """The filters as search parameters on ``resource_type`` (Tasks reach their referral by ``focus``)."""
+    def params(self, resource_type: str, services: CodeList) -> list[tuple[str, str]]:
+        """The filters as search parameters on ``resource_type`` (Tasks reach their referral by ``focus``; a
+        service is a code of ``services``)."""
         chain = "focus:ServiceRequest." if resource_type == "Task" else ""
-        services = default_code_lists()["clr-services"]
         params = []
         if self.service:
             params.append((f"{chain}service", f"{services.system}|{self.service}"))
@@ -100,9 +100,9 @@ class WorklistPage:
     titles: dict[str, str] = field(default_factory=lambda: GROUP_TITLES)
 
 
-def console_groups(today: date) -> list[WorklistGroup]:
+def console_groups(today: date, rules: dict[str, Any], codes: CodeLists) -> list[WorklistGroup]:
     """The worklist groups, with "due soon" shown as due today and due this week (through Sunday)."""
-    groups = worklist_groups(today, default_rules(), default_code_lists())
+    groups = worklist_groups(today, rules, codes)
     overdue = next(g for g in groups if g.name == "overdue")
     open_obligations = [p for p in overdue.params if p[0] != "due-date"]
     week_end = today + timedelta(days=6 - today.weekday())
@@ -114,19 +114,21 @@ def console_groups(today: date) -> list[WorklistGroup]:
             *(g for g in groups if g.name not in ("overdue", "due-soon"))]
 
 
-def _narrowed(group: WorklistGroup, filters: Filters) -> list[tuple[str, str]]:
-    return [*group.params, *filters.params(group.resource_type)]
+def _narrowed(group: WorklistGroup, filters: Filters, codes: CodeLists) -> list[tuple[str, str]]:
+    return [*group.params, *filters.params(group.resource_type, codes["clr-services"])]
 
 
 async def _count(engine: Engine, group: WorklistGroup, filters: Filters) -> int:
-    result = await engine.search(group.resource_type, [*_narrowed(group, filters), ("_summary", "count")])
+    result = await engine.search(group.resource_type, [*_narrowed(group, filters, engine.codes),
+                                                       ("_summary", "count")])
     return int(result.total or 0)
 
 
 async def _organizations(engine: Engine) -> list[tuple[str, str]]:
     result = await engine.search("Organization", [("_count", str(MAX_ORGANIZATIONS)), ("_total", "none"),
                                                   ("_sort", "name")])
-    return [(m.resource_id, label_of(orjson.loads(m.body))) for m in result.matches if m.body is not None]
+    return [(m.resource_id, label_of(orjson.loads(m.body), engine.rules["identifier_systems"]))
+            for m in result.matches if m.body is not None]
 
 
 def _late_days(today: date, due: Any) -> str:
@@ -139,12 +141,12 @@ def _late_days(today: date, due: Any) -> str:
     return "due today" if days == 0 else f"in {-days} day{'s' if days != -1 else ''}"
 
 
-def _status_date(task: dict[str, Any]) -> Any:
-    return value_of(extension_of(task, extension_url(default_rules(), "date-of-referral-status-update")))
+def _status_date(task: dict[str, Any], rules: dict[str, Any]) -> Any:
+    return value_of(extension_of(task, extension_url(rules, "date-of-referral-status-update")))
 
 
 def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, Any]], names: Names,
-         today: date) -> WorklistRow:
+         today: date, rules: dict[str, Any]) -> WorklistRow:
     if resource["resourceType"] == "ServiceRequest":
         referral, what = resource, "Open duplicate referral"
         when, lateness = resource.get("authoredOn", ""), ""
@@ -156,7 +158,7 @@ def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, An
             lateness = _late_days(today, when)
         else:
             what = (resource.get("businessStatus") or {}).get("text", "")
-            when = _status_date(resource) or ""
+            when = _status_date(resource, rules) or ""
             since = parse_moment(when)
             lateness = "" if since is None else f"{(today - _as_date(since)).days} days"
     performer = (referral.get("performer") or [None])[0]
@@ -171,8 +173,8 @@ def _as_date(moment: datetime | date) -> date:
 
 async def group_counts(engine: Engine, filters: Filters) -> dict[str, int]:
     """Every group's count for the caller of ``engine`` (the cards; kept a little while by the route)."""
-    today = Deadlines(default_rules()).local_date(engine.clock())
-    return {g.name: await _count(engine, g, filters) for g in console_groups(today)}
+    today = Deadlines(engine.rules).local_date(engine.clock())
+    return {g.name: await _count(engine, g, filters) for g in console_groups(today, engine.rules, engine.codes)}
 
 
 async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_token: str | None,
@@ -180,13 +182,12 @@ async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_
     """One page of ``group_name`` for the caller of ``engine``, with the group ``counts`` (None while they are
     being counted). Groups of at most ``SORTED_UP_TO`` items are sorted by their date (due or status date);
     larger ones, or groups not counted yet, come in record order, which is cheap to page at any size."""
-    rules = default_rules()
-    codes = default_code_lists()
+    rules, codes = engine.rules, engine.codes
     today = Deadlines(rules).local_date(engine.clock())
-    groups = {g.name: g for g in console_groups(today)}
+    groups = {g.name: g for g in console_groups(today, rules, codes)}
     group = groups.get(group_name) or groups["overdue"]
     sorted_by_date = counts is not None and counts.get(group.name, 0) <= SORTED_UP_TO
-    params = [*_narrowed(group, filters), ("_count", str(PAGE_SIZE)), ("_total", "none")]
+    params = [*_narrowed(group, filters, codes), ("_count", str(PAGE_SIZE)), ("_total", "none")]
     if sorted_by_date:
         params.append(("_sort", SORT.get(group.name, "_id")))
     if group.resource_type == "Task":
@@ -200,9 +201,9 @@ async def worklist_page(engine: Engine, group_name: str, filters: Filters, page_
     names = Names(engine)
     await names.load(reference_of(v) for r in [*resources, *referrals.values()]
                      for v in (r.get("subject"), r.get("for"), r.get("requester"), *(r.get("performer") or ())))
-    rows = [_row(group.name, r, referrals, names, today) for r in resources]
+    rows = [_row(group.name, r, referrals, names, today, rules) for r in resources]
     services = [(c.code, c.display) for c in codes["clr-services"].concepts.values()]
     return WorklistPage(today, group.name, [(name, GROUP_TITLES.get(name, name), (counts or {}).get(name))
                                             for name in groups], rows, filters, services,
                         await _organizations(engine), result.next_token, result.prev_token,
-                        group.url(_narrowed(group, filters)), sorted_by_date)
+                        group.url(_narrowed(group, filters, codes)), sorted_by_date)

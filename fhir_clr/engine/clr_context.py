@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import CodeList, default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.codes import CodeList, CodeLists
+from fhir_clr.clr.config import profile_url
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.clr.obligations import is_obligation, is_open
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
@@ -20,8 +20,8 @@ from fhir_clr.engine.content import new_id
 from fhir_clr.engine.writes import WritePlanner
 from fhir_clr.store.port import Change, ChangeOp, StoredResource
 
-REFERRAL_PROFILE = extension_url(default_rules(), "clr-referral")
-REFERRAL_TASK_PROFILE = extension_url(default_rules(), "clr-referral-task")
+REFERRAL_PROFILE = profile_url("clr-referral")
+REFERRAL_TASK_PROFILE = profile_url("clr-referral-task")
 LOOKUP_LIMIT = 200
 """Most related resources one rule looks at (obligations of a Task, referrals of a Member for a service)."""
 
@@ -100,10 +100,10 @@ class Related:
 class ClrContext:
     """Rules, lookups and change builders over one write planner (and its store)."""
 
-    def __init__(self, planner: WritePlanner) -> None:
+    def __init__(self, planner: WritePlanner, rules: dict[str, Any], codes: CodeLists) -> None:
         self.planner = planner
-        self.rules = default_rules()
-        self.codes = default_code_lists()
+        self.rules = rules
+        self.codes = codes
         self.workflow = TaskWorkflow(self.rules, self.codes)
         self.noticing: Noticing = self.workflow.noticing
 

@@ -20,18 +20,20 @@ from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, ClrContext, body_
 from fhir_clr.engine.clr_messages import MessageEvents
 from fhir_clr.engine.clr_referrals import ReferralEvents
 from fhir_clr.engine.clr_tasks import ReferralTaskEvents
+from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.engine.writes import Plan, WritePlanner
 from fhir_clr.errors import FhirError
-from fhir_clr.fhirmodel.profile_check import check_profiles, normalize_extension_codes
+from fhir_clr.fhirmodel.profile_check import normalize_extension_codes
 from fhir_clr.store.port import Change, ChangeOp
 
 
 class ClrWriteRules:
     """Applies the CLR rules to planned writes of one planner (and its store)."""
 
-    def __init__(self, planner: WritePlanner) -> None:
+    def __init__(self, planner: WritePlanner, reference: ReferenceData) -> None:
         self.planner = planner
-        self.context = ClrContext(planner)
+        self.profiles = reference.profiles
+        self.context = ClrContext(planner, reference.rules, reference.codes)
         self.tasks = ReferralTaskEvents(self.context)
         self.referrals = ReferralEvents(self.context, self.tasks)
         self.messages = MessageEvents(self.context)
@@ -42,15 +44,14 @@ class ClrWriteRules:
         change = plan.change
         if change is None or change.resource is None:
             return plan
-        resource = normalize_extension_codes(change.resource)
+        resource = normalize_extension_codes(self.profiles, change.resource)
         checked = self._checked(await self._dispatch(plan, resource, caller, now))
         return checked
 
-    @staticmethod
-    def _checked(plan: Plan) -> Plan:
+    def _checked(self, plan: Plan) -> Plan:
         """``plan`` after the profile check of the resource it writes (422 with every issue)."""
         assert plan.change is not None and plan.change.resource is not None
-        issues = check_profiles(plan.change.resource)
+        issues = self.profiles.check(plan.change.resource)
         if issues:
             raise FhirError(422, issues[0].code, issues[0].message, expression=issues[0].expression, issues=issues)
         return plan

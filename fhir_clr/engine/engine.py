@@ -19,6 +19,7 @@ from fhir_clr.clr.workflow import Caller
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.clr_rules import ClrWriteRules
 from fhir_clr.engine.history import HistoryReader
+from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
 from fhir_clr.engine.searching import Searcher
 from fhir_clr.engine.visibility import Visibility
@@ -44,17 +45,21 @@ class Engine:
     """FHIR create/read/update/patch/delete/search/history over one store, on behalf of ``access`` (see
     ``with_access``; unrestricted by default)."""
 
-    def __init__(self, store: Store, registry: SearchParamRegistry, *, default_count: int = 20,
-                 max_count: int = 1000, base_urls: Sequence[str] = (),
+    def __init__(self, store: Store, registry: SearchParamRegistry, *, reference: ReferenceData,
+                 default_count: int = 20, max_count: int = 1000, base_urls: Sequence[str] = (),
                  clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.registry = registry
+        self.reference = reference
+        """The CLR rules, code lists and profiles the write rules, console and imports of this engine apply."""
+        self.rules = reference.rules
+        self.codes = reference.codes
         self.planner = WritePlanner(store, registry, default_count=default_count, max_count=max_count,
                                     base_urls=base_urls)
         self.searcher = Searcher(store, registry, default_count=default_count, max_count=max_count,
                                  base_urls=base_urls)
         self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
-        self.clr_rules = ClrWriteRules(self.planner)
+        self.clr_rules = ClrWriteRules(self.planner, reference)
         self.write_rules: list[WriteRule] = []
         """Further rules (e.g. for Subscriptions), registered by the application."""
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import CodeList, default_code_lists
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR, default_rules
+from fhir_clr.clr.codes import CodeList, CodeLists
+from fhir_clr.clr.config import CANONICAL_BASE
 from fhir_clr.errors import Issue
-
-CANONICAL_BASE = default_rules()["canonical_base"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +82,12 @@ def _value_key(type_code: str) -> str:
 class ProfileChecker:
     """Checks resources against the compiled profiles and extension definitions of one directory."""
 
-    def __init__(self, definitions: Iterable[dict[str, Any]]) -> None:
-        lists = default_code_lists()
+    def __init__(self, definitions: Iterable[dict[str, Any]], lists: CodeLists,
+                 union_value_sets: Iterable[dict[str, Any]] = ()) -> None:
         every = [lists[name] for name in lists.keys()]  # noqa: SIM118 (CodeLists is not iterable)
         self._codes_by_value_set = {c.value_set: Binding(c.title, c.value_set, (c,)) for c in every}
         by_system = {c.system: c for c in every}
-        for value_set in _union_value_sets(DEFAULT_PROFILES_DIR):
+        for value_set in union_value_sets:
             included = tuple(by_system[i["system"]] for i in value_set["compose"]["include"])
             self._codes_by_value_set[value_set["url"]] = Binding(value_set["title"], value_set["url"], included)
         self.profiles: dict[str, ProfileRule] = {}
@@ -102,9 +99,11 @@ class ProfileChecker:
                 self.profiles[definition["url"]] = self._profile(definition)
 
     @classmethod
-    def from_directory(cls, directory: Path) -> ProfileChecker:
-        """Compile every ``StructureDefinition-*.json`` of ``directory``."""
-        return cls(orjson.loads(p.read_bytes()) for p in sorted(directory.glob("StructureDefinition-*.json")))
+    def from_directory(cls, directory: Path, codes: CodeLists) -> ProfileChecker:
+        """Compile every ``StructureDefinition-*.json`` of ``directory`` against ``codes`` (its code lists) and
+        its ValueSets that unite several of them."""
+        definitions = (orjson.loads(p.read_bytes()) for p in sorted(directory.glob("StructureDefinition-*.json")))
+        return cls(definitions, codes, _union_value_sets(directory))
 
     # ---- compiling ---------------------------------------------------------------------------------------
 
@@ -259,22 +258,10 @@ def _union_value_sets(directory: Path) -> list[dict[str, Any]]:
     return [v for v in found if len((v.get("compose") or {}).get("include", ())) > 1]
 
 
-@cache
-def default_checker() -> ProfileChecker:
-    """The checker of the bundled ``profiles/`` directory, compiled once."""
-    return ProfileChecker.from_directory(DEFAULT_PROFILES_DIR)
-
-
-def check_profiles(resource: dict[str, Any]) -> list[Issue]:
-    """Issues of ``resource`` against the CLR profiles it claims and the CLR extensions it carries."""
-    return default_checker().check(resource)
-
-
-def normalize_extension_codes(resource: dict[str, Any]) -> dict[str, Any]:
+def normalize_extension_codes(checker: ProfileChecker, resource: dict[str, Any]) -> dict[str, Any]:
     """``resource`` with the coded values of its CLR extensions (and their sub-extensions) parsed leniently
     (``1``, ``1.``, a label, any case) into canonical Codings; a value outside its value set is a 422 naming
-    the extension."""
-    checker = default_checker()
+    the extension (the extensions ``checker`` knows)."""
     extensions = resource.get("extension")
     if not isinstance(extensions, list) or not any(
             isinstance(e, dict) and e.get("url") in checker.extensions for e in extensions):

@@ -8,13 +8,13 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 
 
-def updated_referral(current: dict[str, Any], fragment: dict[str, Any], now: datetime) -> dict[str, Any]:
+def updated_referral(current: dict[str, Any], fragment: dict[str, Any], now: datetime,
+                     rules: dict[str, Any]) -> dict[str, Any]:
     """``current`` with the row's authorization decision (sub-extensions replaced by name; a decision without a
-    date is dated ``now``) and authorization number (added when new)."""
-    rules = default_rules()
+    date is dated ``now``) and authorization number (added when new), under the rules configuration ``rules``."""
     auth_url = extension_url(rules, "authorization-decision")
     referral = copy.deepcopy(current)
     referral.pop("meta", None)

@@ -17,8 +17,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
@@ -50,9 +49,9 @@ class ReferralExporter:
     def __init__(self, engine: Engine, spec: MappingSpec) -> None:
         self.engine = engine
         self.spec = spec
-        rules = default_rules()
+        rules = engine.rules
         self.npi_system = rules["identifier_systems"]["npi"]
-        self.services = default_code_lists()["clr-services"]
+        self.services = engine.codes["clr-services"]
         self.program = "ECM" if spec.program == "ecm" else "CS"
         self.closure_url = extension_url(rules, "referral-loop-closure-date")
         self.task_profile = extension_url(rules, "clr-referral-task")

@@ -41,7 +41,7 @@ from fhir_clr.imports.rtf_rows import RowKeys, RowProblem, RtfMatcher
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import MappingSpec, default_specs, find_spec
+from fhir_clr.mapping.spec import MappingSpec, find_spec
 from fhir_clr.observability.metrics import IMPORT_ROWS
 
 BATCH_ROWS = 500
@@ -73,12 +73,12 @@ class FileImporter:
     """Imports files through one bundle processor (and so one engine acting for one caller)."""
 
     def __init__(self, bundles: BundleProcessor, clock: Callable[[], datetime],
-                 specs: dict[str, MappingSpec] | None = None) -> None:
+                 specs: dict[str, MappingSpec]) -> None:
         self.bundles = bundles
         self.engine = bundles.engine
         self.clock = clock
         self.specs = specs
-        """The loaded mapping specs (None: the bundled ones)."""
+        """The loaded mapping specs (of the configured mappings directory), by id."""
 
     def check(self, request: ImportRequest) -> None:
         """Refuse (one line) a request that cannot start: 400 for a kind that cannot be imported or a layout that
@@ -183,7 +183,7 @@ class FileImporter:
         raws: dict[int, RawRow] = {}
         if spec.kind == "mif":  # creates claim conditional keys: committed before the next batch is planned
             for raw, fragments, _ in parsed:
-                group = mif_group(fragments, raw.number)
+                group = mif_group(fragments, raw.number, self.engine.rules)
                 if isinstance(group, RowProblem):
                     self._reject(report, raw, [Problem(None, None, group.rule, group.message)])
                 else:
@@ -214,7 +214,8 @@ class FileImporter:
                     self._reject(report, raw, [Problem(None, None, "match", "The referral of this Member, "
                                                        "service and provider could not be read")])
                     continue
-                updated = updated_referral(current, fragments.get("ServiceRequest", {}), self.clock())
+                updated = updated_referral(current, fragments.get("ServiceRequest", {}), self.clock(),
+                                           self.engine.rules)
                 found = current
             else:
                 updated = matcher.updated_task(found, fragments.get("Task", {}))
@@ -258,26 +259,25 @@ def _check_kind(kind: str) -> None:
 
 
 def choose_spec(kind: str, program: str | None, headers: list[str],
-                specs: dict[str, MappingSpec] | None = None) -> MappingSpec:
-    """The layout of a ``kind`` file among ``specs`` (None: the bundled ones): the ``program``'s, or, without
+                specs: dict[str, MappingSpec]) -> MappingSpec:
+    """The layout of a ``kind`` file among ``specs``: the ``program``'s, or, without
     one, the only layout of that kind whose required columns the headers hold (ECM and CS RTFs name their
     provider columns differently). 400 with one line when it cannot be told."""
-    loaded = specs if specs is not None else default_specs()
-    if program is not None or len({s.program for s in loaded.values() if s.kind == kind}) <= 1:
+    if program is not None or len({s.program for s in specs.values() if s.kind == kind}) <= 1:
         try:
-            return find_spec(kind, program, specs=loaded)
+            return find_spec(kind, program, specs=specs)
         except LookupError as error:
             raise FhirError(400, "invalid", str(error)) from None
-    fitting = {s.program: s for s in loaded.values() if s.kind == kind and match_headers(s, headers).ok}
+    fitting = {s.program: s for s in specs.values() if s.kind == kind and match_headers(s, headers).ok}
     if len(fitting) == 1:
-        return find_spec(kind, next(iter(fitting)), specs=loaded)
-    programs = sorted({s.program for s in loaded.values() if s.kind == kind})
+        return find_spec(kind, next(iter(fitting)), specs=specs)
+    programs = sorted({s.program for s in specs.values() if s.kind == kind})
     why = "its headers fit no layout" if not fitting else "its headers fit more than one layout"
     raise FhirError(400, "invalid", f"Cannot tell the {kind.upper()} layout of this file ({why}); name the "
                     f"program: one of {', '.join(programs)}", expression="program")
 
 
-def _spec_or_kind(request: ImportRequest, specs: dict[str, MappingSpec] | None) -> str:
+def _spec_or_kind(request: ImportRequest, specs: dict[str, MappingSpec]) -> str:
     """The spec id to report for a file that could not be read (the kind when the layout is unknown)."""
     try:
         return find_spec(request.kind, request.program, specs=specs).id

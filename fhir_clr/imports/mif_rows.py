@@ -9,7 +9,7 @@ import hashlib
 from typing import Any
 from urllib.parse import quote
 
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 from fhir_clr.imports.rtf_rows import SERVICING, RowProblem
 
 REFERRAL_KEY_SYSTEM = "http://fhir-clr.org/fhir/sid/referral-key"
@@ -31,9 +31,10 @@ def _entry(full_url: str, resource: dict[str, Any], if_none_exist: str) -> dict[
             "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": if_none_exist}}
 
 
-def mif_group(fragments: dict[str, dict[str, Any]], row_number: int) -> dict[str, Any] | RowProblem:
-    """The transaction Bundle for one MIF row's projection, or why the row cannot make a referral."""
-    rules = default_rules()
+def mif_group(fragments: dict[str, dict[str, Any]], row_number: int,
+              rules: dict[str, Any]) -> dict[str, Any] | RowProblem:
+    """The transaction Bundle for one MIF row's projection under the rules configuration ``rules``, or why the
+    row cannot make a referral."""
     systems = rules["identifier_systems"]
     patient = dict(fragments.get("Patient", {}))
     servicing = dict(fragments.get(SERVICING, {}))

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.codes import CodeList
 from fhir_clr.engine.engine import Engine
 from fhir_clr.imports.caller import restricted_organization
 
@@ -39,8 +39,8 @@ class ReceivedFile:
     first_receipt: bool
 
 
-def _document(data: bytes, sha256: str, kind: str, filename: str | None, content_type: str, binary_id: str,
-              received: datetime, sender: str | None) -> dict[str, Any]:
+def _document(data: bytes, sha256: str, kind: str, file_types: CodeList, filename: str | None, content_type: str,
+              binary_id: str, received: datetime, sender: str | None) -> dict[str, Any]:
     attachment: dict[str, Any] = {"contentType": content_type, "url": f"Binary/{binary_id}", "size": len(data),
                                   "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
                                   "creation": received.isoformat()}
@@ -48,7 +48,7 @@ def _document(data: bytes, sha256: str, kind: str, filename: str | None, content
         attachment["title"] = filename
     document = {"resourceType": "DocumentReference", "status": "current", "docStatus": RECEIVED,
                 "identifier": [{"system": FILE_HASH_SYSTEM, "value": sha256}],
-                "type": {"coding": [default_code_lists()["file-types"].coding(kind)]},
+                "type": {"coding": [file_types.coding(kind)]},
                 "date": received.isoformat(), "content": [{"attachment": attachment}]}
     if sender is not None:
         document["author"] = [{"reference": sender}]
@@ -86,7 +86,8 @@ async def keep_received_file(engine: Engine, data: bytes, *, kind: str, filename
         existing = orjson.loads(found[0].body)
         return ReceivedFile(found[0].resource_id, sha256, existing.get("docStatus") == PROCESSED, False)
     binary_id = await _keep_bytes(engine, data, content_type)
-    document = _document(data, sha256, kind, filename, content_type, binary_id, received, sender)
+    document = _document(data, sha256, kind, engine.codes["file-types"], filename, content_type, binary_id, received,
+                         sender)
     result = await engine.create("DocumentReference", document, criteria)
     assert result.stored is not None
     return ReceivedFile(result.stored.resource_id, sha256, False, result.status == 201)

@@ -22,8 +22,6 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
 from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles, reference_of
@@ -79,10 +77,10 @@ class RtfMatcher:
     def __init__(self, engine: Engine, spec: MappingSpec) -> None:
         self.engine = engine
         self.spec = spec
-        rules = default_rules()
+        rules = engine.rules
         self.systems = rules["identifier_systems"]
-        self.workflow = TaskWorkflow(rules)
-        self.codes = default_code_lists()
+        self.codes = engine.codes
+        self.workflow = TaskWorkflow(rules, self.codes)
         self.owner = restricted_organization(engine)
         """The caller's Organization when only its own referral Tasks may match (None: any provider's)."""
         self._patients: dict[str, str] = {}

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fhir_clr.clr.codes import CodeList, CodeLists, default_code_lists
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR, default_rules
+from fhir_clr.clr.codes import CodeList, CodeLists
+from fhir_clr.clr.config import DEFAULT_PROFILES_DIR, load_rules
 from fhir_clr.config import BUNDLED_MAPPINGS_DIR
 from fhir_clr.mapping.headers import normalize_header
 from fhir_clr.mapping.targets import TargetError, TargetPath, parse_target
@@ -98,13 +97,10 @@ class MappingSpec:
         return [c.header for c in self.columns]
 
 
-def load_spec(path: Path | str, *, rules: dict[str, Any] | None = None,
-              profiles_dir: Path | str | None = None) -> MappingSpec:
-    """Load and check one spec file (default rules config and ``profiles/`` unless given)."""
+def load_spec(path: Path | str, *, rules: dict[str, Any], codes: CodeLists, profiles_dir: Path | str) -> MappingSpec:
+    """Load and check one spec file against the rules configuration and the code lists of ``profiles_dir``."""
     path = Path(path)
-    rules = rules or default_rules()
-    profiles = Path(profiles_dir) if profiles_dir else DEFAULT_PROFILES_DIR
-    codes = default_code_lists() if profiles == DEFAULT_PROFILES_DIR else CodeLists.from_directory(profiles)
+    profiles = Path(profiles_dir)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
@@ -114,7 +110,7 @@ def load_spec(path: Path | str, *, rules: dict[str, Any] | None = None,
     return _Loader(path, rules, profiles, codes).spec(data)
 
 
-def load_specs(directory: Path | str = DEFAULT_MAPPINGS_DIR, **options: Any) -> dict[str, MappingSpec]:
+def load_specs(directory: Path | str, **options: Any) -> dict[str, MappingSpec]:
     """Every ``*.yaml`` spec of ``directory`` by id; ``options`` as for :func:`load_spec`."""
     specs: dict[str, MappingSpec] = {}
     for path in sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")]):
@@ -125,16 +121,17 @@ def load_specs(directory: Path | str = DEFAULT_MAPPINGS_DIR, **options: Any) -> 
     return specs
 
 
-@cache
-def default_specs() -> dict[str, MappingSpec]:
-    """The bundled specs of ``mappings/``, loaded once."""
-    return load_specs()
+def bundled_specs() -> dict[str, MappingSpec]:
+    """The specs shipped with the package (``mappings/`` against the shipped rules and ``profiles/``), read
+    afresh: for tests and tools without :class:`~fhir_clr.config.Settings` (the server loads its own once)."""
+    return load_specs(DEFAULT_MAPPINGS_DIR, rules=load_rules(), codes=CodeLists.from_directory(DEFAULT_PROFILES_DIR),
+                      profiles_dir=DEFAULT_PROFILES_DIR)
 
 
-def find_spec(kind: str, program: str | None = None, *,
-              specs: dict[str, MappingSpec] | None = None) -> MappingSpec:
-    """The spec for a file ``kind`` (and ``program``), newest version first; LookupError when none or ambiguous."""
-    candidates = [s for s in (specs if specs is not None else default_specs()).values()
+def find_spec(kind: str, program: str | None = None, *, specs: dict[str, MappingSpec]) -> MappingSpec:
+    """The spec among ``specs`` for a file ``kind`` (and ``program``), newest version first; LookupError when none
+    or ambiguous."""
+    candidates = [s for s in specs.values()
                   if s.kind == kind and (program is None or s.program == program)]
     if not candidates:
         raise LookupError(f"no mapping spec for kind {kind!r}" + (f" and program {program!r}" if program else ""))

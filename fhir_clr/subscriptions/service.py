@@ -19,7 +19,7 @@ from fhir_clr.auth.clients import Role
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.scopes import ScopeSet
 from fhir_clr.auth.tokens import Caller as TokenCaller
-from fhir_clr.clr.config import default_rules, extension_url
+from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
@@ -140,7 +140,7 @@ class SubscriptionService:
 
     async def _sweep_overdue(self) -> set[str]:
         """Announce open obligations whose due date (plan-local) has passed, page by page."""
-        rules = default_rules()
+        rules = self.engine.rules
         today = Deadlines(rules).local_date(self.engine.clock())
         params = [("_profile", extension_url(rules, "clr-notice-obligation")), ("status", "requested"),
                   ("due-date", f"lt{today.isoformat()}"), ("_count", "500")]

@@ -11,10 +11,10 @@ import orjson
 
 from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import AUTH_URL, referral_body, referral_task_body
 from tests.api.test_rtf_import import SYSTEMS, create, valid_npi
+from tests.bundled import find_spec
 
 
 async def cs_referral(services: Services, cin: str, npi: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,7 +51,7 @@ async def test_asf_rows_record_authorization_decisions(services: Services) -> No
                  "authorization_end_date": date(2027, 2, 23)},
                 {**base, "member_cin": "93345678T", "authorization_status": "denied"},
                 {**base, "member_cin": "99999999Z", "authorization_status": "approved"}])
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     report = await importer.run(ImportRequest("asf", data, "asf.csv"))
     assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 1}, report.rejected
     stored = await read(services, "ServiceRequest", approved["id"])

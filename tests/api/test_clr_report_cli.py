@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from fhir_clr.app import build_services
-from fhir_clr.clr.report import ReportPeriod
+from fhir_clr.clr.report import ComplianceReporter, ReportPeriod
 from fhir_clr.clr.report_source import VALUES_PER_QUERY, load_report_data, search_all
 from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
@@ -190,7 +190,8 @@ async def test_loader_pages_and_batches_past_the_store_limits(tmp_path: Path) ->
                 changes.append(planner.change(ChangeOp.CREATE, resource_type, resource_id, 0,
                                               planner.prepare(resource_type, resource_id, body)))
         await services.store.commit(changes)
-        data = await load_report_data(services.engine, ReportPeriod(date(2026, 10, 1), date(2026, 10, 31)))
+        data = await load_report_data(services.engine, ReportPeriod(date(2026, 10, 1), date(2026, 10, 31)),
+                                      ComplianceReporter(services.rules, services.codes))
         paged = await search_all(services.engine, "ServiceRequest", [("authored", "ge2026-10-01")], page_size=100)
     finally:
         await services.store.close()

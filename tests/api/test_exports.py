@@ -17,8 +17,8 @@ from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.mapping.headers import match_headers
 from fhir_clr.mapping.readers import open_table
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import find_spec
 from tests.api.test_rtf_import import referral, row, rtf, valid_npi
+from tests.bundled import find_spec
 
 
 async def export(services: Services, kind: str, npi: str, fmt: str = "csv") -> bytes:
@@ -39,7 +39,7 @@ async def test_exported_rtf_imports_back_unchanged(services: Services) -> None:
     npi = valid_npi("923456789")
     for cin in ("82345678H", "92345678J"):
         await referral(services, cin, npi)
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     applied = await importer.run(ImportRequest("rtf", rtf([row("82345678H", npi, "1", date(2026, 11, 10))]),
                                                "in.csv", "ecm"))
     assert applied.counts["applied"] == 1

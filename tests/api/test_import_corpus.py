@@ -10,9 +10,9 @@ from datetime import date
 from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import ImportReport
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
 from tests.api.test_rtf_import import referral, row, valid_npi
+from tests.bundled import find_spec
 
 SPEC = find_spec("rtf", "ecm")
 CIN, OTHER_CIN = "62345678F", "72345678G"
@@ -30,7 +30,7 @@ def cells(npi: str, cin: str = CIN, status: str = "1", when: str = "11/10/2026",
 
 
 async def run(services: Services, data: bytes, filename: str = "rtf.csv") -> ImportReport:
-    return await FileImporter(services.bundles, services.engine.clock).run(
+    return await FileImporter(services.bundles, services.engine.clock, services.specs).run(
         ImportRequest("rtf", data, filename, "ecm"))
 
 

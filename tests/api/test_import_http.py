@@ -9,13 +9,13 @@ from datetime import date
 
 import httpx
 
-from fhir_clr.clr.config import default_rules
-from fhir_clr.mapping.spec import find_spec
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import created, organization, referral_body, referral_task_body
 from tests.api.test_rtf_import import row, valid_npi
+from tests.bundled import find_spec
 
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 
 
 def poll(client: httpx.Client, url: str) -> httpx.Response:

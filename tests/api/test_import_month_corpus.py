@@ -22,10 +22,10 @@ from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.received import ROW_SOURCE
 from fhir_clr.imports.results import ImportReport, rejects_csv
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.store.port import HistoryFilter
 from tests.api.clr_helpers import referral_body, referral_task_body
 from tests.api.test_rtf_import import SYSTEMS, create, referral, row, rtf, task_now, valid_npi
+from tests.bundled import find_spec
 
 ECM = find_spec("rtf", "ecm")
 CS = find_spec("rtf", "cs")
@@ -66,7 +66,7 @@ def status(task: dict[str, Any]) -> tuple[str, str]:
 async def import_month(services: Services, month: Month, name: str, program: str | None = None) -> ImportReport:
     data = rtf(month.rows) if month.spec is ECM else _cs_file(month.rows)
     data = data.replace(b",'=1+2,'@SUM(A1),", b",=1+2,@SUM(A1),")  # as a provider's spreadsheet writes them
-    report = await FileImporter(services.bundles, services.engine.clock).run(
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
         ImportRequest("rtf", data, name, program))
     assert report.spec == month.spec.id and not report.file_problems
     return report
@@ -214,7 +214,8 @@ async def test_plan_variant_headers_are_read(services: Services) -> None:
               "ECM Lead Care Manager Name Phone Number": "(916) 555-0100", "Status of Member Engagement": "Engaged"}
     cells = [values.get(h, "") for h in headers]
     data = ("\r\n".join(",".join(c) for c in (headers, cells)) + "\r\n").encode()
-    report = await FileImporter(services.bundles, services.engine.clock).run(ImportRequest("rtf", data, "kp.csv"))
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
+        ImportRequest("rtf", data, "kp.csv"))
     assert report.counts["applied"] == 1 and report.extra_headers == [], rejects_csv(report)
     contact = next(e for e in (await task_now(services, task["id"]))["extension"]
                    if e["url"].endswith("/servicing-provider-contact"))
@@ -226,7 +227,7 @@ async def test_a_provider_file_counts_other_providers_rows_as_skipped(services: 
     await referral(services, "86345678A", mine)
     await referral(services, "87345678A", theirs)
     data = rtf([row("86345678A", mine, "1", date(2026, 11, 12)), row("87345678A", theirs, "1", date(2026, 11, 12))])
-    report = await FileImporter(services.bundles, services.engine.clock).run(
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
         ImportRequest("rtf", data, "mine.csv", "ecm", provider_npi=mine))
     assert (report.counts, report.skipped) == ({"applied": 1, "unchanged": 0, "rejected": 0}, 1)
     assert "1 skipped (other providers)" in report.summary()

@@ -11,9 +11,9 @@ import orjson
 
 from fhir_clr.app import Services
 from fhir_clr.imports.job import FileImporter, ImportRequest
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
 from tests.api.test_rtf_import import valid_npi
+from tests.bundled import find_spec
 
 
 def mif(rows: list[dict[str, Any]]) -> bytes:
@@ -39,7 +39,7 @@ async def test_mif_rows_create_referrals_once(services: Services) -> None:
     data = mif([mif_row("43345678N", npi), mif_row("53345678P", npi, referral_type="2. Identified by the MCP"),
                 mif_row("63345678Q", npi, referral_date=None),
                 mif_row("73345678R", npi, referral_status="1")])  # a new referral cannot start Accepted
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     report = await importer.run(ImportRequest("mif", data, "mif.csv"))
     assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 2}, report.rejected
     reasons = {r.number: r.problems[0] for r in report.rejected}
@@ -64,7 +64,8 @@ async def test_a_formula_looking_name_is_kept_as_text_warned_and_exported_escape
 
     npi = valid_npi("443456789")
     data = mif([mif_row("44345678N", npi, member_last_name="=1+2")]).replace(b",'=1+2,", b",=1+2,")
-    report = await FileImporter(services.bundles, services.engine.clock).run(ImportRequest("mif", data, "mif.csv"))
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
+        ImportRequest("mif", data, "mif.csv"))
     assert report.counts["applied"] == 1 and report.counts["rejected"] == 0, report.rejected
     assert [(w.number, w.problems[0].column, w.problems[0].rule) for w in report.warnings] == [
         (2, "Member Last Name", "formula")]

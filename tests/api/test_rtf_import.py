@@ -16,19 +16,19 @@ import orjson
 import pytest
 
 from fhir_clr.app import Services, build_services
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.clr.obligations import kind_of
 from fhir_clr.config import Settings
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import referral_body, referral_task_body
 from tests.api.conftest import EMBEDDED_NOW
+from tests.bundled import find_spec
 
 NOW = EMBEDDED_NOW
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 
 
 def valid_npi(prefix: str) -> str:
@@ -79,7 +79,7 @@ async def test_rtf_rows_apply_reject_and_reimport_unchanged(services: Services) 
                 row("22345678B", npi, "4", date(2026, 11, 10)),  # Pending → Outreach Initiated: a reported fact
                 row("99999999Z", npi, "1", date(2026, 11, 10)),  # no such Member
                 row("12345678A", npi, "1", date(2026, 12, 1))])  # status date in the future
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     report = await importer.run(ImportRequest("rtf", data, "rtf-2026-11.csv", "ecm"))
     assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 2}, rejects_csv(report)
     assert (await task_now(services, first["id"]))["businessStatus"]["coding"][0]["code"] == "1"
@@ -114,7 +114,7 @@ async def test_rows_for_one_referral_each_move_its_clocks(services: Services, mo
     npi = valid_npi("423456789")
     task = await referral(services, "42345678D", npi)
     data = rtf([row("42345678D", npi, "1", date(2026, 11, 5)), row("42345678D", npi, "1", date(2026, 11, 9))])
-    report = await FileImporter(services.bundles, services.engine.clock).run(
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
         ImportRequest("rtf", data, "rtf-same.csv", "ecm"))
     assert report.counts == {"applied": 2, "unchanged": 0, "rejected": 0}, rejects_csv(report)
     found = await services.engine.search("Task", [("part-of", f"Task/{task['id']}"), ("_count", "50")])
@@ -126,7 +126,7 @@ async def test_rows_for_one_referral_each_move_its_clocks(services: Services, mo
 async def test_dry_run_writes_nothing_and_missing_columns_fail_the_file(services: Services) -> None:
     npi = valid_npi("223456789")
     task = await referral(services, "32345678C", npi)
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     dry = await importer.run(ImportRequest("rtf", rtf([row("32345678C", npi, "Accepted", date(2026, 11, 10))]),
                                            "x.csv", "ecm", dry_run=True))
     assert dry.counts["applied"] == 1 and dry.document_id is None
@@ -200,7 +200,7 @@ async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
         return await real_commit(changes)
 
     monkeypatch.setattr(services.store, "commit", failing_commit)
-    importer = FileImporter(services.bundles, services.engine.clock)
+    importer = FileImporter(services.bundles, services.engine.clock, services.specs)
     with pytest.raises(RuntimeError):
         await importer.run(ImportRequest("rtf", data, "rtf.csv", "ecm"))
     states = [(await task_now(services, t["id"]))["businessStatus"]["coding"][0]["code"] for t in tasks]
@@ -252,7 +252,7 @@ async def test_a_batch_about_the_members_of_a_running_commit_waits_for_it(
     monkeypatch.setattr(RtfMatcher, "prefetch", recorded_prefetch)
     data = rtf([row("72345678F", npi, "1", date(2026, 11, 5)), row("72345678G", npi, "1", date(2026, 11, 5)),
                 row("72345678G", npi, "1", date(2026, 11, 9))])
-    report = await FileImporter(services.bundles, services.engine.clock).run(
+    report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(
         ImportRequest("rtf", data, "rtf-wait.csv", "ecm"))
     assert report.counts == {"applied": 3, "unchanged": 0, "rejected": 0}, rejects_csv(report)
     rows_on = events[events.index("read 72345678F"):]

@@ -21,14 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import bundled_rules
 from tests.api.clr_helpers import created, referral_body, referral_task_body, status_code
 from tests.api.helpers import FHIR_JSON
 from tests.api.security_client import access_token, http_for, new_client, start_secured
 from tests.api.test_rtf_import import row, rtf, valid_npi
 from tests.conftest import LiveServer
 
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 PLAN = new_client("import-plan", "Organization/plan", "plan", ["system/*.cruds"])
 CBO_A = new_client("import-cbo-a", "Organization/cbo-a", "servicing-provider", ["system/*.cruds"])
 CBO_B = new_client("import-cbo-b", "Organization/cbo-b", "servicing-provider", ["system/*.cruds"], ec=True)

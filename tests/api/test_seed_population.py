@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from fhir_clr.app import build_services
-from fhir_clr.clr.codes import default_code_lists
+from fhir_clr.clr.codes import bundled_code_lists
 from fhir_clr.config import Settings
 from fhir_clr.synthetic import PATHS, generate_population, load_population
 
@@ -17,21 +17,21 @@ AS_OF = date(2026, 11, 24)
 
 
 def test_population_covers_every_code_and_is_deterministic() -> None:
-    population = generate_population(60, AS_OF)
-    assert population.referrals[7].cin == generate_population(60, AS_OF).referrals[7].cin
-    assert {r.service for r in population.referrals} == set(default_code_lists()["clr-services"].concepts)
+    population = generate_population(60, AS_OF, bundled_code_lists())
+    assert population.referrals[7].cin == generate_population(60, AS_OF, bundled_code_lists()).referrals[7].cin
+    assert {r.service for r in population.referrals} == set(bundled_code_lists()["clr-services"].concepts)
     assert {r.referral_type for r in population.referrals} == {"1", "2", "3"}
     statuses = {step[0] for r in population.referrals for step in r.path}
     assert statuses == {"1", "2", "3", "4", "5"}
     reasons = {reason for path in PATHS for _, reason in path if reason}
-    assert reasons <= set(default_code_lists()["loop-closure-reason"].concepts)
+    assert reasons <= set(bundled_code_lists()["loop-closure-reason"].concepts)
     assert {r.decision for r in population.referrals} == {None, "approved", "denied"}
 
 
 async def test_population_loads_through_the_file_pipeline_once(tmp_path: Path) -> None:
     services = await build_services(Settings(data_dir=tmp_path / "data", dev=True))
     try:
-        population = generate_population(40, AS_OF)
+        population = generate_population(40, AS_OF, bundled_code_lists())
         first = await load_population(services, population, tmp_path / "files")
         assert first["rejected"] == 2 and first["applied"] > 40  # only the two deliberately bad rows
         await _everything_the_console_shows(services)
@@ -58,7 +58,7 @@ async def _everything_the_console_shows(services: object) -> None:
     flags = "http://fhir-clr.org/fhir/CodeSystem/referral-flags"
     assert await _count(services, "ServiceRequest", [("_tag", f"{flags}|duplicate-authorized")]) == 1
     assert await _count(services, "ServiceRequest", [("_tag", f"{flags}|coordination-needed")]) == 2
-    for reason in default_code_lists()["loop-closure-reason"].concepts:
+    for reason in bundled_code_lists()["loop-closure-reason"].concepts:
         assert await _count(services, "Task", [("closure-reason", reason)]) > 0, reason
     declined = await _count(services, "Task", [("referral-status", "2")])
     assert declined > 0

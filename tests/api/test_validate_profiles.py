@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_clr.fhirmodel.profile_check import ElementRule, SliceRule, default_checker
+from fhir_clr.fhirmodel.profile_check import ElementRule, SliceRule
 from tests.api.clr_helpers import member, organization, referral_body, referral_task_body
 from tests.api.helpers import FHIR_JSON, issue_expressions
+from tests.bundled import REFERENCE
 
 BASE = "http://fhir-clr.org/fhir"
 SD = f"{BASE}/StructureDefinition"
@@ -109,7 +110,7 @@ def _slice_cases(profile: str, resource_type: str, rule: SliceRule) -> list[Case
 def profile_rule_cases() -> list[Case]:
     """A case for every rule of every compiled CLR profile."""
     cases: list[Case] = []
-    for url, compiled in sorted(default_checker().profiles.items()):
+    for url, compiled in sorted(REFERENCE.profiles.profiles.items()):
         for element in compiled.elements:
             cases += _element_cases(url, compiled.resource_type, element)
         for rule in compiled.slices:

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import httpx
 
-from fhir_clr.clr.config import default_rules
-from fhir_clr.mapping.spec import find_spec
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import created, decided, obligation, referral_body, referral_task_body, updated
 from tests.api.subscription_helpers import FAST_RETRIES
 from tests.api.test_clr_noticing_scenarios import notice
 from tests.api.test_rtf_import import row, valid_npi
+from tests.bundled import find_spec
 from tests.conftest import LiveServer
 
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 REFERRED, TODAY = "2026-11-02T18:00:00Z", "2026-11-20T18:00:00Z"
 MEMBER_NAME, MEMBER_CIN = "Rosa Testmember", "71234567A"
 CLINIC = "Browser Test Clinic"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import bundled_rules
 from tests.api.clr_helpers import created, referral_body, referral_task_body
 from tests.api.helpers import FHIR_JSON
 from tests.api.security_client import access_token, http_for, new_client, start_secured
@@ -24,7 +24,7 @@ from tests.api.subscription_helpers import FAST_RETRIES, subscribe, subscription
 from tests.api.test_rtf_import import row, rtf, valid_npi
 from tests.conftest import LiveServer
 
-SYSTEMS = default_rules()["identifier_systems"]
+SYSTEMS = bundled_rules()["identifier_systems"]
 PLAN = new_client("figures-plan", "Organization/plan", "plan", ["system/*.cruds"])
 CBO_A = new_client("figures-cbo-a", "Organization/cbo-a", "servicing-provider", ["system/*.cruds"])
 CBO_B = new_client("figures-cbo-b", "Organization/cbo-b", "servicing-provider", ["system/*.cruds"], ec=True)

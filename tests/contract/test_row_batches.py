@@ -13,6 +13,7 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.row_batches import RowBatchWriter
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Change, ChangeOp, Store
+from tests.bundled import REFERENCE
 
 CIN = "http://fhir-clr.org/fhir/sid/medi-cal-cin"
 
@@ -27,7 +28,7 @@ def member_row(cin: str, family: str, **extra: Any) -> dict[str, Any]:
 
 
 def writer(store: Store) -> RowBatchWriter:
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
     return RowBatchWriter(BundleProcessor(engine, max_entries=100))
 
 
@@ -68,7 +69,7 @@ async def test_start_plans_now_and_commits_when_awaited(store: Store) -> None:
 
 async def test_prefetched_obligations_match_the_lookup_of_each_task(store: Store) -> None:
     """The batch's one search for open obligations finds what the status clocks' per-Task lookup finds."""
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
 
     def obligation(number: int, task: str, status: str) -> Change:
         body = {"resourceType": "Task", "meta": {"profile": [OBLIGATION_PROFILE]}, "status": status,

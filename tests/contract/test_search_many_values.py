@@ -7,10 +7,11 @@ from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
+from tests.bundled import REFERENCE
 
 
 async def test_three_thousand_values_in_one_parameter(store: Store) -> None:
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
     for value in ("v7", "v2999"):
         await engine.create("Patient", {"resourceType": "Patient", "identifier": [{"system": "sys", "value": value}]})
     result = await engine.search("Patient", [("identifier", ",".join(f"sys|v{i}" for i in range(3000))),

@@ -171,8 +171,8 @@ def rtf_file(cin: str, npi: str) -> bytes:
     import io
     from datetime import date
 
-    from fhir_clr.mapping.spec import find_spec
     from fhir_clr.mapping.writers import write_table
+    from tests.bundled import find_spec
 
     out = io.BytesIO()
     write_table(find_spec("rtf", "ecm"), [{

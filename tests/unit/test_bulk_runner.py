@@ -20,6 +20,7 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.query import Condition, Criterion, ParamType, TokenValue
 from fhir_clr.store.sqlite import SqliteStore
+from tests.bundled import REFERENCE
 
 
 class ListedPatients(FullAccess):
@@ -40,7 +41,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     store = SqliteStore(tmp_path / "runner.sqlite3", read_threads=2)
     await store.open()
     try:
-        yield Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+        yield Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
     finally:
         await store.close()
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from fhir_clr.clr.calendar import BusinessCalendar, add_calendar_days
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.clr.deadlines import Deadlines, add_months
 
 D = date.fromisoformat
@@ -16,12 +16,12 @@ D = date.fromisoformat
 
 @pytest.fixture(scope="module")
 def calendar() -> BusinessCalendar:
-    return BusinessCalendar.from_rules(default_rules())
+    return BusinessCalendar.from_rules(bundled_rules())
 
 
 @pytest.fixture(scope="module")
 def deadlines() -> Deadlines:
-    return Deadlines(default_rules())
+    return Deadlines(bundled_rules())
 
 
 @pytest.mark.parametrize(("day", "closed"), [
@@ -37,7 +37,7 @@ def test_california_holidays(calendar: BusinessCalendar, day: str, closed: bool)
 
 
 def test_ignored_commemorative_day_and_extra_closures() -> None:
-    rules = copy.deepcopy(default_rules())
+    rules = copy.deepcopy(bundled_rules())
     assert BusinessCalendar.from_rules(rules).closure_names(D("2027-02-15")) == ["Presidents' Day"]
     rules["calendar"]["extra_closure_dates"] = ["2026-03-30"]
     assert not BusinessCalendar.from_rules(rules).is_business_day(D("2026-03-30"))
@@ -87,7 +87,7 @@ def test_times_are_read_in_plan_local_time(deadlines: Deadlines) -> None:
 
 
 def test_routine_authorization_ceiling_and_service_thresholds() -> None:
-    rules = copy.deepcopy(default_rules())
+    rules = copy.deepcopy(bundled_rules())
     rules["deadlines"]["authorization_decision_routine"] = {"business_days": 12, "max_calendar_days": 14}
     rules["deadlines"]["extended_open"]["by_service"] = {"housing-deposits": 10}
     deadlines = Deadlines(rules)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_clr.clr.codes import CodeLists, default_code_lists
+from fhir_clr.clr.codes import CodeLists, bundled_code_lists
 from fhir_clr.errors import FhirError
 
 BASE = "http://fhir-clr.org/fhir"
@@ -15,7 +15,7 @@ BASE = "http://fhir-clr.org/fhir"
                                    {"system": f"{BASE}/CodeSystem/referral-type", "code": "2"}, {"code": "2."},
                                    {"text": "Identified by the MCP"}, {"coding": [{"code": "2"}]}])
 def test_referral_type_lenient(value: object) -> None:
-    assert default_code_lists()["referral-type"].parse(value) == {
+    assert bundled_code_lists()["referral-type"].parse(value) == {
         "system": f"{BASE}/CodeSystem/referral-type", "version": "0.1.0", "code": "2",
         "display": "Identified by the MCP"}
 
@@ -29,7 +29,7 @@ def test_referral_type_lenient(value: object) -> None:
     ("ecm-population-of-focus", "1A", "1a"), ("authorization-status", "Denied", "denied"),
 ])
 def test_other_lists(key: str, value: str, code: str) -> None:
-    assert default_code_lists()[key].parse(value)["code"] == code
+    assert bundled_code_lists()[key].parse(value)["code"] == code
 
 
 @pytest.mark.parametrize("value", ["9", "2. Self or Caretaker Referral", "", "  ", "Identified", 2, None,
@@ -38,7 +38,7 @@ def test_other_lists(key: str, value: str, code: str) -> None:
                                     "text": "2"}])
 def test_unknown_values_name_the_value_set_not_the_value(value: object) -> None:
     with pytest.raises(FhirError) as caught:
-        default_code_lists()["referral-type"].parse(value, "ServiceRequest.extension('referral-type')")
+        bundled_code_lists()["referral-type"].parse(value, "ServiceRequest.extension('referral-type')")
     error = caught.value
     assert error.status == 422 and error.issues[0].code == "code-invalid"
     assert error.issues[0].expression == "ServiceRequest.extension('referral-type')"
@@ -46,13 +46,13 @@ def test_unknown_values_name_the_value_set_not_the_value(value: object) -> None:
 
 
 def test_codeable_concept_is_written_back_canonically() -> None:
-    assert default_code_lists()["referral-status"].parse_concept({"text": "1. accepted"}) == {
+    assert bundled_code_lists()["referral-status"].parse_concept({"text": "1. accepted"}) == {
         "coding": [{"system": f"{BASE}/CodeSystem/referral-status", "version": "0.1.0", "code": "1",
                     "display": "Accepted"}], "text": "Accepted"}
 
 
 def test_sobering_centers_flagged_excluded() -> None:
-    services = default_code_lists()["clr-services"]
+    services = bundled_code_lists()["clr-services"]
     assert services.concepts["sobering-centers"].properties["clr-excluded"] is True
     assert not any(c.properties["clr-excluded"] for code, c in services.concepts.items() if code != "sobering-centers")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.codes import bundled_code_lists
+from fhir_clr.clr.config import bundled_rules
 
 
 def test_rules_config_codes_exist() -> None:
-    rules, codes = default_rules(), default_code_lists()
+    rules, codes = bundled_rules(), bundled_code_lists()
     statuses = set(codes["referral-status"].concepts)
     reasons = set(codes["loop-closure-reason"].concepts)
     flow = rules["workflow"]

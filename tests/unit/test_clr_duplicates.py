@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fhir_clr.clr.duplicates import DuplicateKind, DuplicateRules
+from tests.bundled import CODES, RULES
 
 BASE = "http://fhir-clr.org/fhir"
 NOW = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
@@ -29,7 +30,7 @@ def referral(id_: str, service: str = "ecm", member: str = "p1", status: str = "
 
 @pytest.fixture(scope="module")
 def rules() -> DuplicateRules:
-    return DuplicateRules()
+    return DuplicateRules(RULES, CODES)
 
 
 def test_no_duplicate_for_other_member_service_or_closed(rules: DuplicateRules) -> None:

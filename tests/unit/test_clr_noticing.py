@@ -9,6 +9,7 @@ import pytest
 
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.fhirmodel.validate import validate_resource
+from tests.bundled import CODES, RULES
 
 BASE = "http://fhir-clr.org/fhir"
 DECIDED = datetime(2025, 11, 26, 20, 0, tzinfo=UTC)  # Wednesday before Thanksgiving, 12:00 in California
@@ -34,7 +35,7 @@ def referral(referral_type: str, service: str = "ecm", authorization: str | None
 
 @pytest.fixture(scope="module")
 def noticing() -> Noticing:
-    return Noticing()
+    return Noticing(RULES, CODES)
 
 
 def summary(obligations: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 
 from fhir_clr.errors import FhirError
-from fhir_clr.fhirmodel.profile_check import check_profiles, default_checker, normalize_extension_codes
+from fhir_clr.fhirmodel import profile_check
+from tests.bundled import REFERENCE
+
+CHECKER = REFERENCE.profiles
 
 BASE = "http://fhir-clr.org/fhir"
 SD = f"{BASE}/StructureDefinition"
@@ -35,11 +38,11 @@ def obligation() -> dict[str, Any]:
 
 
 def paths(resource: dict[str, Any]) -> list[str | None]:
-    return [issue.expression for issue in check_profiles(resource)]
+    return [issue.expression for issue in CHECKER.check(resource)]
 
 
 def test_every_structure_definition_compiles() -> None:
-    checker = default_checker()
+    checker = CHECKER
     assert {"clr-referral", "clr-referral-task", "clr-notice", "clr-notice-obligation"} <= {
         url.rsplit("/", 1)[1] for url in checker.profiles}
     assert checker.extensions[f"{SD}/authorization-decision"].subs["status"][0] == 1
@@ -78,11 +81,11 @@ def test_each_violation_names_its_element() -> None:
 def test_lenient_extension_codes_become_canonical() -> None:
     body = referral()
     body["extension"][0]["valueCoding"] = {"code": "1. referred by an external entity"}
-    normalized = normalize_extension_codes(body)
+    normalized = profile_check.normalize_extension_codes(CHECKER, body)
     assert normalized["extension"][0]["valueCoding"]["system"] == f"{BASE}/CodeSystem/referral-type"
     assert body["extension"][0]["valueCoding"] == {"code": "1. referred by an external entity"}  # not mutated
     body["extension"][1]["extension"][0]["valueCoding"] = {"code": "maybe"}
     with pytest.raises(FhirError) as refused:
-        normalize_extension_codes(body)
+        profile_check.normalize_extension_codes(CHECKER, body)
     assert refused.value.issues[0].expression == (
         f"ServiceRequest.extension('{SD}/authorization-decision').extension('status')")

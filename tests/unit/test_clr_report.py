@@ -22,6 +22,7 @@ from fhir_clr.clr.report import (
     compliance_report,
 )
 from fhir_clr.clr.report_render import SCHEMA, render_text, report_document
+from tests.bundled import CODES, RULES
 from tests.clr_resources import obligation, referral, referral_task
 
 OCTOBER = ReportPeriod(date(2026, 10, 1), date(2026, 10, 31))
@@ -32,7 +33,7 @@ def run(referrals: Sequence[dict[str, Any]], tasks: Sequence[dict[str, Any]] = (
         obligations: Sequence[dict[str, Any]] = (), entities: Sequence[dict[str, Any]] = (),
         as_of: date = AS_OF) -> ComplianceReport:
     return compliance_report(ReportData(list(referrals), list(tasks), list(obligations), list(entities)),
-                             OCTOBER, as_of)
+                             OCTOBER, as_of, rules=RULES, codes=CODES)
 
 
 def group(groups: list[GroupMetrics], key: str) -> GroupMetrics:

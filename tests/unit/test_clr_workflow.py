@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
-from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, CreateObligation, check_task_change
+from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, CreateObligation
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import validate_resource
+from tests.bundled import CODES, WORKFLOW
+
+check_task_change = WORKFLOW.check_task_change
 
 BASE = "http://fhir-clr.org/fhir"
 DATE_URL = f"{BASE}/StructureDefinition/date-of-referral-status-update"
@@ -128,12 +131,12 @@ def test_a_new_status_may_share_the_previous_status_date() -> None:
 
 
 def _workflow(**actions: str) -> Any:
-    from fhir_clr.clr.config import default_rules
+    from fhir_clr.clr.config import bundled_rules
     from fhir_clr.clr.workflow import TaskWorkflow
 
-    rules = copy.deepcopy(default_rules())
+    rules = copy.deepcopy(bundled_rules())
     rules["workflow"]["unusual_movements"].update(actions)
-    return TaskWorkflow(rules)
+    return TaskWorkflow(rules, CODES)
 
 
 def _closed() -> dict[str, Any]:

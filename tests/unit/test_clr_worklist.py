@@ -5,15 +5,15 @@ from __future__ import annotations
 import copy
 from datetime import date
 
-from fhir_clr.clr.codes import default_code_lists
-from fhir_clr.clr.config import default_rules
+from fhir_clr.clr.codes import bundled_code_lists
+from fhir_clr.clr.config import bundled_rules
 from fhir_clr.clr.worklist import worklist_groups
 
 BASE = "http://fhir-clr.org/fhir"
 
 
 def groups(today: date, rules: dict | None = None, **options: int) -> dict[str, object]:
-    return {g.name: g for g in worklist_groups(today, rules or default_rules(), default_code_lists(), **options)}
+    return {g.name: g for g in worklist_groups(today, rules or bundled_rules(), bundled_code_lists(), **options)}
 
 
 def test_due_soon_window_skips_thanksgiving_and_the_day_after() -> None:  # Wed 25th + 2 = Tue 1 Dec
@@ -37,7 +37,7 @@ def test_stale_long_pending_and_duplicates() -> None:
 
 
 def test_per_service_pending_thresholds_are_their_own_searches() -> None:
-    rules = copy.deepcopy(default_rules())
+    rules = copy.deepcopy(bundled_rules())
     rules["deadlines"]["extended_open"]["by_service"] = {"housing-deposits": 10}
     [(service, params)] = groups(date(2026, 3, 31), rules)["long-pending"].parts
     assert service == "housing-deposits"

@@ -7,7 +7,7 @@ from datetime import date
 from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_clr.mapping.fhir_map import fhir_to_record, record_to_fhir
-from fhir_clr.mapping.spec import find_spec
+from tests.bundled import find_spec
 
 RTF = find_spec("rtf", "ecm")
 MIF = find_spec("mif")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_clr.mapping.headers import match_headers, normalize_header
-from fhir_clr.mapping.spec import find_spec
+from tests.bundled import find_spec
 
 
 @pytest.mark.parametrize("text", ["Member Client Index Number (CIN)", "member client index number cin",

@@ -16,11 +16,12 @@ from fhir_clr.mapping.fhir_map import fhir_to_record, record_to_fhir
 from fhir_clr.mapping.headers import match_headers
 from fhir_clr.mapping.readers import open_table
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import ColumnSpec, MappingSpec, default_specs
+from fhir_clr.mapping.spec import ColumnSpec, MappingSpec
 from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import FORMATS, write_table
+from tests.bundled import SPECS as BUNDLED_SPECS
 
-SPECS = sorted(default_specs().values(), key=lambda s: s.id)
+SPECS = sorted(BUNDLED_SPECS.values(), key=lambda s: s.id)
 TEXT = st.one_of(st.characters(blacklist_categories=("Cs", "Cc", "Cn")), st.sampled_from("\n\t,|\"'=+-@ "))
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from fhir_clr.mapping.headers import match_headers
 from fhir_clr.mapping.readers import RawRow
 from fhir_clr.mapping.rows import parse_row
-from fhir_clr.mapping.spec import find_spec
+from tests.bundled import find_spec
 
 SPEC = find_spec("rtf", "ecm")
 HEADERS = ["CIN", "ECM Provider NPI", "Referral Status", "Date of Referral Status Update",

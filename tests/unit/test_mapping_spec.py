@@ -9,7 +9,19 @@ from typing import Any
 import pytest
 import yaml
 
-from fhir_clr.mapping.spec import SpecError, default_specs, find_spec, load_spec, load_specs
+from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
+from fhir_clr.mapping import spec as mapping_spec
+from fhir_clr.mapping.spec import MappingSpec, SpecError, find_spec
+from tests.bundled import CODES, RULES, SPECS
+from tests.bundled import find_spec as bundled_spec
+
+
+def load_spec(path: Path) -> MappingSpec:
+    return mapping_spec.load_spec(path, rules=RULES, codes=CODES, profiles_dir=DEFAULT_PROFILES_DIR)
+
+
+def load_specs(directory: Path) -> dict[str, MappingSpec]:
+    return mapping_spec.load_specs(directory, rules=RULES, codes=CODES, profiles_dir=DEFAULT_PROFILES_DIR)
 
 ECM_RTF_PRE_CLR = [
     "Primary Payer (MCP) Identifier", "MCP Name", "Member Client Index Number (CIN)", "Member Last Name",
@@ -46,7 +58,7 @@ def write(tmp_path: Path, data: Any, name: str = "spec.yaml") -> Path:
 
 
 def test_bundled_specs_load() -> None:
-    specs = default_specs()
+    specs = SPECS
     assert set(specs) == {"ecm-rtf-clr", "cs-rtf-clr", "mif", "asf"}
     for spec in specs.values():
         assert spec.match and all(name in spec.by_name for name in spec.match)
@@ -54,7 +66,7 @@ def test_bundled_specs_load() -> None:
 
 
 def test_ecm_rtf_header_row_in_order_plus_clr_columns() -> None:
-    spec = find_spec("rtf", "ecm")
+    spec = bundled_spec("rtf", "ecm")
     assert spec.headers[:len(ECM_RTF_PRE_CLR)] == ECM_RTF_PRE_CLR
     assert spec.headers[len(ECM_RTF_PRE_CLR):] == [
         "Referral Status", "Date of Referral Status Update", "Reason for Referral Loop Closure", "Service"]
@@ -65,16 +77,16 @@ def test_ecm_rtf_header_row_in_order_plus_clr_columns() -> None:
 
 
 def test_mif_defaults_to_pending() -> None:
-    assert find_spec("mif").by_name["referral_status"].default == "3"
+    assert bundled_spec("mif").by_name["referral_status"].default == "3"
 
 
 def test_find_spec() -> None:
-    assert find_spec("asf").id == "asf"
-    assert find_spec("rtf", "cs").id == "cs-rtf-clr"
+    assert bundled_spec("asf").id == "asf"
+    assert bundled_spec("rtf", "cs").id == "cs-rtf-clr"
     with pytest.raises(LookupError, match="programs"):
-        find_spec("rtf")
+        bundled_spec("rtf")
     with pytest.raises(LookupError):
-        find_spec("mif", "cs")
+        bundled_spec("mif", "cs")
 
 
 def test_find_spec_prefers_the_newest_version(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from fhir_clr.mapping.spec import ColumnSpec, find_spec
+from fhir_clr.mapping.spec import ColumnSpec
 from fhir_clr.mapping.values import format_cell, npi_check_digit_ok, parse_cell
+from tests.bundled import find_spec
 
 RTF = find_spec("rtf", "ecm")
 MIF = find_spec("mif")

@@ -9,8 +9,8 @@ from datetime import date
 import openpyxl
 import pytest
 
-from fhir_clr.mapping.spec import find_spec
 from fhir_clr.mapping.writers import write_table
+from tests.bundled import find_spec
 
 SPEC = find_spec("rtf", "ecm")
 RECORD = {"member_cin": "12345678A", "member_last_name": "=HYPERLINK(\"x\")", "member_first_name": "Ann, \"Jo\"|x",
