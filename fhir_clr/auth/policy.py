@@ -30,7 +30,7 @@ from typing import Any
 
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.tokens import Caller
-from fhir_clr.engine.access import CREATED_BY_SYSTEM, TOPIC_BASIC_CODE
+from fhir_clr.engine.access import CREATED_BY_SYSTEM, TOPIC_BASIC_CODE, created_by_tags
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import CONFORMANCE_TYPES
 from fhir_clr.search.registry import SearchParamRegistry
@@ -192,10 +192,7 @@ class OrganizationPolicy:
             raise forbidden(f"A provider changes only the {resource_type} resources its own clients created")
 
     def _created_by_caller(self, resource: dict[str, Any]) -> bool:
-        meta = resource.get("meta")
-        return any(isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
-                   and tag.get("code") == self.caller.organization
-                   for tag in (meta.get("tag") if isinstance(meta, dict) else None) or [])
+        return any(tag.get("code") == self.caller.organization for tag in created_by_tags(resource))
 
     def visibility_in_body(self, resource_type: str) -> bool:
         """Referrals and Subscriptions: each version's own parties (or subscriber) decide."""

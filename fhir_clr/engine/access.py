@@ -19,6 +19,20 @@ CREATED_BY_SYSTEM = "https://fhir-clr.org/CodeSystem/created-by"
 """``meta.tag`` system of the server-set tag naming the organization (``Organization/id``) whose restricted
 client created a resource. Clients can neither set nor remove it."""
 
+
+
+def is_created_by_tag(tag: Any) -> bool:
+    """True for a ``meta.tag`` entry of the server's created-by system."""
+    return isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
+
+
+def created_by_tags(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The created-by tags of a resource (none, or the one the server set)."""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return [t for t in tags if is_created_by_tag(t)] if isinstance(tags, list) else []
+
+
 TOPIC_BASIC_CODE = ("http://hl7.org/fhir/fhir-types", "SubscriptionTopic")
 """``Basic.code`` (system, code) of the R4 form of a subscription topic the server writes at start-up
 (``fhir_clr.subscriptions.topic_basic``): conformance data without PHI, readable by every authenticated client

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from fhir_clr.engine.access import CREATED_BY_SYSTEM, FULL_ACCESS, AccessPolicy
+from fhir_clr.engine.access import CREATED_BY_SYSTEM, FULL_ACCESS, AccessPolicy, created_by_tags, is_created_by_tag
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import is_served_type
 from fhir_clr.search.values import is_local_reference
@@ -138,7 +138,7 @@ class Visibility:
             kept = [{"system": CREATED_BY_SYSTEM, "code": self.scope}]
         meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
         tags = meta.get("tag") if isinstance(meta.get("tag"), list) else []
-        others = [t for t in tags if not _is_created_by(t)]
+        others = [t for t in tags if not is_created_by_tag(t)]
         if not kept and len(others) == len(tags):
             return resource
         new_meta = {**meta, "tag": [*others, *kept]}
@@ -179,17 +179,9 @@ def _ids_condition(ids: set[str]) -> Condition:
     return Condition("_id", ParamType.TOKEN, tuple(TokenValue(None, i) for i in sorted(ids)))
 
 
-def _is_created_by(tag: Any) -> bool:
-    return isinstance(tag, dict) and tag.get("system") == CREATED_BY_SYSTEM
-
-
-def _created_by_tags(body: bytes) -> list[Any]:
+def _created_by_tags(body: bytes) -> list[dict[str, Any]]:
     """The created-by tags of a stored body (a byte search first: most bodies have none)."""
-    if _CREATED_BY_BYTES not in body:
-        return []
-    meta = orjson.loads(body).get("meta")
-    tags = meta.get("tag") if isinstance(meta, dict) else None
-    return [t for t in tags if _is_created_by(t)] if isinstance(tags, list) else []
+    return created_by_tags(orjson.loads(body)) if _CREATED_BY_BYTES in body else []
 
 
 _CREATED_BY_BYTES = CREATED_BY_SYSTEM.encode()
