@@ -82,28 +82,18 @@ def _with_version(headers: dict[str, str], if_match: bool) -> dict[str, str]:
 
 # ---- instance level ----------------------------------------------------------------------------------------
 
-def probe_read(world: World) -> list[str]:
-    return compare_ids(world, "GET /{type}/{id}", lambda w, t, i: w.b.get(f"/{t}/{i}"))
+def _instance_probe(method: str, suffix: str = "") -> Probe:
+    """B's ``method`` on ``/{type}/{id}<suffix>``, for A's, deleted and never-existed ids alike."""
+    label = f"{method} /{{type}}/{{id}}{suffix}"
+    return lambda world: compare_ids(world, label, lambda w, t, i: w.b.request(method, f"/{t}/{i}{suffix}"))
 
 
-def probe_head(world: World) -> list[str]:
-    return compare_ids(world, "HEAD /{type}/{id}", lambda w, t, i: w.b.head(f"/{t}/{i}"))
-
-
-def probe_instance_history(world: World) -> list[str]:
-    return compare_ids(world, "GET /{type}/{id}/_history", lambda w, t, i: w.b.get(f"/{t}/{i}/_history"))
-
-
-def probe_instance_history_head(world: World) -> list[str]:
-    return compare_ids(world, "HEAD /{type}/{id}/_history", lambda w, t, i: w.b.head(f"/{t}/{i}/_history"))
-
-
-def probe_vread(world: World) -> list[str]:
-    return compare_ids(world, "GET /{type}/{id}/_history/1", lambda w, t, i: w.b.get(f"/{t}/{i}/_history/1"))
-
-
-def probe_vread_head(world: World) -> list[str]:
-    return compare_ids(world, "HEAD /{type}/{id}/_history/1", lambda w, t, i: w.b.head(f"/{t}/{i}/_history/1"))
+probe_read = _instance_probe("GET")
+probe_head = _instance_probe("HEAD")
+probe_instance_history = _instance_probe("GET", "/_history")
+probe_instance_history_head = _instance_probe("HEAD", "/_history")
+probe_vread = _instance_probe("GET", "/_history/1")
+probe_vread_head = _instance_probe("HEAD", "/_history/1")
 
 
 def probe_update(world: World) -> list[str]:
