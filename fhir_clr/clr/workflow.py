@@ -23,6 +23,7 @@ from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.noticing import Noticing
+from fhir_clr.engine.rules import Caller
 from fhir_clr.errors import FhirError, Issue
 from fhir_clr.fhirmodel.clone import clone
 
@@ -34,14 +35,6 @@ ENTERED_IN_ERROR = "entered-in-error"
 REVIEW, SUPERSEDED, REJECT = "review", "superseded", "reject"
 MOVEMENT_ACTIONS = frozenset({REVIEW, SUPERSEDED, REJECT})
 SUPERSEDED_NAME = "superseded-referral-status"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is making a change: their organization (``Organization/123``) and role (``plan`` or another)."""
-
-    organization: str | None
-    role: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import Deliverer, Outcome, RetryPolicy
 from fhir_clr.subscriptions.generator import BATCH, EventGenerator
 from fhir_clr.subscriptions.notifications import instant_of
-from fhir_clr.subscriptions.rules import server_status_write
 from fhir_clr.subscriptions.state import DeliveryState
 
 log = logging.getLogger(__name__)
@@ -224,8 +223,8 @@ class SubscriptionService:
             else:
                 body.pop("error", None)
             try:
-                with server_status_write():
-                    await self.engine.update("Subscription", subscription_id, body, if_match=current.version)
+                await self.engine.for_server_writes().update("Subscription", subscription_id, body,
+                                                             if_match=current.version)
                 await self.book.refresh()
                 return
             except FhirError as failure:
