@@ -100,7 +100,7 @@ async def build_services(settings: Settings) -> Services:
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
-    engine = Engine(store, registry, reference=reference,  # type: ignore[arg-type]
+    engine = Engine(store, registry, reference=reference,
                     default_count=settings.default_page_size, max_count=settings.max_page_size,
                     base_urls=base_urls, clock=fixed_clock(settings))
     topics = TopicCatalog.from_directory(profiles_dir / "topics", registry)
@@ -109,7 +109,7 @@ async def build_services(settings: Settings) -> Services:
     engine.write_rules = [ClrWriteRules(engine.planner, reference), SubscriptionWriteRule(channels, engine.planner)]
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls,
                               max_response_bytes=settings.max_bundle_response_bytes)
-    return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
+    return Services(settings=settings, store=store, registry=registry, engine=engine,
                     bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
                     rules=rules, codes=codes, specs=specs)
 

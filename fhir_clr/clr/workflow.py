@@ -309,7 +309,8 @@ class TaskWorkflow:
         except FhirError as error:
             issues.extend(error.issues)
             return None
-        return task["businessStatus"]["coding"][0]["code"]
+        code: str = task["businessStatus"]["coding"][0]["code"]
+        return code
 
     def _normalize_reason(self, task: dict[str, Any], code: str | None, issues: list[Issue]) -> str | None:
         """The reason ``task`` gives for its status: the Reason for Referral Loop Closure (required when closed)
@@ -365,8 +366,10 @@ class TaskWorkflow:
     def _task_status(self, code: str | None, reason: str | None) -> str:
         if code == self._flow["closed_referral_status"]:
             by_reason = self._flow["task_status_by_closure_reason"]
-            return by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
-        return self._flow["task_status_by_referral_status"][code]
+            closing: str = by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
+            return closing
+        status: str = self._flow["task_status_by_referral_status"][code]
+        return status
 
     def _check_setter(self, previous_code: str | None, code: str, caller: Caller, acting_on: dict[str, Any]) -> None:
         """A new referral starts at the initial status; each status may be set only by the parties the

@@ -272,7 +272,7 @@ class BundleProcessor:
                                        "exactly one is required"), request.index)
             conditional[value] = f"{target_type}/{found[0].resource_id}"
         full = {**mapping, **conditional}
-        resource = rewrite_strings(request.resource, full.get)
+        resource: dict[str, Any] = rewrite_strings(request.resource, full.get)
         rewrite_narrative(resource, mapping)
         return resource
 

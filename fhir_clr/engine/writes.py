@@ -272,10 +272,12 @@ class WritePlanner:
 
 def apply_patch(document: dict[str, Any], patch: list[Any] | dict[str, Any]) -> dict[str, Any]:
     """Apply a FHIRPath Patch (Parameters) or a JSON Patch (anything else) to ``document``."""
-    return apply_fhirpath_patch(document, patch) if is_fhirpath_patch(patch) else apply_json_patch(document, patch)
+    if isinstance(patch, dict) and is_fhirpath_patch(patch):
+        return apply_fhirpath_patch(document, patch)
+    return apply_json_patch(document, patch)
 
 
-def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+def apply_json_patch(document: dict[str, Any], operations: list[Any] | dict[str, Any]) -> dict[str, Any]:
     """Apply RFC 6902 operations to ``document`` (changed in place); a malformed patch is 400, a failed
     ``test`` or an operation that does not fit the document is 422 naming the operation (index, op, path),
     never the document or a value in it."""

@@ -49,12 +49,12 @@ class SubscriptionService:
                  sweep_seconds: float = 60.0) -> None:
         self.store = store
         self.engine = engine
-        self.book = SubscriptionBook(store, reader)  # type: ignore[arg-type]
-        self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)  # type: ignore[arg-type]
+        self.book = SubscriptionBook(store, reader)
+        self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)
         transport = VettedTransport(policy.addresses,
                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         self.http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        self.deliverer = Deliverer(store, self.http, policy, retry, base_url,  # type: ignore[arg-type]
+        self.deliverer = Deliverer(store, self.http, policy, retry, base_url,
                                    self._set_status)
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds

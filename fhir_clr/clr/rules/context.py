@@ -53,7 +53,8 @@ def body_of(stored: StoredResource | None) -> dict[str, Any] | None:
     """The JSON body of a live stored resource; None when absent or deleted."""
     if stored is None or stored.deleted or stored.body is None:
         return None
-    return orjson.loads(stored.body)
+    body: dict[str, Any] = orjson.loads(stored.body)
+    return body
 
 
 def reference_of(value: Any) -> str | None:
