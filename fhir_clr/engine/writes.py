@@ -5,7 +5,7 @@ commit all changes at once. Both use exactly these functions, so validation, ind
 conditional semantics are the same everywhere.
 
 Every plan reads the version it changes through ``Visibility.current`` (``_current``): for a caller who may
-not see a resource it is absent, before If-Match, JSON Patch, CLR rules or content checks look at anything.
+not see a resource it is absent, before If-Match, JSON Patch, business rules or content checks look at anything.
 A restricted caller never creates a resource at an id of its choosing (``PUT`` on an id it cannot see is 404).
 """
 
@@ -35,7 +35,7 @@ from fhir_clr.store.query import Criterion
 @dataclass(slots=True)
 class Plan:
     """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
-    changes the write entails (CLR workflow side effects), committed atomically with ``change``. ``replaced``
+    changes the write entails (side effects the business rules add), committed atomically with ``change``. ``replaced``
     is the stored version an update or delete replaces, when the planner read it."""
 
     change: Change | None
