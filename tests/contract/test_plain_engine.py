@@ -22,7 +22,7 @@ from tests.bundled import clr_engine
 
 def plain_engine(store: Store) -> Engine:
     """An engine with the shipped search parameters and nothing else: no reference data, no rules."""
-    return Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
+    return Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), write_rules=[])
 
 
 def body(stored: Any) -> dict[str, Any]:
