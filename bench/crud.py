@@ -8,6 +8,11 @@ latency over 100,000 stored Tasks.
     python bench/crud.py                       # embedded store, defaults
     python bench/crud.py --store mongodb://localhost:27017/fhirclr_bench
     python bench/crud.py --requests 2000 --worklist-tasks 20000   # quicker
+    python bench/crud.py --secured --rounds 3   # dev vs secured (tokens, audit), overhead per operation
+
+``--secured`` runs the CRUD phases against a ``--dev`` server and a secured server (a registered plan client
+with a bearer token on every request, audit on, rate limit off) back-to-back, ``--rounds`` times alternating,
+and prints both throughputs and the secured overhead per operation (baseline and worklist are skipped).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -31,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadgen import PhaseResult, Request, run_phase
+from secured_client import BenchClient
 
 OWNERS = 199  # prime, so every owner gets Tasks of every status
 STATUSES = ("requested", "accepted", "in-progress", "completed")
@@ -93,23 +101,36 @@ def stop(proc: subprocess.Popen) -> None:
 
 async def crud_phases(port: int, n: int, concurrency: int) -> list[PhaseResult]:
     """Create, read, update, search and mixed phases against the server on ``port``."""
+    return [result async for result in each_crud_phase(port, n, concurrency)]
+
+
+async def each_crud_phase(port: int, n: int, concurrency: int, headers: dict[str, str] | None = None
+                          ) -> AsyncIterator[PhaseResult]:
+    """The CRUD phases one at a time (so two servers can take turns phase by phase); ``headers`` are sent
+    with every request, e.g. the bearer token of a secured server."""
     ids: list[str] = []
-    results = [await run_phase("create Task", "127.0.0.1", port, concurrency, n,
-                               lambda i: Request("POST", "/Task", orjson.dumps(task(i))),
-                               on_response=lambda i, r: ids.append(r.json()["id"]))]
+    extra = headers or {}
+
+    def run(name: str, make: Any, **kwargs: Any) -> Any:
+        def with_headers(i: int) -> Request:
+            request = make(i)
+            request.headers.update(extra)
+            return request
+        return run_phase(name, "127.0.0.1", port, concurrency, n, with_headers, **kwargs)
+
+    yield await run("create Task", lambda i: Request("POST", "/Task", orjson.dumps(task(i))),
+                    on_response=lambda i, r: ids.append(r.json()["id"]))
     rng = random.Random(7)
-    results.append(await run_phase("read Task", "127.0.0.1", port, concurrency, n,
-                                   lambda i: Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}")))
+    yield await run("read Task", lambda i: Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}"))
 
     def update(i: int) -> Request:
         rid = ids[i % len(ids)]
         body = task(i, STATUSES[(i // len(ids) + 1) % len(STATUSES)]) | {"id": rid}
         return Request("PUT", f"/Task/{rid}", orjson.dumps(body))
 
-    results.append(await run_phase("update Task", "127.0.0.1", port, concurrency, n, update))
-    results.append(await run_phase(
-        "search Task owner+status", "127.0.0.1", port, concurrency, n,
-        lambda i: Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")))
+    yield await run("update Task", update)
+    yield await run("search Task owner+status",
+                    lambda i: Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20"))
 
     def mixed(i: int) -> Request:
         roll = i % 10
@@ -121,8 +142,7 @@ async def crud_phases(port: int, n: int, concurrency: int) -> list[PhaseResult]:
             return update(i)
         return Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")
 
-    results.append(await run_phase("mixed 20/50/20/10 c/r/u/s", "127.0.0.1", port, concurrency, n, mixed))
-    return results
+    yield await run("mixed 20/50/20/10 c/r/u/s", mixed)
 
 
 async def load_tasks(data_dir: Path, store_url: str | None, count: int) -> float:
@@ -156,6 +176,55 @@ async def worklist(port: int, queries: int, concurrency: int) -> PhaseResult:
         ok=lambda r: r.status == 200 and len(r.json().get("entry", [])) > 0)
 
 
+def secured_env(data_dir: Path, port: int, store: str | None) -> dict[str, str]:
+    """Environment of a secured server on ``port`` (audit on, rate limit off) with a registered plan client."""
+    env = {"FHIR_CLR_DATA_DIR": str(data_dir), "FHIR_CLR_LOG_LEVEL": "WARNING", "FHIR_CLR_DEV": "false",
+           "FHIR_CLR_BASE_URL": f"http://127.0.0.1:{port}", "FHIR_CLR_RATE_LIMIT_PER_SECOND": "0"}
+    if store:
+        env["FHIR_CLR_STORE_URL"] = store
+    return env
+
+
+def compare_secured(args: argparse.Namespace, tmp: Path) -> None:
+    """``--rounds`` times: a fresh dev server and a fresh secured server, both up, taking turns phase by phase
+    (each phase runs on dev, then at once on secured, so both see the same machine); prints both and the
+    overhead of security per operation, then the range over the rounds."""
+    overheads: dict[str, list[float]] = {}
+    for round_no in range(1, args.rounds + 1):
+        dev_port, sec_port = free_port(), free_port()
+        stores = [f"{args.store.rstrip('/')}_{mode}{round_no}" if args.store else None for mode in ("dev", "sec")]
+        dev_env = {"FHIR_CLR_DATA_DIR": str(tmp / f"dev-{round_no}"), "FHIR_CLR_LOG_LEVEL": "WARNING",
+                   "FHIR_CLR_DEV": "true", **({"FHIR_CLR_STORE_URL": stores[0]} if stores[0] else {})}
+        client = BenchClient()
+        client.register(tmp / f"secured-{round_no}")
+        servers = [start("fhir_clr.app:create_app", dev_port, dev_env, args.workers)]
+        try:
+            servers.append(start("fhir_clr.app:create_app", sec_port,
+                                 secured_env(tmp / f"secured-{round_no}", sec_port, stores[1]), args.workers))
+            token = client.token(f"http://127.0.0.1:{sec_port}")
+            pairs = asyncio.run(take_turns(args, dev_port, sec_port, {"Authorization": f"Bearer {token}"}))
+        finally:
+            for server in servers:
+                stop(server)
+        print(f"round {round_no}:")
+        for dev_r, sec_r in pairs:
+            overhead = 1 - sec_r.rate / dev_r.rate if dev_r.rate else 0.0
+            overheads.setdefault(dev_r.name, []).append(overhead)
+            print(f"  dev      {dev_r.line()}")
+            print(f"  secured  {sec_r.line()}   -> overhead {overhead:.0%}")
+    print("secured overhead against --dev (range over rounds):")
+    for name, values in overheads.items():
+        print(f"  {name:<28} {min(values):5.0%} .. {max(values):5.0%}")
+
+
+async def take_turns(args: argparse.Namespace, dev_port: int, sec_port: int, headers: dict[str, str]
+                     ) -> list[tuple[PhaseResult, PhaseResult]]:
+    """Each CRUD phase on the dev server, then on the secured one."""
+    dev = each_crud_phase(dev_port, args.requests, args.concurrency)
+    secured = each_crud_phase(sec_port, args.requests, args.concurrency, headers)
+    return [(dev_r, await anext(secured)) async for dev_r in dev]
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -165,10 +234,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--worklist-tasks", type=int, default=100_000)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--secured", action="store_true",
+                        help="compare a --dev server with a secured one (tokens, audit; rate limit off)")
+    parser.add_argument("--rounds", type=int, default=1, help="dev/secured rounds with --secured")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fhir-clr-bench-"))
-    # Dev mode (no authentication): this measures the FHIR engine and store; auth + audit overhead is
-    # measured separately by tools/perf_auth.py.
+    if args.secured:
+        print(f"fhir-clr CRUD benchmark, --dev vs secured: {os.cpu_count()} cores, {args.concurrency} clients, "
+              f"{args.requests} requests/phase, store={args.store or 'embedded SQLite'}, workers={args.workers}")
+        try:
+            compare_secured(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    # Dev mode (no authentication): this measures the FHIR engine and store; --secured measures the
+    # overhead of authentication, policy and audit against it.
     env = {"FHIR_CLR_DATA_DIR": str(tmp / "crud"), "FHIR_CLR_LOG_LEVEL": "WARNING", "FHIR_CLR_DEV": "true"}
     if args.store:
         env["FHIR_CLR_STORE_URL"] = args.store

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import bulk, imports, index, metrics, operations, rest, subscriptions, worklist
+from fhir_clr.api import audit, bulk, imports, index, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.openapi import openapi_document
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(console.router)
     app.mount("/console/static", console.static_files, name="console_static")
+    install_plain_routes(app, audit.router)  # before the generic type routes it specialises
     install_plain_routes(app, rest.router)
     _install_error_handlers(app)
     app.openapi = lambda: _fhir_openapi(app)  # type: ignore[method-assign]

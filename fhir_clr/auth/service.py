@@ -17,7 +17,6 @@ from fhir_clr.auth.signing import load_or_create_key
 from fhir_clr.auth.tokens import TokenService
 from fhir_clr.config import Settings
 from fhir_clr.outbound.policy import EndpointPolicy
-from fhir_clr.search.registry import SearchParamRegistry
 
 CLIENT_RECHECK_SECONDS = 5.0
 """How long a client's enabled flag is cached by the resource server (a disable takes effect within this)."""
@@ -61,13 +60,13 @@ def signing_key_path(settings: Settings) -> Path:
     return settings.auth_signing_key or settings.data_dir / "auth-signing-key.json"
 
 
-async def build_auth(settings: Settings, store: Any, registry: SearchParamRegistry) -> AuthServices:
+async def build_auth(settings: Settings, store: Any) -> AuthServices:
     """Open the auth store, load (or create) the signing key and start the audit writer."""
     auth_store = build_auth_store(settings.data_dir, store)
     await auth_store.open()
     key = load_or_create_key(signing_key_path(settings))
     issuer = (settings.base_url or "urn:fhir-clr").rstrip("/")
-    audit = AuditTrail(store, registry)
+    audit = AuditTrail(store)
     audit.start()
     resolver = JwksResolver(min_refetch=settings.jwks_min_refetch_seconds,
                             policy=EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")))

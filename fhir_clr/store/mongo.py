@@ -437,6 +437,14 @@ class MongoStore:
         return await run_transaction(self._client, lambda session: mongo_records.write_records(
             collection, writes, session), transactions=self._transactions)
 
+    async def insert_records(self, records: Sequence[RecordWrite]) -> None:
+        """Append new records in one transaction (RecordConflict: nothing written)."""
+        if not records:
+            return
+        collection = self._db[RECORDS]
+        await run_transaction(self._client, lambda session: mongo_records.insert_records(
+            collection, records, session), transactions=self._transactions)
+
     # ---- leases ----------------------------------------------------------------------------------------
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:

@@ -36,6 +36,29 @@ async def list_records(collection: Any, kind: str, prefix: str, after: str | Non
     return [_record(d) for d in await cursor.to_list(None) if d["key"].startswith(prefix)]
 
 
+async def insert_records(collection: Any, records: Sequence[RecordWrite], session: Any) -> None:
+    """Insert new records inside the caller's transaction ``session`` (an existing key: RecordConflict)."""
+    from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+    documents = []
+    for record in records:
+        if record.doc is None:
+            raise ValueError(f"record {record.kind}/{record.key}: an insert needs a document")
+        documents.append({"_id": record_id(record.kind, record.key), "kind": record.kind, "key": record.key,
+                          "rev": 1, "doc": record.doc})
+    ids = [d["_id"] for d in documents]
+    taken = await collection.find({"_id": {"$in": ids}}, {"kind": 1, "key": 1}, session=session).to_list(None)
+    if not taken:  # checked first, so a test engine without transactions writes nothing of a refused batch
+        try:
+            await collection.insert_many(documents, ordered=True, session=session)
+            return
+        except (BulkWriteError, DuplicateKeyError):  # a concurrent insert: the transaction is aborted
+            taken = await collection.find({"_id": {"$in": ids}}, {"kind": 1, "key": 1}).to_list(None)
+    first = min(taken, key=lambda d: ids.index(d["_id"])) if taken else {"kind": records[0].kind,
+                                                                        "key": records[0].key}
+    raise RecordConflict(first["kind"], first["key"], 0, 1)
+
+
 async def write_records(collection: Any, writes: Sequence[RecordWrite], session: Any) -> list[Record | None]:
     """Apply ``writes`` inside the caller's transaction ``session``."""
     ids = [record_id(w.kind, w.key) for w in writes]

@@ -253,6 +253,11 @@ class Store(Protocol):
         """All writes in one transaction: every precondition holds, or RecordConflict and nothing written.
         Returns the records written (None for deletes), in order."""
 
+    async def insert_records(self, records: Sequence[RecordWrite]) -> None:
+        """Append new records (rev 1) in one transaction, for append-only logs written in batches: cheaper
+        than ``write_records`` (no read of the current rev). A key that already exists: RecordConflict and
+        nothing written. Each ``doc`` must be a document (no deletes)."""
+
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Take or renew the named lease for ``ttl`` seconds; False while another owner holds it."""
 

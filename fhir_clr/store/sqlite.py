@@ -184,6 +184,11 @@ class SqliteStore:
             return []
         return await self._writer_call(lambda conn: sqlite_records.write_records(conn, writes))
 
+    async def insert_records(self, records: Sequence[RecordWrite]) -> None:
+        """Append new records atomically (RecordConflict: nothing written)."""
+        if records:
+            await self._writer_call(lambda conn: sqlite_records.insert_records(conn, records))
+
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Take or renew the named lease for ``ttl`` seconds."""
         return await self._writer_call(lambda conn: sqlite_records.acquire_lease(conn, name, owner, ttl))

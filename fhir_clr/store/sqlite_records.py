@@ -64,6 +64,28 @@ def write_records(conn: sqlite3.Connection, writes: Sequence[RecordWrite]) -> li
     return out
 
 
+def insert_records(conn: sqlite3.Connection, records: Sequence[RecordWrite]) -> None:
+    """Insert new records atomically (an existing key: RecordConflict, everything rolled back)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("INSERT INTO records (kind, key, rev, doc) VALUES (?, ?, 1, ?)",
+                         [(r.kind, r.key, orjson.dumps(_document(r))) for r in records])
+        conn.execute("COMMIT")
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK")
+        taken = next(r for r in records if get_record(conn, r.kind, r.key) is not None)
+        raise RecordConflict(taken.kind, taken.key, 0, 1) from None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _document(record: RecordWrite) -> dict:
+    if record.doc is None:
+        raise ValueError(f"record {record.kind}/{record.key}: an insert needs a document")
+    return record.doc
+
+
 def acquire_lease(conn: sqlite3.Connection, name: str, owner: str, ttl: float) -> bool:
     """Take lease ``name`` when free, expired or already ``owner``'s (renewal); one conditional upsert."""
     now = time.time_ns() // 1000

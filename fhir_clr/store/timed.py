@@ -12,9 +12,10 @@ from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.store.port import Store, StoreUnavailable
 
 TIMED_OPERATIONS = frozenset({"read", "read_version", "read_many", "search", "count", "history", "commit",
-                              "outbox_after", "get_record", "list_records", "write_records", "acquire_lease",
+                              "outbox_after", "get_record", "list_records", "write_records", "insert_records",
+                              "acquire_lease",
                               "release_lease", "ping"})
-WRITE_OPERATIONS = frozenset({"commit", "write_records"})
+WRITE_OPERATIONS = frozenset({"commit", "write_records", "insert_records"})
 
 
 class TimedStore:

@@ -54,6 +54,32 @@ async def test_listing_by_prefix_after_a_key_in_key_order(store: Store) -> None:
     assert await listed(prefix="a/", after="0") == ["a/000000000007", "a/000000000012", "a/1", "a/10", "a/2"]
 
 
+async def test_inserted_records_are_new_and_a_taken_key_writes_nothing(store: Store) -> None:
+    await store.insert_records([RecordWrite("log", f"{n:04d}", {"n": n}) for n in range(3)])
+    found = await store.list_records("log")
+    assert [(r.key, r.rev, r.doc) for r in found] == [(f"{n:04d}", 1, {"n": n}) for n in range(3)]
+    with pytest.raises(RecordConflict) as failed:
+        await store.insert_records([RecordWrite("log", "0100", {"n": 100}), RecordWrite("log", "0001", {"n": -1})])
+    assert (failed.value.kind, failed.value.key) == ("log", "0001")
+    assert await store.get_record("log", "0100") is None
+    assert (await store.get_record("log", "0001")).doc == {"n": 1}  # type: ignore[union-attr]
+    await store.insert_records([])
+
+
+async def test_inserted_records_survive_reopening(store_factory: StoreFactory, tmp_path: Path) -> None:
+    first = store_factory(tmp_path)
+    await first.open()
+    await first.insert_records([RecordWrite("log", f"{n:06d}", {"n": n}) for n in range(2000)])
+    await first.close()
+    second = store_factory(tmp_path)
+    await second.open()
+    try:
+        found = await second.list_records("log", limit=5000)
+        assert [r.doc["n"] for r in found] == list(range(2000))
+    finally:
+        await second.close()
+
+
 async def test_a_thousand_writes_in_one_batch_survive_reopening(store_factory: StoreFactory, tmp_path: Path) -> None:
     first = store_factory(tmp_path)
     await first.open()
