@@ -11,8 +11,9 @@ latency over 100,000 stored Tasks.
     python bench/crud.py --secured --rounds 3   # dev vs secured (tokens, audit), overhead per operation
 
 ``--secured`` runs the CRUD phases against a ``--dev`` server and a secured server (a registered plan client
-with a bearer token on every request, audit on, rate limit off) back-to-back, ``--rounds`` times alternating,
-and prints both throughputs and the secured overhead per operation (baseline and worklist are skipped).
+with a bearer token on every request, audit on, rate limit off), both up at once and taking turns within each
+phase (``--slices``), on fresh stores ``--rounds`` times, and prints both throughputs and the secured overhead
+per operation with its range over the rounds (baseline and worklist are skipped).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadgen import PhaseResult, Request, run_phase
+from loadgen import PhaseResult, Request, Response, run_phase
 from secured_client import BenchClient
 
 OWNERS = 199  # prime, so every owner gets Tasks of every status
@@ -99,38 +101,29 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+Phase = tuple[str, Callable[[int], Request], Callable[[int, Response], None] | None]
+"""A load phase: its name, request ``i``, and what to do with response ``i``."""
+
+
 async def crud_phases(port: int, n: int, concurrency: int) -> list[PhaseResult]:
     """Create, read, update, search and mixed phases against the server on ``port``."""
-    return [result async for result in each_crud_phase(port, n, concurrency)]
+    return [await run_phase(name, "127.0.0.1", port, concurrency, n, make, on_response=seen)
+            for name, make, seen in crud_load(n)]
 
 
-async def each_crud_phase(port: int, n: int, concurrency: int, headers: dict[str, str] | None = None
-                          ) -> AsyncIterator[PhaseResult]:
-    """The CRUD phases one at a time (so two servers can take turns phase by phase); ``headers`` are sent
-    with every request, e.g. the bearer token of a secured server."""
+def crud_load(n: int, headers: dict[str, str] | None = None) -> list[Phase]:
+    """The create, read, update, search and mixed phases of ``n`` requests each, for one server (reads and
+    updates use the ids its creates returned); ``headers`` go with every request (a secured server's token)."""
     ids: list[str] = []
-    extra = headers or {}
-
-    def run(name: str, make: Any, **kwargs: Any) -> Any:
-        def with_headers(i: int) -> Request:
-            request = make(i)
-            request.headers.update(extra)
-            return request
-        return run_phase(name, "127.0.0.1", port, concurrency, n, with_headers, **kwargs)
-
-    yield await run("create Task", lambda i: Request("POST", "/Task", orjson.dumps(task(i))),
-                    on_response=lambda i, r: ids.append(r.json()["id"]))
     rng = random.Random(7)
-    yield await run("read Task", lambda i: Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}"))
 
     def update(i: int) -> Request:
         rid = ids[i % len(ids)]
         body = task(i, STATUSES[(i // len(ids) + 1) % len(STATUSES)]) | {"id": rid}
         return Request("PUT", f"/Task/{rid}", orjson.dumps(body))
 
-    yield await run("update Task", update)
-    yield await run("search Task owner+status",
-                    lambda i: Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20"))
+    def search(i: int) -> Request:
+        return Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")
 
     def mixed(i: int) -> Request:
         roll = i % 10
@@ -140,9 +133,23 @@ async def each_crud_phase(port: int, n: int, concurrency: int, headers: dict[str
             return Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}")
         if roll < 9:
             return update(i)
-        return Request("GET", f"/Task?owner=Organization%2Fo{i % OWNERS}&status=requested&_count=20")
+        return search(i)
 
-    yield await run("mixed 20/50/20/10 c/r/u/s", mixed)
+    def with_headers(make: Callable[[int], Request]) -> Callable[[int], Request]:
+        def made(i: int) -> Request:
+            request = make(i)
+            request.headers.update(headers or {})
+            return request
+        return made
+
+    phases: list[Phase] = [
+        ("create Task", lambda i: Request("POST", "/Task", orjson.dumps(task(i))),
+         lambda i, r: ids.append(r.json()["id"])),
+        ("read Task", lambda i: Request("GET", f"/Task/{ids[rng.randrange(len(ids))]}"), None),
+        ("update Task", update, None),
+        ("search Task owner+status", search, None),
+        ("mixed 20/50/20/10 c/r/u/s", mixed, None)]
+    return [(name, with_headers(make), seen) for name, make, seen in phases]
 
 
 async def load_tasks(data_dir: Path, store_url: str | None, count: int) -> float:
@@ -186,9 +193,9 @@ def secured_env(data_dir: Path, port: int, store: str | None) -> dict[str, str]:
 
 
 def compare_secured(args: argparse.Namespace, tmp: Path) -> None:
-    """``--rounds`` times: a fresh dev server and a fresh secured server, both up, taking turns phase by phase
-    (each phase runs on dev, then at once on secured, so both see the same machine); prints both and the
-    overhead of security per operation, then the range over the rounds."""
+    """``--rounds`` times: a fresh dev server and a fresh secured server, both up, taking turns within each
+    phase (see ``take_turns``); prints both and the overhead of security per operation, then the range over
+    the rounds."""
     overheads: dict[str, list[float]] = {}
     for round_no in range(1, args.rounds + 1):
         dev_port, sec_port = free_port(), free_port()
@@ -219,10 +226,32 @@ def compare_secured(args: argparse.Namespace, tmp: Path) -> None:
 
 async def take_turns(args: argparse.Namespace, dev_port: int, sec_port: int, headers: dict[str, str]
                      ) -> list[tuple[PhaseResult, PhaseResult]]:
-    """Each CRUD phase on the dev server, then on the secured one."""
-    dev = each_crud_phase(dev_port, args.requests, args.concurrency)
-    secured = each_crud_phase(sec_port, args.requests, args.concurrency, headers)
-    return [(dev_r, await anext(secured)) async for dev_r in dev]
+    """Each CRUD phase in ``args.slices`` slices, each slice on both servers in turn (dev first in even
+    slices, secured first in odd ones), so that both see the same machine load; a server's slices add up to
+    its phase result."""
+    dev_load, secured_load = crud_load(args.requests), crud_load(args.requests, headers)
+    pairs = []
+    for (name, dev_make, dev_seen), (_, sec_make, sec_seen) in zip(dev_load, secured_load, strict=True):
+        slices: dict[int, list[PhaseResult]] = {dev_port: [], sec_port: []}
+        for number in range(args.slices):
+            first = number * args.requests // args.slices
+            size = (number + 1) * args.requests // args.slices - first
+            turns = [(dev_port, dev_make, dev_seen), (sec_port, sec_make, sec_seen)]
+            for port, make, seen in turns if number % 2 == 0 else turns[::-1]:
+                slices[port].append(await run_phase(
+                    name, "127.0.0.1", port, args.concurrency, size, partial(_shifted, make, first),
+                    on_response=partial(_shifted, seen, first) if seen else None))
+        pairs.append((_merged(slices[dev_port]), _merged(slices[sec_port])))
+    return pairs
+
+
+def _shifted(call: Callable[..., Any], offset: int, i: int, *rest: Any) -> Any:
+    return call(offset + i, *rest)
+
+
+def _merged(parts: list[PhaseResult]) -> PhaseResult:
+    return PhaseResult(parts[0].name, sum(p.requests for p in parts), sum(p.seconds for p in parts),
+                       [ms for p in parts for ms in p.latencies_ms], sum(p.errors for p in parts))
 
 
 def main() -> None:
@@ -237,6 +266,8 @@ def main() -> None:
     parser.add_argument("--secured", action="store_true",
                         help="compare a --dev server with a secured one (tokens, audit; rate limit off)")
     parser.add_argument("--rounds", type=int, default=1, help="dev/secured rounds with --secured")
+    parser.add_argument("--slices", type=int, default=4,
+                        help="with --secured: each phase alternates between the servers this many times")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fhir-clr-bench-"))
     if args.secured:

@@ -2,16 +2,20 @@
 Organization), what (resource type and id, or the search's parameter *names*), when, and the HTTP outcome.
 Never a resource body and never a query value.
 
-The trail is an append-only log, not a set of FHIR resources: a request only queues a small dict; a background
-task appends the queue in batches (one store transaction per batch) as bookkeeping records of the store port
-(``insert_records``): the event itself under its id, which sorts by time, and one key-only entry per index its
-searches use (agent Organization, client id, entity). No versions, no history, no search-index rows, no outbox
-event (subscriptions never see it). ``fhir_clr.auth.audit_log`` serves the log as ``AuditEvent`` to the plan.
+The trail is an append-only log, not a set of FHIR resources. A request only queues a compact entry (a
+tuple of the facts above); a background task appends the queue in batches, one store transaction per batch,
+as bookkeeping records of the store port (``insert_records``): the batch itself (kind ``audit``, keyed by the
+time of its last entry, so keys sort by time) and one key-only index record per distinct agent Organization,
+client id and entity of the batch (``audit-agent``, ``audit-altid``, ``audit-entity``: ``<value>|<batch key>``).
+No versions, history, search-index rows or outbox events (subscriptions never see the trail). An entry becomes
+an ``AuditEvent`` only when it is read (``fhir_clr.auth.audit_log``, plan only); its id is
+``<batch key>-<position in the batch>``.
 
-Durability: the queue is written at least every ``interval`` seconds (0.2) or ``batch_size`` events (500) and
-drained on shutdown, so a graceful stop loses nothing; a hard crash (SIGKILL, OOM kill, power loss) loses the
-events of at most that last window. A batch the store refuses is kept and retried (up to
-``MAX_PENDING`` queued events; beyond that the oldest are dropped and the loss is logged with its count).
+Durability: the queue is appended at least every ``interval`` seconds (0.2 s) or ``batch_size`` entries (500)
+and drained on shutdown, so a graceful stop (SIGTERM) loses nothing; a hard crash (SIGKILL, OOM kill, power
+loss) loses the entries of at most that last window and of a batch being written. A batch the store refuses
+is kept and retried (up to ``MAX_PENDING`` queued entries; beyond that the oldest are dropped and the loss is
+logged with its count).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import secrets
 import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,14 +39,21 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID_SYSTEM = "urn:fhir-clr:client-id"
 EVENTS = "audit"
-"""Record kind of the events, keyed by event id (see ``event_id``: ids sort by recording time)."""
+"""Record kind of the batches: key ``<last recorded µs, 14 hex digits>-<8 random hex digits>``, document
+``{"first": <first recorded µs>, "entries": [Entry, ...]}``."""
 BY_AGENT = "audit-agent"
 BY_CLIENT = "audit-altid"
 BY_ENTITY = "audit-entity"
-"""Record kinds of the index entries: key ``<value>|<event id>``, empty document."""
+"""Record kinds of the index records: key ``<value>|<batch key>``, empty document."""
 INDEX_SEPARATOR = "|"
 MAX_PENDING = 100_000
-"""Queued events kept while the store refuses writes; older ones are dropped (and counted in the log)."""
+"""Queued entries kept while the store refuses writes; older ones are dropped (and counted in the log)."""
+EVENT_ID = re.compile(r"([0-9a-f]{14}-[0-9a-f]{8})-([0-9a-f]{1,4})")
+
+Entry = tuple[int, str, str, str, str, str | None, str | None, str, int]
+"""One interaction: recorded (epoch µs), client id, Organization, role, interaction code, resource type,
+resource id, the query's parameter names (comma-separated, sorted), HTTP status."""
+RECORDED, CLIENT, ORGANIZATION, ROLE, CODE, TYPE, ID, NAMES, STATUS = range(9)
 ACTIONS = {"read": "R", "vread": "R", "history-instance": "R", "history-type": "R", "history-system": "R",
            "search-type": "E", "create": "C", "update": "U", "patch": "U", "delete": "D", "batch": "E",
            "operation": "E"}
@@ -83,59 +96,62 @@ def classify(method: str, path: str) -> Interaction | None:
     return Interaction("vread" if len(parts) == 4 else "history-instance", first, parts[1])
 
 
-def event_id(recorded_us: int) -> str:
-    """A new event id: the recording time (14 hex digits of epoch microseconds, so ids sort by time) and 64
-    random bits."""
-    return f"{recorded_us:014x}-{uuid.uuid4().hex[:16]}"
+def parameter_names(query_string: str) -> str:
+    """The sorted, comma-separated parameter names of a query string (never its values)."""
+    if not query_string:
+        return ""
+    return ",".join(sorted({name for name, _ in parse_qsl(query_string, keep_blank_values=True)}))
 
 
-def recorded_us_of(identifier: str) -> int:
-    """The recording time encoded in an event id (ValueError for anything else)."""
-    if len(identifier) != 31 or identifier[14] != "-":
-        raise ValueError("not an audit event id")
-    return int(identifier[:14], 16)
+def batch_key(entries: Sequence[Entry]) -> str:
+    """A new batch key: when its last entry was recorded, then 32 random bits."""
+    return f"{max(e[RECORDED] for e in entries):014x}-{secrets.token_hex(4)}"
 
 
-def log_records(event: dict[str, Any]) -> list[RecordWrite]:
-    """The records of one event: the event under its id, and an index entry per agent, client and entity."""
-    identifier = event["id"]
-    records = [RecordWrite(EVENTS, identifier, event)]
-    for agent in event.get("agent", ()):
-        if who := agent.get("who", {}).get("reference"):
-            records.append(RecordWrite(BY_AGENT, f"{who}{INDEX_SEPARATOR}{identifier}", {}))
-        if client := agent.get("altId"):
-            records.append(RecordWrite(BY_CLIENT, f"{client}{INDEX_SEPARATOR}{identifier}", {}))
-    for entity in event.get("entity", ()):
-        if what := entity.get("what", {}).get("reference"):
-            records.append(RecordWrite(BY_ENTITY, f"{what}{INDEX_SEPARATOR}{identifier}", {}))
+def split_event_id(identifier: str) -> tuple[str, int] | None:
+    """The batch key and position an event id names, or None when it is not an event id."""
+    match = EVENT_ID.fullmatch(identifier)
+    return (match.group(1), int(match.group(2), 16)) if match else None
+
+
+def log_records(entries: Sequence[Entry]) -> list[RecordWrite]:
+    """The records of one batch: the batch, and an index record per distinct agent, client and entity."""
+    key = batch_key(entries)
+    records = [RecordWrite(EVENTS, key, {"first": min(e[RECORDED] for e in entries),
+                                         "entries": [list(e) for e in entries]})]
+    for kind, values in ((BY_AGENT, {e[ORGANIZATION] for e in entries}), (BY_CLIENT, {e[CLIENT] for e in entries}),
+                         (BY_ENTITY, {f"{e[TYPE]}/{e[ID]}" for e in entries if e[TYPE] and e[ID]})):
+        records += [RecordWrite(kind, f"{value}{INDEX_SEPARATOR}{key}", {}) for value in sorted(values)]
     return records
 
 
-def audit_event(caller: Caller, interaction: Interaction, query_string: str, status: int, recorded_us: int
-                ) -> dict[str, Any]:
-    """The AuditEvent of one request (no bodies, no query values), with its id and ``meta``."""
-    names = sorted({name for name, _ in parse_qsl(query_string, keep_blank_values=True)})
+def outcome_code(status: int) -> str:
+    """The AuditEvent outcome of an HTTP status: 0 success, 4 minor failure (4xx), 8 serious failure (5xx)."""
+    return "0" if status < 400 else "4" if status < 500 else "8"
+
+
+def audit_event(entry: Sequence[Any], identifier: str) -> dict[str, Any]:
+    """The AuditEvent ``identifier`` of one logged entry (no bodies, no query values)."""
+    recorded_us, client_id, organization, role, code, resource_type, resource_id, names, status = entry
     entity: dict[str, Any] = {}
-    if interaction.resource_type and interaction.resource_id:
-        entity["what"] = {"reference": f"{interaction.resource_type}/{interaction.resource_id}"}
-    elif interaction.resource_type:
-        entity["type"] = {"system": "http://hl7.org/fhir/resource-types", "code": interaction.resource_type}
+    if resource_type and resource_id:
+        entity["what"] = {"reference": f"{resource_type}/{resource_id}"}
+    elif resource_type:
+        entity["type"] = {"system": "http://hl7.org/fhir/resource-types", "code": resource_type}
     if names:
-        entity["detail"] = [{"type": "parameter-names", "valueString": ",".join(names)}]
+        entity["detail"] = [{"type": "parameter-names", "valueString": names}]
     recorded = datetime.fromtimestamp(recorded_us / 1_000_000, UTC).isoformat(timespec="milliseconds")
     event: dict[str, Any] = {
-        "resourceType": "AuditEvent", "id": event_id(recorded_us),
-        "meta": {"versionId": "1", "lastUpdated": recorded},
+        "resourceType": "AuditEvent", "id": identifier, "meta": {"versionId": "1", "lastUpdated": recorded},
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
                  "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction.code}],
-        "action": ACTIONS[interaction.code],
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": code}],
+        "action": ACTIONS[code],
         "recorded": recorded,
-        "outcome": "0" if status < 400 else "4" if status < 500 else "8",
+        "outcome": outcome_code(status),
         "outcomeDesc": f"HTTP {status}",
-        "agent": [{"who": {"reference": caller.organization},
-                   "altId": caller.client_id, "requestor": True,
-                   "name": f"client {caller.client_id} ({caller.role.value})"}],
+        "agent": [{"who": {"reference": organization}, "altId": client_id, "requestor": True,
+                   "name": f"client {client_id} ({role})"}],
         "source": {"observer": {"display": "fhir-clr"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
     }
@@ -151,7 +167,7 @@ class AuditTrail:
         self.store = store
         self.batch_size = batch_size
         self.interval = interval
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Entry] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -167,31 +183,36 @@ class AuditTrail:
                 await self._task
         while self._pending and await self.flush():
             pass
+        if self._pending:
+            log.error("audit log unwritable at shutdown: %d entries not written", len(self._pending))
 
     def record(self, caller: Caller, interaction: Interaction, query_string: str, status: int) -> None:
-        """Queue the AuditEvent of one request (cheap; never raises into the request)."""
-        self._pending.append(audit_event(caller, interaction, query_string, status, time.time_ns() // 1000))
+        """Queue the audit entry of one request (a tuple: cheap; never raises into the request)."""
+        self._pending.append((time.time_ns() // 1000, caller.client_id, caller.organization, caller.role.value,
+                              interaction.code, interaction.resource_type, interaction.resource_id,
+                              parameter_names(query_string), status))
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
     async def flush(self) -> bool:
-        """Append up to ``batch_size`` queued events in one transaction; False when the store refused them
+        """Append up to ``batch_size`` queued entries in one transaction; False when the store refused them
         (they stay queued, at the front, for the next attempt)."""
         if not self._pending:
             return True
         batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
         try:
-            await self.store.insert_records([r for event in batch for r in log_records(event)])
-        except RecordConflict:  # cannot happen with random ids; never retry a batch that can never be written
-            log.error("audit batch of %d events not written: an event id was taken", len(batch))
+            await self.store.insert_records(log_records(batch))
+        except RecordConflict:  # a batch key taken (32 random bits in the same µs): retried under a new key
+            self._pending[:0] = batch
+            return False
         except Exception as error:  # the trail must not take the server down: keep the batch and retry
             self._pending[:0] = batch
             if len(self._pending) > MAX_PENDING:
                 dropped = len(self._pending) - MAX_PENDING
                 del self._pending[:dropped]
-                log.error("audit log unwritable (%s): %d oldest events dropped", type(error).__name__, dropped)
+                log.error("audit log unwritable (%s): %d oldest entries dropped", type(error).__name__, dropped)
             else:
-                log.warning("audit batch of %d events not written yet: %s", len(batch), type(error).__name__)
+                log.warning("audit batch of %d entries not written yet: %s", len(batch), type(error).__name__)
             return False
         return True
 

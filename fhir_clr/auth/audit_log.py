@@ -3,19 +3,38 @@ search by ``agent`` (Organization reference), ``altid`` (client id), ``entity`` 
 (``recorded``, with the ge/gt/le/lt/eq prefixes), ``subtype`` (the interaction), ``action`` and ``outcome``,
 oldest first, in pages of ``_count``.
 
-A search walks one key range: the index of its first ``entity``, ``altid`` or ``agent`` value, else the events
-themselves (from the ``date`` lower bound); every other parameter filters what that range yields. A page scans
-at most ``SCAN_LIMIT`` entries, so a very selective filter may give a short page with a next link.
+A search walks one key range: the index records of its first single ``entity``, ``altid`` or ``agent`` value,
+else the batches themselves, from the batches whose last entry is not older than the ``date`` lower bound, up
+to the first batch that starts after its upper bound; every parameter filters the entries of the batches on
+the way. A page looks at most ``SCAN_LIMIT`` entries, so a very selective search may give a short page with a
+next link.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
-from fhir_clr.auth.audit import BY_AGENT, BY_CLIENT, BY_ENTITY, EVENTS, INDEX_SEPARATOR, recorded_us_of
+from fhir_clr.auth.audit import (
+    ACTIONS,
+    BY_AGENT,
+    BY_CLIENT,
+    BY_ENTITY,
+    CLIENT,
+    CODE,
+    EVENTS,
+    ID,
+    INDEX_SEPARATOR,
+    ORGANIZATION,
+    RECORDED,
+    STATUS,
+    TYPE,
+    audit_event,
+    outcome_code,
+    split_event_id,
+)
 from fhir_clr.engine.results import SearchResult
 from fhir_clr.errors import FhirError
 from fhir_clr.search.values import parse_date_range
@@ -29,45 +48,56 @@ PAGING = frozenset({"_count", "_page_token"})
 IGNORED = frozenset({"_format", "_pretty"})
 """Answered by content negotiation, not by the search."""
 SCAN_LIMIT = 5000
-LIST_BATCH = 500
-NO_LATER_THAN = 16 ** 14 - 1
-"""The largest recording time an event id can encode."""
+"""Entries a page looks at, at most."""
+BATCHES_PER_LISTING = 8
+LATEST = 16 ** 14 - 1
+"""The latest recording time a batch key can encode."""
+
+Test = Callable[[Sequence[Any]], bool]
 
 
-def _bad(message: str) -> FhirError:
+def _unsupported(message: str) -> FhirError:
     return FhirError(400, "not-supported", message)
 
 
-def _codes(values: str) -> set[str]:
-    """Comma-separated token values, without their ``system|`` part."""
-    return {value.rpartition("|")[2] for value in values.split(",")}
+def _organization(value: str) -> str:
+    return value if "/" in value else f"Organization/{value}"
 
 
 def _date_bounds(value: str) -> tuple[int, int]:
-    """The inclusive range of recording times a ``date`` value admits."""
+    """The inclusive range of recording times (epoch µs) a ``date`` value admits."""
     prefix, text = (value[:2], value[2:]) if value[:2] in ("eq", "ge", "gt", "le", "lt") else ("eq", value)
     try:
         lo, hi = parse_date_range(text)
     except ValueError:
-        raise _bad(f"AuditEvent date: {text!r} is not a FHIR date, dateTime or instant") from None
-    return {"eq": (lo, hi), "ge": (lo, NO_LATER_THAN), "gt": (hi + 1, NO_LATER_THAN), "le": (0, hi),
-            "lt": (0, lo - 1)}[prefix]
+        raise FhirError(400, "invalid", f"AuditEvent date: {text!r} is not a FHIR date, dateTime or instant"
+                        ) from None
+    return {"eq": (lo, hi), "ge": (lo, LATEST), "gt": (hi + 1, LATEST), "le": (0, hi), "lt": (0, lo - 1)}[prefix]
 
 
-def _matcher(name: str, value: str) -> Callable[[dict[str, Any]], bool]:
-    """A test of one event for one search parameter (dates are handled by the scanned range)."""
+def _test(name: str, value: str) -> Test:
+    """Whether an entry matches one (comma-separated: any of the values) search parameter."""
     wanted = set(value.split(","))
     if name == "agent":
-        refs = {v if "/" in v else f"Organization/{v}" for v in wanted}
-        return lambda e: any(a.get("who", {}).get("reference") in refs for a in e.get("agent", ()))
+        organizations = {_organization(v) for v in wanted}
+        return lambda e: e[ORGANIZATION] in organizations
     if name == "altid":
-        return lambda e: any(a.get("altId") in wanted for a in e.get("agent", ()))
+        return lambda e: e[CLIENT] in wanted
     if name == "entity":
-        return lambda e: any(x.get("what", {}).get("reference") in wanted for x in e.get("entity", ()))
-    codes = _codes(value)
+        return lambda e: f"{e[TYPE]}/{e[ID]}" in wanted
+    codes = {v.rpartition("|")[2] for v in wanted}
     if name == "subtype":
-        return lambda e: any(s.get("code") in codes for s in e.get("subtype", ()))
-    return lambda e: e.get(name) in codes  # action, outcome
+        return lambda e: e[CODE] in codes
+    if name == "action":
+        return lambda e: ACTIONS[e[CODE]] in codes
+    return lambda e: outcome_code(e[STATUS]) in codes
+
+
+def _stored(key: str, position: int, entry: Sequence[Any]) -> StoredResource:
+    """An entry as stored version 1 of its AuditEvent."""
+    event = audit_event(entry, f"{key}-{position:x}")
+    return StoredResource(AUDIT_EVENT, event["id"], 1, entry[RECORDED], event["meta"]["lastUpdated"], False,
+                          orjson.dumps(event), ChangeOp.CREATE)
 
 
 class AuditLog:
@@ -79,34 +109,36 @@ class AuditLog:
         self.max_count = max_count
 
     async def read(self, identifier: str) -> StoredResource | None:
-        """The event with this id, or None."""
-        record = await self.store.get_record(EVENTS, identifier)
-        return _stored(record.doc) if record is not None else None
+        """The AuditEvent with this id, or None."""
+        named = split_event_id(identifier)
+        batch = await self._batch(named[0]) if named else None
+        if named is None or batch is None or named[1] >= len(batch["entries"]):
+            return None
+        return _stored(named[0], named[1], batch["entries"][named[1]])
 
     async def search(self, params: list[tuple[str, str]]) -> SearchResult:
-        """One page of the events matching ``params`` (400 for parameters the log does not answer)."""
+        """One page of the AuditEvents matching ``params`` (400 for parameters the log does not answer)."""
         count, token, filters = self._parse(params)
-        lo, hi = 0, NO_LATER_THAN
+        lo, hi = 0, LATEST
         tests = []
         for name, value in filters:
             if name == "date":
                 low, high = _date_bounds(value)
                 lo, hi = max(lo, low), min(hi, high)
             else:
-                tests.append(_matcher(name, value))
+                tests.append(_test(name, value))
         kind, prefix = EVENTS, ""
         for name, index_kind in INDEXES:
             value = next((v for n, v in filters if n == name and "," not in v), None)
             if value is not None:
-                reference = value if name != "agent" or "/" in value else f"Organization/{value}"
-                kind, prefix = index_kind, f"{reference}{INDEX_SEPARATOR}"
+                kind = index_kind
+                prefix = f"{_organization(value) if name == 'agent' else value}{INDEX_SEPARATOR}"
                 break
-        if token is not None and not token.startswith(prefix):
-            raise FhirError(400, "invalid", "The _page_token does not belong to this search")
-        after = token if token is not None else f"{prefix}{lo:014x}"
-        matches, next_token = await self._scan(kind, prefix, after, hi, count, tests)
-        self_params = [(n, v) for n, v in params if n != "_page_token"]
-        return SearchResult(matches=matches, included=[], total=None, self_params=self_params,
+        resume = _resume(token, prefix) if token is not None else None
+        matches, next_token = await self._scan(kind, prefix, resume or (f"{prefix}{lo:014x}", None), lo, hi,
+                                               count, tests)
+        return SearchResult(matches=matches, included=[], total=None,
+                            self_params=[(n, v) for n, v in params if n != "_page_token"],
                             next_token=next_token, prev_token=None, issues=[])
 
     def _parse(self, params: list[tuple[str, str]]) -> tuple[int, str | None, list[tuple[str, str]]]:
@@ -118,45 +150,53 @@ class AuditLog:
                 count = min(int(value), self.max_count)
             elif name == "_page_token":
                 token = value
-            elif name in IGNORED:
-                continue
             elif name in FILTERS:
                 filters.append((name, value))
-            else:
-                raise _bad(f"AuditEvent search parameter {name!r} is not supported (the audit log answers "
-                           f"{', '.join(sorted(FILTERS | PAGING))})")
+            elif name not in IGNORED:
+                raise _unsupported(f"AuditEvent search parameter {name!r} is not supported (the audit log "
+                                   f"answers {', '.join(sorted(FILTERS | PAGING))})")
         return count, token, filters
 
-    async def _scan(self, kind: str, prefix: str, after: str, hi: int, count: int,
-                    tests: list[Callable[[dict[str, Any]], bool]]) -> tuple[list[StoredResource], str | None]:
-        """Matches from the key range of ``kind`` after ``after``, up to recording time ``hi``; the key to
-        resume after, or None when the range is exhausted."""
+    async def _scan(self, kind: str, prefix: str, start: tuple[str, int | None], lo: int, hi: int, count: int,
+                    tests: list[Test]) -> tuple[list[StoredResource], str | None]:
+        """Matching entries in key order from ``start`` (a listing key to resume after, or with a position
+        the listing key whose batch to resume at); the next page's token, or None when the range is done."""
         matches: list[StoredResource] = []
         scanned = 0
-        while scanned < SCAN_LIMIT:
-            batch = await self.store.list_records(kind, prefix=prefix, after=after, limit=LIST_BATCH)
-            if not batch:
-                return matches, None
-            for record in batch:
-                identifier = record.key[len(prefix):]
-                if recorded_us_of(identifier) > hi:
+        after, position = start
+        pending: list[tuple[str, dict[str, Any] | None, int]] = []
+        if position is not None:
+            pending.append((after, await self._batch(after[len(prefix):]), position))
+        while True:
+            for listing_key, batch, first in pending:
+                if batch is None:
+                    continue
+                if batch["first"] > hi:
                     return matches, None
-                if len(matches) >= count:
-                    return matches, after
-                after = record.key
-                scanned += 1
-                event = record.doc if kind == EVENTS else await self._event(identifier)
-                if event is not None and all(test(event) for test in tests):
-                    matches.append(_stored(event))
-        return matches, after
+                key = listing_key[len(prefix):]
+                entries = batch["entries"]
+                for n in range(first, len(entries)):
+                    if len(matches) >= count or scanned >= SCAN_LIMIT:
+                        return matches, f"{listing_key}!{n}"
+                    scanned += 1
+                    entry = entries[n]
+                    if lo <= entry[RECORDED] <= hi and all(test(entry) for test in tests):
+                        matches.append(_stored(key, n, entry))
+                after = listing_key
+            listed = await self.store.list_records(kind, prefix=prefix, after=after, limit=BATCHES_PER_LISTING)
+            if not listed:
+                return matches, None
+            pending = [(r.key, r.doc if kind == EVENTS else await self._batch(r.key[len(prefix):]), 0)
+                       for r in listed]
 
-    async def _event(self, identifier: str) -> dict[str, Any] | None:
-        record = await self.store.get_record(EVENTS, identifier)
+    async def _batch(self, key: str) -> dict[str, Any] | None:
+        record = await self.store.get_record(EVENTS, key)
         return record.doc if record is not None else None
 
 
-def _stored(event: dict[str, Any]) -> StoredResource:
-    """An event as a stored version 1 (its id encodes when it was recorded)."""
-    recorded_us = recorded_us_of(event["id"])
-    return StoredResource(AUDIT_EVENT, event["id"], 1, recorded_us, event["meta"]["lastUpdated"], False,
-                          orjson.dumps(event), ChangeOp.CREATE)
+def _resume(token: str, prefix: str) -> tuple[str, int]:
+    """The listing key and position a page token names (400 for a token of another search)."""
+    listing_key, _, position = token.rpartition("!")
+    if not listing_key.startswith(prefix) or not position.isdigit():
+        raise FhirError(400, "invalid", "The _page_token does not belong to this search")
+    return listing_key, int(position)
