@@ -1,7 +1,7 @@
 """``AuditEvent`` read and search, served from the audit log (``fhir_clr.auth.audit_log``) for callers who may
-see every AuditEvent (the plan; everyone in dev mode). Any other caller gets exactly what the engine answers
-for a type it may not see (an empty searchset, 404), as before the log existed. Writes stay with the engine,
-whose access policy refuses them."""
+see every AuditEvent (the plan). Any other caller gets exactly what the engine answers for a type it may not
+see (an empty searchset, 404), and dev mode (no audit) what the engine answers, as before the log existed.
+Writes stay with the engine, whose access policy refuses them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from fhir_clr.api import rest
 from fhir_clr.api.context import access, base_url, services
-from fhir_clr.api.negotiation import check_accept, check_content_type
+from fhir_clr.api.negotiation import check_accept, check_content_type, parse_prefer
 from fhir_clr.api.plain_routes import PlainRouter
 from fhir_clr.api.responses import fhir_response, version_headers
 from fhir_clr.auth.audit_log import AUDIT_EVENT, AuditLog
@@ -23,17 +23,17 @@ router = PlainRouter()
 
 
 def _log(request: Request) -> AuditLog | None:
-    """The audit log, when the caller may see all of it."""
-    if access(request).restriction(AUDIT_EVENT) is not None:
+    """The audit log, when there is one (not in dev mode) and the caller may see all of it."""
+    auth = getattr(request.app.state, "auth", None)
+    if auth is None or access(request).restriction(AUDIT_EVENT) is not None:
         return None
     settings = services(request).settings
-    return AuditLog(services(request).store, default_count=settings.default_page_size,
-                    max_count=settings.max_page_size)
+    return AuditLog(auth.audit.store, default_count=settings.default_page_size, max_count=settings.max_page_size)
 
 
 async def _search(request: Request, log: AuditLog, params: list[tuple[str, str]]) -> Response:
     access(request).require(AUDIT_EVENT, "s")
-    result = await log.search(params)
+    result = await log.search(params, strict=parse_prefer(request).strict)
     return fhir_response(searchset_bundle(result, base_url(request), AUDIT_EVENT))
 
 

@@ -163,8 +163,12 @@ def audit_event(entry: Sequence[Any], identifier: str) -> dict[str, Any]:
 class AuditTrail:
     """Queues audit events and appends them to the log in batches (see module docstring)."""
 
-    def __init__(self, store: Store, *, batch_size: int = 500, interval: float = 0.2) -> None:
+    def __init__(self, store: Store, *, batch_size: int = 500, interval: float = 0.2,
+                 owns_store: bool = False) -> None:
         self.store = store
+        """Where the log lives (``fhir_clr.auth.audit_log`` reads it there)."""
+        self.owns_store = owns_store
+        """True when ``stop`` closes ``store`` (a log store of its own)."""
         self.batch_size = batch_size
         self.interval = interval
         self._pending: list[Entry] = []
@@ -176,7 +180,7 @@ class AuditTrail:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
-        """Stop the writer and write what is still queued."""
+        """Stop the writer, write what is still queued, and close the log store if it is the trail's own."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -185,6 +189,8 @@ class AuditTrail:
             pass
         if self._pending:
             log.error("audit log unwritable at shutdown: %d entries not written", len(self._pending))
+        if self.owns_store:
+            await self.store.close()
 
     def record(self, caller: Caller, interaction: Interaction, query_string: str, status: int) -> None:
         """Queue the audit entry of one request (a tuple: cheap; never raises into the request)."""

@@ -1,7 +1,8 @@
 """Reading the audit log (written by ``fhir_clr.auth.audit``) as ``AuditEvent`` resources: read by id, and a
 search by ``agent`` (Organization reference), ``altid`` (client id), ``entity`` (``Type/id``), ``date``
 (``recorded``, with the ge/gt/le/lt/eq prefixes), ``subtype`` (the interaction), ``action`` and ``outcome``,
-oldest first, in pages of ``_count``.
+oldest first, in pages of ``_count``. Other parameters are ignored with a warning, as the engine ignores
+unknown ones (refused under ``Prefer: handling=strict``).
 
 A search walks one key range: the index records of its first single ``entity``, ``altid`` or ``agent`` value,
 else the batches themselves, from the batches whose last entry is not older than the ``date`` lower bound, up
@@ -36,7 +37,7 @@ from fhir_clr.auth.audit import (
     split_event_id,
 )
 from fhir_clr.engine.results import SearchResult
-from fhir_clr.errors import FhirError
+from fhir_clr.errors import FhirError, Issue
 from fhir_clr.search.values import parse_date_range
 from fhir_clr.store.port import ChangeOp, Store, StoredResource
 
@@ -116,9 +117,17 @@ class AuditLog:
             return None
         return _stored(named[0], named[1], batch["entries"][named[1]])
 
-    async def search(self, params: list[tuple[str, str]]) -> SearchResult:
-        """One page of the AuditEvents matching ``params`` (400 for parameters the log does not answer)."""
-        count, token, filters = self._parse(params)
+    async def search(self, params: list[tuple[str, str]], *, strict: bool = False) -> SearchResult:
+        """One page of the AuditEvents matching ``params``. Parameters the log does not answer are ignored
+        with a warning issue, as the engine does, or refused (400) under ``strict``."""
+        count, token, filters, unknown = self._parse(params)
+        issues = []
+        if unknown:
+            names = ", ".join(sorted(set(unknown)))
+            if strict:
+                raise _unsupported(f"Unknown or unsupported search parameter(s): {names}")
+            issues.append(Issue(code="not-supported", severity="warning",
+                                message=f"Ignored unknown or unsupported search parameter(s): {names}"))
         lo, hi = 0, LATEST
         tests = []
         for name, value in filters:
@@ -138,11 +147,12 @@ class AuditLog:
         matches, next_token = await self._scan(kind, prefix, resume or (f"{prefix}{lo:014x}", None), lo, hi,
                                                count, tests)
         return SearchResult(matches=matches, included=[], total=None,
-                            self_params=[(n, v) for n, v in params if n != "_page_token"],
-                            next_token=next_token, prev_token=None, issues=[])
+                            self_params=[(n, v) for n, v in params if n != "_page_token" and n not in unknown],
+                            next_token=next_token, prev_token=None, issues=issues)
 
-    def _parse(self, params: list[tuple[str, str]]) -> tuple[int, str | None, list[tuple[str, str]]]:
-        count, token, filters = self.default_count, None, []
+    def _parse(self, params: list[tuple[str, str]]
+               ) -> tuple[int, str | None, list[tuple[str, str]], list[str]]:
+        count, token, filters, unknown = self.default_count, None, [], []
         for name, value in params:
             if name == "_count":
                 if not value.isdigit():
@@ -153,9 +163,8 @@ class AuditLog:
             elif name in FILTERS:
                 filters.append((name, value))
             elif name not in IGNORED:
-                raise _unsupported(f"AuditEvent search parameter {name!r} is not supported (the audit log "
-                                   f"answers {', '.join(sorted(FILTERS | PAGING))})")
-        return count, token, filters
+                unknown.append(name)
+        return count, token, filters, unknown
 
     async def _scan(self, kind: str, prefix: str, start: tuple[str, int | None], lo: int, hi: int, count: int,
                     tests: list[Test]) -> tuple[list[StoredResource], str | None]:

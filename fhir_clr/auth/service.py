@@ -17,6 +17,7 @@ from fhir_clr.auth.signing import load_or_create_key
 from fhir_clr.auth.tokens import TokenService
 from fhir_clr.config import Settings
 from fhir_clr.outbound.policy import EndpointPolicy
+from fhir_clr.store.factory import build_log_store
 
 CLIENT_RECHECK_SECONDS = 5.0
 """How long a client's enabled flag is cached by the resource server (a disable takes effect within this)."""
@@ -61,12 +62,16 @@ def signing_key_path(settings: Settings) -> Path:
 
 
 async def build_auth(settings: Settings, store: Any) -> AuthServices:
-    """Open the auth store, load (or create) the signing key and start the audit writer."""
+    """Open the auth store, load (or create) the signing key and start the audit writer (on the log store of
+    ``build_log_store``, else on ``store``)."""
     auth_store = build_auth_store(settings.data_dir, store)
     await auth_store.open()
     key = load_or_create_key(signing_key_path(settings))
     issuer = (settings.base_url or "urn:fhir-clr").rstrip("/")
-    audit = AuditTrail(store)
+    log_store = build_log_store(settings)
+    if log_store is not None:
+        await log_store.open()
+    audit = AuditTrail(log_store or store, owns_store=log_store is not None)
     audit.start()
     resolver = JwksResolver(min_refetch=settings.jwks_min_refetch_seconds,
                             policy=EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")))

@@ -19,10 +19,28 @@ def build_store(settings: Settings) -> Store:
         return MongoStore(url, database_name(url, settings.mongo_db))
     from fhir_clr.store.sqlite import SqliteStore
 
+    return SqliteStore(_sqlite_path(settings), synchronous=settings.sqlite_synchronous,
+                       read_threads=settings.sqlite_read_threads)
+
+
+def build_log_store(settings: Settings) -> Store | None:
+    """A store of its own for append-only logs (the audit trail), or None to keep them in the main store.
+    With the embedded store: a second SQLite file beside the FHIR data (``<name>-log.sqlite3``), so that log
+    appends never change the FHIR data file, whose readers would otherwise drop their page caches at every
+    append. MongoDB keeps logs in the main database (their own documents; nothing to invalidate)."""
+    if (settings.store_url or "").startswith(("mongodb://", "mongodb+srv://")):
+        return None
+    from fhir_clr.store.sqlite import SqliteStore
+
+    path = _sqlite_path(settings)
+    return SqliteStore(path.with_name(f"{path.stem}-log.sqlite3"), synchronous=settings.sqlite_synchronous,
+                       read_threads=1)
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    url = settings.store_url or ""
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-    elif url:
+        return Path(url.removeprefix("sqlite:///"))
+    if url:
         raise StoreUnavailable("FHIR_CLR_STORE_URL must start with sqlite:/// or mongodb://")
-    else:
-        path = settings.data_dir / "fhir-clr.sqlite3"
-    return SqliteStore(path, synchronous=settings.sqlite_synchronous, read_threads=settings.sqlite_read_threads)
+    return settings.data_dir / "fhir-clr.sqlite3"
