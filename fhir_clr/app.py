@@ -40,7 +40,7 @@ from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
-from fhir_clr.mapping.spec import load_specs
+from fhir_clr.mapping.spec_loader import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime

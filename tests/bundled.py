@@ -6,7 +6,8 @@ from __future__ import annotations
 from fhir_clr.clr.workflow import TaskWorkflow
 from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.mapping import spec as mapping_spec
-from fhir_clr.mapping.spec import MappingSpec, bundled_specs
+from fhir_clr.mapping.spec import MappingSpec
+from fhir_clr.mapping.spec_loader import bundled_specs
 
 REFERENCE = ReferenceData.bundled()
 RULES = REFERENCE.rules
