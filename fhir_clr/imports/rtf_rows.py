@@ -24,9 +24,10 @@ import orjson
 
 from fhir_clr.clr.obligations import is_obligation
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles, reference_of
+from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.fhirmodel.clone import clone
+from fhir_clr.fhirmodel.profiles import claims_profile
 from fhir_clr.imports.caller import restricted_organization
 from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.spec import MappingSpec
@@ -134,7 +135,7 @@ class RtfMatcher:
         # stored bodies are orjson output (no escaped slashes), so a referral Task's body holds the profile URL
         # verbatim: the test skips parsing the Member's obligations, most of what the search returns
         tasks = [orjson.loads(t.body) for t in found if t.body is not None and _REFERRAL_TASK_BYTES in t.body]
-        tasks = [t for t in tasks if not is_obligation(t) and REFERRAL_TASK_PROFILE in profiles(t)
+        tasks = [t for t in tasks if not is_obligation(t) and claims_profile(t, REFERRAL_TASK_PROFILE)
                  and (self.owner is None or reference_of(t.get("owner")) == self.owner)]
         focus_ids = {t["focus"]["reference"].split("/", 1)[1] for t in tasks
                      if str((t.get("focus") or {}).get("reference", "")).startswith("ServiceRequest/")}
