@@ -161,7 +161,8 @@ class ProfileChecker:
                 issues.append(Issue("invalid", "The resource claims a profile this server does not define",
                                     expression=f"{resource_type}.meta.profile"))
         for extension in resource.get("extension", ()):
-            rule = self.extensions.get(extension.get("url")) if isinstance(extension, dict) else None
+            named = extension.get("url") if isinstance(extension, dict) else None
+            rule = self.extensions.get(named) if isinstance(named, str) else None
             if rule is not None:
                 self._check_extension(rule, extension, f"{resource_type}.extension('{rule.url}')", issues)
         return issues
