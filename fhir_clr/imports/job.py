@@ -206,7 +206,6 @@ class FileImporter:
                 self._reject(report, raw, [Problem(_header(spec, change.column), rows.cell(raw, change.column),
                                                    change.rule, change.message)])
             else:
-                assert isinstance(change, dict)
                 groups.append((raw.number, change))
                 raws[raw.number] = raw
         groups = _stamped(report, groups)
