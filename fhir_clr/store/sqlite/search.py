@@ -29,7 +29,7 @@ from typing import Any
 from fhir_clr.store.paging import decode_token, encode_token, fingerprint
 from fhir_clr.store.port import InvalidPageToken, SearchPage
 from fhir_clr.store.query import Condition, ParamType, Prefix, Query, RangeValue
-from fhir_clr.store.sqlite_compile import (
+from fhir_clr.store.sqlite.compiler import (
     Compiled,
     CriteriaCompiler,
     Fragment,
@@ -39,7 +39,7 @@ from fhir_clr.store.sqlite_compile import (
     order_by,
     sort_terms,
 )
-from fhir_clr.store.sqlite_reads import RESOURCE_COLUMNS, stored
+from fhir_clr.store.sqlite.reads import RESOURCE_COLUMNS, stored
 
 UPPER_BOUNDS = frozenset({Prefix.LT, Prefix.LE, Prefix.EB})
 DRIVE_LIMIT = 4000

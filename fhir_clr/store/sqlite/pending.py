@@ -31,7 +31,7 @@ import orjson
 
 from fhir_clr.store.port import VersionConflict
 from fhir_clr.store.query import IndexEntries, ParamType
-from fhir_clr.store.sqlite_schema import INDEX_TABLES
+from fhir_clr.store.sqlite.schema import INDEX_TABLES
 
 ResourceKey = tuple[str, str]
 """``(type, id)``."""

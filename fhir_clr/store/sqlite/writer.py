@@ -2,7 +2,7 @@
 
 Every write of the process goes through one thread and one connection. When several commits are waiting
 (concurrent requests), the thread takes up to ``max_batch`` of them and writes them in one database
-transaction, one savepoint each (``sqlite_writes.commit_group``): the fixed cost of a transaction (locking,
+transaction, one savepoint each (``writes.commit_group``): the fixed cost of a transaction (locking,
 WAL append, checkpoint bookkeeping) is paid once per batch instead of once per request. Callers are only
 answered after the batch's COMMIT, so an acknowledged write is always durable.
 """
@@ -17,8 +17,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_clr.store import sqlite_writes
 from fhir_clr.store.port import Change, StoreUnavailable
+from fhir_clr.store.sqlite import writes
 
 
 @dataclass(slots=True)
@@ -121,7 +121,7 @@ class GroupCommitWriter:
 
     def _run_batch(self, batch: list[_Job]) -> None:
         try:
-            outcomes = sqlite_writes.commit_group(self._conn, [job.changes for job in batch])
+            outcomes = writes.commit_group(self._conn, [job.changes for job in batch])
         except sqlite3.OperationalError as exc:
             for job in batch:
                 job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
