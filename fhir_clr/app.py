@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -52,7 +53,7 @@ from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
-from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.service import SubscriptionService, webhook_transport
 from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
@@ -98,7 +99,7 @@ async def build_services(settings: Settings) -> Services:
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
-    engine = Engine(store, registry, reference=reference,  # type: ignore[arg-type]
+    engine = Engine(store, registry, reference=reference,
                     default_count=settings.default_page_size, max_count=settings.max_page_size,
                     base_urls=base_urls, clock=fixed_clock(settings))
     topics = TopicCatalog.from_directory(profiles_dir / "topics", registry)
@@ -107,19 +108,23 @@ async def build_services(settings: Settings) -> Services:
     engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls,
                               max_response_bytes=settings.max_bundle_response_bytes)
-    return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
+    return Services(settings=settings, store=store, registry=registry, engine=engine,
                     bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
                     rules=rules, codes=codes, specs=specs)
 
 
-def subscription_service(services: Services) -> SubscriptionService:
-    """The background subscription worker of a server process on ``services``."""
+def subscription_service(services: Services, transport: httpx.AsyncBaseTransport | None = None
+                         ) -> SubscriptionService:
+    """The background subscription worker of a server process on ``services``. Notifications go out through
+    ``transport``: by default the pinned transport of the channels' endpoint policy (:func:`webhook_transport`),
+    which the worker owns and closes when it stops."""
     settings = services.settings
-    assert isinstance(services.store, SignallingStore) and services.channels is not None
+    policy = services.channels.policy
     retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds)
-    return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
-                               settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
+    return SubscriptionService(services.store, services.engine, services.channels, policy, retry,
+                               settings.notification_base_url(), transport or webhook_transport(policy),
+                               poll_seconds=settings.subscription_poll_seconds,
                                lease_seconds=settings.subscription_lease_seconds,
                                sweep_seconds=settings.obligation_sweep_seconds)
 

@@ -1,0 +1,99 @@
+"""The store wrappers the server stacks on its adapter (``SignallingStore(TimedStore(adapter))``): each adds
+its own behaviour on top of explicit delegation (the contract suite runs through both as ``sqlite-wrapped``),
+and nothing but the port and the wrapper's own additions is reachable on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fhir_clr.observability.metrics import REGISTRY
+from fhir_clr.store.port import Change, ChangeOp, RecordWrite, Store, StoreUnavailable
+from fhir_clr.store.query import IndexEntries
+from fhir_clr.store.signalling import SignallingStore
+from fhir_clr.store.sqlite import SqliteStore
+from fhir_clr.store.timed import TimedStore
+from fhir_clr.store.wrapper import StoreWrapper
+
+
+def _create(resource_type: str, resource_id: str) -> Change:
+    return Change(ChangeOp.CREATE, resource_type, resource_id, 0, {"resourceType": resource_type, "id": resource_id},
+                  IndexEntries())
+
+
+def _observed(operation: str) -> float:
+    return REGISTRY.get_sample_value("fhir_clr_store_operation_duration_seconds_count",
+                                     {"operation": operation}) or 0.0
+
+
+@pytest.fixture
+async def adapter(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "store.sqlite3", read_threads=1)
+    yield store
+    await store.close()
+
+
+async def test_the_server_stack_is_a_store_that_signals_commits_and_their_types(adapter: SqliteStore) -> None:
+    store = SignallingStore(TimedStore(adapter))
+    assert isinstance(store, Store) and store.name == "sqlite"
+    await store.open()
+    assert not store.committed.is_set()
+    await store.commit([_create("Patient", "p1"), _create("Task", "t1")])
+    assert store.committed.is_set()
+    assert store.take_changed_types() == {"Patient", "Task"}
+    assert store.take_changed_types() == set()
+    read = await store.read("Patient", "p1")
+    assert read is not None and orjson.loads(read.body or b"")["id"] == "p1"
+
+
+async def test_a_failed_commit_signals_nothing(adapter: SqliteStore) -> None:
+    store = SignallingStore(adapter)
+    with pytest.raises(StoreUnavailable):  # not opened yet
+        await store.commit([_create("Patient", "p1")])
+    assert not store.committed.is_set() and store.take_changed_types() == set()
+
+
+async def test_every_timed_call_is_observed_under_its_method_name(adapter: SqliteStore) -> None:
+    store = TimedStore(adapter)
+    await store.open()
+    calls = {
+        "commit": lambda: store.commit([_create("Patient", "p1")]),
+        "read": lambda: store.read("Patient", "p1"),
+        "read_version": lambda: store.read_version("Patient", "p1", 1),
+        "read_many": lambda: store.read_many([("Patient", "p1")]),
+        "write_records": lambda: store.write_records([RecordWrite("kind", "k", {"n": 1})]),
+        "get_record": lambda: store.get_record("kind", "k"),
+        "list_records": lambda: store.list_records("kind", prefix="k"),
+        "acquire_lease": lambda: store.acquire_lease("lease", "me", 5.0),
+        "release_lease": lambda: store.release_lease("lease", "me"),
+        "outbox_after": lambda: store.outbox_after(0, 10),
+        "ping": lambda: store.ping(),
+    }
+    for operation, call in calls.items():
+        before = _observed(operation)
+        await call()
+        assert _observed(operation) == before + 1, operation
+
+
+async def test_a_write_failing_on_the_store_is_remembered_until_one_succeeds(adapter: SqliteStore) -> None:
+    store = TimedStore(adapter)
+    assert store.writes_failing is False
+    for failing_write in (lambda: store.commit([_create("Patient", "p1")]),
+                          lambda: store.write_records([RecordWrite("kind", "k", {"n": 1})])):
+        with pytest.raises(StoreUnavailable):  # the adapter is closed: the write fails on the store
+            await failing_write()
+        assert store.writes_failing is True
+        await store.open()
+        await store.write_records([RecordWrite("kind", "probe", {"n": 2})])
+        assert store.writes_failing is False
+        await store.close()
+
+
+async def test_only_the_port_and_the_wrappers_own_additions_are_reachable(adapter: SqliteStore) -> None:
+    store = SignallingStore(TimedStore(adapter))
+    assert not hasattr(store, "path") and not hasattr(store, "writes_failing")  # no attribute pass-through
+    assert store.inner.writes_failing is False and store.inner.inner is adapter
+    assert not any(hasattr(wrapper, "__getattr__") for wrapper in (StoreWrapper, SignallingStore, TimedStore))
