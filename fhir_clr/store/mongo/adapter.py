@@ -213,7 +213,8 @@ class MongoStore:
 
     async def count(self, query: Query) -> int:
         """Number of matches (``count_documents``)."""
-        return await self._db[RESOURCES].count_documents(await self._filter(query))
+        matches: int = await self._db[RESOURCES].count_documents(await self._filter(query))
+        return matches
 
     async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
         """Versions newest first (commit order). ``since`` keeps versions written after it; ``at`` keeps, per

@@ -65,6 +65,7 @@ def run_search(conn: sqlite3.Connection, query: Query) -> SearchPage:
         rows = _fetch(conn, query.resource_type, compiled, driver, terms, cursor, backward, query.count + 1)
     more = len(rows) > query.count
     rows = rows[:query.count]
+    next_token: str | None
     if backward:
         if not rows:  # everything before the cursor has gone meanwhile: start over
             return run_search(conn, replace(query, page_token=None))
@@ -82,7 +83,8 @@ def run_count(conn: sqlite3.Connection, query: Query) -> int:
     compiled = _compile(query)
     driver = _choose_driver(conn, compiled, ordered_scan=False)
     where = _where(query.resource_type, compiled, driver)
-    return conn.execute(f"SELECT count(*) FROM resources r WHERE {where.sql}", where.params).fetchone()[0]
+    matches: int = conn.execute(f"SELECT count(*) FROM resources r WHERE {where.sql}", where.params).fetchone()[0]
+    return matches
 
 
 def _compile(query: Query) -> list[Compiled]:
