@@ -43,6 +43,7 @@ from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
 from fhir_clr.mapping.spec import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
@@ -95,7 +96,7 @@ async def build_services(settings: Settings) -> Services:
     reference = ReferenceData.load(profiles_dir)
     rules, codes = reference.rules, reference.codes
     specs = load_specs(settings.mappings_dir, rules=rules, codes=codes, profiles_dir=profiles_dir)
-    store = SignallingStore(TimedStore(build_store(settings)))
+    store = SignallingStore(TimedStore(build_store(settings), STORE_OPERATIONS))
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()

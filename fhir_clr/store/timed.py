@@ -1,6 +1,7 @@
-"""A store wrapper that times every storage port call into the ``fhir_clr_store_operation_duration_seconds``
-histogram and remembers whether the last write failed on the store (for the readiness probe). ``open``,
-``close`` and ``iter_current`` are not timed: they go straight to the wrapped store (:class:`StoreWrapper`)."""
+"""A store wrapper that times every storage port call into a histogram labelled by operation (the server's is
+``fhir_clr_store_operation_duration_seconds``) and remembers whether the last write failed on the store (for the
+readiness probe). ``open``, ``close`` and ``iter_current`` are not timed: they go straight to the wrapped store
+(:class:`StoreWrapper`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
-from fhir_clr.observability.metrics import STORE_OPERATIONS
+from prometheus_client import Histogram
+
 from fhir_clr.store.port import (
     Change,
     HistoryFilter,
@@ -31,13 +33,14 @@ TIMED_OPERATIONS = ("read", "read_version", "read_many", "search", "count", "his
 
 
 class TimedStore(StoreWrapper[Store]):
-    """Wraps ``inner``; each port coroutine call is observed under its method name."""
+    """Wraps ``inner``; each port coroutine call is observed in ``histogram`` (one label: the operation) under
+    its method name."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, histogram: Histogram) -> None:
         super().__init__(inner)
         self.writes_failing = False
         """True after a write failed on the store (full disk, read-only file, lost primary) until one succeeds."""
-        self._histograms = {name: STORE_OPERATIONS.labels(name) for name in TIMED_OPERATIONS}
+        self._histograms = {name: histogram.labels(name) for name in TIMED_OPERATIONS}
 
     async def ping(self) -> bool:
         """Whether the database answers, timed."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.store.mongo import MongoStore
 from fhir_clr.store.port import Store
 from fhir_clr.store.signalling import SignallingStore
@@ -29,7 +30,7 @@ def sqlite_store(directory: Path) -> Store:
 def wrapped_sqlite_store(directory: Path) -> Store:
     """The SQLite adapter inside the wrappers the server puts around every store (commit signals, timing):
     each port call must reach the adapter through them unchanged."""
-    return SignallingStore(TimedStore(sqlite_store(directory)))
+    return SignallingStore(TimedStore(sqlite_store(directory), STORE_OPERATIONS))
 
 
 _IN_PROCESS: dict[Path, InProcClient] = {}

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
-from fhir_clr.observability.metrics import REGISTRY
-from fhir_clr.store.port import Change, ChangeOp, RecordWrite, Store, StoreUnavailable
-from fhir_clr.store.query import IndexEntries
+from fhir_clr.store.port import Change, ChangeOp, HistoryFilter, RecordWrite, Store, StoreUnavailable
+from fhir_clr.store.query import IndexEntries, Query
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.store.sqlite import SqliteStore
-from fhir_clr.store.timed import TimedStore
+from fhir_clr.store.timed import TIMED_OPERATIONS, TimedStore
 from fhir_clr.store.wrapper import StoreWrapper
 
 
@@ -24,9 +24,16 @@ def _create(resource_type: str, resource_id: str) -> Change:
                   IndexEntries())
 
 
-def _observed(operation: str) -> float:
-    return REGISTRY.get_sample_value("fhir_clr_store_operation_duration_seconds_count",
-                                     {"operation": operation}) or 0.0
+class Timings:
+    """A histogram of store calls on a registry of its own, and what it counted."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.histogram = Histogram("store_seconds", "store calls", ("operation",), registry=self.registry)
+
+    def counts(self) -> dict[str, float]:
+        return {sample.labels["operation"]: sample.value for metric in self.registry.collect()
+                for sample in metric.samples if sample.name == "store_seconds_count" and sample.value}
 
 
 @pytest.fixture
@@ -37,7 +44,7 @@ async def adapter(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 async def test_the_server_stack_is_a_store_that_signals_commits_and_their_types(adapter: SqliteStore) -> None:
-    store = SignallingStore(TimedStore(adapter))
+    store = SignallingStore(TimedStore(adapter, Timings().histogram))
     assert isinstance(store, Store) and store.name == "sqlite"
     await store.open()
     assert not store.committed.is_set()
@@ -57,13 +64,17 @@ async def test_a_failed_commit_signals_nothing(adapter: SqliteStore) -> None:
 
 
 async def test_every_timed_call_is_observed_under_its_method_name(adapter: SqliteStore) -> None:
-    store = TimedStore(adapter)
+    timings = Timings()
+    store = TimedStore(adapter, timings.histogram)
     await store.open()
     calls = {
         "commit": lambda: store.commit([_create("Patient", "p1")]),
         "read": lambda: store.read("Patient", "p1"),
         "read_version": lambda: store.read_version("Patient", "p1", 1),
         "read_many": lambda: store.read_many([("Patient", "p1")]),
+        "search": lambda: store.search(Query("Patient")),
+        "count": lambda: store.count(Query("Patient")),
+        "history": lambda: store.history(HistoryFilter("Patient"), 10),
         "write_records": lambda: store.write_records([RecordWrite("kind", "k", {"n": 1})]),
         "get_record": lambda: store.get_record("kind", "k"),
         "list_records": lambda: store.list_records("kind", prefix="k"),
@@ -73,13 +84,13 @@ async def test_every_timed_call_is_observed_under_its_method_name(adapter: Sqlit
         "ping": lambda: store.ping(),
     }
     for operation, call in calls.items():
-        before = _observed(operation)
         await call()
-        assert _observed(operation) == before + 1, operation
+        assert timings.counts().get(operation) == 1, operation
+    assert set(timings.counts()) == set(TIMED_OPERATIONS) == set(calls)  # and open is not timed
 
 
 async def test_a_write_failing_on_the_store_is_remembered_until_one_succeeds(adapter: SqliteStore) -> None:
-    store = TimedStore(adapter)
+    store = TimedStore(adapter, Timings().histogram)
     assert store.writes_failing is False
     for failing_write in (lambda: store.commit([_create("Patient", "p1")]),
                           lambda: store.write_records([RecordWrite("kind", "k", {"n": 1})])):
@@ -93,7 +104,7 @@ async def test_a_write_failing_on_the_store_is_remembered_until_one_succeeds(ada
 
 
 async def test_only_the_port_and_the_wrappers_own_additions_are_reachable(adapter: SqliteStore) -> None:
-    store = SignallingStore(TimedStore(adapter))
+    store = SignallingStore(TimedStore(adapter, Timings().histogram))
     assert not hasattr(store, "path") and not hasattr(store, "writes_failing")  # no attribute pass-through
     assert store.inner.writes_failing is False and store.inner.inner is adapter
     assert not any(hasattr(wrapper, "__getattr__") for wrapper in (StoreWrapper, SignallingStore, TimedStore))
