@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter, services.registry)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)

@@ -3,7 +3,8 @@
 A wrapper (:class:`~fhir_clr.store.signalling.SignallingStore`, :class:`~fhir_clr.store.timed.TimedStore`)
 subclasses :class:`StoreWrapper` and overrides only the calls it adds something to; every other call reaches
 the wrapped store through the explicit delegation here. Wrappers stack, and each one is itself a ``Store``, so
-whoever holds one sees the port plus what that wrapper adds, with nothing reached by attribute look-up magic.
+whoever holds one sees the port plus what that wrapper adds, with nothing reached by attribute look-up magic
+(the adapter's own attributes only through :attr:`StoreWrapper.adapter`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ class StoreWrapper(Generic[InnerStore]):
     def inner(self) -> InnerStore:
         """The wrapped store."""
         return self._inner
+
+    @property
+    def adapter(self) -> Store:
+        """The adapter at the bottom of the stack, for what shares its database beneath the port (the auth
+        store uses the MongoDB adapter's database)."""
+        inner: Store = self._inner
+        return inner.adapter if isinstance(inner, StoreWrapper) else inner
 
     async def open(self) -> None:
         """Open the wrapped store."""

@@ -11,12 +11,16 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from fhir_clr.auth.authstore import MongoAuthStore, SqliteAuthStore, build_auth_store
+from fhir_clr.auth.clients import ClientRecord, Role
+from fhir_clr.store.mongo import MongoStore
 from fhir_clr.store.port import Change, ChangeOp, HistoryFilter, RecordWrite, Store, StoreUnavailable
 from fhir_clr.store.query import IndexEntries, Query
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.store.sqlite import SqliteStore
 from fhir_clr.store.timed import TIMED_OPERATIONS, TimedStore
 from fhir_clr.store.wrapper import StoreWrapper
+from tests.mongo_engines import InProcClient
 
 
 def _create(resource_type: str, resource_id: str) -> Change:
@@ -108,3 +112,23 @@ async def test_only_the_port_and_the_wrappers_own_additions_are_reachable(adapte
     assert not hasattr(store, "path") and not hasattr(store, "writes_failing")  # no attribute pass-through
     assert store.inner.writes_failing is False and store.inner.inner is adapter
     assert not any(hasattr(wrapper, "__getattr__") for wrapper in (StoreWrapper, SignallingStore, TimedStore))
+
+
+async def test_the_auth_store_shares_the_adapters_database_beneath_the_wrappers(tmp_path: Path) -> None:
+    """The server hands the auth store the adapter under its wrappers: on MongoDB the client registry lives in
+    the FHIR store's database, on SQLite in a file of its own."""
+    mongo = MongoStore("mongodb://in-process", "fhirclr_wrapped", client=InProcClient(), transactions=False)
+    wrapped = SignallingStore(TimedStore(mongo, Timings().histogram))
+    await wrapped.open()
+    try:
+        assert wrapped.adapter is mongo
+        auth = build_auth_store(tmp_path, wrapped.adapter)
+        assert isinstance(auth, MongoAuthStore)
+        await auth.put_client(ClientRecord("cbo-app", "CBO app", "Organization/cbo", Role.SERVICING_PROVIDER,
+                                           ("system/Task.rs",), jwks={"keys": []}))
+        assert [doc["_id"] async for doc in mongo.database["auth_clients"].find({})] == ["cbo-app"]
+    finally:
+        await wrapped.close()
+    sqlite = SqliteStore(tmp_path / "store.sqlite3", read_threads=1)
+    assert SignallingStore(TimedStore(sqlite, Timings().histogram)).adapter is sqlite
+    assert isinstance(build_auth_store(tmp_path, sqlite), SqliteAuthStore)
