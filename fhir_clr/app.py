@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +31,8 @@ from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
 from fhir_clr.auth.service import build_auth
 from fhir_clr.bulk.service import ExportService
+from fhir_clr.clr.reference import load_reference
+from fhir_clr.clr.rules.write_rules import ClrWriteRules
 from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
@@ -37,12 +40,12 @@ from fhir_clr.console import session as console_session
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
-from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
 from fhir_clr.mapping.spec_loader import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
@@ -53,7 +56,7 @@ from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
-from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.service import SubscriptionService, webhook_transport
 from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
@@ -89,38 +92,43 @@ def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
 
 
 async def build_services(settings: Settings) -> Services:
-    """Load the configured reference data, open the store and build the engine (the app and CLI commands)."""
+    """Load the configured reference data, open the store and build the engine with its write rules, the CLR
+    workflow's and the Subscriptions' (the app and CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
     profiles_dir = settings.profiles_dir
-    reference = ReferenceData.load(profiles_dir)
+    reference = load_reference(profiles_dir)
     rules, codes = reference.rules, reference.codes
     specs = load_specs(settings.mappings_dir, rules=rules, codes=codes, profiles_dir=profiles_dir)
-    store = SignallingStore(TimedStore(build_store(settings)))
+    store = SignallingStore(TimedStore(build_store(settings), STORE_OPERATIONS))
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
-    engine = Engine(store, registry, reference=reference,  # type: ignore[arg-type]
+    engine = Engine(store, registry, reference=reference,
                     default_count=settings.default_page_size, max_count=settings.max_page_size,
                     base_urls=base_urls, clock=fixed_clock(settings))
     topics = TopicCatalog.from_directory(profiles_dir / "topics", registry)
     channels = ChannelReader(topics, registry, EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")),
                              base_urls)
-    engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
+    engine.write_rules = [ClrWriteRules(engine.planner, reference), SubscriptionWriteRule(channels, engine.planner)]
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls,
                               max_response_bytes=settings.max_bundle_response_bytes)
-    return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
+    return Services(settings=settings, store=store, registry=registry, engine=engine,
                     bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
                     rules=rules, codes=codes, specs=specs)
 
 
-def subscription_service(services: Services) -> SubscriptionService:
-    """The background subscription worker of a server process on ``services``."""
+def subscription_service(services: Services, transport: httpx.AsyncBaseTransport | None = None
+                         ) -> SubscriptionService:
+    """The background subscription worker of a server process on ``services``. Notifications go out through
+    ``transport``: by default the pinned transport of the channels' endpoint policy (:func:`webhook_transport`),
+    which the worker owns and closes when it stops."""
     settings = services.settings
-    assert isinstance(services.store, SignallingStore) and services.channels is not None
+    policy = services.channels.policy
     retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds)
-    return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
-                               settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
+    return SubscriptionService(services.store, services.engine, services.channels, policy, retry,
+                               settings.notification_base_url(), transport or webhook_transport(policy),
+                               poll_seconds=settings.subscription_poll_seconds,
                                lease_seconds=settings.subscription_lease_seconds,
                                sweep_seconds=settings.obligation_sweep_seconds)
 
@@ -139,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter, services.registry)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from fhir_clr.clr.rules.context import REFERRAL_TASK_PROFILE
 from fhir_clr.clr.workflow import TaskWorkflow
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE
 from fhir_clr.fhirmodel.clone import clone
 from fhir_clr.imports.referral_match import ReferralMatcher, RowProblem
 from fhir_clr.imports.row_kinds import Parsed, ReferralUpdates

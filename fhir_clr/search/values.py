@@ -98,7 +98,7 @@ def number_range(text: str) -> tuple[float, float]:
     if not value.is_finite():
         raise ValueError("not a finite number")
     exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # a finite Decimal's exponent is a number ('n', 'N', 'F' mark NaN and inf)
+    assert isinstance(exponent, int)  # a finite Decimal's exponent is a number ("n", "N", "F": NaN, infinity)
     half = Decimal(5).scaleb(exponent - 1)
     return float(value - half), float(value + half)
 

@@ -24,7 +24,6 @@ from fhir_clr.subscriptions.notifications import (
     notification_bundle,
     status_parameters,
 )
-from fhir_clr.subscriptions.rules import server_status_write
 from fhir_clr.subscriptions.state import Counter, DeliveryState
 
 MAX_EVENTS = 1000
@@ -161,8 +160,7 @@ async def resend_events(engine: Engine, operations: SubscriptionOperations, subs
     stored = await engine.read("Subscription", subscription_id)
     subscription: dict[str, Any] = orjson.loads(stored.body or b"{}")
     if await operations.resend(subscription, since):
-        with server_status_write():
-            body = {**subscription, "status": "requested"}
-            body.pop("error", None)
-            await engine.update("Subscription", subscription_id, body)
+        body = {**subscription, "status": "requested"}
+        body.pop("error", None)
+        await engine.for_server_writes().update("Subscription", subscription_id, body)
     operations.wake()

@@ -18,7 +18,6 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.fhirmodel.validate import validate_resource
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.sqlite import SqliteStore
-from tests.bundled import REFERENCE
 
 CALLER = Caller("client-1", "Organization/cbo-1", Role.SERVICING_PROVIDER, ScopeSet.from_strings(["system/*.rs"]))
 REQUESTS = [("GET", "/Task/t1"), ("GET", "/Task/t1/_history/2"), ("GET", "/Task/t1/_history"), ("GET", "/Task"),
@@ -46,7 +45,7 @@ async def test_a_flushed_batch_is_stored_and_searchable(tmp_path: Path) -> None:
         for n in range(3):
             trail.record(CALLER, Interaction("read", "Task", f"t{n}"), "", 200)
         await trail.flush()
-        found = await Engine(store, registry, reference=REFERENCE).search("AuditEvent", [("entity", "Task/t1")])
+        found = await Engine(store, registry).search("AuditEvent", [("entity", "Task/t1")])
         [event] = [orjson.loads(s.body or b"{}") for s in found.matches]
         assert event["agent"][0]["who"] == {"reference": "Organization/cbo-1"}
         assert found.matches[0].version == 1

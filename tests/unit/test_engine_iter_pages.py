@@ -15,7 +15,6 @@ from fhir_clr.errors import FhirError
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.query import Condition, Criterion, ParamType, TokenValue
 from fhir_clr.store.sqlite import SqliteStore
-from tests.bundled import REFERENCE
 
 
 class OddPatients(FullAccess):
@@ -36,7 +35,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     store = SqliteStore(tmp_path / "pages.sqlite3", read_threads=2)
     await store.open()
     try:
-        engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+        engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR))
         for n in range(23):
             await engine.update("Patient", f"p{n}", {"resourceType": "Patient", "id": f"p{n}",
                                                       "gender": "female" if n < 20 else "male"})
