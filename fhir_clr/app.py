@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -35,14 +36,16 @@ from fhir_clr.clr.rules.write_rules import ClrWriteRules
 from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
+from fhir_clr.console import session as console_session
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
-from fhir_clr.mapping.spec import load_specs
+from fhir_clr.mapping.spec_loader import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
@@ -53,7 +56,7 @@ from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
-from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.service import SubscriptionService, webhook_transport
 from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
@@ -96,7 +99,7 @@ async def build_services(settings: Settings) -> Services:
     reference = load_reference(profiles_dir)
     rules, codes = reference.rules, reference.codes
     specs = load_specs(settings.mappings_dir, rules=rules, codes=codes, profiles_dir=profiles_dir)
-    store = SignallingStore(TimedStore(build_store(settings)))
+    store = SignallingStore(TimedStore(build_store(settings), STORE_OPERATIONS))
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
@@ -114,14 +117,18 @@ async def build_services(settings: Settings) -> Services:
                     rules=rules, codes=codes, specs=specs)
 
 
-def subscription_service(services: Services) -> SubscriptionService:
-    """The background subscription worker of a server process on ``services``."""
+def subscription_service(services: Services, transport: httpx.AsyncBaseTransport | None = None
+                         ) -> SubscriptionService:
+    """The background subscription worker of a server process on ``services``. Notifications go out through
+    ``transport``: by default the pinned transport of the channels' endpoint policy (:func:`webhook_transport`),
+    which the worker owns and closes when it stops."""
     settings = services.settings
-    assert isinstance(services.store, SignallingStore) and services.channels is not None
+    policy = services.channels.policy
     retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds)
-    return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
-                               settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
+    return SubscriptionService(services.store, services.engine, services.channels, policy, retry,
+                               settings.notification_base_url(), transport or webhook_transport(policy),
+                               poll_seconds=settings.subscription_poll_seconds,
                                lease_seconds=settings.subscription_lease_seconds,
                                sweep_seconds=settings.obligation_sweep_seconds)
 
@@ -140,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store)
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
@@ -165,7 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fhir-clr", version=package_version(), lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
-    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev,
+    app.add_middleware(SecurityMiddleware, sessions=console_session, error_response=error_response,
+                       max_body_bytes=settings.max_body_bytes, dev=settings.dev,
                        large_body_bytes=settings.large_body_bytes,
                        large_body_concurrency=settings.large_body_concurrency,
                        metrics_on_loopback=settings.metrics_loopback_without_token)

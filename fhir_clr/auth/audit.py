@@ -16,6 +16,14 @@ and drained on shutdown, so a graceful stop (SIGTERM) loses nothing; a hard cras
 loss) loses the entries of at most that last window and of a batch being written. A batch the store refuses
 is kept and retried (up to ``MAX_PENDING`` queued entries; beyond that the oldest are dropped and the loss is
 logged with its count).
+
+The one write that bypasses the engine. Every other write goes through :class:`fhir_clr.engine.engine.Engine` so
+that validation, business rules, access checks, history, indexes and subscription events apply alike; none of
+that fits here. The server writes these entries about requests, not on a caller's behalf (the access policy
+refuses every caller's AuditEvent write); no business rule and no subscription topic is about them (an outbox
+event would announce who called what); every AuditEvent is rendered here in one fixed shape (checked against
+the R4 gate in ``tests/unit/test_auth_audit.py``), so validating it per request would only add cost; and a
+request must not wait for its audit record.
 """
 
 from __future__ import annotations

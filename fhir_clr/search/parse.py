@@ -41,6 +41,7 @@ from fhir_clr.store.query import (
 )
 
 PAGE_TOKEN = "_page_token"
+"""The paging parameter of searches and histories, carrying a store's opaque keyset token."""
 IGNORED = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = frozenset({"true", "text", "data", "count", "false"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})
@@ -276,8 +277,8 @@ class _Parser:
             prefix, raw = Prefix(raw[:2]), raw[2:]
         try:
             if ptype is ParamType.DATE:
-                lo, hi = parse_date_range(raw)
-                return RangeValue(prefix, lo, hi)
+                start, end = parse_date_range(raw)
+                return RangeValue(prefix, start, end)
             if ptype is ParamType.NUMBER:
                 return RangeValue(prefix, *number_range(raw))
             parts = [unescape(p) for p in split_escaped(raw, "|")]

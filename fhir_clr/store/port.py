@@ -1,7 +1,7 @@
 """The storage port: what the engine needs from a database, and nothing more.
 
-Every adapter (``sqlite.py`` embedded default, ``mongo.py`` for production) implements ``Store`` and passes
-the same contract suite (``tests/contract``). The engine never sees SQL or MongoDB.
+Every adapter (the ``sqlite`` package, embedded default; the ``mongo`` package, for production) implements
+``Store`` and passes the same contract suite (``tests/contract``). The engine never sees SQL or MongoDB.
 
 Concurrency model — optimistic, enforced inside the store:
 
@@ -253,7 +253,7 @@ class Store(Protocol):
         """All writes in one transaction: every precondition holds, or RecordConflict and nothing written.
         Returns the records written (None for deletes), in order."""
 
-    async def insert_records(self, records: Sequence[RecordWrite]) -> None:
+    async def insert_records(self, writes: Sequence[RecordWrite]) -> None:
         """Append new records (rev 1) in one transaction, for append-only logs written in batches: cheaper
         than ``write_records`` (no read of the current rev). A key that already exists: RecordConflict and
         nothing written. Each ``doc`` must be a document (no deletes)."""

@@ -174,6 +174,41 @@ def probe_search_post(world: World) -> list[str]:
         "/Patient/_search", data={"identifier": c}))
 
 
+def _plan_audit_ids(world: World) -> dict[str, list[str]]:
+    """Ids of AuditEvents the plan's own interactions produced (B must not see them)."""
+    bundle = world.plan.get("/AuditEvent", params={"altid": "sec-plan", "_count": 5}).json()
+    ids = [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+    assert ids, "the plan's interactions left no audit trail"
+    return {"AuditEvent": ids}
+
+
+def _audit_probe(method: str, path: str) -> Probe:
+    """B reading an AuditEvent by id answers as for an id that never existed."""
+    def probe(world: World) -> list[str]:
+        return compare_ids(world, f"{method} {path}", lambda w, t, i: w.b.request(method, f"/AuditEvent/{i}"),
+                           hidden=_plan_audit_ids(world))
+    return probe
+
+
+def _audit_search_probe(method: str) -> Probe:
+    """B searching the audit trail for any of A's resources, or by the plan's client, finds nothing."""
+    def send(world: World, params: dict[str, str]) -> httpx.Response:
+        if method == "POST":
+            return world.b.post("/AuditEvent/_search", data=params)
+        return world.b.request(method, "/AuditEvent", params=params)
+
+    def probe(world: World) -> list[str]:
+        label = f"{method} /AuditEvent"
+        failures = compare_ids(world, f"{label}?entity", lambda w, t, i: send(w, {"entity": f"{t}/{i}"}))
+        for params in ({}, {"altid": "sec-plan"}, {"agent": "Organization/plan"}, {"date": "ge2000"}):
+            response = send(world, params)
+            failures += leak_only(world, f"{label} {params}", response)
+            if method != "HEAD" and any(e["search"]["mode"] == "match" for e in response.json().get("entry", [])):
+                failures.append(f"{label} {params}: B sees audit events")
+        return failures
+    return probe
+
+
 def probe_create(world: World) -> list[str]:
     """Conditional create (If-None-Exist) naming A's resource must behave as if it did not exist."""
     failures = compare_ids(world, "POST /{type} If-None-Exist _id", lambda w, t, i: w.b.post(
@@ -459,6 +494,11 @@ def _console_page(path: str) -> Probe:
 
 
 KNOWN: dict[Route, Probe] = {
+    ("GET", "/AuditEvent"): _audit_search_probe("GET"),
+    ("HEAD", "/AuditEvent"): _audit_search_probe("HEAD"),
+    ("POST", "/AuditEvent/_search"): _audit_search_probe("POST"),
+    ("GET", "/AuditEvent/{resource_id}"): _audit_probe("GET", "/AuditEvent/{id}"),
+    ("HEAD", "/AuditEvent/{resource_id}"): _audit_probe("HEAD", "/AuditEvent/{id}"),
     ("GET", "/{resource_type}/{resource_id}"): probe_read,
     ("HEAD", "/{resource_type}/{resource_id}"): probe_head,
     ("GET", "/{resource_type}/{resource_id}/_history"): probe_instance_history,
