@@ -41,6 +41,7 @@ from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
 from fhir_clr.mapping.spec import load_specs
+from fhir_clr.notices.service import notice_worker
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
@@ -141,6 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
+        app.state.notices = notice_worker(settings, services.engine, services.store)
+        if app.state.notices is not None:
+            await app.state.notices.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
         await app.state.exports.resume()
         app.state.import_jobs = ImportJobs()
@@ -155,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await cache.stop()
             await app.state.import_jobs.stop()
             await app.state.exports.stop()
+            if app.state.notices is not None:
+                await app.state.notices.stop()
             await app.state.subscriptions.stop()
             if app.state.auth is not None:
                 await app.state.auth.close()

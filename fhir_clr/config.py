@@ -20,6 +20,8 @@ BUNDLED_PROFILES_DIR = PACKAGE_DIR / "profiles"
 """Conformance resources and code lists shipped in the package (the repository's ``profiles/``)."""
 BUNDLED_MAPPINGS_DIR = PACKAGE_DIR / "mappings"
 """Flat-file mapping specs shipped in the package (the repository's ``mappings/``)."""
+BUNDLED_NOTICES_DIR = PACKAGE_DIR / "notice_templates"
+"""Notice templates shipped in the package (the repository's ``notices/``, through the ``notice_templates`` link)."""
 DEFAULT_DATA_DIR = Path("./data")
 
 
@@ -59,6 +61,30 @@ class Settings(BaseSettings):
                                "lists (a plan's own copy of profiles/); default: the ones shipped in the package.")
     mappings_dir: Path = Field(default=BUNDLED_MAPPINGS_DIR, description="Flat-file mapping specs (a plan's own "
                                "copy of mappings/); default: the ones shipped in the package.")
+    notices_dir: Path = Field(default=BUNDLED_NOTICES_DIR, description="Notice templates, one per notice kind "
+                              "and channel (a plan's own copy of notices/); default: the ones shipped in the package.")
+    notice_delivery: bool = Field(default=False, description="Run the notice worker: compose the owed CLR notices "
+                                  "and deliver them (email, FHIR subscription, digest; letters are queued for the "
+                                  "print batch). Off until the plan has configured its channels.")
+    notice_from: str | None = Field(default=None, description="Sender address of notice email (From).")
+    notice_poll_seconds: float = Field(default=2.0, gt=0, description="How often the notice worker looks for "
+                                       "obligations to compose and notices to send.")
+    notice_retry_base_seconds: float = Field(default=5.0, gt=0, description="First delay before re-trying a "
+                                             "notice whose delivery failed for a passing reason (doubles).")
+    notice_retry_max_seconds: float = Field(default=900.0, gt=0, description="Longest delay between two tries "
+                                            "of one notice.")
+    smtp_host: str | None = Field(default=None, description="SMTP relay for notice email; unset = no email "
+                                  "channel.")
+    smtp_port: int | None = Field(default=None, ge=1, le=65535, description="SMTP port (default 587 for "
+                                  "starttls, 465 for implicit).")
+    smtp_username: str | None = Field(default=None, description="SMTP user name (login only when set).")
+    smtp_password: str | None = Field(default=None, description="SMTP password (prefer smtp_password_file).")
+    smtp_password_file: Path | None = Field(default=None, description="File holding the SMTP password.")
+    smtp_tls: str = Field(default="starttls", pattern="^(starttls|implicit)$", description="starttls (upgrade "
+                          "a plain connection, required) or implicit (TLS from the first byte); never plain text.")
+    smtp_ca_file: Path | None = Field(default=None, description="PEM file of CA certificates to trust for the "
+                                      "SMTP relay (a private CA); default: the system's trust store.")
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, description="SMTP connection and command timeout.")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)

@@ -14,7 +14,11 @@ rules configuration and "today" is the plan-local date:
 * ``declined`` — Declined referral Tasks whose referral is still open: the plan's to reassign to another
   provider (a Task stays listed until its referral's loop closes on the new provider's Task);
 * ``status-review`` — referral Tasks whose reported status moved in an unusual way (re-opened, back to an
-  earlier status) and were tagged for review.
+  earlier status) and were tagged for review;
+* ``no-notice-channel``, ``needs-contact``, ``notice-failed``, ``notice-held`` — open notice obligations the
+  notice worker could not deliver (no usable channel; a person must call; the channel refused the notice) or
+  holds for review, by the obligation's notice-delivery-status ``businessStatus`` (the reason is its
+  ``statusReason``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from fhir_clr.clr.deadlines import Deadlines, add_months
 
 OPEN_TASK_STATUSES = "requested,accepted,in-progress,on-hold"
 OPEN_REFERRAL_STATUSES = "active,on-hold,draft"
+NOTICE_DELIVERY_GROUPS = {"no-notice-channel": "no-channel", "needs-contact": "needs-contact",
+                          "notice-failed": "failed", "notice-held": "held"}
+"""Worklist group -> the notice-delivery-status code of the open obligations it lists."""
 
 
 @dataclass(slots=True)
@@ -76,6 +83,7 @@ def worklist_groups(today: date, rules: dict[str, Any], codes: CodeLists, *,
             *pending_base, ("focus:ServiceRequest.service", f"{services.system}|{service}"),
             ("status-date", f"lt{(today - timedelta(days=int(threshold))).isoformat()}")]))
     flags = codes["referral-flags"]
+    delivery = codes["notice-delivery-status"]
     return [
         WorklistGroup("overdue", "Task", overdue, per_kind(overdue)),
         WorklistGroup("due-soon", "Task", due_soon, per_kind(due_soon)),
@@ -92,4 +100,7 @@ def worklist_groups(today: date, rules: dict[str, Any], codes: CodeLists, *,
             ("focus:ServiceRequest.status", OPEN_REFERRAL_STATUSES)]),
         WorklistGroup("status-review", "Task", [
             ("_profile", referral_task), ("_tag", f"{flags.system}|{rules['workflow']['review_flag']}")]),
+        *(WorklistGroup(name, "Task", [*open_obligations, ("business-status", f"{delivery.system}|{code}")],
+                        per_kind([*open_obligations, ("business-status", f"{delivery.system}|{code}")]))
+          for name, code in NOTICE_DELIVERY_GROUPS.items()),
     ]

@@ -1,0 +1,154 @@
+"""Secure email through an SMTP relay (stdlib ``smtplib`` in a worker thread): TLS always (STARTTLS required,
+or implicit TLS), certificate and host name verified (optionally against a private CA), login when configured.
+
+A send either succeeds, fails for a passing reason (connection refused, timeout, a 4xx reply: try again later)
+or fails for good (a 5xx reply such as 550 recipient refused). Error texts name the SMTP code and the step,
+never the message or an address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from fhir_clr.config import ConfigurationError, Settings
+
+DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
+
+
+class DeliveryFailure(Exception):
+    """A notice that could not be delivered; ``permanent`` when trying again cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """One message: where to, the subject and text, and its stable Message-ID (``<…@…>``)."""
+
+    to: str
+    subject: str
+    body: str
+    message_id: str
+    sent_at: datetime
+    certificate_pem: bytes | None = None
+    """The recipient's S/MIME certificate: when given the message is encrypted for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """The SMTP settings of the server (see the README's Configuration table)."""
+
+    host: str
+    port: int
+    tls: str
+    sender: str
+    username: str | None
+    password: str | None
+    ca_file: Path | None
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig | None:
+        """The relay configured in ``settings`` (None when no ``FHIR_CLR_SMTP_HOST``); ConfigurationError for an
+        incomplete one."""
+        if not settings.smtp_host:
+            return None
+        if not settings.notice_from:
+            raise ConfigurationError("FHIR_CLR_NOTICE_FROM must be set when FHIR_CLR_SMTP_HOST is")
+        password = settings.smtp_password
+        if settings.smtp_password_file is not None:
+            password = settings.smtp_password_file.read_text().strip()
+        return cls(settings.smtp_host, settings.smtp_port or DEFAULT_PORTS[settings.smtp_tls], settings.smtp_tls,
+                   settings.notice_from, settings.smtp_username, password, settings.smtp_ca_file,
+                   settings.smtp_timeout_seconds)
+
+    @property
+    def domain(self) -> str:
+        """The sender's domain (the right-hand side of every Message-ID)."""
+        return self.sender.rsplit("@", 1)[-1].strip(">") or "fhir-clr.invalid"
+
+
+def message_id(key: str, domain: str) -> str:
+    """The stable Message-ID of the notice (or digest) identified by ``key``."""
+    return f"<{key}@{domain}>"
+
+
+def build_message(config: SmtpConfig, email: OutgoingEmail) -> EmailMessage:
+    """The RFC 5322 message of ``email`` (S/MIME enveloped for the recipient's certificate when it has one)."""
+    inner = EmailMessage()
+    inner.set_content(email.body)
+    if email.certificate_pem is not None:
+        certificate = x509.load_pem_x509_certificate(email.certificate_pem)
+        enveloped = pkcs7.PKCS7EnvelopeBuilder().set_data(inner.as_bytes()).add_recipient(certificate).encrypt(
+            pkcs7.serialization.Encoding.DER, [])
+        message = EmailMessage()
+        message.set_content(enveloped, maintype="application", subtype="pkcs7-mime",
+                            params={"smime-type": "enveloped-data", "name": "smime.p7m"},
+                            disposition="attachment", filename="smime.p7m")
+    else:
+        message = inner
+    message["From"] = config.sender
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(email.sent_at)
+    message["Message-ID"] = email.message_id
+    return message
+
+
+class SmtpSender:
+    """Sends notices through the configured relay."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self.context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    async def send(self, email: OutgoingEmail) -> None:
+        """Deliver ``email`` to the relay (DeliveryFailure when it is not accepted)."""
+        await asyncio.to_thread(self._send, build_message(self.config, email))
+
+    def _send(self, message: EmailMessage) -> None:
+        config = self.config
+        try:
+            if config.tls == "implicit":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout,
+                                                        context=self.context)
+            else:
+                client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+            with client:
+                if config.tls == "starttls":
+                    client.ehlo()
+                    if not client.has_extn("starttls"):
+                        raise DeliveryFailure("The SMTP relay does not offer STARTTLS; notices are never sent in "
+                                              "plain text", permanent=False)
+                    client.starttls(context=self.context)
+                    client.ehlo()
+                if config.username:
+                    client.login(config.username, config.password or "")
+                client.send_message(message)
+        except DeliveryFailure:
+            raise
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _ in error.recipients.values()]
+            raise DeliveryFailure(f"SMTP {codes[0] if codes else '5xx'}: the relay refused the recipient",
+                                  permanent=all(c >= 500 for c in codes)) from None
+        except smtplib.SMTPResponseException as error:
+            raise DeliveryFailure(f"SMTP {error.smtp_code}: the relay refused the message",
+                                  permanent=error.smtp_code >= 500) from None
+        except ssl.SSLCertVerificationError:
+            raise DeliveryFailure("TLS: the SMTP relay's certificate did not verify", permanent=False) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise DeliveryFailure(f"SMTP relay unreachable ({type(error).__name__})", permanent=False) from None
+
