@@ -5,11 +5,11 @@ generates (trustme): records every message it accepts and refuses recipients who
 from __future__ import annotations
 
 import email
-from email import policy
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
