@@ -183,6 +183,41 @@ def test_refused_recipient_fails_and_shows_on_the_worklist(client: httpx.Client,
     assert "notice-failed" in groups
 
 
+def test_a_notice_held_for_review_is_previewed_and_sent_from_the_console(client: httpx.Client, sink: SmtpSink,
+                                                                         server: LiveServer) -> None:
+    address = f"{unique('asks')}@clinic.example.org"
+    referral = _referral(client, address)
+    created(client, {"resourceType": "Communication", "status": "completed", "sender": referral["requester"],
+                     "about": [{"reference": f"ServiceRequest/{referral['id']}"}],
+                     "category": [{"coding": [{"system": f"{BASE}/CodeSystem/message-category",
+                                               "code": "status-inquiry"}]}]})
+
+    def held() -> dict[str, Any]:
+        (notice,) = [n for n in _notices(client, referral)
+                     if n["reasonCode"][0]["coding"][0]["code"] == "inquiry-response"]
+        assert notice["status"] == "on-hold"
+        return notice
+    notice = _eventually(held)
+    obligation = _obligation(client, referral, "inquiry-response")
+    assert obligation["businessStatus"]["coding"][0]["code"] == "held"
+    page = client.get("/console/notices", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and f'data-notice="{notice["id"]}"' in page.text
+    assert referral["id"] in page.text and "Send notice" in page.text
+    time.sleep(1)
+    assert sink.to(address) == []  # held: nothing goes before a person sends it
+    sent = client.post(f"/console/notices/{notice['id']}/send", headers={"Origin": server.base_url},
+                       follow_redirects=False)
+    assert sent.status_code == 303, sent.text
+    message = sink.wait_for(address, timeout=15)
+    assert "status" in message.message["Subject"].lower() and referral["id"] in message.text
+    _eventually(lambda: _assert_status(_obligation(client, referral, "inquiry-response"), "completed"))
+    timeline = client.get(f"/console/referrals/{referral['id']}", headers={"Accept": "text/html"})
+    assert timeline.status_code == 200 and "exactly as sent" in timeline.text
+    assert message.text.splitlines()[0] in timeline.text
+    again = client.post(f"/console/notices/{notice['id']}/send", headers={"Origin": server.base_url})
+    assert again.status_code == 409  # a sent notice is not sent again from here
+
+
 def test_server_killed_between_commit_and_send_sends_after_restart_once(server: LiveServer, sink: SmtpSink,
                                                                         tmp_path: Path) -> None:
     address = f"{unique('crash')}@clinic.example.org"

@@ -565,6 +565,10 @@ KNOWN: dict[Route, Probe] = {
         "/imports/{id}/rejected-rows.csv", "HEAD", _console_documents),
     ("POST", "/console/subscriptions/{subscription_id}/resend"): _console_compare(
         "/subscriptions/{id}/resend", "POST", lambda w: w.a_ids["Subscription"]),
+    ("GET", "/console/notices"): _console_page("/notices"),
+    ("HEAD", "/console/notices"): _plain("HEAD", "/console/notices"),
+    ("POST", "/console/notices/{communication_id}/send"): _console_compare(
+        "/notices/{id}/send", "POST", lambda w: [*w.a_ids["Communication"], *w.deleted.get("Communication", [])]),
 }
 """How the suite attacks each route. A route missing here (and from EXEMPT) fails the suite."""
 
