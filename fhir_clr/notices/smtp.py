@@ -9,6 +9,7 @@ never the message or an address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -114,41 +115,79 @@ class SmtpSender:
         self.config = config
         self.context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._client: smtplib.SMTP | None = None
 
     async def send(self, email: OutgoingEmail) -> None:
-        """Deliver ``email`` to the relay (DeliveryFailure when it is not accepted)."""
+        """Deliver ``email`` to the relay (DeliveryFailure when it is not accepted). The connection stays open
+        for the next message until :meth:`close` (the worker closes it after each pass)."""
         await asyncio.to_thread(self._send, build_message(self.config, email))
 
-    def _send(self, message: EmailMessage) -> None:
+    async def close(self) -> None:
+        """Close the connection kept open between messages (if any)."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+    def _connect(self) -> smtplib.SMTP:
         config = self.config
+        if config.tls == "implicit":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout,
+                                                    context=self.context)
+        else:
+            client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
         try:
-            if config.tls == "implicit":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout,
-                                                        context=self.context)
-            else:
-                client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-            with client:
-                if config.tls == "starttls":
-                    client.ehlo()
-                    if not client.has_extn("starttls"):
-                        raise DeliveryFailure("The SMTP relay does not offer STARTTLS; notices are never sent in "
-                                              "plain text", permanent=False)
-                    client.starttls(context=self.context)
-                    client.ehlo()
-                if config.username:
-                    client.login(config.username, config.password or "")
-                client.send_message(message)
+            if config.tls == "starttls":
+                client.ehlo()
+                if not client.has_extn("starttls"):
+                    raise DeliveryFailure("The SMTP relay does not offer STARTTLS; notices are never sent in "
+                                          "plain text", permanent=False)
+                client.starttls(context=self.context)
+                client.ehlo()
+            if config.username:
+                client.login(config.username, config.password or "")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _send(self, message: EmailMessage) -> None:
+        try:
+            if self._client is not None:
+                try:
+                    self._client.send_message(message)
+                    return
+                except smtplib.SMTPServerDisconnected:
+                    self._client = None  # the relay closed the kept connection: open a new one below
+            self._client = self._connect()
+            self._client.send_message(message)
         except DeliveryFailure:
+            self._drop()
             raise
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise DeliveryFailure(f"SMTP {codes[0] if codes else '5xx'}: the relay refused the recipient",
                                   permanent=all(c >= 500 for c in codes)) from None
         except smtplib.SMTPResponseException as error:
+            if error.smtp_code in (421, 530, 535):  # the relay is closing or refuses the session itself
+                self._drop()
             raise DeliveryFailure(f"SMTP {error.smtp_code}: the relay refused the message",
                                   permanent=error.smtp_code >= 500) from None
         except ssl.SSLCertVerificationError:
+            self._drop()
             raise DeliveryFailure("TLS: the SMTP relay's certificate did not verify", permanent=False) from None
         except (OSError, smtplib.SMTPException) as error:
+            self._drop()
             raise DeliveryFailure(f"SMTP relay unreachable ({type(error).__name__})", permanent=False) from None
 
+    def _drop(self) -> None:
+        """Forget a connection that failed (closed without a goodbye)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.close()

@@ -42,6 +42,7 @@ class NoticeTemplates:
         self.directory = directory
         self.env = ImmutableSandboxedEnvironment(loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
                                                  autoescape=False, keep_trailing_newline=False)
+        self._names: dict[str, tuple[str, frozenset[str]]] = {}
 
     def check(self) -> None:
         """Refuse (TemplateError) any template in the directory that uses a name outside its allowed set."""
@@ -53,9 +54,13 @@ class NoticeTemplates:
                                     "among the minimum-necessary notice fields")
 
     def names_used(self, name: str) -> set[str]:
-        """The free variables the template ``name`` refers to."""
-        source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
-        return set(meta.find_undeclared_variables(self.env.parse(source)))
+        """The free variables the template ``name`` refers to (parsed once per version of the file)."""
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        known = self._names.get(name)
+        if known is None or known[0] != source:
+            known = (source, frozenset(meta.find_undeclared_variables(self.env.parse(source))))
+            self._names[name] = known
+        return set(known[1])
 
     def template_name(self, kind: str, channel: str) -> str | None:
         """The file that composes ``kind`` for ``channel`` (None when there is none)."""

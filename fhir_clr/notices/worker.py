@@ -280,6 +280,8 @@ class NoticeWorker:
             await self._send_digest(recipient, address, notices)
         for subscription_id, notices in by_subscription.items():
             await self._acknowledged(subscription_id, notices)
+        if self.sender is not None:
+            await self.sender.close()
 
     def _channel(self, notice: dict[str, Any]) -> str:
         url = extension_url(self.rules, "notice-channel")
