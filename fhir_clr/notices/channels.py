@@ -6,6 +6,8 @@
 * for ``fhir``, a live Subscription on the CLR notice topic whose subscriber is the recipient's Organization;
 * without a preference: a Member gets the rules' ``member_default_channel`` (a letter), anyone else email when
   they have an address, else FHIR when they subscribe;
+* an S/MIME certificate the recipient registered (``notices.smime_certificate_url``, a valueAttachment) makes
+  its email encrypted for it;
 * a Member who opted out of written communication (``notices.written_opt_out_urls``, valueBoolean true) gets
   email when they have an address, otherwise a person must call them ("needs contact");
 * ``digest`` applies to the rules' digest kinds (loop closures); the recipient's other notices go by email.
@@ -14,6 +16,8 @@ No usable channel gives a route without a channel and the reason (never any addr
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,8 @@ class Route:
     status: str | None = None
     """``no-channel`` or ``needs-contact`` when ``channel`` is None (or ``phone``)."""
     reason: str = ""
+    certificate: bytes | None = None
+    """The recipient's S/MIME certificate (DER or PEM) when it registered one: its email is encrypted for it."""
 
     @property
     def deliverable(self) -> bool:
@@ -77,6 +83,7 @@ class ChannelChooser:
         self.preference_urls = tuple(conf.get("preference_urls", ()))
         self.opt_out_urls = tuple(conf.get("written_opt_out_urls", ()))
         self.member_default = conf.get("member_default_channel", LETTER)
+        self.certificate_url = conf.get("smime_certificate_url")
         self.digest_kinds = frozenset(conf.get("digest", {}).get("kinds", ()))
         self.read = read
         self.subscription_of = subscription_of
@@ -100,6 +107,16 @@ class ChannelChooser:
             return self._member(resource)
         return await self._entity(resource, recipient, kind)
 
+    def _certificate(self, *resources: dict[str, Any] | None) -> bytes | None:
+        """The first registered S/MIME certificate among ``resources`` (decoded attachment data)."""
+        for resource in resources:
+            for extension in (resource or {}).get("extension", ()):
+                if isinstance(extension, dict) and extension.get("url") == self.certificate_url:
+                    data = (extension.get("valueAttachment") or {}).get("data")
+                    with contextlib.suppress(ValueError, TypeError):
+                        return base64.b64decode(data, validate=True) if data else None
+        return None
+
     def _member(self, patient: dict[str, Any]) -> Route:
         name = _name(patient)
         preference = self._extension(patient, self.preference_urls) or self.member_default
@@ -107,7 +124,7 @@ class ChannelChooser:
         opted_out = self._extension(patient, self.opt_out_urls) is True
         if opted_out or preference in (EMAIL, PHONE):
             if email and preference != PHONE:
-                return Route(EMAIL, email, name)
+                return Route(EMAIL, email, name, certificate=self._certificate(patient))
             why = "The Member opted out of written notices" if opted_out else "The Member asked to be called"
             if _telecom(patient, "phone") or _telecom(patient, "sms"):
                 return Route(PHONE, None, name, NEEDS_CONTACT, f"{why}: call them (no email address on file)")
@@ -122,6 +139,7 @@ class ChannelChooser:
         name = _name(resource)
         organization = reference if reference.startswith("Organization/") else None
         email = _telecom(resource, "email")
+        owner: dict[str, Any] | None = None
         if reference.startswith("PractitionerRole/"):
             org_ref = (resource.get("organization") or {}).get("reference")
             organization = org_ref if isinstance(org_ref, str) else None
@@ -129,15 +147,16 @@ class ChannelChooser:
             if owner is not None:
                 email = email or _telecom(owner, "email")
                 name = name or _name(owner)
+        certificate = self._certificate(resource, owner)
         preference = self._extension(resource, self.preference_urls)
         if preference == DIGEST:
             if not email:
                 return Route(None, None, name, NO_CHANNEL, "The recipient asked for a digest but has no email address")
-            return Route(DIGEST if kind in self.digest_kinds else EMAIL, email, name)
+            return Route(DIGEST if kind in self.digest_kinds else EMAIL, email, name, certificate=certificate)
         if preference == EMAIL or (preference is None and email):
             if not email:
                 return Route(None, None, name, NO_CHANNEL, "The recipient asked for email but has no email address")
-            return Route(EMAIL, email, name)
+            return Route(EMAIL, email, name, certificate=certificate)
         if preference in (FHIR, None):
             subscription = await self.subscription_of(organization) if organization else None
             if subscription:

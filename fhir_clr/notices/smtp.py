@@ -19,11 +19,14 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from fhir_clr.config import ConfigurationError, Settings
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
+ENCRYPTED_SUBJECT = "Encrypted referral notice"
+"""The outer subject of an S/MIME-encrypted notice (its own subject is inside the encrypted part)."""
 
 
 class DeliveryFailure(Exception):
@@ -44,7 +47,7 @@ class OutgoingEmail:
     message_id: str
     sent_at: datetime
     certificate_pem: bytes | None = None
-    """The recipient's S/MIME certificate: when given the message is encrypted for it."""
+    """The recipient's S/MIME certificate (PEM or DER): when given the message is encrypted for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +93,12 @@ def build_message(config: SmtpConfig, email: OutgoingEmail) -> EmailMessage:
     """The RFC 5322 message of ``email`` (S/MIME enveloped for the recipient's certificate when it has one)."""
     inner = EmailMessage()
     inner.set_content(email.body)
+    subject = email.subject
     if email.certificate_pem is not None:
-        certificate = x509.load_pem_x509_certificate(email.certificate_pem)
+        inner["Subject"] = subject  # headers travel in clear: the real subject goes inside the envelope
+        subject = ENCRYPTED_SUBJECT
+        pem = email.certificate_pem.lstrip().startswith(b"-----BEGIN")
+        certificate = (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(email.certificate_pem)
         enveloped = pkcs7.PKCS7EnvelopeBuilder().set_data(inner.as_bytes()).add_recipient(certificate).encrypt(
             pkcs7.serialization.Encoding.DER, [])
         message = EmailMessage()
@@ -102,7 +109,7 @@ def build_message(config: SmtpConfig, email: OutgoingEmail) -> EmailMessage:
         message = inner
     message["From"] = config.sender
     message["To"] = email.to
-    message["Subject"] = email.subject
+    message["Subject"] = subject
     message["Date"] = format_datetime(email.sent_at)
     message["Message-ID"] = email.message_id
     return message
@@ -120,7 +127,12 @@ class SmtpSender:
     async def send(self, email: OutgoingEmail) -> None:
         """Deliver ``email`` to the relay (DeliveryFailure when it is not accepted). The connection stays open
         for the next message until :meth:`close` (the worker closes it after each pass)."""
-        await asyncio.to_thread(self._send, build_message(self.config, email))
+        try:
+            message = build_message(self.config, email)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise DeliveryFailure("The recipient's S/MIME certificate cannot be used (an RSA X.509 certificate "
+                                  "is needed)", permanent=True) from None
+        await asyncio.to_thread(self._send, message)
 
     async def close(self) -> None:
         """Close the connection kept open between messages (if any)."""

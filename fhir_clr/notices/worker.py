@@ -308,7 +308,7 @@ class NoticeWorker:
         subject, body = split_payload(notice_text(notice))
         now = datetime.now(UTC)
         identity = message_id(f"notice-{notice['id']}", self.sender.config.domain)
-        email = OutgoingEmail(route.address, subject, body, identity, now)
+        email = OutgoingEmail(route.address, subject, body, identity, now, route.certificate)
         try:
             await self.sender.send(email)
         except DeliveryFailure as failure:
@@ -347,8 +347,9 @@ class NoticeWorker:
             "plan_phone": contact.get("phone", ""), "plan_email": contact.get("email", "")})
         now = datetime.now(UTC)
         key = f"digest-{recipient.replace('/', '-')}-{today.isoformat()}"
+        route = await self.chooser.route(recipient, "")
         email = OutgoingEmail(address, rendered.subject, rendered.body, message_id(key, self.sender.config.domain),
-                              now)
+                              now, route.certificate)
         try:
             await self.sender.send(email)
         except DeliveryFailure as failure:

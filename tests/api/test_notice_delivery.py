@@ -8,6 +8,7 @@ and the send, then the notice sent once after the restart."""
 
 from __future__ import annotations
 
+import base64
 import signal
 import time
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key, pkcs7
 
 from tests.api.clr_helpers import BASE, created, decided, referral_body, updated
 from tests.api.helpers import unique
@@ -216,6 +220,26 @@ def test_a_notice_held_for_review_is_previewed_and_sent_from_the_console(client:
     assert message.text.splitlines()[0] in timeline.text
     again = client.post(f"/console/notices/{notice['id']}/send", headers={"Origin": server.base_url})
     assert again.status_code == 409  # a sent notice is not sent again from here
+
+
+def test_a_recipient_with_a_registered_certificate_gets_smime_encrypted_email(client: httpx.Client,
+                                                                             sink: SmtpSink) -> None:
+    address = f"{unique('smime')}@clinic.example.org"
+    issued = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(address, key_type=trustme.KeyType.RSA)
+    certificate = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes())
+    der = base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()
+    referral = _referral(client, address)
+    requester = client.get(f"/{referral['requester']['reference']}").json()
+    updated(client, {**requester, "extension": [{"url": f"{BASE}/StructureDefinition/smime-certificate",
+                                                 "valueAttachment": {"contentType": "application/pkix-cert",
+                                                                     "data": der}}]})
+    _decide(client, referral)
+    message = sink.wait_for(address, timeout=15)
+    assert message.message.get_content_type() == "application/pkcs7-mime"
+    assert b"Enhanced Care Management" not in message.message.as_bytes()
+    inner = pkcs7.pkcs7_decrypt_der(message.message.get_content(), certificate,
+                                    load_pem_private_key(issued.private_key_pem.bytes(), None), [])
+    assert b"Enhanced Care Management" in inner and b"Approved" in inner
 
 
 def test_server_killed_between_commit_and_send_sends_after_restart_once(server: LiveServer, sink: SmtpSink,

@@ -1,16 +1,21 @@
-"""Channel choice per recipient from FHIR data, and the digest day rule."""
+"""Channel choice per recipient from FHIR data, the digest day rule, and S/MIME encryption for a recipient's
+registered certificate."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
 
 from fhir_clr.clr.config import bundled_rules
 from fhir_clr.notices.channels import ChannelChooser, Route
 from fhir_clr.notices.digest import digest_day
+from fhir_clr.notices.smtp import OutgoingEmail, SmtpConfig, build_message
 
 PREFERENCE = "http://fhir-clr.org/fhir/StructureDefinition/notice-channel-preference"
 OPT_OUT = "https://fhir-clr.org/StructureDefinition/written-communication-opt-out"
@@ -88,3 +93,25 @@ def test_digest_day_in_a_short_month() -> None:
     rules = bundled_rules()
     rules["notices"]["digest"]["day_of_month"] = 31
     assert digest_day(date(2027, 2, 10), rules) == date(2027, 2, 28)
+
+
+def test_email_to_a_recipient_with_a_certificate_is_smime_encrypted_for_it() -> None:
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    recipient = ca.issue_cert("intake@clinic.example.org", key_type=trustme.KeyType.RSA)
+    config = SmtpConfig("relay", 587, "starttls", "notices@plan.example.org", None, None, None, 5.0)
+    email = OutgoingEmail("intake@clinic.example.org", "Referral 1", "Authorization decision: Approved\n",
+                          "<notice-1@plan.example.org>", datetime(2026, 12, 2, tzinfo=UTC),
+                          recipient.cert_chain_pems[0].bytes())
+    message = build_message(config, email)
+    assert message.get_content_type() == "application/pkcs7-mime" and message["Message-ID"] == email.message_id
+    assert b"Approved" not in message.as_bytes()
+    inner = pkcs7.pkcs7_decrypt_der(message.get_content(), _certificate(recipient), _key(recipient), [])
+    assert b"Authorization decision: Approved" in inner
+
+
+def _certificate(issued: trustme.LeafCert) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes())
+
+
+def _key(issued: trustme.LeafCert) -> Any:
+    return load_pem_private_key(issued.private_key_pem.bytes(), None)
