@@ -74,6 +74,10 @@ QUEUED, HELD, FAILED = "queued", "held", "failed"
 REVIEW = "review"
 
 
+class LeaseLost(Exception):
+    """Another server process holds the notice worker's lease now."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Exponential back-off of one notice's tries."""
@@ -137,6 +141,8 @@ class NoticeWorker:
                     await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except LeaseLost:
+                log.warning("notice worker lease taken over by another process")
             except Exception as error:  # the worker must survive; no content is logged
                 log.error("notice worker pass failed: %s", type(error).__name__)
             await asyncio.sleep(self.poll_seconds)
@@ -151,14 +157,22 @@ class NoticeWorker:
         self._lease_until = 0.0
         return False
 
+    async def _keep_lease(self) -> None:
+        """Renew the lease when half of it is gone (LeaseLost when another process holds it now)."""
+        if self._lease_until and not await self._hold():
+            raise LeaseLost
+
     async def run_once(self) -> None:
-        """One pass: compose what became owed, then send what is ready."""
+        """One pass: compose what became owed, then send what is ready. A long pass renews the lease as it goes
+        and stops (LeaseLost) when another process took it over."""
         async for obligation in self._pages("Task", self._obligation_params([("business-status:missing", "true")])):
+            await self._keep_lease()
             await self.compose(obligation)
         if time.monotonic() - self._rechecked >= RECHECK_SECONDS:
             self._rechecked = time.monotonic()
             waiting = f"{DELIVERY_STATUS_SYSTEM}|no-channel,{DELIVERY_STATUS_SYSTEM}|needs-contact"
             async for obligation in self._pages("Task", self._obligation_params([("business-status", waiting)])):
+                await self._keep_lease()
                 await self.compose(obligation)
         await self.send_ready()
 
@@ -267,6 +281,7 @@ class NoticeWorker:
         digests: dict[tuple[str, str], list[dict[str, Any]]] = {}
         by_subscription: dict[str, list[dict[str, Any]]] = {}
         async for notice in self._pages("Communication", params):
+            await self._keep_lease()
             channel = self._channel(notice)
             recipient = ((notice.get("recipient") or [{}])[0]).get("reference")
             route = await self.chooser.route(recipient, notice_kind(notice))
