@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_clr.config import Settings
+from fhir_clr.config import ConfigurationError, Settings
 from fhir_clr.engine.engine import Engine
 from fhir_clr.notices.smtp import SmtpConfig, SmtpSender
 from fhir_clr.notices.templates import NoticeTemplates
@@ -11,7 +11,10 @@ from fhir_clr.store.port import Store
 
 
 def notice_templates(settings: Settings) -> NoticeTemplates:
-    """The configured notice templates, checked (TemplateError names a template reaching beyond its fields)."""
+    """The configured notice templates, checked (TemplateError names a template reaching beyond its fields;
+    ConfigurationError when the directory does not exist)."""
+    if not settings.notices_dir.is_dir():
+        raise ConfigurationError("FHIR_CLR_NOTICES_DIR must name a directory of notice templates")
     templates = NoticeTemplates(settings.notices_dir)
     templates.check()
     return templates
