@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     smtp_port: int | None = Field(default=None, ge=1, le=65535, description="SMTP port (default 587 for "
                                   "starttls, 465 for implicit).")
     smtp_username: str | None = Field(default=None, description="SMTP user name (login only when set).")
-    smtp_password: str | None = Field(default=None, description="SMTP password (prefer smtp_password_file).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password (prefer smtp_password_file); "
+                                            "never shown in a repr or log.")
     smtp_password_file: Path | None = Field(default=None, description="File holding the SMTP password.")
     smtp_tls: str = Field(default="starttls", pattern="^(starttls|implicit)$", description="starttls (upgrade "
                           "a plain connection, required) or implicit (TLS from the first byte); never plain text.")
@@ -174,7 +175,7 @@ class Settings(BaseSettings):
 
     def as_environment(self) -> dict[str, str]:
         """The settings that differ from the defaults as ``FHIR_CLR_*`` variables (for worker processes)."""
-        return {f"FHIR_CLR_{name.upper()}": str(value)
+        return {f"FHIR_CLR_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
                 for name, value in self.model_dump(exclude_defaults=True).items() if value is not None}
 
     def embedded_store_missing(self) -> bool:

@@ -1,9 +1,10 @@
 """Secure email through an SMTP relay (stdlib ``smtplib`` in a worker thread): TLS always (STARTTLS required,
 or implicit TLS), certificate and host name verified (optionally against a private CA), login when configured.
 
-A send either succeeds, fails for a passing reason (connection refused, timeout, a 4xx reply: try again later)
-or fails for good (a 5xx reply such as 550 recipient refused). Error texts name the SMTP code and the step,
-never the message or an address.
+A send either succeeds, fails for a passing reason (connection refused, timeout, a 4xx reply, and the relay
+refusing the server's own login or sender address, which the plan must fix: try again later) or fails for good
+(a 5xx reply to the recipient or the message, such as 550 recipient refused). Error texts name the SMTP code
+and the step, never the message or an address.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -60,7 +61,7 @@ class SmtpConfig:
     tls: str
     sender: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     ca_file: Path | None
     timeout: float
 
@@ -72,7 +73,7 @@ class SmtpConfig:
             return None
         if not settings.notice_from:
             raise ConfigurationError("FHIR_CLR_NOTICE_FROM must be set when FHIR_CLR_SMTP_HOST is")
-        password = settings.smtp_password
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password is not None else None
         if settings.smtp_password_file is not None:
             password = settings.smtp_password_file.read_text().strip()
         return cls(settings.smtp_host, settings.smtp_port or DEFAULT_PORTS[settings.smtp_tls], settings.smtp_tls,
@@ -186,11 +187,18 @@ class SmtpSender:
             codes = [code for code, _ in error.recipients.values()]
             raise DeliveryFailure(f"SMTP {codes[0] if codes else '5xx'}: the relay refused the recipient",
                                   permanent=all(c >= 500 for c in codes)) from None
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as error:
+            # the relay refuses the server's login or sender address: a configuration to fix, not the notice's
+            # fault, so the notice waits (retried) instead of failing
+            self._drop()
+            what = "login" if isinstance(error, smtplib.SMTPAuthenticationError) else "sender address"
+            raise DeliveryFailure(f"SMTP {error.smtp_code}: the relay refused the {what} (check the SMTP "
+                                  "settings)", permanent=False) from None
         except smtplib.SMTPResponseException as error:
-            if error.smtp_code in (421, 530, 535):  # the relay is closing or refuses the session itself
+            if error.smtp_code in (421, 530):  # the relay is closing or refuses the session itself
                 self._drop()
             raise DeliveryFailure(f"SMTP {error.smtp_code}: the relay refused the message",
-                                  permanent=error.smtp_code >= 500) from None
+                                  permanent=error.smtp_code >= 500 and error.smtp_code != 530) from None
         except ssl.SSLCertVerificationError:
             self._drop()
             raise DeliveryFailure("TLS: the SMTP relay's certificate did not verify", permanent=False) from None

@@ -16,6 +16,7 @@ from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
 
@@ -45,7 +46,7 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if not session.ssl:
+        if not session.ssl and self.sink.starttls and not self.sink.implicit:
             return "530 5.7.0 must issue STARTTLS first"
         with self.sink.lock:
             message = email.message_from_bytes(envelope.content, policy=policy.default)
@@ -54,9 +55,11 @@ class _Handler:
 
 
 class SmtpSink:
-    """The relay; ``env`` points a fhir-clr server at it."""
+    """The relay; ``env`` points a fhir-clr server at it. With ``login`` (user, password) it requires that login
+    (over TLS only); ``implicit`` makes it speak TLS from the first byte; ``starttls=False`` offers no TLS."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, login: tuple[str, str] | None = None, implicit: bool = False,
+                 starttls: bool = True) -> None:
         self.port = free_port()
         self.ca = trustme.CA()
         certificate = self.ca.issue_cert("127.0.0.1", "localhost")
@@ -67,6 +70,9 @@ class SmtpSink:
         self.messages: list[Delivered] = []
         self.lock = threading.Lock()
         self.controller: Controller | None = None
+        self.login = login
+        self.implicit = implicit
+        self.starttls = starttls
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,9 +83,21 @@ class SmtpSink:
 
     def start(self) -> None:
         """Listen (again)."""
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, tls_context=self.context,
-                                     require_starttls=True, auth_require_tls=True)
+        options: dict[str, Any] = {"auth_require_tls": True}
+        if self.login is not None:
+            options.update(authenticator=self._authenticate, auth_required=True)
+        if self.implicit:
+            options.update(ssl_context=self.context, server_hostname="127.0.0.1")
+        elif self.starttls:
+            options.update(tls_context=self.context, require_starttls=True)
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
         self.controller.start()
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        assert self.login is not None
+        accepted = isinstance(auth_data, LoginPassword) and (auth_data.login.decode(), auth_data.password.decode()) \
+            == self.login
+        return AuthResult(success=accepted, handled=False)
 
     def stop(self) -> None:
         """Stop listening (connections are refused)."""
