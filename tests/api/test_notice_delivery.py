@@ -30,6 +30,7 @@ from tests.conftest import LiveServer
 NOTICE_PROFILE = f"{BASE}/StructureDefinition/clr-notice"
 OBLIGATION_PROFILE = f"{BASE}/StructureDefinition/clr-notice-obligation"
 DELIVERY_STATUS = f"{BASE}/CodeSystem/notice-delivery-status"
+OPT_OUT = "https://fhir-clr.org/StructureDefinition/written-communication-opt-out"
 CLINICAL = ("Quibblesworth", "Major depressive disorder", "opioid use", "foster care placement", "PRIVATE NOTE")
 
 
@@ -240,6 +241,31 @@ def test_a_recipient_with_a_registered_certificate_gets_smime_encrypted_email(cl
     inner = pkcs7.pkcs7_decrypt_der(message.message.get_content(), certificate,
                                     load_pem_private_key(issued.private_key_pem.bytes(), None), [])
     assert b"Enhanced Care Management" in inner and b"Approved" in inner
+
+
+def test_recipients_without_a_usable_channel_show_on_the_worklist_with_the_reason(client: httpx.Client) -> None:
+    referring = created(client, {"resourceType": "Organization", "name": unique("Paper Clinic"),
+                                 "telecom": [{"system": "fax", "value": "555-0199"}]})
+    member = created(client, {"resourceType": "Patient", "name": [{"family": unique("m")}],
+                              "address": [{"city": "Fresno"}], "telecom": [{"system": "phone", "value": "555-0142"}],
+                              "extension": [{"url": OPT_OUT, "valueBoolean": True}]})
+    referral = created(client, referral_body(f"Patient/{member['id']}", f"Organization/{referring['id']}"))
+    _decide(client, referral)
+
+    def marked(kind: str, code: str) -> dict[str, Any]:
+        obligation = _obligation(client, referral, kind)
+        assert obligation["businessStatus"]["coding"][0]["code"] == code
+        return obligation
+    entity = _eventually(lambda: marked("authorization-decision-referring-entity", "no-channel"))
+    assert "no email address" in entity["statusReason"]["text"] and "555" not in entity["statusReason"]["text"]
+    person = _eventually(lambda: marked("authorization-decision-member", "needs-contact"))
+    assert "opted out of written notices" in person["statusReason"]["text"]
+    assert _notices(client, referral) == [] and entity["status"] == person["status"] == "requested"
+    groups = {p["name"]: p for p in client.get("/$clr-worklist").json()["parameter"]}
+    for name, obligation in (("no-notice-channel", entity), ("needs-contact", person)):
+        search = next(part["valueString"] for part in groups[name]["part"] if part["name"] == "search")
+        listed = client.get(f"/{search}&_count=500").json()
+        assert obligation["id"] in {e["resource"]["id"] for e in listed.get("entry", [])}, name
 
 
 def test_server_killed_between_commit_and_send_sends_after_restart_once(server: LiveServer, sink: SmtpSink,
