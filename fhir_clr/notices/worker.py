@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -277,21 +277,20 @@ class NoticeWorker:
         """Deliver the notices in preparation by email, digest and FHIR."""
         channels = self.codes["notice-channels"]
         params = [("_profile", self._notice_profile), ("status", PREPARATION),
-                  ("notice-channel", ",".join(f"{channels.system}|{c}" for c in (EMAIL, DIGEST, FHIR)))]
-        digests: dict[tuple[str, str], list[dict[str, Any]]] = {}
+                  ("notice-channel", ",".join(f"{channels.system}|{c}" for c in (EMAIL, FHIR)))]
         by_subscription: dict[str, list[dict[str, Any]]] = {}
         async for notice in self._pages("Communication", params):
             await self._keep_lease()
-            channel = self._channel(notice)
             recipient = ((notice.get("recipient") or [{}])[0]).get("reference")
+            if self._channel(notice) == EMAIL:
+                ready, state = await self._due(notice["id"])
+                if ready:
+                    await self._send_email(notice, await self.chooser.route(recipient, notice_kind(notice)), state)
+                continue
             route = await self.chooser.route(recipient, notice_kind(notice))
-            if channel == EMAIL:
-                await self._send_email(notice, route)
-            elif channel == DIGEST and route.address:
-                digests.setdefault((str(recipient), route.address), []).append(notice)
-            elif channel == FHIR and route.channel == FHIR and route.address:
+            if route.channel == FHIR and route.address:
                 by_subscription.setdefault(route.address, []).append(notice)
-        for (recipient, address), notices in digests.items():
+        for (recipient, address), notices in (await self._due_digests()).items():
             await self._send_digest(recipient, address, notices)
         for subscription_id, notices in by_subscription.items():
             await self._acknowledged(subscription_id, notices)
@@ -310,10 +309,7 @@ class NoticeWorker:
         doc = record.doc if record else {}
         return int(doc.get("next_try_us", 0)) <= time.time_ns() // 1000, doc
 
-    async def _send_email(self, notice: dict[str, Any], route: Route) -> None:
-        ready, state = await self._due(notice["id"])
-        if not ready:
-            return
+    async def _send_email(self, notice: dict[str, Any], route: Route, state: dict[str, Any]) -> None:
         if self.sender is None:
             await self._failed_for_now(notice, state, "No SMTP relay is configured (FHIR_CLR_SMTP_HOST)")
             return
@@ -334,19 +330,33 @@ class NoticeWorker:
             return
         await self._sent([notice], now)
 
-    async def _send_digest(self, recipient: str, address: str, notices: list[dict[str, Any]]) -> None:
-        """One message with the entries of ``notices`` whose obligation is due (its digest day has come)."""
+    async def _due_digests(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The digest entries whose digest day has come (their queued obligation is due today or earlier), by
+        (recipient, address): found from the due obligations, so entries waiting for their day cost nothing."""
+        digest_kinds = self.chooser.digest_kinds
+        if not digest_kinds:
+            return {}
         today = self.deadlines.local_date(self.engine.clock())
-        due: list[dict[str, Any]] = []
-        for notice in notices:
-            reference = obligation_of(notice)
-            obligation = await self._read(reference) if reference else None
-            end = parse_moment(((obligation or {}).get("restriction") or {}).get("period", {}).get("end"))
-            day = self.deadlines.local_date(end) if isinstance(end, datetime) else end
-            if isinstance(day, date) and day <= today:
-                due.append(notice)
-        if not due:
-            return
+        kinds, channels = self.codes["notice-kinds"], self.codes["notice-channels"]
+        due_obligations = [("_profile", self._obligation_profile), ("status", "requested"),
+                           ("code", ",".join(f"{kinds.system}|{k}" for k in sorted(digest_kinds))),
+                           ("business-status", f"{DELIVERY_STATUS_SYSTEM}|{QUEUED}"),
+                           ("due-date", f"le{today.isoformat()}")]
+        ids = [o["id"] async for o in self._pages("Task", due_obligations)]
+        grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for start in range(0, len(ids), PAGE):
+            batch = ",".join(f"Task/{i}" for i in ids[start:start + PAGE])
+            params = [("based-on", batch), ("status", PREPARATION), ("notice-channel", f"{channels.system}|{DIGEST}")]
+            async for notice in self._pages("Communication", params):
+                recipient = str(((notice.get("recipient") or [{}])[0]).get("reference"))
+                route = await self.chooser.route(recipient, notice_kind(notice))
+                if route.address:
+                    grouped.setdefault((recipient, route.address), []).append(notice)
+        return grouped
+
+    async def _send_digest(self, recipient: str, address: str, due: list[dict[str, Any]]) -> None:
+        """One message with the entries ``due`` (their digest day has come)."""
+        today = self.deadlines.local_date(self.engine.clock())
         ready, state = await self._due(due[0]["id"])
         if not ready:
             return
