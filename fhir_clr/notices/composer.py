@@ -1,6 +1,8 @@
 """The CLR Notice ``Communication`` of one obligation: created ``preparation`` (or ``on-hold`` when its kind is
 held for review) with an identifier derived from the obligation, so a re-run after a crash finds it instead of
-composing a second notice. ``payload`` is exactly what is sent; for a letter a second payload carries the
+composing a second notice. Only a Referring Entity's notice is ``basedOn`` the referral as well (which lets that
+organization see it); a Member's notice reaches the referral through ``about`` alone, so no provider sees the
+Member's letters. ``payload`` is exactly what is sent; for a letter a second payload carries the
 letter's fields as JSON for the print batch."""
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class NoticeComposer:
         code, display = MEDIUM[route.channel]
         recipient = (obligation.get("restriction") or {}).get("recipient") or []
         focus = obligation.get("focus")
+        # A Referring Entity's notice is basedOn its referral too, so the Referring Entity sees it (the FHIR
+        # channel needs that); a Member's notice is linked by ``about`` only: the plan's alone.
+        to_member = any(isinstance(r, dict) and str(r.get("reference", "")).startswith("Patient/") for r in recipient)
         payload: list[dict[str, Any]] = [{"contentString": payload_text(rendered)}]
         if route.channel == LETTER:
             payload.append({"contentAttachment": {
@@ -94,7 +99,7 @@ class NoticeComposer:
             "category": [{"coding": [self.codes["message-category"].coding("notice")]}],
             "medium": [{"coding": [{"system": PARTICIPATION_MODE, "code": code, "display": display}]}],
             "reasonCode": [{"coding": [self.codes["notice-kinds"].coding(kind)]}],
-            "basedOn": [{"reference": f"Task/{obligation['id']}"}, *([focus] if focus else [])],
+            "basedOn": [{"reference": f"Task/{obligation['id']}"}, *([focus] if focus and not to_member else [])],
             "recipient": recipient,
             "payload": payload,
             "extension": [{"url": self._channel_url,

@@ -98,9 +98,12 @@ def test_fhir_notice_to_a_subscribing_platform_is_sent_when_acknowledged(tmp_pat
         found = plan.get("/Task", params={"_profile": OBLIGATION_PROFILE, "focus": f"ServiceRequest/{referral['id']}",
                                           "code": "authorization-decision-referring-entity"}).json()
         assert found["entry"][0]["resource"]["status"] == "completed"
-        # the platform sees its own notice; the Member's letter is not addressed to it
-        seen = {_kind(n) for n in _notices(platform, referral)}
-        assert "authorization-decision-referring-entity" in seen
+        # the platform sees its own notice; the Member's letter is the plan's alone
+        assert {_kind(n) for n in _notices(platform, referral)} == {"authorization-decision-referring-entity"}
+        letters = plan.get("/Communication", params={"_profile": NOTICE_PROFILE,
+                                                     "recipient": f"Patient/{member['id']}"})
+        (letter,) = [e["resource"] for e in letters.json()["entry"]]
+        assert platform.get(f"/Communication/{letter['id']}").status_code == 404
     finally:
         server.stop()
 

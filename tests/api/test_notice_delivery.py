@@ -81,7 +81,7 @@ def _decide(client: httpx.Client, referral: dict[str, Any], status: str = "appro
 
 def _notices(client: httpx.Client, referral: dict[str, Any]) -> list[dict[str, Any]]:
     found = client.get("/Communication", params={
-        "_profile": NOTICE_PROFILE, "based-on": f"ServiceRequest/{referral['id']}", "_count": "50"}).json()
+        "_profile": NOTICE_PROFILE, "subject": referral["subject"]["reference"], "_count": "50"}).json()
     return [e["resource"] for e in found.get("entry", [])]
 
 

@@ -74,7 +74,9 @@ async def test_one_pass_sends_the_email_notice_and_queues_the_letter(store: Stor
     referral = await _decided_referral(engine, "intake@clinic.example.org")
     await worker.run_once()
     assert [e.to for e in sender.sent] == ["intake@clinic.example.org"]
-    notices = await _body(engine, "Communication", [("based-on", referral)])
+    subject = (await _body(engine, "ServiceRequest", [("_id", referral.partition("/")[2])]))[0]["subject"]
+    notices = await _body(engine, "Communication", [("subject", subject["reference"])])
+    assert {n["basedOn"][-1]["reference"] for n in notices if n["recipient"] != [subject]} == {referral}
     by_channel = {n["extension"][0]["valueCoding"]["code"]: n for n in notices}
     assert by_channel["email"]["status"] == "completed" and by_channel["letter"]["status"] == "preparation"
     obligations = {o["code"]["coding"][0]["code"]: o for o in await _body(engine, "Task", [("focus", referral)])}
