@@ -167,14 +167,24 @@ class NoticeWorker:
         and stops (LeaseLost) when another process took it over."""
         async for obligation in self._pages("Task", self._obligation_params([("business-status:missing", "true")])):
             await self._keep_lease()
-            await self.compose(obligation)
+            await self._compose_one(obligation)
         if time.monotonic() - self._rechecked >= RECHECK_SECONDS:
             self._rechecked = time.monotonic()
             waiting = f"{DELIVERY_STATUS_SYSTEM}|no-channel,{DELIVERY_STATUS_SYSTEM}|needs-contact"
             async for obligation in self._pages("Task", self._obligation_params([("business-status", waiting)])):
                 await self._keep_lease()
-                await self.compose(obligation)
+                await self._compose_one(obligation)
         await self.send_ready()
+
+    async def _compose_one(self, obligation: dict[str, Any]) -> None:
+        """:meth:`compose`, so that one obligation whose notice cannot be written does not stop the others (it is
+        marked ``failed`` with the refusal; anything unexpected is logged by type and tried again next pass)."""
+        try:
+            await self.compose(obligation)
+        except FhirError as error:
+            await self._mark(obligation, FAILED, f"The notice could not be recorded (HTTP {error.status})")
+        except Exception as error:  # no content is logged: the obligation's id only
+            log.error("notice not composed: %s", type(error).__name__, extra={"obligation": obligation.get("id")})
 
     def _obligation_params(self, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
         kinds = self.codes["notice-kinds"]
