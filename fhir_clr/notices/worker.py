@@ -178,11 +178,12 @@ class NoticeWorker:
 
     async def _compose_one(self, obligation: dict[str, Any]) -> None:
         """:meth:`compose`, so that one obligation whose notice cannot be written does not stop the others (it is
-        marked ``failed`` with the refusal; anything unexpected is logged by type and tried again next pass)."""
+        marked ``no-channel`` with the refusal, and looked at again with those; anything unexpected is logged by
+        type and tried again next pass)."""
         try:
             await self.compose(obligation)
         except FhirError as error:
-            await self._mark(obligation, FAILED, f"The notice could not be recorded (HTTP {error.status})")
+            await self._mark(obligation, "no-channel", f"The notice could not be recorded (HTTP {error.status})")
         except Exception as error:  # no content is logged: the obligation's id only
             log.error("notice not composed: %s", type(error).__name__, extra={"obligation": obligation.get("id")})
 
