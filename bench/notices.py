@@ -166,8 +166,8 @@ def main() -> None:
         arrived = wait_for(relay, [a for a, _ in backlog])
         elapsed = max(arrived.values()) - started
         print(f"backlog: {len(arrived)}/{args.notices} Referring Entity notices sent {elapsed:.1f} s after the "
-              f"restarted server was ready ({len(arrived) / elapsed:.1f} notices/s through SMTP with STARTTLS; the Member letters "
-              "are composed in the same passes)")
+              f"restarted server was ready ({len(arrived) / elapsed:.1f} notices/s through SMTP with STARTTLS; "
+              "the Member letters are composed in the same passes)")
         # latency: decisions one at a time, each notice timed from its commit to the relay's acceptance
         steady = create_referrals(server.base, args.latency_notices, "steady")
         due = {}

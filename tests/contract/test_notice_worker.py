@@ -8,15 +8,13 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
 from fhir_clr.config import BUNDLED_NOTICES_DIR
 from fhir_clr.engine.engine import Engine
 from fhir_clr.notices.smtp import DeliveryFailure, OutgoingEmail, SmtpConfig
 from fhir_clr.notices.templates import NoticeTemplates
 from fhir_clr.notices.worker import NoticeWorker, RetryPolicy
-from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
-from tests.bundled import REFERENCE
+from tests.bundled import clr_engine
 
 BASE = "http://fhir-clr.org/fhir"
 
@@ -63,7 +61,7 @@ async def _decided_referral(engine: Engine, address: str) -> str:
 
 
 def _worker(store: Store, sender: RecordingSender) -> tuple[Engine, NoticeWorker]:
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+    engine = clr_engine(store)
     return engine, NoticeWorker(engine, store, NoticeTemplates(BUNDLED_NOTICES_DIR), sender,  # type: ignore[arg-type]
                                 RetryPolicy(1, 2))
 
