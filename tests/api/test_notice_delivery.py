@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import trustme
 from cryptography import x509
@@ -135,10 +136,15 @@ def test_decision_notice_arrives_with_the_minimum_necessary_and_completes_the_ob
     assert sent - 5 <= message.at <= sent + 5
     assert notice["payload"][0]["contentString"] == f"Subject: {message.message['Subject']}\n\n{message.text}"
     assert obligation["output"][0]["valueReference"]["reference"] == f"Communication/{notice['id']}"
+    assert message.message["Message-ID"] == f"<notice-{notice['id']}@plan.example.org>"
     # the Member's notice is a letter left in preparation for the print batch
     (letter,) = [n for n in _notices(client, referral) if n["medium"][0]["coding"][0]["code"] == "MAILWRIT"]
     assert letter["status"] == "preparation" and letter["recipient"] == [referral["subject"]] and \
         "Zed Quibblesworth" in letter["payload"][0]["contentString"]
+    fields = orjson.loads(base64.b64decode(letter["payload"][1]["contentAttachment"]["data"]))
+    assert letter["payload"][1]["contentAttachment"]["title"] == "notice-fields"
+    assert fields["service"] == "Enhanced Care Management" and fields["authorization_decision"] == "Approved"
+    assert not [c for c in CLINICAL[1:] if c.lower() in orjson.dumps(fields).decode().lower()]
     time.sleep(1.5)
     assert len(sink.to(address)) == 1
 
