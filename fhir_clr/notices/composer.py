@@ -43,8 +43,9 @@ def split_payload(text: str) -> tuple[str, str]:
 def notice_text(communication: dict[str, Any]) -> str:
     """The recorded text of a CLR Notice (its first string payload; empty when it has none)."""
     for part in communication.get("payload", ()):
-        if isinstance(part, dict) and isinstance(part.get("contentString"), str):
-            return part["contentString"]
+        text = part.get("contentString") if isinstance(part, dict) else None
+        if isinstance(text, str):
+            return text
     return ""
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from fhir_clr.config import ConfigurationError, Settings
 
@@ -102,7 +102,7 @@ def build_message(config: SmtpConfig, email: OutgoingEmail) -> EmailMessage:
         pem = email.certificate_pem.lstrip().startswith(b"-----BEGIN")
         certificate = (x509.load_pem_x509_certificate if pem else x509.load_der_x509_certificate)(email.certificate_pem)
         enveloped = pkcs7.PKCS7EnvelopeBuilder().set_data(inner.as_bytes()).add_recipient(certificate) \
-            .set_content_encryption_algorithm(algorithms.AES256).encrypt(pkcs7.serialization.Encoding.DER, [])
+            .set_content_encryption_algorithm(algorithms.AES256).encrypt(Encoding.DER, [])
         message = EmailMessage()
         message.set_content(enveloped, maintype="application", subtype="pkcs7-mime",
                             params={"smime-type": "enveloped-data", "name": "smime.p7m"},
