@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from fhir_clr.config import BUNDLED_NOTICES_DIR
-from fhir_clr.notices.fields import FIELD_NAMES, NoticeFields
+from fhir_clr.clr.codes import bundled_code_lists
+from fhir_clr.clr.config import bundled_rules
+from fhir_clr.config import BUNDLED_NOTICES_DIR, Settings
+from fhir_clr.notices.fields import FIELD_NAMES, FieldGatherer, NoticeFields
+from fhir_clr.notices.service import notice_templates
 from fhir_clr.notices.templates import NoticeTemplates, TemplateError
 
 KINDS = ("authorization-decision-member", "authorization-decision-referring-entity",
@@ -69,9 +72,29 @@ def test_rendering_is_sandboxed_and_strict(tmp_path: Path) -> None:
 
 
 def test_the_server_refuses_to_start_with_a_bad_template(tmp_path: Path) -> None:
-    from fhir_clr.config import Settings
-    from fhir_clr.notices.service import notice_templates
-
     (tmp_path / "inquiry-response.j2").write_text("{{ member_diagnosis }}")
     with pytest.raises(TemplateError, match="member_diagnosis"):
         notice_templates(Settings(notices_dir=tmp_path))
+
+
+def test_fields_come_from_the_referral_and_its_task_and_nothing_else() -> None:
+    base = "http://fhir-clr.org/fhir"
+    referral = {
+        "resourceType": "ServiceRequest", "id": "sr-1", "code": {"text": "ECM"}, "authoredOn": "2026-11-20",
+        "reasonCode": [{"text": "Schizophrenia; opioid use disorder"}], "note": [{"text": "CPS case open"}],
+        "extension": [{"url": f"{base}/StructureDefinition/authorization-decision", "extension": [
+            {"url": "status", "valueCoding": {"code": "denied"}},
+            {"url": "date", "valueDateTime": "2026-11-24T18:00:00Z"},
+            {"url": "denial-reason", "valueCodeableConcept": {"text": "Member already enrolled in ECM"}}]}]}
+    task = {"resourceType": "Task", "id": "t-1", "statusReason": {"text": "Authorization Denied"},
+            "businessStatus": {"text": "5"},
+            "extension": [{"url": f"{base}/StructureDefinition/referral-loop-closure-date", "valueDate": "2026-11-25"}]}
+    obligation = {"resourceType": "Task", "id": "o-1",
+                  "code": {"coding": [{"code": "authorization-decision-referring-entity"}]}}
+    fields = FieldGatherer(bundled_rules(), bundled_code_lists()).gather(obligation, referral, task, "Clinic")
+    assert (fields.service, fields.authorization_decision, fields.decision_date, fields.denial_reason) == (
+        "Enhanced Care Management", "Denied", "2026-11-24", "Member already enrolled in ECM")
+    assert (fields.loop_closure_reason, fields.loop_closure_date, fields.referral_id) == (
+        "Authorization Denied", "2026-11-25", "sr-1")
+    text = " ".join(fields.variables().values()).lower()
+    assert "schizophrenia" not in text and "opioid" not in text and "cps" not in text
