@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import bulk, imports, index, metrics, operations, rest, subscriptions, worklist
+from fhir_clr.api import bulk, imports, index, letters, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.openapi import openapi_document
@@ -40,6 +40,7 @@ from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
+from fhir_clr.letters.batch import build_print_batches
 from fhir_clr.mapping.spec import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.outbound.policy import EndpointPolicy
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_conformance(services.engine, settings.profiles_dir)
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
+        app.state.print_batches = build_print_batches(services.engine, settings.letters_dir)
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
         app.state.subscriptions = subscription_service(services)
@@ -173,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(imports.router)
     app.include_router(worklist.router)
+    app.include_router(letters.router)
     app.include_router(subscriptions.router)
     app.include_router(bulk.router)
     app.include_router(metrics.router)

@@ -20,6 +20,9 @@ BUNDLED_PROFILES_DIR = PACKAGE_DIR / "profiles"
 """Conformance resources and code lists shipped in the package (the repository's ``profiles/``)."""
 BUNDLED_MAPPINGS_DIR = PACKAGE_DIR / "mappings"
 """Flat-file mapping specs shipped in the package (the repository's ``mappings/``)."""
+BUNDLED_LETTERS_DIR = PACKAGE_DIR / "notices" / "letters"
+"""The Member letter template, plan contact and enclosures shipped in the package (the repository's
+``notices/letters/``)."""
 DEFAULT_DATA_DIR = Path("./data")
 
 
@@ -59,6 +62,8 @@ class Settings(BaseSettings):
                                "lists (a plan's own copy of profiles/); default: the ones shipped in the package.")
     mappings_dir: Path = Field(default=BUNDLED_MAPPINGS_DIR, description="Flat-file mapping specs (a plan's own "
                                "copy of mappings/); default: the ones shipped in the package.")
+    letters_dir: Path = Field(default=BUNDLED_LETTERS_DIR, description="Member letters folder (a plan's own copy "
+                              "of notices/letters/: letters.yaml, the letter template, the enclosure PDFs).")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)

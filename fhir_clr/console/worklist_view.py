@@ -35,10 +35,11 @@ GROUP_TITLES = {
     "coordination-needed": "Duplicates needing coordination",
     "declined": "Declined, to reassign",
     "status-review": "Status movements to review",
+    "needs-contact": "Members to contact (no written notices)",
 }
 SORT = {"overdue": "due-date", "due-today": "due-date", "due-this-week": "due-date", "stale-status": "status-date",
         "long-pending": "status-date", "coordination-needed": "authored", "declined": "status-date",
-        "status-review": "status-date"}
+        "status-review": "status-date", "needs-contact": "due-date"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,7 @@ def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, An
         when, lateness = resource.get("authoredOn", ""), ""
     else:
         referral = referrals.get(reference_of(resource.get("focus")) or "", {})
-        if group in ("overdue", "due-today", "due-this-week"):
+        if group in ("overdue", "due-today", "due-this-week", "needs-contact"):
             what = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
             when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
             lateness = _late_days(today, when)
