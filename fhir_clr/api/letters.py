@@ -104,11 +104,12 @@ async def download_batch(request: Request) -> Response:
     batches = _batches(request)
     if batches is None:
         return await _as_absent(request, BATCH_OPERATION)
+    day = _day(dict(request.query_params), "batch", None)
+    batch = await batches.require(day)
     accept = request.headers.get("accept")
     if accept and not any(kind.split(";")[0].strip().lower() in (PDF, *ACCEPT_ANY) for kind in accept.split(",")):
         raise FhirError(406, "not-supported", "A print batch is served as application/pdf")
-    day = _day(dict(request.query_params), "batch", None)
-    pdf, _ = await batches.print_file(day)
+    pdf, _ = await batches.print_file(batch, day)
     return Response(content=pdf, media_type=PDF, headers={
         "Content-Disposition": f'attachment; filename="print-batch-{day.isoformat()}.pdf"',
         "Cache-Control": "no-store"})

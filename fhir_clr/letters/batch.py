@@ -228,9 +228,8 @@ class PrintBatches:
             letters.append(Letter(fields, self.facts.folder.enclosures_for(decision.code)))
         return letters
 
-    async def print_file(self, day: date) -> tuple[bytes, int]:
-        """The batch of ``day`` as one PDF, and how many letters it holds; 404 when it was never cut."""
-        batch = await self.require(day)
+    async def print_file(self, batch: dict[str, Any], day: date) -> tuple[bytes, int]:
+        """``batch`` (of ``day``) as one PDF, and how many letters it holds."""
         letters = await self.letters(batch, day)
         return await asyncio.to_thread(self.renderer.print_file, letters, day), len(letters)
 

@@ -63,7 +63,7 @@ def _batch(args: argparse.Namespace) -> int:
             if "id" not in cut.batch:
                 print(f"batch {day.isoformat()}: no letter is waiting to be printed; nothing written")
                 return 0
-            pdf, count = await batches.print_file(day)
+            pdf, count = await batches.print_file(cut.batch, day)
         args.out.write_bytes(pdf)
         print(f"batch {day.isoformat()} ({'cut now' if cut.created else 'cut before'}): {count} letters "
               f"written to {args.out}")
