@@ -53,9 +53,9 @@ class LetterRenderer:
         try:
             self._template = environment.get_template(folder.template)
             self.html(SAMPLE_FIELDS)
-        except TemplateError as error:
+        except (TemplateError, TypeError, ValueError) as error:  # rendered sample fields only: no PHI in it
             raise ConfigurationError(f"{folder.directory / folder.template}: the letter template cannot render "
-                                     f"({type(error).__name__}: {error.message})") from None
+                                     f"({type(error).__name__}: {error})") from None
 
     def html(self, fields: LetterFields) -> str:
         """The letter as HTML (the template sees ``letter`` only)."""
