@@ -41,6 +41,10 @@ def add_parser(commands: Any) -> None:
     mailed.set_defaults(func=_mailed)
 
 
+def _letters(count: int) -> str:
+    return f"{count} letter{'' if count == 1 else 's'}"
+
+
 def _run(args: argparse.Namespace, work: Any) -> int:
     settings = read_only_settings(args)
     if settings is None:
@@ -65,7 +69,7 @@ def _batch(args: argparse.Namespace) -> int:
                 return 0
             pdf, count = await batches.print_file(cut.batch, day)
         args.out.write_bytes(pdf)
-        print(f"batch {day.isoformat()} ({'cut now' if cut.created else 'cut before'}): {count} letters "
+        print(f"batch {day.isoformat()} ({'cut now' if cut.created else 'cut before'}): {_letters(count)} "
               f"written to {args.out}")
         return 0
     return _run(args, work)
@@ -75,7 +79,7 @@ def _mailed(args: argparse.Namespace) -> int:
     async def work(settings: Settings) -> int:
         async with _print_batches(settings) as batches:
             done = await batches.mark_mailed(args.batch, args.date or batches.today())
-        print(f"batch {args.batch.isoformat()}: {done.marked} letters recorded as sent, {done.already_sent} "
+        print(f"batch {args.batch.isoformat()}: {_letters(done.marked)} recorded as sent, {done.already_sent} "
               f"already sent, {done.not_in_preparation} neither waiting nor sent (left unchanged)")
         return 0
     return _run(args, work)

@@ -52,25 +52,33 @@ def test_the_template_sees_exactly_the_letter_fields(tmp_path: Path) -> None:
 
 def test_values_are_escaped_and_printable() -> None:
     renderer = LetterRenderer(LettersFolder.load(BUNDLED_LETTERS_DIR))
-    fields = dataclasses.replace(SAMPLE_FIELDS, member_name="Ana <b>Garc\u00eda</b>", notice_text=("A \u201cquote\u201d",))
+    fields = dataclasses.replace(SAMPLE_FIELDS, member_name="Ana <b>Garc\u00eda</b>",
+                                 notice_text=("A \u201cquote\u201d",))
     html = renderer.html(fields)
     assert "Ana &lt;b&gt;Garc\u00eda&lt;/b&gt;" in html
     assert printable("Zo\u00eb \u2014 \u201cok\u201d \u4e2d") == 'Zo\u00eb - "ok" ?'
     assert renderer.letter_pdf(fields, date(2026, 12, 2)).startswith(b"%PDF")
 
 
+def _decision(status: str, when: str, reason: str | None = None) -> dict[str, object]:
+    parts = [{"url": "status", "valueCoding": {"code": status}}, {"url": "date", "valueDateTime": when}]
+    if reason:
+        parts.append({"url": "denial-reason", "valueCodeableConcept": {"text": reason}})
+    return {"url": f"{BASE}/StructureDefinition/authorization-decision", "extension": parts}
+
+
 def test_fields_come_from_the_minimum_necessary() -> None:
-    facts = LetterFacts(bundled_rules(), bundled_code_lists(), LettersFolder.load(BUNDLED_LETTERS_DIR))
+    folder = LettersFolder.load(BUNDLED_LETTERS_DIR)
+    facts = LetterFacts(bundled_rules(), bundled_code_lists(), folder)
     patient = {"resourceType": "Patient", "identifier": [{"value": "91234567A"}], "birthDate": "1980-04-01",
-               "name": [{"use": "old", "family": "Before"}, {"use": "official", "family": "Garcia", "given": ["Ana"]}],
-               "address": [{"use": "old", "line": ["1 Old Road"], "city": "Chico", "state": "CA", "postalCode": "95926"},
+               "name": [{"use": "old", "family": "Before"}, {"use": "official", "family": "Garcia",
+                                                             "given": ["Ana"]}],
+               "address": [{"use": "old", "line": ["1 Old Road"], "city": "Chico", "state": "CA",
+                            "postalCode": "95926"},
                            {"use": "home", "line": ["12 Main Street"], "city": "Fresno", "state": "CA",
                             "postalCode": "93701"}]}
     referral = {"resourceType": "ServiceRequest", "code": {"text": "ECM"}, "reasonCode": [{"text": "F20"}],
-                "extension": [{"url": f"{BASE}/StructureDefinition/authorization-decision", "extension": [
-                    {"url": "status", "valueCoding": {"code": "denied"}},
-                    {"url": "date", "valueDateTime": "2026-12-01T23:30:00-08:00"},
-                    {"url": "denial-reason", "valueCodeableConcept": {"text": "Not medically necessary"}}]}]}
+                "extension": [_decision("denied", "2026-12-01T23:30:00-08:00", "Not medically necessary")]}
     decision = facts.decision(referral)
     assert decision is not None and (decision.code, decision.day) == ("denied", date(2026, 12, 1))  # plan-local
     fields = facts.fields({"payload": [{"contentString": "Composed text"}]}, referral, patient, decision,
@@ -79,14 +87,12 @@ def test_fields_come_from_the_minimum_necessary() -> None:
     assert fields.member_address == postal_address(patient) == ("12 Main Street", "Fresno, CA 93701")
     assert (fields.service, fields.decision, fields.denial_reason) == (
         "Enhanced Care Management", "denied", "Not medically necessary")
-    assert fields.enclosures == ("Your Rights", "State Hearing Request Form", "Independent Medical Review Application")
+    assert fields.enclosures == ("Your Rights", "State Hearing Request Form",
+                                 "Independent Medical Review Application")
     assert fields.notice_text == ("Composed text",) and fields.letter_date == "December 2, 2026"
     assert "91234567A" not in repr(fields) and "1980" not in repr(fields) and "F20" not in repr(fields)
-    approved = facts.decision({**referral, "extension": [{"url": f"{BASE}/StructureDefinition/authorization-decision",
-                                                          "extension": [{"url": "status", "valueCoding": {"code": "approved"}},
-                                                                        {"url": "date", "valueDateTime": "2026-12-01"}]}]})
-    assert approved is not None and LettersFolder.load(BUNDLED_LETTERS_DIR).enclosures_for(approved.code)[0].title == \
-        "Your Rights" and len(LettersFolder.load(BUNDLED_LETTERS_DIR).enclosures_for("approved")) == 1
+    approved = facts.decision({**referral, "extension": [_decision("approved", "2026-12-01")]})
+    assert approved is not None and [e.title for e in folder.enclosures_for(approved.code)] == ["Your Rights"]
 
 
 def test_a_broken_letters_folder_is_one_line_naming_what_to_fix(tmp_path: Path) -> None:
@@ -96,5 +102,5 @@ def test_a_broken_letters_folder_is_one_line_naming_what_to_fix(tmp_path: Path) 
     with pytest.raises(ConfigurationError, match=r"enclosures\[2\]\.file enclosures/imr-form-SAMPLE.pdf is not a PDF"):
         LettersFolder.load(folder)
     (folder / "letters.yaml").write_text("template: missing.j2\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match="template missing.j2 is not a file"):
+    with pytest.raises(ConfigurationError, match=r"template missing\.j2 is not a file"):
         LettersFolder.load(folder)
