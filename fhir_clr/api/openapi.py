@@ -2,7 +2,7 @@
 API (every type's interactions, PATCH with its JSON Patch and FHIRPath Patch bodies, its search parameters, the
 system interactions, ``metadata`` and every operation advertised, at each level it is invoked) instead of only
 the handful of FastAPI routes. Bodies are described as FHIR JSON objects of the path's type; every response is
-FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export``.
+FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export`` and ``$clr-print-batch``.
 
 A CapabilityStatement names an operation but not where it is invoked, so ``INVOCATIONS`` says that for each
 operation definition; advertising an operation it does not know fails the generation (a test builds it)."""
