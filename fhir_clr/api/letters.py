@@ -6,7 +6,8 @@ operation this server does not have):
   when nothing waited); ``Content-Location`` = its download URL.
 * ``GET [base]/$clr-print-batch?batch=YYYY-MM-DD`` → the batch as one PDF (``application/pdf``).
 * ``POST [base]/$clr-print-batch-mailed?batch=YYYY-MM-DD[&date=YYYY-MM-DD]`` → records the batch's letters as
-  sent on ``date`` (default today); a ``Parameters`` with ``marked``, ``alreadySent`` and ``notInPreparation``.
+  sent on ``date`` (default today); a ``Parameters`` with ``marked``, ``alreadySent``, ``notInPreparation``
+  and ``notPrinted``.
 
 A POST may carry its parameters as a ``Parameters`` body (``valueDate`` / ``valueString``) instead.
 """
@@ -127,4 +128,5 @@ async def batch_mailed(request: Request) -> Response:
     done = await batches.mark_mailed(day, _day(values, "date", batches.today()))
     return fhir_response(orjson.dumps({"resourceType": "Parameters", "parameter": [
         {"name": "marked", "valueInteger": done.marked}, {"name": "alreadySent", "valueInteger": done.already_sent},
-        {"name": "notInPreparation", "valueInteger": done.not_in_preparation}]}))
+        {"name": "notInPreparation", "valueInteger": done.not_in_preparation},
+        {"name": "notPrinted", "valueInteger": done.not_printed}]}))

@@ -65,6 +65,9 @@ class MailedResult:
     marked: int = 0
     already_sent: int = 0
     not_in_preparation: int = 0
+    """Letters deleted, stopped or entered in error since the cut (left as they are)."""
+    not_printed: int = 0
+    """Letters the print file leaves out since the cut (the Member opted out, lost their address…): still waiting."""
 
 
 @dataclass(slots=True)
@@ -236,37 +239,32 @@ class PrintBatches:
     # ---- mailing -----------------------------------------------------------------------------------------
 
     async def mark_mailed(self, day: date, mailed: date) -> MailedResult:
-        """Record the letters of the batch of ``day`` as sent on ``mailed`` (not before the batch day, not in the
-        future); letters already sent keep their date."""
+        """Record the letters the batch of ``day`` prints as sent on ``mailed`` (not before the batch day, not in
+        the future); letters already sent keep their date."""
         if mailed < day:
             raise FhirError(400, "value", f"The mailing date must not be before the batch day {day.isoformat()}",
                             expression="date")
         if mailed > self.today():
             raise FhirError(400, "value", "The mailing date must not be in the future", expression="date")
         batch = await self.require(day)
-        result = MailedResult()
-        for entry in batch.get("entry", ()):
-            reference = _reference(entry.get("item"))
-            if reference is None:
-                continue
-            try:
-                stored = await self.engine.read(*reference.split("/", 1))
-            except FhirError:  # deleted since the cut
-                result.not_in_preparation += 1
-                continue
-            assert stored.body is not None
-            letter = orjson.loads(stored.body)
+        references = [r for r in (_reference(e.get("item")) for e in batch.get("entry", ())) if r]
+        communications = await self._by_reference("Communication", references)
+        result = MailedResult(not_in_preparation=len([r for r in references if r not in communications]))
+        for sources in await self._sources([communications[r] for r in references if r in communications]):
+            letter = sources.communication
             if letter.get("status") == SENT_STATUS:
                 result.already_sent += 1
             elif letter.get("status") != WAITING_STATUS:
                 result.not_in_preparation += 1
+            elif self._skip_reason(sources) is not None:
+                result.not_printed += 1
             else:
                 sent = clone(letter)
                 sent["status"], sent["sent"] = SENT_STATUS, mailed.isoformat()
-                await self.engine.update("Communication", letter["id"], sent, if_match=stored.version)
+                await self.engine.update("Communication", letter["id"], sent,
+                                         if_match=int(letter["meta"]["versionId"]))
                 result.marked += 1
         return result
-
 
 def build_print_batches(engine: Engine, letters_dir: Path) -> PrintBatches:
     """The print batches of ``engine`` with the letters folder at ``letters_dir`` (ConfigurationError, one line,

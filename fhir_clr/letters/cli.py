@@ -80,7 +80,8 @@ def _mailed(args: argparse.Namespace) -> int:
         async with _print_batches(settings) as batches:
             done = await batches.mark_mailed(args.batch, args.date or batches.today())
         print(f"batch {args.batch.isoformat()}: {_letters(done.marked)} recorded as sent, {done.already_sent} "
-              f"already sent, {done.not_in_preparation} neither waiting nor sent (left unchanged)")
+              f"already sent, {done.not_in_preparation} neither waiting nor sent, {done.not_printed} not printed "
+              "(both left unchanged)")
         return 0
     return _run(args, work)
 

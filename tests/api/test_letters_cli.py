@@ -67,7 +67,7 @@ def test_batch_writes_the_pdf_and_mailed_completes_the_obligation(seeded: tuple[
     mailed = letters_cli(data, "mailed", TODAY, "--date", TODAY)
     assert mailed.returncode == 0, mailed.stderr
     assert mailed.stdout.strip() == (f"batch {TODAY}: 1 letter recorded as sent, 0 already sent, 0 neither "
-                                     "waiting nor sent (left unchanged)")
+                                     "waiting nor sent, 0 not printed (both left unchanged)")
 
     server = LiveServer(data)
     server.start()

@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 from tests.api.clr_helpers import fixed_clock_client, obligation
 from tests.api.helpers import FHIR_JSON
-from tests.api.letters_helpers import CLINICAL, decided_referral, member_with_address, queued_letter
+from tests.api.letters_helpers import CLINICAL, OPT_OUT_URL, decided_referral, member_with_address, queued_letter
 
 NOW = "2026-12-02T18:00:00+00:00"
 DAY = "2026-12-02"
@@ -110,7 +110,7 @@ def test_marking_the_batch_mailed_completes_the_obligations_once(client: httpx.C
     marked = client.post("/$clr-print-batch-mailed", params={"batch": DAY, "date": DAY})
     assert marked.status_code == 200, marked.text
     counts = {p["name"]: p["valueInteger"] for p in marked.json()["parameter"]}
-    assert counts == {"marked": 2, "alreadySent": 0, "notInPreparation": 0}
+    assert counts == {"marked": 2, "alreadySent": 0, "notInPreparation": 0, "notPrinted": 0}
     for key in ("denied", "approved"):
         letter = client.get(f"/Communication/{world[key + '_letter']['id']}").json()
         assert (letter["status"], letter["sent"]) == ("completed", DAY)
@@ -122,7 +122,7 @@ def test_marking_the_batch_mailed_completes_the_obligations_once(client: httpx.C
                                                          {"name": "date", "valueDate": DAY}]}
     again = client.post("/$clr-print-batch-mailed", json=body, headers=FHIR_JSON)
     assert {p["name"]: p["valueInteger"] for p in again.json()["parameter"]} == {
-        "marked": 0, "alreadySent": 2, "notInPreparation": 0}
+        "marked": 0, "alreadySent": 2, "notInPreparation": 0, "notPrinted": 0}
     letter = client.get(f"/Communication/{world['denied_letter']['id']}").json()
     assert letter["meta"]["versionId"] == "2" and letter["sent"] == DAY
     assert client.get(f"/Communication/{world['opted_letter']['id']}").json()["status"] == "preparation"
@@ -164,3 +164,20 @@ def test_bad_parameters_get_one_line_naming_the_parameter(client: httpx.Client, 
     assert response.status_code == 400, response.text
     issue = response.json()["issue"][0]
     assert issue["expression"] == [expression] and "\n" not in issue["details"]["text"]
+
+
+def test_a_member_who_opts_out_after_the_cut_is_neither_printed_nor_marked(client: httpx.Client) -> None:
+    member = member_with_address(client)
+    referral = decided_referral(client, member, "approved", "2026-11-27T11:00:00-08:00")
+    letter = queued_letter(client, referral, ["Approved"])
+    cut = _cut(client, "2026-11-30")
+    assert cut.status_code == 201 and _items(cut.json()) == [f"Communication/{letter['id']}"]
+    opted = {**member, "extension": [{"url": OPT_OUT_URL, "valueBoolean": True}]}
+    assert client.put(f"/Patient/{member['id']}", json=opted, headers=FHIR_JSON).status_code == 200
+    pdf = client.get("/$clr-print-batch", params={"batch": "2026-11-30"}, headers={"Accept": "*/*"})
+    assert pdf.status_code == 200 and _pages(pdf.content) == []
+    marked = client.post("/$clr-print-batch-mailed", params={"batch": "2026-11-30", "date": DAY}).json()
+    assert {p["name"]: p["valueInteger"] for p in marked["parameter"]}["notPrinted"] == 1
+    assert client.get(f"/Communication/{letter['id']}").json()["status"] == "preparation"
+    owed = obligation(client, "authorization-decision-member", focus=f"ServiceRequest/{referral['id']}")
+    assert owed["status"] == "requested"
