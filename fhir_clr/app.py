@@ -30,13 +30,14 @@ from fhir_clr.auth import endpoints as auth_endpoints
 from fhir_clr.auth.middleware import SecurityMiddleware
 from fhir_clr.auth.service import build_auth
 from fhir_clr.bulk.service import ExportService
+from fhir_clr.clr.reference import load_reference
+from fhir_clr.clr.rules.write_rules import ClrWriteRules
 from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
-from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
@@ -89,26 +90,27 @@ def fixed_clock(settings: Settings) -> Callable[[], datetime] | None:
 
 
 async def build_services(settings: Settings) -> Services:
-    """Load the configured reference data, open the store and build the engine (the app and CLI commands)."""
+    """Load the configured reference data, open the store and build the engine with its write rules, the CLR
+    workflow's and the Subscriptions' (the app and CLI commands)."""
     base_urls = (settings.base_url.rstrip("/"),) if settings.base_url else ()
     profiles_dir = settings.profiles_dir
-    reference = ReferenceData.load(profiles_dir)
+    reference = load_reference(profiles_dir)
     rules, codes = reference.rules, reference.codes
     specs = load_specs(settings.mappings_dir, rules=rules, codes=codes, profiles_dir=profiles_dir)
     store = SignallingStore(TimedStore(build_store(settings)))
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
-    engine = Engine(store, registry, reference=reference,  # type: ignore[arg-type]
+    engine = Engine(store, registry, reference=reference,
                     default_count=settings.default_page_size, max_count=settings.max_page_size,
                     base_urls=base_urls, clock=fixed_clock(settings))
     topics = TopicCatalog.from_directory(profiles_dir / "topics", registry)
     channels = ChannelReader(topics, registry, EndpointPolicy.from_entries(settings.webhook_allowed_hosts.split(",")),
                              base_urls)
-    engine.write_rules.append(SubscriptionWriteRule(channels, engine.planner))
+    engine.write_rules = [ClrWriteRules(engine.planner, reference), SubscriptionWriteRule(channels, engine.planner)]
     bundles = BundleProcessor(engine, max_entries=settings.max_bundle_entries, base_urls=base_urls,
                               max_response_bytes=settings.max_bundle_response_bytes)
-    return Services(settings=settings, store=store, registry=registry, engine=engine,  # type: ignore[arg-type]
+    return Services(settings=settings, store=store, registry=registry, engine=engine,
                     bundles=bundles, known_profiles=known_profiles(profiles_dir), topics=topics, channels=channels,
                     rules=rules, codes=codes, specs=specs)
 

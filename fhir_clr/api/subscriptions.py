@@ -18,7 +18,6 @@ from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
 from fhir_clr.subscriptions.notifications import status_searchset
 from fhir_clr.subscriptions.operations import SubscriptionOperations
-from fhir_clr.subscriptions.rules import server_status_write
 
 router = APIRouter()
 MAX_ATTEMPTS_SHOWN = 100
@@ -107,10 +106,9 @@ async def resend_events(request: Request, subscription_id: str, since: int | Non
     subscription = await _subscription(request, subscription_id)
     reactivate = await operations_of(request).resend(subscription, since)
     if reactivate:
-        with server_status_write():
-            body = {**subscription, "status": "requested"}
-            body.pop("error", None)
-            await caller.update("Subscription", subscription_id, body)
+        body = {**subscription, "status": "requested"}
+        body.pop("error", None)
+        await caller.for_server_writes().update("Subscription", subscription_id, body)
     services(request).store.committed.set()  # type: ignore[attr-defined]
 
 

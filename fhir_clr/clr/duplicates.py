@@ -63,7 +63,8 @@ class DuplicateRules:
     def _authorization(self, referral: dict[str, Any]) -> dict[str, Any]:
         for ext in referral.get("extension", ()):
             if isinstance(ext, dict) and ext.get("url") == self._auth_url:
-                return {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
+                parts: dict[Any, Any] = {p.get("url"): p for p in ext.get("extension", ()) if isinstance(p, dict)}
+                return parts
         return {}
 
     def is_authorized_on(self, referral: dict[str, Any], day: date) -> bool:

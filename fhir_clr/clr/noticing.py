@@ -83,7 +83,8 @@ class Noticing:
         if not isinstance(reference, str) or "/" not in reference:
             return stated
         kind = reference.split("/", 1)[0]
-        self_types, external = self._conf["self_referral_types"], self._conf["external_referral_types"]
+        self_types: list[str] = self._conf["self_referral_types"]
+        external: list[str] = self._conf["external_referral_types"]
         if kind in self._conf["self_referring_requesters"]:
             return stated if stated in self_types else self_types[0]
         if stated in self_types and kind in self._conf["professional_requesters"]:
@@ -122,7 +123,9 @@ class Noticing:
         ``extension-reason``): their values, empty when the plan recorded none."""
         ext = extension_of(referral, extension_url(self.rules, "authorization-clock"))
         parts = [p for p in (ext or {}).get("extension", ()) if isinstance(p, dict)]
-        return {p.get("url"): next((v for k, v in p.items() if k.startswith("value")), None) for p in parts}
+        values: dict[Any, Any] = {p.get("url"): next((v for k, v in p.items() if k.startswith("value")), None)
+                                  for p in parts}
+        return values
 
     def routine_decision_due(self, referral: dict[str, Any], received: datetime | date | None = None,
                              *, extended: bool = True) -> date:

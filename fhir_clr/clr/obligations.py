@@ -24,7 +24,8 @@ def is_obligation(resource: dict[str, Any] | None) -> bool:
 def kind_of(obligation: dict[str, Any]) -> str | None:
     """The obligation's kind (its notice-kinds code)."""
     codings = (obligation.get("code") or {}).get("coding") or [{}]
-    return codings[0].get("code")
+    code: str | None = codings[0].get("code")
+    return code
 
 
 def is_open(obligation: dict[str, Any]) -> bool:

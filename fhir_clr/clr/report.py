@@ -258,8 +258,9 @@ class ComplianceReporter:
     def _flags_of(self, referral: dict[str, Any]) -> frozenset[str]:
         meta = referral.get("meta")
         tags = meta.get("tag") if isinstance(meta, dict) else None
-        return frozenset(t.get("code") for t in tags or () if isinstance(t, dict)
-                         and t.get("system") == self._flags_system)
+        codes: frozenset[Any] = frozenset(t.get("code") for t in tags or () if isinstance(t, dict)
+                                          and t.get("system") == self._flags_system)
+        return codes
 
     def _closure(self, tasks: list[dict[str, Any]]) -> tuple[str, date | None] | None:
         """(closure reason, closure date) of the first closed referral Task, or None while the loop is open."""

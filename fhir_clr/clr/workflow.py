@@ -23,6 +23,7 @@ from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.noticing import Noticing
+from fhir_clr.engine.rules import Caller
 from fhir_clr.errors import FhirError, Issue
 from fhir_clr.fhirmodel.clone import clone
 
@@ -34,14 +35,6 @@ ENTERED_IN_ERROR = "entered-in-error"
 REVIEW, SUPERSEDED, REJECT = "review", "superseded", "reject"
 MOVEMENT_ACTIONS = frozenset({REVIEW, SUPERSEDED, REJECT})
 SUPERSEDED_NAME = "superseded-referral-status"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is making a change: their organization (``Organization/123``) and role (``plan`` or another)."""
-
-    organization: str | None
-    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +309,8 @@ class TaskWorkflow:
         except FhirError as error:
             issues.extend(error.issues)
             return None
-        return task["businessStatus"]["coding"][0]["code"]
+        code: str = task["businessStatus"]["coding"][0]["code"]
+        return code
 
     def _normalize_reason(self, task: dict[str, Any], code: str | None, issues: list[Issue]) -> str | None:
         """The reason ``task`` gives for its status: the Reason for Referral Loop Closure (required when closed)
@@ -372,8 +366,10 @@ class TaskWorkflow:
     def _task_status(self, code: str | None, reason: str | None) -> str:
         if code == self._flow["closed_referral_status"]:
             by_reason = self._flow["task_status_by_closure_reason"]
-            return by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
-        return self._flow["task_status_by_referral_status"][code]
+            closing: str = by_reason.get(reason, self._flow["task_status_for_other_closure_reasons"])
+            return closing
+        status: str = self._flow["task_status_by_referral_status"][code]
+        return status
 
     def _check_setter(self, previous_code: str | None, code: str, caller: Caller, acting_on: dict[str, Any]) -> None:
         """A new referral starts at the initial status; each status may be set only by the parties the

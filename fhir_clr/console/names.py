@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.engine.clr_context import reference_of
+from fhir_clr.clr.rules.context import reference_of
 from fhir_clr.engine.engine import Engine
 
 LABELLED_TYPES = ("Patient", "Organization", "Practitioner", "PractitionerRole", "RelatedPerson")

@@ -16,8 +16,8 @@ import orjson
 from fhir_clr.clr.config import extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.obligations import is_obligation
+from fhir_clr.clr.rules.context import reference_of
 from fhir_clr.console.names import Names
-from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.imports.received import ROW_SOURCE
 

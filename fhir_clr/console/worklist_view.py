@@ -15,9 +15,9 @@ import orjson
 from fhir_clr.clr.codes import CodeList, CodeLists
 from fhir_clr.clr.config import extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
+from fhir_clr.clr.rules.context import reference_of
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
 from fhir_clr.console.names import Names, label_of
-from fhir_clr.engine.clr_context import reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.parse import PAGE_TOKEN
 

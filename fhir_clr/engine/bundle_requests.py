@@ -132,7 +132,9 @@ def patch_from_entry(resource: dict[str, Any]) -> list[Any] | dict[str, Any]:
                         "A PATCH entry must carry a FHIRPath Patch Parameters or a Binary with contentType "
                         "application/json-patch+json")
     try:
-        return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
+        operations: list[Any] | dict[str, Any] = orjson.loads(base64.b64decode(resource.get("data", ""),
+                                                                                validate=True))
+        return operations
     except (ValueError, orjson.JSONDecodeError):
         raise FhirError(400, "structure", "The PATCH entry's Binary.data is not base64 JSON") from None
 

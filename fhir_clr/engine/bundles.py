@@ -24,10 +24,10 @@ from fhir_clr.engine.bundle_requests import (
     rewrite_narrative,
     rewrite_strings,
 )
-from fhir_clr.engine.clr_context import planning_transaction
 from fhir_clr.engine.content import new_id
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.render import etag, history_bundle, resource_bytes, searchset_bundle
+from fhir_clr.engine.rules import Prefetched
 from fhir_clr.engine.writes import Plan, parse_criteria, require_type
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import MatchKeyTaken, StoredResource, VersionConflict
@@ -186,11 +186,13 @@ class BundleProcessor:
             results[index] = (written[0] if written else plan.existing, plan.status)
         return results
 
-    async def plan_transaction(self, requests: list[EntryRequest], *, steal_keys: bool = False
-                               ) -> dict[int, Plan]:
-        """Plan every write entry of a transaction (identities, urn:uuid rewriting, CLR rules, authorization)
-        without committing; the plans by entry index. Raises the first entry's error, located. ``steal_keys``:
-        conditional creates take over match keys whose holders no longer match (after a lost key race)."""
+    async def plan_transaction(self, requests: list[EntryRequest], *, steal_keys: bool = False,
+                               prefetched: Prefetched | None = None) -> dict[int, Plan]:
+        """Plan every write entry of a transaction (identities, urn:uuid rewriting, business rules,
+        authorization) without committing; the plans by entry index. Raises the first entry's error, located.
+        ``steal_keys``: conditional creates take over match keys whose holders no longer match (after a lost key
+        race). Each entry's rules see what the earlier entries write, and ``prefetched`` (what the rules read
+        ahead for the batch this transaction belongs to, see ``Engine.prefetch``)."""
         ids: dict[int, str] = {}
         resolved: dict[int, StoredResource] = {}
         mapping: dict[str, str] = {}
@@ -208,19 +210,18 @@ class BundleProcessor:
         """What this transaction creates: references to it need no visibility check (anything else it writes
         must already be visible to the caller)."""
         plans: dict[int, Plan] = {}
-        with planning_transaction() as planned:
-            for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
-                if request.method in ("GET", "HEAD"):
-                    continue
-                try:
-                    self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                    plan = await self._plan(request, ids, resolved, resources.get(request.index), creates,
-                                            steal_keys)
-                    plans[request.index] = await self.engine.vet(plan, written)
-                except FhirError as error:
-                    raise locate(error, request.index) from None
-                planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
-                               for c in plans[request.index].changes() if c.resource is not None)
+        planned: dict[str, dict[str, Any]] = {}
+        for request in sorted(requests, key=lambda r: PROCESSING_ORDER[r.method]):
+            if request.method in ("GET", "HEAD"):
+                continue
+            try:
+                self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
+                plan = await self._plan(request, ids, resolved, resources.get(request.index), creates, steal_keys)
+                plans[request.index] = await self.engine.vet(plan, written, planned=planned, prefetched=prefetched)
+            except FhirError as error:
+                raise locate(error, request.index) from None
+            planned.update((f"{c.resource_type}/{c.resource_id}", c.resource)
+                           for c in plans[request.index].changes() if c.resource is not None)
         return plans
 
     async def _assign_identity(self, request: EntryRequest, ids: dict[int, str],
@@ -271,7 +272,7 @@ class BundleProcessor:
                                        "exactly one is required"), request.index)
             conditional[value] = f"{target_type}/{found[0].resource_id}"
         full = {**mapping, **conditional}
-        resource = rewrite_strings(request.resource, full.get)
+        resource: dict[str, Any] = rewrite_strings(request.resource, full.get)
         rewrite_narrative(resource, mapping)
         return resource
 

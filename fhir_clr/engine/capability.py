@@ -48,7 +48,7 @@ def capability_statement(registry: SearchParamRegistry, base_url: str, token_url
     for entry in resources:
         if entry["type"] == "Subscription":
             _subscriptions(entry, topics)
-    statement = {
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),

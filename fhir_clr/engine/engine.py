@@ -1,7 +1,8 @@
 """The engine facade: FHIR interactions over a store, with optimistic concurrency and retries.
 
 Every caller (REST, transaction Bundles, file mappers, CLI) goes through this class, so validation,
-index extraction, history and outbox events happen the same way for every write.
+index extraction, business rules (:mod:`fhir_clr.engine.rules`), history and outbox events happen the same
+way for every write.
 """
 
 from __future__ import annotations
@@ -9,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from fhir_clr.clr.workflow import Caller
 from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
-from fhir_clr.engine.clr_rules import ClrWriteRules
 from fhir_clr.engine.history import HistoryReader
 from fhir_clr.engine.reference import ReferenceData
 from fhir_clr.engine.results import HistoryResult, SearchResult, WriteResult
+from fhir_clr.engine.rules import Caller, PlanningContext, Prefetched, PrefetchingRule, WriteRule
 from fhir_clr.engine.searching import Searcher
 from fhir_clr.engine.visibility import Visibility
 from fhir_clr.engine.writes import Plan, WritePlanner, parse_criteria, require_type
@@ -28,14 +28,6 @@ from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.validate import validate_id
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
-
-
-class WriteRule(Protocol):
-    """Business rules for some resource types, run on every planned write after the CLR rules."""
-
-    async def apply(self, plan: Plan, caller: Caller, now: datetime) -> Plan:
-        """``plan`` as the rule allows it (possibly changed); raises FhirError to refuse it."""
-
 
 MAX_ATTEMPTS = 40
 """Plans tried per write before giving up with 409 (each lost race means another writer succeeded)."""
@@ -45,26 +37,29 @@ class Engine:
     """FHIR create/read/update/patch/delete/search/history over one store, on behalf of ``access`` (see
     ``with_access``; unrestricted by default)."""
 
-    def __init__(self, store: Store, registry: SearchParamRegistry, *, reference: ReferenceData,
-                 default_count: int = 20, max_count: int = 1000, base_urls: Sequence[str] = (),
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, store: Store, registry: SearchParamRegistry, *, reference: ReferenceData | None = None,
+                 write_rules: Iterable[WriteRule] = (), default_count: int = 20, max_count: int = 1000,
+                 base_urls: Sequence[str] = (), clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.registry = registry
-        self.reference = reference
-        """The CLR rules, code lists and profiles the write rules, console and imports of this engine apply."""
-        self.rules = reference.rules
-        self.codes = reference.codes
+        self.reference = reference or ReferenceData()
+        """The domain's rules configuration, code lists and profiles, carried for the console, imports and
+        subscriptions (empty for a plain FHIR server)."""
+        self.rules = self.reference.rules
+        self.codes = self.reference.codes
         self.planner = WritePlanner(store, registry, default_count=default_count, max_count=max_count,
                                     base_urls=base_urls)
         self.searcher = Searcher(store, registry, default_count=default_count, max_count=max_count,
                                  base_urls=base_urls)
         self.history_reader = HistoryReader(store, default_count=default_count, max_count=max_count)
-        self.clr_rules = ClrWriteRules(self.planner, reference)
-        self.write_rules: list[WriteRule] = []
-        """Further rules (e.g. for Subscriptions), registered by the application."""
+        self.write_rules: list[WriteRule] = list(write_rules)
+        """The business rules applied in order to every planned write (the application's, see
+        ``fhir_clr.app.build_services``; none: a plain FHIR server)."""
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         """The current time for business rules (fixed in reproducible deadline tests)."""
         self.access: AccessPolicy = FULL_ACCESS
+        self.server_write = False
+        """True in the view making the server's own writes (see ``for_server_writes``)."""
 
     @property
     def visibility(self) -> Visibility:
@@ -73,11 +68,18 @@ class Engine:
 
     def with_access(self, access: AccessPolicy) -> Engine:
         """A view of this engine acting for one caller (cheap: shares the store and searcher; the planner
-        reads through the caller's visibility). The CLR rules keep the unrestricted planner: their lookups
-        are the server's own."""
+        reads through the caller's visibility). The write rules keep the unrestricted planner they were built
+        with: their lookups are the server's own."""
         scoped = copy.copy(self)
         scoped.access = access
         scoped.planner = self.planner.seen_by(Visibility(self.store, access))
+        return scoped
+
+    def for_server_writes(self) -> Engine:
+        """A view of this engine whose writes are the server's own (a Subscription status the delivery worker
+        or ``$resend`` records): the rules see ``server_write`` in their planning context. Access is unchanged."""
+        scoped = copy.copy(self)
+        scoped.server_write = True
         return scoped
 
     # ---- access ----------------------------------------------------------------------------------
@@ -90,27 +92,39 @@ class Engine:
         """True when the caller may see the resource (its current version decides)."""
         return bool(await self.visibility.visible_ids(resource_type, {resource_id}))
 
-    async def apply_rules(self, plan: Plan) -> Plan:
-        """``plan`` after the CLR business rules, for the caller at the engine's current time."""
-        caller = Caller(self.access.organization, str(self.access.role))
-        now = self.clock()
-        plan = await self.clr_rules.apply(plan, caller, now)
+    async def apply_rules(self, plan: Plan, planned: Mapping[str, dict[str, Any]] | None = None,
+                          prefetched: Prefetched | None = None) -> Plan:
+        """``plan`` after every write rule in order, for the caller at the engine's current time; ``planned``
+        and ``prefetched`` are what the enclosing transaction planned and the rules read ahead (see
+        ``PlanningContext``)."""
+        if not self.write_rules:
+            return plan
+        context = PlanningContext(Caller(self.access.organization, str(self.access.role)), self.clock(),
+                                  self.server_write, planned or {}, prefetched or Prefetched())
         for rule in self.write_rules:
-            plan = await rule.apply(plan, caller, now)
+            plan = await rule.apply(plan, context)
         return plan
 
-    async def vet(self, plan: Plan, written: frozenset[str] = frozenset()) -> Plan:
+    async def prefetch(self, references: Collection[str]) -> Prefetched:
+        """What the rules read ahead for a batch of writes updating ``references`` (``Type/id``), to hand to
+        ``vet`` for each write of the batch."""
+        return Prefetched({rule: await rule.prefetch(references) for rule in self.write_rules
+                           if isinstance(rule, PrefetchingRule)})
+
+    async def vet(self, plan: Plan, written: frozenset[str] = frozenset(), *,
+                  planned: Mapping[str, dict[str, Any]] | None = None, prefetched: Prefetched | None = None) -> Plan:
         """A planned write made ready to commit: the references it adds must be visible to the caller (or
-        be among ``written``, the ``Type/id`` a transaction creates), then the business rules run, then the new
-        content must be the caller's to write (else 403). The version it changes was read through the
-        caller's visibility by the planner, so nothing here runs on a resource the caller may not see."""
+        be among ``written``, the ``Type/id`` a transaction creates), then the business rules run (with what
+        the transaction ``planned`` and the batch ``prefetched``), then the new content must be the caller's to
+        write (else 403). The version it changes was read through the caller's visibility by the planner, so
+        nothing here runs on a resource the caller may not see."""
         change = plan.change
         if change is not None and change.resource is not None:
             previous = plan.replaced.body if plan.replaced is not None else None
             await self.visibility.check_references(change.resource, previous, written)
         if change is not None and plan.replaced is not None and plan.replaced.body is not None:
             self.access.check_change(change.resource_type, orjson.loads(plan.replaced.body))
-        plan = await self.apply_rules(plan)
+        plan = await self.apply_rules(plan, planned, prefetched)
         if plan.change is not None:
             self.access.check_content(plan.change.resource_type, plan.change.resource)
         return plan

@@ -1,33 +1,22 @@
-"""The CLR reference data one server applies: the rules configuration, the code lists and the compiled profiles
-of its profiles directory. :func:`fhir_clr.app.build_services` loads it once and hands it to the engine, which
-hands it on (write rules, console, imports, subscriptions); nothing reads it from a module-level cache."""
+"""The reference data one server applies: its rules configuration, code lists and compiled profiles. The domain
+loads it (the CLR's: :func:`fhir_clr.clr.reference.load_reference`, called once by
+:func:`fhir_clr.app.build_services`) and hands it to the engine, which carries it for the layers above (console,
+imports, subscriptions); nothing reads it from a module-level cache. The engine's own rules use none of it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_clr.clr.codes import CodeLists
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR, load_rules
+from fhir_clr.fhirmodel.code_lists import CodeLists
 from fhir_clr.fhirmodel.profile_check import ProfileChecker
 
 
 @dataclass(frozen=True, slots=True)
 class ReferenceData:
-    """The rules configuration, code lists and profile checker of one profiles directory."""
+    """The rules configuration, code lists and profile checker of one profiles directory (all empty for a plain
+    FHIR server)."""
 
-    rules: dict[str, Any]
-    codes: CodeLists
-    profiles: ProfileChecker
-
-    @classmethod
-    def load(cls, profiles_dir: Path) -> ReferenceData:
-        """The rules configuration with the code lists and compiled profiles of ``profiles_dir``."""
-        codes = CodeLists.from_directory(profiles_dir)
-        return cls(load_rules(), codes, ProfileChecker.from_directory(Path(profiles_dir), codes))
-
-    @classmethod
-    def bundled(cls) -> ReferenceData:
-        """The reference data shipped with the package, read afresh (for tests and tools without Settings)."""
-        return cls.load(DEFAULT_PROFILES_DIR)
+    rules: dict[str, Any] = field(default_factory=dict)
+    codes: CodeLists = field(default_factory=lambda: CodeLists(()))
+    profiles: ProfileChecker = field(default_factory=lambda: ProfileChecker((), CodeLists(())))

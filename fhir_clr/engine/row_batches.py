@@ -1,7 +1,7 @@
 """Many small transactions committed as one: the write path of file imports.
 
 Each *group* (one file row) is a transaction Bundle planned through the same machinery as ``POST [base]`` —
-identities, conditional creates, CLR rules, access checks — and either fails on its own (its error is its
+identities, conditional creates, business rules, access checks — and either fails on its own (its error is its
 result; the other groups go on) or joins the current batch. A batch is committed in **one** store transaction,
 so a crash leaves whole rows or nothing. A group that touches a resource (or claims a conditional-create key)
 already touched in the batch is planned again after the batch is flushed, so it sees the earlier row's result;
@@ -16,7 +16,7 @@ from typing import Any
 
 from fhir_clr.engine.bundle_requests import parse_entries
 from fhir_clr.engine.bundles import BundleProcessor
-from fhir_clr.engine.clr_context import ObligationCache, prefetched_obligations
+from fhir_clr.engine.rules import Prefetched
 from fhir_clr.engine.writes import Plan
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import Change, MatchKeyTaken, StoredResource, VersionConflict
@@ -64,38 +64,36 @@ class RowBatchWriter:
     async def start(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> PendingCommit:
         """Plan every group now (committing early only where a group overlaps an earlier one) and hand back the
         commit of the rest: awaiting its call commits and gives one result per group, in order. A caller may
-        plan further groups while that commit runs, provided they read nothing these groups write."""
+        plan further groups while that commit runs, provided they read nothing these groups write. The rules
+        read ahead once for the groups' updates (``Engine.prefetch``); every group is planned with that."""
         results: dict[Hashable, GroupResult] = {}
-        obligations = await self.processor.engine.clr_rules.context.prefetch_obligations(
-            _updated_references(bundle for _, bundle in groups))
-        with prefetched_obligations(obligations):
-            batch = await self._write_groups(groups, results, obligations)
+        prefetched = await self.processor.engine.prefetch(_updated_references(bundle for _, bundle in groups))
+        batch = await self._write_groups(groups, results, prefetched)
 
         async def finish() -> list[GroupResult]:
-            with prefetched_obligations(obligations):
-                await self._flush(batch, results, obligations)
+            await self._flush(batch, results, prefetched)
             return [results[key] for key, _ in groups]
 
         return finish
 
     async def _write_groups(self, groups: Sequence[tuple[Hashable, dict[str, Any]]],
-                            results: dict[Hashable, GroupResult], obligations: ObligationCache) -> list[_Planned]:
+                            results: dict[Hashable, GroupResult], prefetched: Prefetched) -> list[_Planned]:
         """Plan the groups in order, committing a batch whenever a group overlaps it; the last batch, planned
         and not committed."""
         batch: list[_Planned] = []
         touched: set[tuple[str, str]] = set()
         claimed: set[str] = set()
         for key, bundle in groups:
-            planned = await self._plan(key, bundle, results)
+            planned = await self._plan(key, bundle, results, prefetched)
             if planned is None:
                 continue
             resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
             keys = {k for c in planned.changes() for k in c.match_keys}
             if resources & touched or keys & claimed:
-                await self._flush(batch, results, obligations)
-                obligations.clear()  # the flushed rows may have changed what was read before them
+                await self._flush(batch, results, prefetched)
+                prefetched.clear()  # the flushed rows may have changed what was read before them
                 batch, touched, claimed = [], set(), set()
-                planned = await self._plan(key, bundle, results)
+                planned = await self._plan(key, bundle, results, prefetched)
                 if planned is None:
                     continue
                 resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
@@ -105,12 +103,12 @@ class RowBatchWriter:
             claimed |= keys
         return batch
 
-    async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult]
-                    ) -> _Planned | None:
+    async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult],
+                    prefetched: Prefetched) -> _Planned | None:
         """The group's plans, or None when it is already decided (rejected, or nothing to write)."""
         try:
             requests = parse_entries(bundle, (*self.processor.base_urls, self.base_url), self.processor.max_entries)
-            plans = await self.processor.plan_transaction(requests)
+            plans = await self.processor.plan_transaction(requests, prefetched=prefetched)
         except FhirError as error:
             results[key] = GroupResult(key, "rejected", error)
             return None
@@ -122,7 +120,7 @@ class RowBatchWriter:
         return planned
 
     async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult],
-                     obligations: ObligationCache) -> None:
+                     prefetched: Prefetched) -> None:
         if not batch:
             return
         if self.dry_run:
@@ -133,8 +131,8 @@ class RowBatchWriter:
             try:
                 stored = iter(await store.commit([c for group in batch for c in group.changes()]))
             except (VersionConflict, MatchKeyTaken):
-                obligations.clear()  # a concurrent writer won: read everything again
-                batch = await self._replan(batch, results)
+                prefetched.clear()  # a concurrent writer won: read everything again
+                batch = await self._replan(batch, results, prefetched)
                 if not batch:
                     return
                 continue
@@ -145,10 +143,11 @@ class RowBatchWriter:
         for group in batch:  # still racing: give each group its own commit
             await self._commit_alone(group, results)
 
-    async def _replan(self, batch: list[_Planned], results: dict[Hashable, GroupResult]) -> list[_Planned]:
+    async def _replan(self, batch: list[_Planned], results: dict[Hashable, GroupResult], prefetched: Prefetched
+                      ) -> list[_Planned]:
         replanned = []
         for group in batch:
-            again = await self._plan(group.key, group.bundle, results)
+            again = await self._plan(group.key, group.bundle, results, prefetched)
             if again is not None:
                 replanned.append(again)
         return replanned

@@ -59,8 +59,8 @@ class Searcher:
                                 message=f"Ignored unknown or unsupported search parameter(s): {names}"))
         query = parsed.query
         if parsed.summary == "count" or query.count == 0:
-            total = await self.store.count(query)
-            return SearchResult([], [], total, parsed.self_params, None, None, issues, parsed.summary)
+            return SearchResult([], [], await self.store.count(query), parsed.self_params, None, None, issues,
+                                parsed.summary)
         page = await self.store.search(query)
         total: int | None = None
         if parsed.total != "none":

@@ -38,7 +38,8 @@ def claiming(resource: dict[str, Any], profile: str | None) -> dict[str, Any]:
     """``resource`` with ``profile`` added to its ``meta.profile`` (a copy; unchanged when already claimed)."""
     if profile is None:
         return resource
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    given = resource.get("meta")
+    meta: dict[str, Any] = given if isinstance(given, dict) else {}
     claimed = [p for p in meta.get("profile", []) if isinstance(p, str)]
     if profile in claimed:
         return resource

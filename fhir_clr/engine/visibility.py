@@ -132,12 +132,14 @@ class Visibility:
         """``resource`` with the server's created-by tag: a client-supplied one is dropped, the one of the
         live version it replaces is carried over, and a restricted caller's create gets its organization's.
         Nothing changes for the common resource without such tags."""
-        live = replaced is not None and not replaced.deleted and replaced.body is not None
-        kept = _created_by_tags(replaced.body) if live else []  # type: ignore[union-attr]
-        if not live and self.scope is not None:
+        body = replaced.body if replaced is not None and not replaced.deleted else None
+        kept = _created_by_tags(body) if body is not None else []
+        if body is None and self.scope is not None:
             kept = [{"system": CREATED_BY_SYSTEM, "code": self.scope}]
-        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
-        tags = meta.get("tag") if isinstance(meta.get("tag"), list) else []
+        given_meta = resource.get("meta")
+        meta: dict[str, Any] = given_meta if isinstance(given_meta, dict) else {}
+        given_tags = meta.get("tag")
+        tags: list[Any] = given_tags if isinstance(given_tags, list) else []
         others = [t for t in tags if not is_created_by_tag(t)]
         if not kept and len(others) == len(tags):
             return resource

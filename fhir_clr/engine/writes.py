@@ -5,7 +5,7 @@ commit all changes at once. Both use exactly these functions, so validation, ind
 conditional semantics are the same everywhere.
 
 Every plan reads the version it changes through ``Visibility.current`` (``_current``): for a caller who may
-not see a resource it is absent, before If-Match, JSON Patch, CLR rules or content checks look at anything.
+not see a resource it is absent, before If-Match, JSON Patch, business rules or content checks look at anything.
 A restricted caller never creates a resource at an id of its choosing (``PUT`` on an id it cannot see is 404).
 """
 
@@ -35,7 +35,7 @@ from fhir_clr.store.query import Criterion
 @dataclass(slots=True)
 class Plan:
     """A planned write. ``change`` None means nothing to write and ``existing`` is the answer. ``extra`` are
-    changes the write entails (CLR workflow side effects), committed atomically with ``change``. ``replaced``
+    changes the write entails (side effects the business rules add), committed atomically with ``change``. ``replaced``
     is the stored version an update or delete replaces, when the planner read it."""
 
     change: Change | None
@@ -272,10 +272,12 @@ class WritePlanner:
 
 def apply_patch(document: dict[str, Any], patch: list[Any] | dict[str, Any]) -> dict[str, Any]:
     """Apply a FHIRPath Patch (Parameters) or a JSON Patch (anything else) to ``document``."""
-    return apply_fhirpath_patch(document, patch) if is_fhirpath_patch(patch) else apply_json_patch(document, patch)
+    if isinstance(patch, dict) and is_fhirpath_patch(patch):
+        return apply_fhirpath_patch(document, patch)
+    return apply_json_patch(document, patch)
 
 
-def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+def apply_json_patch(document: dict[str, Any], operations: list[Any] | dict[str, Any]) -> dict[str, Any]:
     """Apply RFC 6902 operations to ``document`` (changed in place); a malformed patch is 400, a failed
     ``test`` or an operation that does not fit the document is 422 naming the operation (index, op, path),
     never the document or a value in it."""

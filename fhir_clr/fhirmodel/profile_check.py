@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import CodeList, CodeLists
-from fhir_clr.clr.config import CANONICAL_BASE
 from fhir_clr.errors import Issue
+from fhir_clr.fhirmodel.code_lists import CodeList, CodeLists
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +82,10 @@ class ProfileChecker:
     """Checks resources against the compiled profiles and extension definitions of one directory."""
 
     def __init__(self, definitions: Iterable[dict[str, Any]], lists: CodeLists,
-                 union_value_sets: Iterable[dict[str, Any]] = ()) -> None:
+                 union_value_sets: Iterable[dict[str, Any]] = (), *, own_base: str | None = None) -> None:
+        self.own_base = own_base
+        """The canonical base of this server's own definitions: a claimed profile below it must be defined
+        here (None: no such check)."""
         every = [lists[name] for name in lists.keys()]  # noqa: SIM118 (CodeLists is not iterable)
         self._codes_by_value_set = {c.value_set: Binding(c.title, c.value_set, (c,)) for c in every}
         by_system = {c.system: c for c in every}
@@ -99,11 +101,11 @@ class ProfileChecker:
                 self.profiles[definition["url"]] = self._profile(definition)
 
     @classmethod
-    def from_directory(cls, directory: Path, codes: CodeLists) -> ProfileChecker:
+    def from_directory(cls, directory: Path, codes: CodeLists, own_base: str | None = None) -> ProfileChecker:
         """Compile every ``StructureDefinition-*.json`` of ``directory`` against ``codes`` (its code lists) and
-        its ValueSets that unite several of them."""
+        its ValueSets that unite several of them; ``own_base`` is the canonical base of these definitions."""
         definitions = (orjson.loads(p.read_bytes()) for p in sorted(directory.glob("StructureDefinition-*.json")))
-        return cls(definitions, codes, _union_value_sets(directory))
+        return cls(definitions, codes, _union_value_sets(directory), own_base=own_base)
 
     # ---- compiling ---------------------------------------------------------------------------------------
 
@@ -158,11 +160,11 @@ class ProfileChecker:
             profile = self.profiles.get(url)
             if profile is not None:
                 self._check_profile(profile, resource, resource_type, issues)
-            elif url.startswith(f"{CANONICAL_BASE}/") and url not in self.extensions:
+            elif self.own_base is not None and url.startswith(f"{self.own_base}/") and url not in self.extensions:
                 issues.append(Issue("invalid", "The resource claims a profile this server does not define",
                                     expression=f"{resource_type}.meta.profile"))
         for extension in resource.get("extension", ()):
-            rule = self.extensions.get(extension.get("url")) if isinstance(extension, dict) else None
+            rule = self.extensions.get(str(extension.get("url"))) if isinstance(extension, dict) else None
             if rule is not None:
                 self._check_extension(rule, extension, f"{resource_type}.extension('{rule.url}')", issues)
         return issues

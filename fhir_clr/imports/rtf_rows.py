@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 
 from fhir_clr.clr.obligations import is_obligation
+from fhir_clr.clr.rules.context import REFERRAL_TASK_PROFILE, profiles, reference_of
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, profiles, reference_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.fhirmodel.clone import clone
 from fhir_clr.imports.caller import restricted_organization

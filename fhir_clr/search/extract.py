@@ -43,7 +43,7 @@ def _resolve(inputs: list[Any]) -> list[ResourceNode]:
         if isinstance(item, dict):
             typ = reference_type(item)
             if typ:
-                out.append(ResourceNode.create_node({"resourceType": typ}))
+                out.append(ResourceNode.create_node({"resourceType": typ}))  # type: ignore[no-untyped-call]
     return out
 
 

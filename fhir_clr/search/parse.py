@@ -283,12 +283,12 @@ class _Parser:
             parts = [unescape(p) for p in split_escaped(raw, "|")]
             if len(parts) not in (1, 3):
                 raise ValueError("a quantity is number, number|system|code or number||code")
-            lo, hi = number_range(parts[0])
+            low, high = number_range(parts[0])
         except ValueError as exc:
             what = "a FHIR date/dateTime/instant" if ptype is ParamType.DATE else f"a {ptype.value}"
             raise _bad(name, f"value is not {what} ({exc})") from None
         system, code = (parts[1] or None, parts[2] or None) if len(parts) == 3 else (None, None)
-        return RangeValue(prefix, lo, hi, system, code)
+        return RangeValue(prefix, low, high, system, code)
 
     # -- result controls --
 

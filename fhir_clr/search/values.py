@@ -97,7 +97,9 @@ def number_range(text: str) -> tuple[float, float]:
         raise ValueError("not a decimal number") from None
     if not value.is_finite():
         raise ValueError("not a finite number")
-    half = Decimal(5).scaleb(value.as_tuple().exponent - 1)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite Decimal's exponent is a number ("n", "N", "F": NaN, infinity)
+    half = Decimal(5).scaleb(exponent - 1)
     return float(value - half), float(value + half)
 
 

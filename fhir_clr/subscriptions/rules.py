@@ -9,53 +9,39 @@ after planning, so REST, transactions and imports behave alike):
 * a Subscription made by a provider or Referring Entity records its Organization as ``subscriber``; its events
   are limited to what that Organization may see.
 
-Status changes the delivery worker makes run inside :func:`server_status_write` and skip these checks.
+Status changes the delivery worker (and ``$resend``) make are the server's own writes
+(``Engine.for_server_writes``, seen as ``PlanningContext.server_write``) and skip these checks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from datetime import datetime
 from typing import Any
 
 import orjson
 
-from fhir_clr.clr.workflow import Caller
+from fhir_clr.engine.rules import Caller, PlanningContext
 from fhir_clr.engine.writes import Plan, WritePlanner
 from fhir_clr.store.port import ChangeOp
 from fhir_clr.subscriptions.channel import SUBSCRIBER_URL, ChannelReader
 
-_SERVER_WRITE: ContextVar[bool] = ContextVar("subscription_server_write", default=False)
 NEGOTIATED = ("criteria", "_criteria", "channel", "end")
 """Elements whose change needs a new handshake."""
 
 
-@contextmanager
-def server_status_write() -> Iterator[None]:
-    """Writes in this block are the server's own status changes (not re-checked)."""
-    token = _SERVER_WRITE.set(True)
-    try:
-        yield
-    finally:
-        _SERVER_WRITE.reset(token)
-
-
 class SubscriptionWriteRule:
-    """The engine write rule for Subscription resources."""
+    """The engine write rule (:class:`~fhir_clr.engine.rules.WriteRule`) for Subscription resources."""
 
     def __init__(self, reader: ChannelReader, planner: WritePlanner) -> None:
         self.reader = reader
         self.planner = planner
 
-    async def apply(self, plan: Plan, caller: Caller, now: datetime) -> Plan:
+    async def apply(self, plan: Plan, context: PlanningContext) -> Plan:
         """``plan`` with the Subscription's status and subscriber set by the rules; 422 when it cannot be
-        served."""
+        served. The server's own writes pass unchecked."""
         change = plan.change
         if change is None or change.resource is None or change.resource_type != "Subscription" \
-                or _SERVER_WRITE.get():
+                or context.server_write:
             return plan
         resource = dict(change.resource)
         await asyncio.to_thread(self.reader.read, resource)  # the endpoint check resolves its host: not on the loop
@@ -63,7 +49,7 @@ class SubscriptionWriteRule:
         resource["status"] = self._status(previous, resource)
         if previous is not None and previous.get("error") and resource["status"] != "error":
             resource.pop("error", None)
-        resource = self._with_subscriber(resource, previous, caller)
+        resource = self._with_subscriber(resource, previous, context.caller)
         if resource == change.resource:
             return plan
         prepared = self.planner.prepare("Subscription", change.resource_id, resource)

@@ -33,7 +33,6 @@ from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import Deliverer, Outcome, RetryPolicy
 from fhir_clr.subscriptions.generator import BATCH, EventGenerator
 from fhir_clr.subscriptions.notifications import instant_of
-from fhir_clr.subscriptions.rules import server_status_write
 from fhir_clr.subscriptions.state import DeliveryState
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,12 @@ class SubscriptionService:
                  sweep_seconds: float = 60.0) -> None:
         self.store = store
         self.engine = engine
-        self.book = SubscriptionBook(store, reader)  # type: ignore[arg-type]
-        self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)  # type: ignore[arg-type]
+        self.book = SubscriptionBook(store, reader)
+        self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)
         transport = VettedTransport(policy.addresses,
                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         self.http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        self.deliverer = Deliverer(store, self.http, policy, retry, base_url,  # type: ignore[arg-type]
+        self.deliverer = Deliverer(store, self.http, policy, retry, base_url,
                                    self._set_status)
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
@@ -224,8 +223,8 @@ class SubscriptionService:
             else:
                 body.pop("error", None)
             try:
-                with server_status_write():
-                    await self.engine.update("Subscription", subscription_id, body, if_match=current.version)
+                await self.engine.for_server_writes().update("Subscription", subscription_id, body,
+                                                             if_match=current.version)
                 await self.book.refresh()
                 return
             except FhirError as failure:

@@ -10,7 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import LiveServer
+
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+SEED = "20261202"
 
 
 def test_openapi_follows_the_capability_statement(client: httpx.Client) -> None:
@@ -52,17 +55,32 @@ def test_openapi_lists_patch_and_every_advertised_operation(client: httpx.Client
 
 
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is installed with the test extra")
-def test_schemathesis_finds_no_server_error(live_server, tmp_path: Path) -> None:
-    run = subprocess.run(
-        [str(SCHEMATHESIS), "run", f"{live_server.base_url}/openapi.json", "--checks", "not_a_server_error",
-         "--max-examples", "3", "--workers", "1", "--phases", "coverage,fuzzing", "--no-color",
-         "--suppress-health-check", "all", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=1500, cwd=tmp_path)  # its caches stay out of the repository
+def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
+    # Its own server on an empty store and a fixed seed: a failure replays exactly (``--seed`` as printed),
+    # whatever other tests stored. The fuzzer's caches stay out of the repository (cwd).
+    live_server = LiveServer(tmp_path / "server")
+    live_server.start()
+    try:
+        run = subprocess.run(
+            [str(SCHEMATHESIS), "run", f"{live_server.base_url}/openapi.json", "--checks", "not_a_server_error",
+             "--max-examples", "3", "--workers", "1", "--phases", "coverage,fuzzing", "--no-color",
+             "--suppress-health-check", "all", "--seed", SEED, "--report-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+        paths = httpx.get(f"{live_server.base_url}/openapi.json").json()["paths"]
+    finally:
+        live_server.stop()
     summary = run.stdout[-4000:]
-    assert run.returncode == 0, summary + run.stderr[-2000:]
-    paths = httpx.get(f"{live_server.base_url}/openapi.json").json()["paths"]
+    assert run.returncode == 0, _failures(run.stdout) + summary[-1500:] + run.stderr[-2000:]
     operations = sum(len(methods) for methods in paths.values())
     assert f"Tested: {operations}" in summary  # every operation listed was exercised
     tested = next(line for line in summary.splitlines() if "generated," in line)
     generated, passed = (int(word) for word in tested.replace(",", "").split() if word.isdigit())
     assert generated == passed > 1000, tested
+
+
+def _failures(output: str) -> str:
+    """The report's FAILURES section (each failing operation with its curl reproduction), which a summary's
+    tail would cut off."""
+    start = output.find("FAILURES")
+    end = output.find("SUMMARY", start)
+    return output[start:end][:6000] if start >= 0 else ""

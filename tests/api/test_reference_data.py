@@ -18,7 +18,7 @@ from fhir_clr.config import BUNDLED_MAPPINGS_DIR, BUNDLED_PROFILES_DIR, Settings
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import created, organization, referral_body
 from tests.api.test_rtf_import import row, valid_npi
-from tests.bundled import find_spec
+from tests.bundled import clr_rules_of, find_spec
 from tests.conftest import LiveServer
 
 PLAN_SERVICE = "Plan-named Enhanced Care Management"
@@ -74,9 +74,9 @@ async def test_the_engine_console_and_imports_get_the_loaded_reference_data(tmp_
     try:
         engine = services.engine
         assert engine.codes is services.codes and engine.rules is services.rules
-        assert engine.clr_rules.context.codes is services.codes
-        assert engine.clr_rules.context.workflow.codes is services.codes
-        assert engine.clr_rules.profiles is engine.reference.profiles
+        assert clr_rules_of(engine).context.codes is services.codes
+        assert clr_rules_of(engine).context.workflow.codes is services.codes
+        assert clr_rules_of(engine).profiles is engine.reference.profiles
         assert services.codes["clr-services"].concepts["ecm"].display == PLAN_SERVICE
     finally:
         await services.store.close()

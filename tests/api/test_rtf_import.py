@@ -18,6 +18,7 @@ import pytest
 from fhir_clr.app import Services, build_services
 from fhir_clr.clr.config import bundled_rules
 from fhir_clr.clr.obligations import kind_of
+from fhir_clr.clr.rules.context import ObligationCache
 from fhir_clr.config import Settings
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
@@ -25,7 +26,7 @@ from fhir_clr.mapping.values import npi_check_digit_ok
 from fhir_clr.mapping.writers import write_table
 from tests.api.clr_helpers import referral_body, referral_task_body
 from tests.api.conftest import EMBEDDED_NOW
-from tests.bundled import find_spec
+from tests.bundled import clr_rules_of, find_spec, plan_planning
 
 NOW = EMBEDDED_NOW
 SYSTEMS = bundled_rules()["identifier_systems"]
@@ -215,12 +216,13 @@ async def test_a_crash_mid_import_leaves_whole_rows_and_a_rerun_completes(
 async def test_prefetched_obligations_are_those_a_lookup_finds(services: Services) -> None:
     npi = valid_npi("523456789")
     tasks = [await referral(services, f"5234567{n}E", npi) for n in range(3)]
-    context = services.engine.clr_rules.context
+    rules = clr_rules_of(services.engine)
     references = [f"Task/{t['id']}" for t in tasks]
-    cache = await context.prefetch_obligations([*references, "ServiceRequest/elsewhere"])
+    cache = (await services.engine.prefetch([*references, "ServiceRequest/elsewhere"])).of(rules)
+    assert isinstance(cache, ObligationCache)
     assert sorted(cache.by_task) == sorted(references)
     for reference in references:
-        one_by_one = await context.open_obligations(part_of=reference)
+        one_by_one = await rules.context.open_obligations(plan_planning(), part_of=reference)
         assert [o.stored for o in cache.by_task[reference]] == [o.stored for o in one_by_one] != []
 
 

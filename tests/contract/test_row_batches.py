@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
 from fhir_clr.clr.obligations import OBLIGATION_PROFILE
+from fhir_clr.clr.rules.context import ObligationCache
 from fhir_clr.engine.bundles import BundleProcessor
-from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.row_batches import RowBatchWriter
-from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Change, ChangeOp, Store
-from tests.bundled import REFERENCE
+from tests.bundled import clr_engine, clr_rules_of, plan_planning
 
 CIN = "http://fhir-clr.org/fhir/sid/medi-cal-cin"
 
@@ -28,7 +26,7 @@ def member_row(cin: str, family: str, **extra: Any) -> dict[str, Any]:
 
 
 def writer(store: Store) -> RowBatchWriter:
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+    engine = clr_engine(store)
     return RowBatchWriter(BundleProcessor(engine, max_entries=100))
 
 
@@ -68,8 +66,9 @@ async def test_start_plans_now_and_commits_when_awaited(store: Store) -> None:
 
 
 async def test_prefetched_obligations_match_the_lookup_of_each_task(store: Store) -> None:
-    """The batch's one search for open obligations finds what the status clocks' per-Task lookup finds."""
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+    """The batch's one search for open obligations (the CLR rule's ``prefetch``, asked through the engine) finds
+    what the status clocks' per-Task lookup finds."""
+    engine = clr_engine(store)
 
     def obligation(number: int, task: str, status: str) -> Change:
         body = {"resourceType": "Task", "meta": {"profile": [OBLIGATION_PROFILE]}, "status": status,
@@ -79,10 +78,11 @@ async def test_prefetched_obligations_match_the_lookup_of_each_task(store: Store
 
     await store.commit([obligation(1, "Task/a", "requested"), obligation(2, "Task/a", "completed"),
                         obligation(3, "Task/b", "requested"), obligation(4, "Task/c", "requested")])
-    context = engine.clr_rules.context
-    cache = await context.prefetch_obligations(["Task/a", "Task/b", "Task/none", "ServiceRequest/x"])
+    rules = clr_rules_of(engine)
+    cache = (await engine.prefetch(["Task/a", "Task/b", "Task/none", "ServiceRequest/x"])).of(rules)
+    assert isinstance(cache, ObligationCache)
     assert {task: [o.stored.resource_id for o in found] for task, found in cache.by_task.items()} == {
         "Task/a": ["ob1"], "Task/b": ["ob3"], "Task/none": []}
     for task in ("Task/a", "Task/b"):
-        assert [o.stored for o in cache.by_task[task]] == [o.stored for o in await context.open_obligations(
-            part_of=task)]
+        assert [o.stored for o in cache.by_task[task]] == [o.stored for o in await rules.context.open_obligations(
+            plan_planning(), part_of=task)]

@@ -3,15 +3,12 @@ store adapter: SQLite's expression-depth and compound-SELECT limits are not reac
 
 from __future__ import annotations
 
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
-from fhir_clr.engine.engine import Engine
-from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
-from tests.bundled import REFERENCE
+from tests.bundled import clr_engine
 
 
 async def test_three_thousand_values_in_one_parameter(store: Store) -> None:
-    engine = Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+    engine = clr_engine(store)
     for value in ("v7", "v2999"):
         await engine.create("Patient", {"resourceType": "Patient", "identifier": [{"system": "sys", "value": value}]})
     result = await engine.search("Patient", [("identifier", ",".join(f"sys|v{i}" for i in range(3000))),

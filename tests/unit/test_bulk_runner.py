@@ -14,13 +14,11 @@ import pytest
 from fhir_clr.bulk.jobs import COMPLETE, JobDirectory
 from fhir_clr.bulk.params import parse_export
 from fhir_clr.bulk.runner import ExportRunner
-from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
 from fhir_clr.engine.access import FullAccess
 from fhir_clr.engine.engine import Engine
-from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.query import Condition, Criterion, ParamType, TokenValue
 from fhir_clr.store.sqlite import SqliteStore
-from tests.bundled import REFERENCE
+from tests.bundled import clr_engine
 
 
 class ListedPatients(FullAccess):
@@ -41,7 +39,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     store = SqliteStore(tmp_path / "runner.sqlite3", read_threads=2)
     await store.open()
     try:
-        yield Engine(store, SearchParamRegistry.from_directory(DEFAULT_PROFILES_DIR), reference=REFERENCE)
+        yield clr_engine(store)
     finally:
         await store.close()
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fhir_clr.clr.workflow import Caller, CompleteServiceRequest, CreateObligation
+from fhir_clr.clr.workflow import CompleteServiceRequest, CreateObligation
+from fhir_clr.engine.rules import Caller
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import validate_resource
 from tests.bundled import CODES, WORKFLOW

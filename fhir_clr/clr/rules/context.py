@@ -1,23 +1,25 @@
 """What the CLR write rules share: the rule objects, lookups of related resources in the store, and builders of
-the extra store Changes a rule produces (creates with new ids, compare-and-swap updates)."""
+the extra store Changes a rule produces (creates with new ids, compare-and-swap updates).
+
+What a transaction planned before the current entry, and the obligations read ahead for a batch, come from the
+engine's :class:`~fhir_clr.engine.rules.PlanningContext` of the write, passed to the lookups that use them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from fhir_clr.clr.codes import CodeList, CodeLists
 from fhir_clr.clr.config import profile_url
 from fhir_clr.clr.noticing import Noticing
 from fhir_clr.clr.obligations import is_obligation, is_open
 from fhir_clr.clr.workflow import TERMINAL_STATUSES, TaskWorkflow
 from fhir_clr.engine.content import new_id
+from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.engine.writes import WritePlanner
+from fhir_clr.fhirmodel.code_lists import CodeList, CodeLists
 from fhir_clr.store.port import Change, ChangeOp, StoredResource
 
 REFERRAL_PROFILE = profile_url("clr-referral")
@@ -26,43 +28,18 @@ LOOKUP_LIMIT = 200
 """Most related resources one rule looks at (obligations of a Task, referrals of a Member for a service)."""
 
 
-_PLANNED: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("clr_planned_in_transaction", default=None)
-_PREFETCHED: ContextVar[ObligationCache | None] = ContextVar("clr_prefetched_obligations", default=None)
-
-
-@contextmanager
-def planning_transaction() -> Iterator[dict[str, dict[str, Any]]]:
-    """While a transaction Bundle is planned: the resources its earlier entries will write, by ``Type/id``, so
-    a later entry's rules see them (a referral Task whose CLR Referral is created in the same Bundle)."""
-    planned: dict[str, dict[str, Any]] = {}
-    token = _PLANNED.set(planned)
-    try:
-        yield planned
-    finally:
-        _PLANNED.reset(token)
-
-
 @dataclass(slots=True)
 class ObligationCache:
     """The open obligations of some referral Tasks, read with one search for a batch of writes, by the Task's
-    reference. Only valid until the batch commits: whoever fills it empties it (:meth:`clear`) before planning
-    anything after a commit or a lost race."""
+    reference (what the CLR rules prefetch, see :class:`~fhir_clr.engine.rules.Prefetch`). Only valid until the
+    batch commits: whoever fills it empties it (:meth:`clear`) before planning anything after a commit or a lost
+    race."""
 
     by_task: dict[str, list[Related]] = field(default_factory=dict)
 
     def clear(self) -> None:
         """Forget everything (lookups go to the store again)."""
         self.by_task.clear()
-
-
-@contextmanager
-def prefetched_obligations(cache: ObligationCache) -> Iterator[ObligationCache]:
-    """While a batch of writes is planned: answer open-obligation lookups of the cached Tasks from ``cache``."""
-    token = _PREFETCHED.set(cache)
-    try:
-        yield cache
-    finally:
-        _PREFETCHED.reset(token)
 
 
 def profiles(resource: dict[str, Any]) -> list[str]:
@@ -76,7 +53,8 @@ def body_of(stored: StoredResource | None) -> dict[str, Any] | None:
     """The JSON body of a live stored resource; None when absent or deleted."""
     if stored is None or stored.deleted or stored.body is None:
         return None
-    return orjson.loads(stored.body)
+    body: dict[str, Any] = orjson.loads(stored.body)
+    return body
 
 
 def reference_of(value: Any) -> str | None:
@@ -98,10 +76,12 @@ class Related:
 
 
 class ClrContext:
-    """Rules, lookups and change builders over one write planner (and its store)."""
+    """Rules, lookups and change builders over one write planner (and its store). ``owner`` is the rule whose
+    prefetched obligations the lookups use (see :meth:`open_obligations`)."""
 
-    def __init__(self, planner: WritePlanner, rules: dict[str, Any], codes: CodeLists) -> None:
+    def __init__(self, planner: WritePlanner, rules: dict[str, Any], codes: CodeLists, owner: object) -> None:
         self.planner = planner
+        self.owner = owner
         self.rules = rules
         self.codes = codes
         self.workflow = TaskWorkflow(self.rules, self.codes)
@@ -127,11 +107,13 @@ class ClrContext:
         found = await self.planner.find(resource_type, params, limit=LOOKUP_LIMIT)
         return [Related(s, b) for s in found if (b := body_of(s)) is not None]
 
-    async def referral(self, reference: str | None) -> dict[str, Any] | None:
-        """The CLR Referral at ``reference`` (``ServiceRequest/id``), or None when it is something else."""
+    async def referral(self, reference: str | None, planning: PlanningContext) -> dict[str, Any] | None:
+        """The CLR Referral at ``reference`` (``ServiceRequest/id``), or None when it is something else; one an
+        earlier entry of the same transaction writes counts (``planning.planned``), e.g. a referral Task whose
+        CLR Referral is created in the same Bundle."""
         if not reference or not reference.startswith("ServiceRequest/"):
             return None
-        planned = (_PLANNED.get() or {}).get(reference)
+        planned = planning.planned.get(reference)
         if planned is not None:
             return planned if is_referral(planned) else None
         related = await self.read(reference)
@@ -142,10 +124,12 @@ class ClrContext:
         tasks = await self.find("Task", [("focus", referral_reference)])
         return [t for t in tasks if not is_obligation(t.body) and t.body.get("status") not in TERMINAL_STATUSES]
 
-    async def open_obligations(self, *, part_of: str | None = None, focus: str | None = None) -> list[Related]:
-        """Open obligations that are part of the referral Task ``part_of`` or about ``focus``."""
-        cache = _PREFETCHED.get()
-        if part_of and cache is not None and part_of in cache.by_task:
+    async def open_obligations(self, planning: PlanningContext, *, part_of: str | None = None,
+                               focus: str | None = None) -> list[Related]:
+        """Open obligations that are part of the referral Task ``part_of`` or about ``focus`` (those of a Task
+        the batch prefetched come from ``planning.prefetched``)."""
+        cache = planning.prefetched.of(self.owner)
+        if part_of and isinstance(cache, ObligationCache) and part_of in cache.by_task:
             return cache.by_task[part_of]
         # no _profile criterion: the reference is selective, and _profile makes SQLite choose a slow plan
         params = [("part-of", part_of) if part_of else ("focus", focus or ""), ("status", "requested")]

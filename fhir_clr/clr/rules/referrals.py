@@ -18,15 +18,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.duplicates import DuplicateCheck, DuplicateKind, DuplicateRules
 from fhir_clr.clr.obligations import completed, kind_of
-from fhir_clr.clr.workflow import ROLE_PLAN, TERMINAL_STATUSES, Caller
-from fhir_clr.engine.clr_context import REFERRAL_PROFILE, ClrContext, Related, reference_of
-from fhir_clr.engine.clr_tasks import ReferralTaskEvents
+from fhir_clr.clr.rules.context import REFERRAL_PROFILE, ClrContext, Related, reference_of
+from fhir_clr.clr.rules.tasks import ReferralTaskEvents
+from fhir_clr.clr.workflow import ROLE_PLAN, TERMINAL_STATUSES
+from fhir_clr.engine.rules import Caller, PlanningContext
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.clone import clone
 from fhir_clr.store.port import Change
@@ -48,13 +50,13 @@ class ReferralEvents:
         self._auth_url = context.workflow.noticing.authorization_url
         self._clock_url = extension_url(context.rules, "authorization-clock")
 
-    async def decide(self, previous: dict[str, Any] | None, proposed: dict[str, Any], caller: Caller,
-                     now: datetime) -> tuple[dict[str, Any], list[Change]]:
+    async def decide(self, previous: dict[str, Any] | None, proposed: dict[str, Any], planning: PlanningContext
+                     ) -> tuple[dict[str, Any], list[Change]]:
         """The normalized referral and every extra change of this write; raises 403/422."""
         referral = self._normalized(proposed)
         if previous is None:
-            return await self._received(referral, now)
-        return await self._updated(previous, referral, caller, now)
+            return await self._received(referral, planning.now)
+        return await self._updated(previous, referral, planning)
 
     # ---- normalization -----------------------------------------------------------------------------------
 
@@ -132,14 +134,15 @@ class ReferralEvents:
 
     # ---- an updated referral -----------------------------------------------------------------------------
 
-    async def _updated(self, previous: dict[str, Any], referral: dict[str, Any], caller: Caller,
-                       now: datetime) -> tuple[dict[str, Any], list[Change]]:
-        if self._decision(previous) != self._decision(referral) and caller.role != ROLE_PLAN:
+    async def _updated(self, previous: dict[str, Any], referral: dict[str, Any], planning: PlanningContext
+                       ) -> tuple[dict[str, Any], list[Change]]:
+        now = planning.now
+        if self._decision(previous) != self._decision(referral) and planning.caller.role != ROLE_PLAN:
             raise FhirError(403, "forbidden", "Only the plan records the authorization decision",
                             expression=f"ServiceRequest.extension('{self._auth_url}')")
         decided = self._decided_status(referral)
         newly_decided = decided is not None and decided != self._decided_status(previous)
-        clock_changes = await self._clock_changed(previous, referral, caller, now, newly_decided)
+        clock_changes = await self._clock_changed(previous, referral, planning, newly_decided)
         if not newly_decided:
             return referral, clock_changes
         reference = f"ServiceRequest/{referral['id']}"
@@ -152,18 +155,18 @@ class ReferralEvents:
         task_reference = f"Task/{open_tasks[0].stored.resource_id}" if open_tasks else None
         changes = clock_changes + [self.context.create(o) for o in noticing.on_authorization_decided(
             referral, task_reference, now)]
-        for obligation in await self.context.open_obligations(focus=reference):
+        for obligation in await self.context.open_obligations(planning, focus=reference):
             if kind_of(obligation.body) == "authorization-decision":
                 changes.append(self.context.update(obligation, completed(obligation.body, when, reference)))
         if decided in self._conf["denied_authorization_statuses"]:
             if referral.get("status") in self.context.rules["duplicates"]["open_service_request_statuses"]:
                 referral = {**referral, "status": "revoked"}
             for task in open_tasks:
-                changes += await self._close_denied(task, referral, when, now)
+                changes += await self._close_denied(task, referral, when, planning)
         return referral, changes
 
-    async def _clock_changed(self, previous: dict[str, Any], referral: dict[str, Any], caller: Caller,
-                             now: datetime, deciding: bool) -> list[Change]:
+    async def _clock_changed(self, previous: dict[str, Any], referral: dict[str, Any], planning: PlanningContext,
+                             deciding: bool) -> list[Change]:
         """Checks a change of the authorization clock and moves the open decision obligation's deadline (a
         first extension also owes the Member a delay notice); nothing when the clock did not change."""
         noticing = self.context.noticing
@@ -171,7 +174,7 @@ class ReferralEvents:
         if before == after:
             return []
         where = f"ServiceRequest.extension('{self._clock_url}')"
-        if caller.role != ROLE_PLAN:
+        if planning.caller.role != ROLE_PLAN:
             raise FhirError(403, "forbidden", "Only the plan records the authorization clock", expression=where)
         if self._decided_status(previous) is not None:
             raise FhirError(422, "business-rule", "The authorization decision is recorded; its clock can no longer "
@@ -193,14 +196,15 @@ class ReferralEvents:
         reference = f"ServiceRequest/{referral['id']}"
         due = noticing.routine_decision_due(referral).isoformat()
         changes = []
-        for obligation in await self.context.open_obligations(focus=reference):
+        for obligation in await self.context.open_obligations(planning, focus=reference):
             if kind_of(obligation.body) == "authorization-decision":
                 moved = clone(obligation.body)
                 moved["restriction"]["period"]["end"] = due
                 changes.append(self.context.update(obligation, moved))
         if extension[0] is not None and before.get("extended-days") is None:
             original = noticing.routine_decision_due(referral, extended=False)
-            changes += [self.context.create(o) for o in noticing.on_decision_extended(referral, original, now)]
+            changes += [self.context.create(o) for o in noticing.on_decision_extended(referral, original,
+                                                                                      planning.now)]
         return changes
 
     def _with_default_period(self, referral: dict[str, Any], start: datetime) -> dict[str, Any]:
@@ -220,12 +224,12 @@ class ReferralEvents:
                                           for e in referral["extension"]]}
 
     async def _close_denied(self, task: Related, referral: dict[str, Any], when: datetime,
-                            now: datetime) -> list[Change]:
+                            planning: PlanningContext) -> list[Change]:
         """The changes closing an open referral Task because its authorization was denied."""
         if task.body.get("status") in TERMINAL_STATUSES:
             return []
         reason = self.context.rules["workflow"]["denial_closure_reasons"][0]
         closing = self.context.workflow.closing(task.body, reason, when)
-        closed, extra = await self.tasks.decide(task.body, closing, task.stored.resource_id, PLAN_CALLER, now,
-                                                referral)
+        closed, extra = await self.tasks.decide(task.body, closing, task.stored.resource_id,
+                                                replace(planning, caller=PLAN_CALLER), referral)
         return [self.context.update(task, closed), *extra]

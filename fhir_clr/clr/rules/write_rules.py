@@ -1,10 +1,12 @@
-"""CLR rules on the write path: a planned write of a CLR resource is checked and normalized, and the workflow's
-side effects become extra store Changes committed atomically with it.
+"""CLR rules on the write path (an engine :class:`~fhir_clr.engine.rules.WriteRule`, handed to the engine by
+:func:`fhir_clr.app.build_services`): a planned write of a CLR resource is checked and normalized, and the
+workflow's side effects become extra store Changes committed atomically with it. Every resource written is
+checked against the CLR profiles it claims and the CLR extensions it carries.
 
-* A CLR Referral (ServiceRequest claiming the profile): :mod:`fhir_clr.engine.clr_referrals`.
+* A CLR Referral (ServiceRequest claiming the profile): :mod:`fhir_clr.clr.rules.referrals`.
 * A referral Task (claims the CLR Referral Task profile, or claims no profile and its ``focus`` is a CLR
-  Referral): :mod:`fhir_clr.engine.clr_tasks`.
-* A Communication (notice or inquiry) or a DocumentReference (received file): :mod:`fhir_clr.engine.clr_messages`.
+  Referral): :mod:`fhir_clr.clr.rules.tasks`.
+* A Communication (notice or inquiry) or a DocumentReference (received file): :mod:`fhir_clr.clr.rules.messages`.
 
 Rule failures are 422 (or 403 for the wrong party) raised before anything is committed. Extra changes are
 compare-and-swap updates or creates, so a concurrent writer makes the whole write re-plan, never half-apply.
@@ -12,15 +14,23 @@ compare-and-swap updates or creates, so a concurrent writer makes the whole writ
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
 from typing import Any
 
-from fhir_clr.clr.workflow import Caller
-from fhir_clr.engine.clr_context import REFERRAL_TASK_PROFILE, ClrContext, body_of, is_referral, profiles, reference_of
-from fhir_clr.engine.clr_messages import MessageEvents
-from fhir_clr.engine.clr_referrals import ReferralEvents
-from fhir_clr.engine.clr_tasks import ReferralTaskEvents
+from fhir_clr.clr.rules.context import (
+    REFERRAL_TASK_PROFILE,
+    ClrContext,
+    ObligationCache,
+    body_of,
+    is_referral,
+    profiles,
+    reference_of,
+)
+from fhir_clr.clr.rules.messages import MessageEvents
+from fhir_clr.clr.rules.referrals import ReferralEvents
+from fhir_clr.clr.rules.tasks import ReferralTaskEvents
 from fhir_clr.engine.reference import ReferenceData
+from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.engine.writes import Plan, WritePlanner
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.profile_check import normalize_extension_codes
@@ -28,25 +38,30 @@ from fhir_clr.store.port import Change, ChangeOp
 
 
 class ClrWriteRules:
-    """Applies the CLR rules to planned writes of one planner (and its store)."""
+    """Applies the CLR rules to planned writes of one planner (and its store): the engine's unrestricted one,
+    since the rules' own lookups are the server's."""
 
     def __init__(self, planner: WritePlanner, reference: ReferenceData) -> None:
         self.planner = planner
         self.profiles = reference.profiles
-        self.context = ClrContext(planner, reference.rules, reference.codes)
+        self.context = ClrContext(planner, reference.rules, reference.codes, owner=self)
         self.tasks = ReferralTaskEvents(self.context)
         self.referrals = ReferralEvents(self.context, self.tasks)
         self.messages = MessageEvents(self.context)
 
-    async def apply(self, plan: Plan, caller: Caller, now: datetime) -> Plan:
+    async def apply(self, plan: Plan, context: PlanningContext) -> Plan:
         """``plan`` with its resource normalized and the CLR side effects added as extra changes; unchanged
         for resources the CLR rules do not cover. Raises the rules' 403/422 errors."""
         change = plan.change
         if change is None or change.resource is None:
             return plan
         resource = normalize_extension_codes(self.profiles, change.resource)
-        checked = self._checked(await self._dispatch(plan, resource, caller, now))
-        return checked
+        return self._checked(await self._dispatch(plan, resource, context))
+
+    async def prefetch(self, references: Collection[str]) -> ObligationCache:
+        """The open obligations of the referral Tasks among ``references``, read with one search, for the batch
+        of writes updating them (see :meth:`ClrContext.prefetch_obligations`)."""
+        return await self.context.prefetch_obligations(references)
 
     def _checked(self, plan: Plan) -> Plan:
         """``plan`` after the profile check of the resource it writes (422 with every issue)."""
@@ -56,7 +71,7 @@ class ClrWriteRules:
             raise FhirError(422, issues[0].code, issues[0].message, expression=issues[0].expression, issues=issues)
         return plan
 
-    async def _dispatch(self, plan: Plan, resource: dict[str, Any], caller: Caller, now: datetime) -> Plan:
+    async def _dispatch(self, plan: Plan, resource: dict[str, Any], context: PlanningContext) -> Plan:
         change = plan.change
         assert change is not None
         kind = change.resource_type
@@ -64,20 +79,20 @@ class ClrWriteRules:
             previous = await self._previous(plan)
             if previous is not None and not is_referral(previous):
                 previous = None
-            normalized, extra = await self.referrals.decide(previous, resource, caller, now)
+            normalized, extra = await self.referrals.decide(previous, resource, context)
             return self._replace(plan, normalized, extra)
         if kind == "Task":
-            referral = await self.context.referral(reference_of(resource.get("focus")))
+            referral = await self.context.referral(reference_of(resource.get("focus")), context)
             if not self._is_referral_task(resource, referral):
                 return self._replace(plan, resource, []) if resource is not change.resource else plan
             normalized, extra = await self.tasks.decide(await self._previous(plan), resource,
-                                                        change.resource_id, caller, now, referral)
+                                                        change.resource_id, context, referral)
             return self._replace(plan, normalized, extra)
         if kind == "Communication":
-            extra = await self.messages.communication(await self._previous(plan), resource, now)
+            extra = await self.messages.communication(await self._previous(plan), resource, context)
             return self._replace(plan, resource, extra)
         if kind == "DocumentReference":
-            extra = await self.messages.document(await self._previous(plan), resource, now)
+            extra = await self.messages.document(await self._previous(plan), resource, context)
             return self._replace(plan, resource, extra)
         return self._replace(plan, resource, []) if resource is not change.resource else plan
 

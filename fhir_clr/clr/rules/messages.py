@@ -17,7 +17,8 @@ from typing import Any
 
 from fhir_clr.clr.deadlines import parse_moment
 from fhir_clr.clr.obligations import completed, is_obligation, is_open, kind_of
-from fhir_clr.engine.clr_context import ClrContext, reference_of
+from fhir_clr.clr.rules.context import ClrContext, reference_of
+from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.store.port import Change
 
 PROCESSED_DOC_STATUS = "final"
@@ -35,8 +36,9 @@ class MessageEvents:
     # ---- Communication -----------------------------------------------------------------------------------
 
     async def communication(self, previous: dict[str, Any] | None, message: dict[str, Any],
-                            now: datetime) -> list[Change]:
+                            planning: PlanningContext) -> list[Change]:
         """Obligations this Communication satisfies, and the answer an inquiry calls for."""
+        now = planning.now
         reference = f"Communication/{message['id']}"
         sent = parse_moment(message.get("sent")) or now
         changes: list[Change] = []
@@ -46,7 +48,7 @@ class MessageEvents:
             if obligation is not None and is_obligation(obligation.body) and is_open(obligation.body):
                 changes.append(self.context.update(obligation, completed(obligation.body, sent, reference)))
         if previous is None and self._is_inquiry(message):
-            changes += await self._inquiry(message, now)
+            changes += await self._inquiry(message, planning)
         return changes
 
     def _is_inquiry(self, message: dict[str, Any]) -> bool:
@@ -54,10 +56,11 @@ class MessageEvents:
         return any(categories.code_of(c) == self._conf["inquiry_category"] for c in message.get("category", ())
                    if isinstance(c, dict))
 
-    async def _inquiry(self, message: dict[str, Any], now: datetime) -> list[Change]:
+    async def _inquiry(self, message: dict[str, Any], planning: PlanningContext) -> list[Change]:
+        now = planning.now
         for about in message.get("about", ()):
             reference = reference_of(about)
-            referral = await self.context.referral(reference)
+            referral = await self.context.referral(reference, planning)
             if referral is None or reference is None:
                 continue
             tasks = await self.context.open_referral_tasks(reference)
@@ -72,8 +75,9 @@ class MessageEvents:
     # ---- DocumentReference (received files) --------------------------------------------------------------
 
     async def document(self, previous: dict[str, Any] | None, document: dict[str, Any],
-                       now: datetime) -> list[Change]:
+                       planning: PlanningContext) -> list[Change]:
         """The processing obligation of a received RTF, created on receipt and satisfied once processed."""
+        now = planning.now
         if self.context.code_list("file-types").code_of(document.get("type")) != self._conf["rtf_file_type"]:
             return []
         reference = f"DocumentReference/{document['id']}"
@@ -84,4 +88,5 @@ class MessageEvents:
         if not processed or previous.get("docStatus") == PROCESSED_DOC_STATUS:
             return []
         return [self.context.update(o, completed(o.body, now, reference))
-                for o in await self.context.open_obligations(focus=reference) if kind_of(o.body) == "rtf-processing"]
+                for o in await self.context.open_obligations(planning, focus=reference)
+                if kind_of(o.body) == "rtf-processing"]

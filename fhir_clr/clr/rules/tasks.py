@@ -10,20 +10,19 @@ further status can be recorded on it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fhir_clr.clr.deadlines import parse_moment
 from fhir_clr.clr.obligations import cancelled, completed, kind_of
+from fhir_clr.clr.rules.context import ClrContext, Related
 from fhir_clr.clr.workflow import (
     TERMINAL_STATUSES,
-    Caller,
     CompleteServiceRequest,
     CreateObligation,
     SideEffect,
     TaskDecision,
 )
-from fhir_clr.engine.clr_context import ClrContext, Related
+from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.store.port import Change
 
 NO_LONGER_PENDING = "The referral is no longer pending"
@@ -37,14 +36,14 @@ class ReferralTaskEvents:
         self._closed = context.rules["workflow"]["closed_referral_status"]
         self._date_url = context.workflow.status_date_url
 
-    async def decide(self, previous: dict[str, Any] | None, proposed: dict[str, Any], task_id: str, caller: Caller,
-                     now: datetime, referral: dict[str, Any] | None) -> tuple[dict[str, Any], list[Change]]:
+    async def decide(self, previous: dict[str, Any] | None, proposed: dict[str, Any], task_id: str,
+                     planning: PlanningContext, referral: dict[str, Any] | None) -> tuple[dict[str, Any], list[Change]]:
         """The normalized Task and every extra change of this write; raises the workflow's 403/422."""
-        decision = self.context.workflow.check_task_change(previous, {**proposed, "id": task_id}, caller, now,
-                                                           referral)
+        decision = self.context.workflow.check_task_change(previous, {**proposed, "id": task_id}, planning.caller,
+                                                           planning.now, referral)
         extra = [await self._effect(effect) for effect in decision.effects]
         if referral is not None:
-            extra += await self._clock_changes(previous, decision, task_id, referral, now)
+            extra += await self._clock_changes(previous, decision, task_id, referral, planning)
         return decision.task, extra
 
     async def _effect(self, effect: SideEffect) -> Change:
@@ -61,7 +60,8 @@ class ReferralTaskEvents:
                      if isinstance(e, dict) and e.get("url") == self._date_url), None)
 
     async def _clock_changes(self, previous: dict[str, Any] | None, decision: TaskDecision, task_id: str,
-                             referral: dict[str, Any], now: datetime) -> list[Change]:
+                             referral: dict[str, Any], planning: PlanningContext) -> list[Change]:
+        now = planning.now
         task = decision.task
         status_date = self._status_date(task)
         if previous is not None and not decision.status_changed and status_date == self._status_date(previous):
@@ -72,7 +72,8 @@ class ReferralTaskEvents:
         reference = f"Task/{task_id}"
         changes: list[Change] = []
         pending_open = False
-        for obligation in await self.context.open_obligations(part_of=reference) if previous is not None else []:
+        owed = await self.context.open_obligations(planning, part_of=reference) if previous is not None else []
+        for obligation in owed:
             kind = kind_of(obligation.body)
             if kind == "status-update":
                 changes.append(self.context.update(obligation, completed(obligation.body, recorded, reference)))
