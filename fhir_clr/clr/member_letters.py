@@ -26,13 +26,6 @@ OPT_OUT_PARAM = "written-communication-opt-out"
 PRINT_BATCH_SYSTEM = "http://fhir-clr.org/fhir/sid/print-batch"
 
 
-def is_letter(communication: dict[str, Any]) -> bool:
-    """True for a Communication sent (or to be sent) as a mailed letter."""
-    return any(c.get("system") == PARTICIPATION_MODE and c.get("code") == MAILED_WRITING
-               for medium in communication.get("medium", ()) if isinstance(medium, dict)
-               for c in medium.get("coding", ()) if isinstance(c, dict))
-
-
 def opted_out_of_letters(patient: dict[str, Any]) -> bool:
     """True when the Member opted out of written communication."""
     return value_of(extension_of(patient, OPT_OUT_URL)) is True

@@ -176,7 +176,9 @@ class PrintBatches:
         return [c for c in letters if f"Communication/{c['id']}" not in batched]
 
     async def cut(self, day: date) -> CutResult:
-        """The batch of ``day``: the existing one, or a new one of the letters waiting now."""
+        """The batch of ``day`` (not in the future): the existing one, or a new one of the letters waiting now."""
+        if day > self.today():
+            raise FhirError(400, "value", "A print batch cannot be cut for a day in the future", expression="date")
         existing = await self.find(day)
         if existing is not None:
             return CutResult(existing, created=False)

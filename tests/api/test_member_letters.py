@@ -151,6 +151,7 @@ def test_another_day_has_nothing_to_print(client: httpx.Client, world: dict[str,
 @pytest.mark.parametrize(("method", "path", "params", "expression"), [
     ("POST", "/$clr-print-batch", {"date": "2026-13-01"}, "date"),
     ("POST", "/$clr-print-batch", {"date": "tomorrow"}, "date"),
+    ("POST", "/$clr-print-batch", {"date": "2026-12-03"}, "date"),  # in the future
     ("GET", "/$clr-print-batch", {}, "batch"),
     ("POST", "/$clr-print-batch-mailed", {"date": DAY}, "batch"),
     ("POST", "/$clr-print-batch-mailed", {"batch": DAY, "date": "2026-12-01"}, "date"),  # before the batch day
