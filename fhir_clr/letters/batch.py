@@ -4,8 +4,9 @@
   medium is ``MAILWRIT`` and that no earlier batch holds — join the batch of the day, a ``List`` identified
   ``PRINT_BATCH_SYSTEM|{day}`` (created race-free with a conditional create). A day has one batch: cutting it
   again answers the same List, and letters queued after the cut wait for the next day's batch. Letters to a
-  Member who opted out of written communication, or with no mailing address or no recorded decision, are left
-  out (the worklist's ``needs-contact`` group lists the opted-out ones).
+  Member who opted out of written communication, with no mailing address or no recorded decision, or whose
+  obligation was satisfied another way (a phone call recorded), are left out (the worklist's
+  ``needs-contact`` group lists the opted-out Members' open obligations): a Member gets one notice.
 * **Print file** (``print_file``): the batch as one PDF, each letter followed by its enclosures; rendered from the
   stored data each time (nothing extra is kept), so a second download gives the same letters.
 * **Mailed** (``mark_mailed``): each letter still in preparation becomes ``completed`` with ``sent`` = the mailing
@@ -31,6 +32,7 @@ from fhir_clr.clr.member_letters import (
     WAITING_STATUS,
     opted_out_of_letters,
 )
+from fhir_clr.clr.obligations import is_open
 from fhir_clr.clr.report_source import search_all
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
@@ -44,6 +46,7 @@ SKIP_OPTED_OUT = "opted out of written communication"
 SKIP_NO_ADDRESS = "no mailing address"
 SKIP_NO_DECISION = "no authorization decision recorded on the referral"
 SKIP_NO_MEMBER = "no Member (Patient recipient) found"
+SKIP_OBLIGATION_CLOSED = "its notice obligation was already satisfied or cancelled: set the letter to stopped"
 EMPTY_REASON = {"system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nilknown",
                 "display": "Nil Known"}
 
@@ -77,6 +80,8 @@ class _Sources:
     communication: dict[str, Any]
     patient: dict[str, Any] | None
     referral: dict[str, Any] | None
+    obligations_closed: bool = False
+    """True when every obligation the letter is ``basedOn`` was satisfied or cancelled another way."""
 
 
 def batch_identifier(day: date) -> str:
@@ -139,18 +144,23 @@ class PrintBatches:
         obligations = await self._by_reference("Task", [r for c in communications for r in map(
             _reference, c.get("basedOn", ())) if r])
         referral_of: dict[str, str | None] = {}
+        closed: set[str] = set()
         for communication in communications:
-            focus = [_reference(obligations[r].get("focus")) for r in map(_reference, communication.get(
-                "basedOn", ())) if r in obligations]
+            owed = [obligations[r] for r in map(_reference, communication.get("basedOn", ())) if r in obligations]
+            if owed and not any(is_open(o) for o in owed):
+                closed.add(communication["id"])
+            focus = [_reference(o.get("focus")) for o in owed]
             about = [_reference(a) for a in communication.get("about", ())]
             referral_of[communication["id"]] = next((r for r in (*focus, *about) if r and r.startswith(
                 "ServiceRequest/")), None)
         patients = await self._by_reference("Patient", [r for r in members.values() if r])
         referrals = await self._by_reference("ServiceRequest", [r for r in referral_of.values() if r])
-        return [_Sources(c, patients.get(members[c["id"]] or ""), referrals.get(referral_of[c["id"]] or ""))
-                for c in communications]
+        return [_Sources(c, patients.get(members[c["id"]] or ""), referrals.get(referral_of[c["id"]] or ""),
+                         c["id"] in closed) for c in communications]
 
     def _skip_reason(self, sources: _Sources) -> str | None:
+        if sources.obligations_closed:
+            return SKIP_OBLIGATION_CLOSED
         if sources.patient is None:
             return SKIP_NO_MEMBER
         if opted_out_of_letters(sources.patient):

@@ -182,3 +182,27 @@ def test_a_member_who_opts_out_after_the_cut_is_neither_printed_nor_marked(clien
     assert client.get(f"/Communication/{letter['id']}").json()["status"] == "preparation"
     owed = obligation(client, "authorization-decision-member", focus=f"ServiceRequest/{referral['id']}")
     assert owed["status"] == "requested"
+
+
+def test_a_member_reached_by_phone_is_never_sent_the_queued_letter(client: httpx.Client,
+                                                                   world: dict[str, Any]) -> None:
+    def needs_contact() -> int:
+        group = next(p for p in client.get("/$clr-worklist").json()["parameter"] if p["name"] == "needs-contact")
+        return next(p["valueInteger"] for p in group["part"] if p["name"] == "count")
+
+    before = needs_contact()
+    owed = obligation(client, "authorization-decision-member", focus=f"ServiceRequest/{world['opted']['id']}")
+    phoned = {**world["opted_letter"], "medium": [{"text": "telephone"}], "status": "completed",
+              "sent": "2026-12-02T09:00:00-08:00", "payload": [{"contentString": "Told the Member by phone"}]}
+    del phoned["id"], phoned["meta"]
+    assert client.post("/Communication", json=phoned, headers=FHIR_JSON).status_code == 201
+    assert client.get(f"/Task/{owed['id']}").json()["status"] == "completed"
+    assert needs_contact() == before - 1
+    patient_id = world["opted"]["subject"]["reference"].split("/")[1]
+    member = client.get(f"/Patient/{patient_id}").json()
+    member["extension"] = [{"url": OPT_OUT_URL, "valueBoolean": False}]  # opts back in later
+    assert client.put(f"/Patient/{patient_id}", json=member, headers=FHIR_JSON).status_code == 200
+    cut = client.post("/$clr-print-batch", params={"date": "2026-11-29"}).json()
+    assert "entry" not in cut
+    assert {"text": f"Left out: Communication/{world['opted_letter']['id']} (its notice obligation was already "
+                    "satisfied or cancelled: set the letter to stopped)"} in cut["note"]
