@@ -9,9 +9,10 @@
   ``needs-contact`` group lists the opted-out Members' open obligations): a Member gets one notice.
 * **Print file** (``print_file``): the batch as one PDF, each letter followed by its enclosures; rendered from the
   stored data each time (nothing extra is kept), so a second download gives the same letters.
-* **Mailed** (``mark_mailed``): each letter still in preparation becomes ``completed`` with ``sent`` = the mailing
-  day, which completes the Member's notice obligation (a CLR Notice ``basedOn`` it, see ``clr_messages``). Letters
-  already sent keep their date, so marking twice changes nothing.
+* **Mailed** (``mark_mailed``): each letter the print file holds that is still in preparation becomes
+  ``completed`` with ``sent`` = the mailing day, which completes the Member's notice obligation (a sent CLR Notice
+  ``basedOn`` it, see ``fhir_clr.clr.rules.messages``). Letters already sent keep their date, so marking twice
+  changes nothing.
 """
 
 from __future__ import annotations
