@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from fhir_clr.clr.codes import CodeLists
-from fhir_clr.clr.config import extension_of
+from fhir_clr.clr.config import extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.letters.folder import LettersFolder
 
@@ -90,16 +90,18 @@ class LetterFacts:
         self.codes = codes
         self.folder = folder
         self.deadlines = Deadlines(rules)
-        self._decision_url = f"{rules['canonical_base']}/StructureDefinition/authorization-decision"
+        self._decision_url = extension_url(rules, "authorization-decision")
+        self._decided = frozenset(rules["noticing"]["decided_authorization_statuses"])
 
     def decision(self, referral: dict[str, Any]) -> Decision | None:
-        """The referral's recorded decision (approved, denied, modified…), None when none is recorded."""
+        """The referral's recorded decision (one of the rules' decided statuses: approved, denied, modified), None
+        when none is recorded."""
         extension = extension_of(referral, self._decision_url)
         parts = {p.get("url"): p for p in (extension or {}).get("extension", ()) if isinstance(p, dict)}
         statuses = self.codes["authorization-status"]
         code = statuses.code_of(parts.get("status", {}).get("valueCoding"))
         moment = parse_moment(parts.get("date", {}).get("valueDateTime"))
-        if code is None or moment is None:
+        if code is None or code not in self._decided or moment is None:
             return None
         reason = parts.get("denial-reason", {}).get("valueCodeableConcept") or {}
         reason_text = reason.get("text") or next((c.get("display") for c in reason.get("coding", ())
