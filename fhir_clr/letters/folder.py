@@ -42,6 +42,14 @@ class PlanContact:
 
 
 @dataclass(frozen=True, slots=True)
+class LetterFont:
+    """A TrueType font family for letters in any script (Chinese, Vietnamese, Russian…): regular and bold."""
+
+    regular: Path
+    bold: Path
+
+
+@dataclass(frozen=True, slots=True)
 class LettersFolder:
     """The loaded letters folder."""
 
@@ -49,6 +57,8 @@ class LettersFolder:
     template: str
     plan: PlanContact
     enclosures: tuple[Enclosure, ...]
+    font: LetterFont | None = None
+    """None: the PDF core font (Latin-1 only)."""
 
     @classmethod
     def load(cls, directory: Path) -> LettersFolder:
@@ -73,7 +83,8 @@ class LettersFolder:
         contact = PlanContact(_text(plan, "name", path, "plan."), _text(plan, "phone", path, "plan."),
                               _text(plan, "hours", path, "plan."), tuple(address))
         return cls(directory, template, contact, tuple(
-            _enclosure(directory, path, index, item) for index, item in enumerate(data.get("enclosures") or [])))
+            _enclosure(directory, path, index, item) for index, item in enumerate(data.get("enclosures") or [])),
+            _font(directory, path, data.get("font")))
 
     def enclosures_for(self, decision: str) -> tuple[Enclosure, ...]:
         """The enclosures a letter about ``decision`` carries, in order."""
@@ -105,3 +116,16 @@ def _enclosure(directory: Path, path: Path, index: int, item: Any) -> Enclosure:
         raise ConfigurationError(f"{where}.file {file} is not a PDF") from None
     return Enclosure(title, pdf, frozenset(decisions))
 
+
+def _font(directory: Path, path: Path, item: Any) -> LetterFont | None:
+    if item is None:
+        return None
+    if not isinstance(item, dict):
+        raise ConfigurationError(f"{path}: font must be a mapping with regular and bold (TrueType files)")
+    files = []
+    for style in ("regular", "bold"):
+        file = directory / _text(item, style, path, "font.")
+        if not file.is_file():
+            raise ConfigurationError(f"{path}: font.{style} {item[style]} is not a file")
+        files.append(file)
+    return LetterFont(*files)

@@ -19,6 +19,8 @@ from fhir_clr.config import ConfigurationError
 from fhir_clr.letters.fields import LetterFields
 from fhir_clr.letters.folder import Enclosure, LettersFolder
 
+LETTER_FONT = "letter"
+"""The family name the letters folder's own font is registered under."""
 TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
                             "\u2014": "-", "\u2026": "...", "\u00a0": " "})
 SAMPLE_FIELDS = LetterFields("January 2, 2026", "Sample Member", ("1 Sample Street", "Sacramento, CA 95800"),
@@ -26,6 +28,7 @@ SAMPLE_FIELDS = LetterFields("January 2, 2026", "Sample Member", ("1 Sample Stre
                              ("Sample notice text.",), "Sample plan", "1-800-555-0100", "Weekdays",
                              ("PO Box 0",), ("Your Rights",))
 """Fields the template is tried with at start-up, so a template naming a field that does not exist fails then."""
+SAMPLE_DAY = date(2026, 1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,8 @@ class Letter:
 
 
 def printable(text: str) -> str:
-    """``text`` in the character set of the PDF core fonts (Latin-1): typographic quotes and dashes become plain
-    ones, accented letters stay, anything else becomes ``?``."""
+    """``text`` in the character set of the PDF core fonts (Latin-1), for a letters folder with no font of its own:
+    typographic quotes and dashes become plain ones, accented letters stay, anything else becomes ``?``."""
     normalized = unicodedata.normalize("NFC", text).translate(TYPOGRAPHY)
     return normalized.encode("latin-1", "replace").decode("latin-1")
 
@@ -56,6 +59,11 @@ class LetterRenderer:
         except (TemplateError, TypeError, ValueError) as error:  # rendered sample fields only: no PHI in it
             raise ConfigurationError(f"{folder.directory / folder.template}: the letter template cannot render "
                                      f"({type(error).__name__}: {error})") from None
+        try:
+            self.letter_pdf(SAMPLE_FIELDS, SAMPLE_DAY)
+        except Exception as error:  # a font file fpdf2 cannot use, or HTML it cannot lay out
+            raise ConfigurationError(f"{folder.directory}: the letter cannot be laid out as a PDF "
+                                     f"({type(error).__name__})") from None
 
     def html(self, fields: LetterFields) -> str:
         """The letter as HTML (the template sees ``letter`` only)."""
@@ -68,8 +76,15 @@ class LetterRenderer:
         pdf.set_title("Notice of Action")
         pdf.set_margins(25, 20, 25)
         pdf.add_page()
-        pdf.set_font("Helvetica", size=11)
-        pdf.write_html(printable(self.html(fields)))
+        font = self.folder.font
+        if font is None:
+            pdf.set_font("Helvetica", size=11)
+            pdf.write_html(printable(self.html(fields)))
+        else:
+            for style, file in (("", font.regular), ("B", font.bold), ("I", font.regular), ("BI", font.bold)):
+                pdf.add_font(LETTER_FONT, style, str(file))
+            pdf.set_font(LETTER_FONT, size=11)
+            pdf.write_html(unicodedata.normalize("NFC", self.html(fields)), font_family=LETTER_FONT)
         return bytes(pdf.output())
 
     def print_file(self, letters: Sequence[Letter], day: date) -> bytes:

@@ -5,11 +5,13 @@ themselves are built from the minimum necessary."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from fhir_clr.clr.codes import bundled_code_lists
 from fhir_clr.clr.config import bundled_rules
@@ -104,3 +106,32 @@ def test_a_broken_letters_folder_is_one_line_naming_what_to_fix(tmp_path: Path) 
     (folder / "letters.yaml").write_text("template: missing.j2\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"template missing\.j2 is not a file"):
         LettersFolder.load(folder)
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+
+
+@pytest.mark.skipif(not (DEJAVU / "DejaVuSans.ttf").is_file(), reason="needs the DejaVu fonts (Debian fonts-dejavu)")
+def test_a_letters_font_prints_any_script(tmp_path: Path) -> None:
+    folder = tmp_path / "letters"
+    shutil.copytree(BUNDLED_LETTERS_DIR, folder)
+    with (folder / "letters.yaml").open("a", encoding="utf-8") as config:
+        config.write(f"font:\n  regular: {DEJAVU / 'DejaVuSans.ttf'}\n  bold: {DEJAVU / 'DejaVuSans-Bold.ttf'}\n")
+    renderer = LetterRenderer(LettersFolder.load(folder))
+    fields = dataclasses.replace(SAMPLE_FIELDS, member_name="Nguy\u1ec5n V\u0103n Anh",
+                                 notice_text=("\u0413\u0430\u0440\u0441\u0438\u044f \u2014 \u201cok\u201d",))
+    text = PdfReader(io.BytesIO(renderer.letter_pdf(fields, date(2026, 12, 2)))).pages[0].extract_text()
+    assert "Nguy\u1ec5n V\u0103n Anh" in text and "\u0413\u0430\u0440\u0441\u0438\u044f \u2014 \u201cok\u201d" in text
+
+
+def test_a_font_that_is_not_a_file_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "letters"
+    shutil.copytree(BUNDLED_LETTERS_DIR, folder)
+    with (folder / "letters.yaml").open("a", encoding="utf-8") as config:
+        config.write("font:\n  regular: missing.ttf\n  bold: missing-bold.ttf\n")
+    with pytest.raises(ConfigurationError, match=r"font\.regular missing\.ttf is not a file"):
+        LettersFolder.load(folder)
+    (folder / "missing.ttf").write_bytes(b"not a font")
+    (folder / "missing-bold.ttf").write_bytes(b"not a font")
+    with pytest.raises(ConfigurationError, match="the letter cannot be laid out as a PDF"):
+        LetterRenderer(LettersFolder.load(folder))
