@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -44,6 +45,7 @@ from fhir_clr.imports.http_jobs import ImportJobs
 from fhir_clr.letters.batch import build_print_batches
 from fhir_clr.mapping.spec import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
@@ -54,7 +56,7 @@ from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.delivery import RetryPolicy
 from fhir_clr.subscriptions.rules import SubscriptionWriteRule
-from fhir_clr.subscriptions.service import SubscriptionService
+from fhir_clr.subscriptions.service import SubscriptionService, webhook_transport
 from fhir_clr.subscriptions.topic_basic import load_topic_resources
 from fhir_clr.subscriptions.topics import TopicCatalog
 
@@ -97,7 +99,7 @@ async def build_services(settings: Settings) -> Services:
     reference = load_reference(profiles_dir)
     rules, codes = reference.rules, reference.codes
     specs = load_specs(settings.mappings_dir, rules=rules, codes=codes, profiles_dir=profiles_dir)
-    store = SignallingStore(TimedStore(build_store(settings)))
+    store = SignallingStore(TimedStore(build_store(settings), STORE_OPERATIONS))
     await store.open()
     registry = SearchParamRegistry.from_directory(profiles_dir, base_urls=base_urls)
     warm_models()
@@ -115,14 +117,18 @@ async def build_services(settings: Settings) -> Services:
                     rules=rules, codes=codes, specs=specs)
 
 
-def subscription_service(services: Services) -> SubscriptionService:
-    """The background subscription worker of a server process on ``services``."""
+def subscription_service(services: Services, transport: httpx.AsyncBaseTransport | None = None
+                         ) -> SubscriptionService:
+    """The background subscription worker of a server process on ``services``. Notifications go out through
+    ``transport``: by default the pinned transport of the channels' endpoint policy (:func:`webhook_transport`),
+    which the worker owns and closes when it stops."""
     settings = services.settings
-    assert isinstance(services.store, SignallingStore) and services.channels is not None
+    policy = services.channels.policy
     retry = RetryPolicy(settings.webhook_max_attempts, settings.webhook_retry_base_seconds,
                         settings.webhook_retry_max_seconds)
-    return SubscriptionService(services.store, services.engine, services.channels, services.channels.policy, retry,
-                               settings.notification_base_url(), poll_seconds=settings.subscription_poll_seconds,
+    return SubscriptionService(services.store, services.engine, services.channels, policy, retry,
+                               settings.notification_base_url(), transport or webhook_transport(policy),
+                               poll_seconds=settings.subscription_poll_seconds,
                                lease_seconds=settings.subscription_lease_seconds,
                                sweep_seconds=settings.obligation_sweep_seconds)
 
@@ -142,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tune_runtime()
         app.state.print_batches = build_print_batches(services.engine, settings.letters_dir)
         app.state.services = services
-        app.state.auth = None if settings.dev else await build_auth(settings, services.store, services.registry)
+        app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter, services.registry)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)

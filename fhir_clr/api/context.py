@@ -14,7 +14,8 @@ from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.mapping.spec import MappingSpec
 from fhir_clr.search.registry import SearchParamRegistry
-from fhir_clr.store.port import Store
+from fhir_clr.store.signalling import SignallingStore
+from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
 from fhir_clr.subscriptions.topics import TopicCatalog
 
@@ -24,7 +25,9 @@ class Services:
     """Long-lived objects created at start-up and shared by all requests."""
 
     settings: Settings
-    store: Store
+    store: SignallingStore[TimedStore]
+    """The configured store adapter, timed (``store.inner.writes_failing`` feeds the readiness probe) and
+    announcing its commits (``store.committed`` wakes the subscription worker)."""
     registry: SearchParamRegistry
     engine: Engine
     bundles: BundleProcessor
@@ -34,10 +37,10 @@ class Services:
     """The CLR code lists of the configured profiles directory."""
     specs: dict[str, MappingSpec]
     """The flat-file mapping specs of the configured mappings directory, by id."""
+    channels: ChannelReader
+    """Reads and checks Subscription channels."""
     known_profiles: set[str] = field(default_factory=set)
     topics: TopicCatalog = field(default_factory=lambda: TopicCatalog(()))
-    channels: ChannelReader | None = None
-    """Reads and checks Subscription channels (None only in stripped-down test setups)."""
 
 
 def services(request: Request) -> Services:

@@ -51,7 +51,7 @@ async def readyz(request: Request) -> Response:
     """Readiness: the store answers, and takes writes again when the last one failed (a probe record)."""
     store = services(request).store
     ready = await store.ping()
-    if ready and getattr(store, "writes_failing", False):
+    if ready and store.inner.writes_failing:
         try:
             await store.write_records([RecordWrite(READINESS_KIND, "probe", {"at": time.time()})])
         except StoreUnavailable:

@@ -26,7 +26,6 @@ MAX_ATTEMPTS_SHOWN = 100
 def operations_of(request: Request) -> SubscriptionOperations:
     """The subscription operations of the app serving ``request``."""
     built = services(request)
-    assert built.channels is not None
     return SubscriptionOperations(built.store, built.channels)
 
 
@@ -109,7 +108,7 @@ async def resend_events(request: Request, subscription_id: str, since: int | Non
         body = {**subscription, "status": "requested"}
         body.pop("error", None)
         await caller.for_server_writes().update("Subscription", subscription_id, body)
-    services(request).store.committed.set()  # type: ignore[attr-defined]
+    services(request).store.committed.set()
 
 
 @router.get("/Subscription/{subscription_id}/$delivery-attempts")

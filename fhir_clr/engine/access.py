@@ -45,8 +45,9 @@ class AccessPolicy(Protocol):
     organization: str | None
     """``Organization/id`` the caller acts for (None: unrestricted server-side caller)."""
 
-    role: str
-    """The caller organization's role in the referral loop (``plan``, ``servicing-provider``, ...)."""
+    @property
+    def role(self) -> str:
+        """The caller organization's role in the referral loop (``plan``, ``servicing-provider``, ...)."""
 
     def permits(self, resource_type: str, interaction: str) -> bool:
         """True when the caller's scopes allow ``interaction`` (one of ``c r u d s``) on ``resource_type``."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from fhir_clr.engine.results import HistoryResult
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.allowlist import is_served_type
+from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.search.values import parse_date_range
 from fhir_clr.store.port import HistoryFilter, InvalidPageToken, Store
-
-PAGE_TOKEN = "_page_token"
 
 
 class HistoryReader:

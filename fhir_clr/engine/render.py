@@ -14,6 +14,7 @@ import orjson
 
 from fhir_clr.engine.results import HistoryResult, SearchResult
 from fhir_clr.errors import Issue, operation_outcome
+from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.port import ChangeOp, StoredResource, WriteMethod
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -45,10 +46,10 @@ def searchset_bundle(result: SearchResult, base_url: str, path: str) -> bytes:
         links.append({"relation": "first", "url": link(base_url, path, result.self_params)})
     if result.next_token:
         links.append({"relation": "next",
-                      "url": link(base_url, path, [*result.self_params, ("_page_token", result.next_token)])})
+                      "url": link(base_url, path, [*result.self_params, (PAGE_TOKEN, result.next_token)])})
     if result.prev_token:
         links.append({"relation": "previous",
-                      "url": link(base_url, path, [*result.self_params, ("_page_token", result.prev_token)])})
+                      "url": link(base_url, path, [*result.self_params, (PAGE_TOKEN, result.prev_token)])})
     bundle["link"] = links
     entries = [_search_entry(r, base_url, "match", result.summary, result.elements) for r in result.matches]
     entries += [_search_entry(r, base_url, "include", result.summary, result.elements)
@@ -65,7 +66,7 @@ def history_bundle(result: HistoryResult, base_url: str, path: str) -> bytes:
     links = [{"relation": "self", "url": link(base_url, path, result.self_params)}]
     if result.next_token:
         links.append({"relation": "next",
-                      "url": link(base_url, path, [*result.self_params, ("_page_token", result.next_token)])})
+                      "url": link(base_url, path, [*result.self_params, (PAGE_TOKEN, result.next_token)])})
     entries = []
     for stored in result.entries:
         url = f"{stored.resource_type}/{stored.resource_id}"

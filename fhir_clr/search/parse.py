@@ -41,6 +41,7 @@ from fhir_clr.store.query import (
 )
 
 PAGE_TOKEN = "_page_token"
+"""The paging parameter of searches and histories, carrying a store's opaque keyset token."""
 IGNORED = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = frozenset({"true", "text", "data", "count", "false"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})

@@ -1,7 +1,7 @@
 """The storage port: what the engine needs from a database, and nothing more.
 
-Every adapter (``sqlite.py`` embedded default, ``mongo.py`` for production) implements ``Store`` and passes
-the same contract suite (``tests/contract``). The engine never sees SQL or MongoDB.
+Every adapter (the ``sqlite`` package, embedded default; the ``mongo`` package, for production) implements
+``Store`` and passes the same contract suite (``tests/contract``). The engine never sees SQL or MongoDB.
 
 Concurrency model — optimistic, enforced inside the store:
 

@@ -1,30 +1,27 @@
 """A store wrapper that announces commits, so background workers (the subscription pipeline) wake at once
-instead of polling. Every other call goes straight to the wrapped store."""
+instead of polling. Every other call goes straight to the wrapped store (:class:`StoreWrapper`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
-from fhir_clr.store.port import Change, Store, StoredResource
+from fhir_clr.store.port import Change, StoredResource
+from fhir_clr.store.wrapper import InnerStore, StoreWrapper
 
 
-class SignallingStore:
+class SignallingStore(StoreWrapper[InnerStore]):
     """Wraps a store; ``committed`` is set after every successful commit and ``changed_types`` collects the
     resource types written since the last :meth:`take_changed_types`."""
 
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
+    def __init__(self, inner: InnerStore) -> None:
+        super().__init__(inner)
         self.committed = asyncio.Event()
         self.changed_types: set[str] = set()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
     async def commit(self, changes: Sequence[Change]) -> list[StoredResource]:
         """Commit through the wrapped store, then wake the listeners."""
-        stored = await self.inner.commit(changes)
+        stored = await self._inner.commit(changes)
         self.changed_types.update(c.resource_type for c in changes)
         self.committed.set()
         return stored

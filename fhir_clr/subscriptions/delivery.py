@@ -249,8 +249,8 @@ class Deliverer:
             return Attempt(kind, None, _ms(started), f"connection failed: {type(error).__name__}", events=events)
         except Exception as error:  # anything else the client raises fails the attempt (its text may quote the URL)
             return Attempt(kind, None, _ms(started), f"delivery failed: {type(error).__name__}", events=events)
-        error = None if 200 <= response.status_code < 300 else f"endpoint answered {response.status_code}"
-        return Attempt(kind, response.status_code, _ms(started), error, _retry_after(response), events)
+        failure = None if 200 <= response.status_code < 300 else f"endpoint answered {response.status_code}"
+        return Attempt(kind, response.status_code, _ms(started), failure, _retry_after(response), events)
 
     async def _settle(self, entry: BookEntry, delivery: DeliveryState, record: Any, attempt: Attempt, now_us: int,
                       *, handshake: bool = False) -> Outcome:

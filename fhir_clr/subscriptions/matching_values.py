@@ -1,6 +1,6 @@
 """Evaluate one parsed search ``Condition`` against a single resource and its index entries, in memory.
 
-Mirrors how the store adapters answer the same condition (``fhir_clr.store.sqlite_compile`` is the
+Mirrors how the store adapters answer the same condition (``fhir_clr.store.sqlite.compiler`` is the
 reference): a condition holds when some index entry of its parameter equals one of its OR-ed values
 (``:not`` negates that), ``:missing`` asks whether the parameter has any entry at all, and the column
 parameters ``_id``/``_lastUpdated`` are read from the resource itself.

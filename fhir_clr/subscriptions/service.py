@@ -26,6 +26,7 @@ from fhir_clr.errors import FhirError
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.outbound.transport import VettedTransport
 from fhir_clr.search.parse import PAGE_TOKEN
+from fhir_clr.store.port import Store
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.subscriptions import state as records
 from fhir_clr.subscriptions.book import SubscriptionBook
@@ -41,21 +42,26 @@ BOOK_REFRESH_SECONDS = 1.0
 MAX_PARALLEL_DELIVERIES = 64
 
 
+def webhook_transport(policy: EndpointPolicy) -> VettedTransport:
+    """The transport of the server's notifications: connections to the addresses ``policy`` vetted only,
+    pinned at connect time (:class:`~fhir_clr.outbound.transport.VettedTransport`)."""
+    return VettedTransport(policy.addresses, limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+
+
 class SubscriptionService:
     """Runs the pipeline in the background of the server process."""
 
-    def __init__(self, store: SignallingStore, engine: Engine, reader: ChannelReader, policy: EndpointPolicy,
-                 retry: RetryPolicy, base_url: str, *, poll_seconds: float = 0.5, lease_seconds: float = 30.0,
-                 sweep_seconds: float = 60.0) -> None:
+    def __init__(self, store: SignallingStore[Store], engine: Engine, reader: ChannelReader, policy: EndpointPolicy,
+                 retry: RetryPolicy, base_url: str, transport: httpx.AsyncBaseTransport, *,
+                 poll_seconds: float = 0.5, lease_seconds: float = 30.0, sweep_seconds: float = 60.0) -> None:
+        """``transport`` carries every notification (the server's is :func:`webhook_transport`); the service
+        owns it from here on and closes it in :meth:`stop`."""
         self.store = store
         self.engine = engine
         self.book = SubscriptionBook(store, reader)
         self.generator = EventGenerator(store, engine.registry, self._visible, instant_of)
-        transport = VettedTransport(policy.addresses,
-                                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
         self.http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        self.deliverer = Deliverer(store, self.http, policy, retry, base_url,
-                                   self._set_status)
+        self.deliverer = Deliverer(store, self.http, policy, retry, base_url, self._set_status)
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
@@ -204,7 +210,7 @@ class SubscriptionService:
     async def _visible(self, organization: str, resource_type: str, resource_id: str) -> bool:
         caller = TokenCaller("subscription", organization, Role.SERVICING_PROVIDER, ScopeSet.from_strings(
             ["system/*.rs"]))
-        scoped = self.engine.with_access(OrganizationPolicy(caller, self.engine.registry))  # type: ignore[arg-type]
+        scoped = self.engine.with_access(OrganizationPolicy(caller, self.engine.registry))
         return await scoped.is_visible(resource_type, resource_id)
 
     async def _set_status(self, subscription_id: str, status: str, error: str | None) -> None:

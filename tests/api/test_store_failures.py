@@ -18,7 +18,7 @@ from fhir_clr.bulk.params import parse_export
 from fhir_clr.bulk.service import ExportService
 from fhir_clr.config import Settings
 from fhir_clr.engine.access import FULL_ACCESS
-from fhir_clr.store import sqlite_records, sqlite_writes
+from fhir_clr.store.sqlite import records, writes
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
 
@@ -73,8 +73,8 @@ def test_readiness_follows_failing_writes_and_503s_carry_retry_after(tmp_path: P
     headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
     with TestClient(create_app(Settings(data_dir=tmp_path, dev=True))) as http:
         with monkeypatch.context() as full:
-            full.setattr(sqlite_writes, "commit_group", disk_full)
-            full.setattr(sqlite_records, "write_records", disk_full)
+            full.setattr(writes, "commit_group", disk_full)
+            full.setattr(records, "write_records", disk_full)
             written = http.post("/Patient", content=b'{"resourceType":"Patient"}', headers=headers)
             assert written.status_code == 503 and written.headers["retry-after"] == "30"
             not_ready = http.get("/readyz")

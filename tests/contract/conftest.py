@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.store.mongo import MongoStore
 from fhir_clr.store.port import Store
+from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.store.sqlite import SqliteStore
+from fhir_clr.store.timed import TimedStore
 from tests.mongo_engines import InProcClient, mongo_engine
 
 StoreFactory = Callable[[Path], Store]
@@ -22,6 +25,12 @@ with the same directory it must reach the same data (the durability test reopens
 def sqlite_store(directory: Path) -> Store:
     """The embedded SQLite adapter on a file in the test's temporary directory."""
     return SqliteStore(directory / "contract.sqlite3", read_threads=2)
+
+
+def wrapped_sqlite_store(directory: Path) -> Store:
+    """The SQLite adapter inside the wrappers the server puts around every store (commit signals, timing):
+    each port call must reach the adapter through them unchanged."""
+    return SignallingStore(TimedStore(sqlite_store(directory), STORE_OPERATIONS))
 
 
 _IN_PROCESS: dict[Path, InProcClient] = {}
@@ -60,6 +69,7 @@ def _drop_real_mongo_databases() -> Iterator[None]:
 ADAPTERS: list[tuple[str, StoreFactory]] = [
     ("sqlite", sqlite_store),
     ("mongo", mongo_store),
+    ("sqlite-wrapped", wrapped_sqlite_store),
 ]
 
 

@@ -160,7 +160,7 @@ async def test_date_sorted_pages_restricted_by_the_same_date(store: Store, broad
     """``status=requested&due-date=lt…&_sort=due-date``: the same pages whichever plan the adapter picks. With
     ``broad``, no criterion counts as selective, so SQLite walks the date index instead of sorting."""
     if broad:
-        monkeypatch.setattr("fhir_clr.store.sqlite_search.DRIVE_LIMIT", 1)
+        monkeypatch.setattr("fhir_clr.store.sqlite.search.DRIVE_LIMIT", 1)
     due: dict[str, list[str]] = {}
     for i in range(31):
         first = f"2026-{1 + i % 9:02d}-{1 + (i * 7) % 27:02d}"

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from fhir_clr.store.mongo import MongoStore, database_name
-from fhir_clr.store.mongo_schema import INDEXES, RESOURCES, ensure_indexes, supports_transactions
+from fhir_clr.store.mongo.schema import INDEXES, RESOURCES, ensure_indexes, supports_transactions
 from fhir_clr.store.port import StoreUnavailable
 from tests.mongo_engines import InProcClient
 
 
 async def test_indexes_are_created_once_with_their_names(caplog: pytest.LogCaptureFixture) -> None:
     db = InProcClient()["fhirclr_schema"]
-    with caplog.at_level(logging.INFO, logger="fhir_clr.store.mongo_schema"):
+    with caplog.at_level(logging.INFO, logger="fhir_clr.store.mongo.schema"):
         names = await ensure_indexes(db)
         again = await ensure_indexes(db)
     assert names == again

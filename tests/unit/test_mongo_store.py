@@ -16,7 +16,7 @@ from pymongo import monitoring
 from fhir_clr.search.parse import parse_search
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.mongo import MongoStore
-from fhir_clr.store.mongo_query import condition_filter
+from fhir_clr.store.mongo.filters import condition_filter
 from fhir_clr.store.port import Change, ChangeOp, InvalidPageToken
 from fhir_clr.store.query import Condition, ParamType, StringValue, TokenValue
 from tests.mongo_engines import mongo_engine, mongo_test_store
@@ -116,10 +116,11 @@ def test_compiled_filters_keep_values_in_value_positions() -> None:
 
 async def test_forged_page_token_with_an_operator_is_refused(store: MongoStore,
                                                             registry: SearchParamRegistry) -> None:
-    from fhir_clr.store import mongo_paging, paging
+    from fhir_clr.store import paging
+    from fhir_clr.store.mongo import keyset
 
     parsed = parse_search("Organization", [("_count", "1")], registry, default_count=1, max_count=10)
-    fp = mongo_paging.query_fingerprint(parsed.query)
+    fp = keyset.query_fingerprint(parsed.query)
     parsed.query.page_token = paging.encode_token(fp, ["n", [{"$where": "sleep(1000)"}]])
     with pytest.raises(InvalidPageToken):
         await store.search(parsed.query)
@@ -141,7 +142,7 @@ async def test_expired_lease_can_be_taken_over(store: MongoStore) -> None:
 
 @pytest.mark.skipif(not os.environ.get("MONGODB_URI"), reason="query plans need a real MongoDB server")
 async def test_worklist_is_answered_in_index_order(store: MongoStore, registry: SearchParamRegistry) -> None:
-    from fhir_clr.store import mongo_paging
+    from fhir_clr.store.mongo import keyset
 
     for n in range(20):
         await create(store, registry, {"resourceType": "Task", "id": f"t{n}", "status": "requested",
@@ -151,6 +152,6 @@ async def test_worklist_is_answered_in_index_order(store: MongoStore, registry: 
                           default_count=50, max_count=100)
     where = await store._filter(parsed.query)
     plan = await store.database["resources"].find(
-        where, sort=mongo_paging.sort_spec(parsed.query.sort), limit=6).explain()
+        where, sort=keyset.sort_spec(parsed.query.sort), limit=6).explain()
     stages = orjson.dumps(plan["queryPlanner"]["winningPlan"]).decode()
     assert '"IXSCAN"' in stages and '"SORT"' not in stages

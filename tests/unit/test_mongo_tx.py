@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pymongo.errors import OperationFailure
 
-from fhir_clr.store.mongo_tx import run_transaction
+from fhir_clr.store.mongo.tx import run_transaction
 
 
 def _labelled(label: str) -> OperationFailure:

@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from fhir_clr.store import sqlite_reads
-from fhir_clr.store.sqlite_schema import connect, create_schema
+from fhir_clr.store.sqlite import reads
+from fhir_clr.store.sqlite.schema import connect, create_schema
 
 
 class _Explaining:
@@ -32,7 +32,7 @@ def test_read_many_looks_each_key_up_by_type_and_id(tmp_path: Path) -> None:
                      [(kind, f"{kind[0]}{n}", b"{}") for kind in ("ServiceRequest", "Task") for n in range(600)])
     explaining = _Explaining(conn)
     keys = [("ServiceRequest", f"S{n}") for n in range(0, 600, 2)] + [("Task", "T2"), ("Task", "nope")]
-    found = sqlite_reads.read_many(explaining, keys)
+    found = reads.read_many(explaining, keys)
     assert len(found) == 301 and {r.resource_id for r in found} >= {"S0", "S598", "T2"}
     lookups = [plan for plan in explaining.plans if plan.startswith(("SEARCH", "SCAN"))]
     assert len(lookups) == 2 and all(plan.endswith("(type=? AND id=?)") for plan in lookups), explaining.plans

@@ -2,7 +2,7 @@
 
 Threading: ``sqlite3`` calls block, so they never run on the event loop. Reads run on a small pool of
 threads, each with its own read-only connection; every write runs on one dedicated writer thread with its
-own connection (``sqlite_writer.GroupCommitWriter``), so writes of this process queue up instead of
+own connection (``writer.GroupCommitWriter``), so writes of this process queue up instead of
 contending for the database lock, and commits waiting together share one transaction (group commit). Each
 write transaction starts with ``BEGIN IMMEDIATE``, which (with ``busy_timeout``) also serialises writers of
 other processes sharing the file. WAL mode lets readers run while a write is in progress.
@@ -18,7 +18,6 @@ from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fhir_clr.store import sqlite_reads, sqlite_records
 from fhir_clr.store.port import (
     Change,
     HistoryFilter,
@@ -32,10 +31,11 @@ from fhir_clr.store.port import (
     UnsupportedSearch,
 )
 from fhir_clr.store.query import Query
-from fhir_clr.store.sqlite_scan import scan_current
-from fhir_clr.store.sqlite_schema import connect, create_schema
-from fhir_clr.store.sqlite_search import run_count, run_search
-from fhir_clr.store.sqlite_writer import GroupCommitWriter
+from fhir_clr.store.sqlite import reads, records
+from fhir_clr.store.sqlite.scan import scan_current
+from fhir_clr.store.sqlite.schema import connect, create_schema
+from fhir_clr.store.sqlite.search import run_count, run_search
+from fhir_clr.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
 INLINE_READ_MANY = 100
@@ -120,19 +120,19 @@ class SqliteStore:
 
     async def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version or tombstone; None if the resource never existed."""
-        return self._point_read(sqlite_reads.read, resource_type, resource_id)
+        return self._point_read(reads.read, resource_type, resource_id)
 
     async def read_version(self, resource_type: str, resource_id: str, version: int) -> StoredResource | None:
         """One historical version (tombstones included)."""
-        return self._point_read(sqlite_reads.read_version, resource_type, resource_id, version)
+        return self._point_read(reads.read_version, resource_type, resource_id, version)
 
     async def read_many(self, keys: Sequence[tuple[str, str]]) -> list[StoredResource]:
         """Live current versions of many resources; missing keys are skipped."""
         if not keys:
             return []
         if len(keys) <= INLINE_READ_MANY:
-            return self._point_read(sqlite_reads.read_many, keys)
-        return await self._read(sqlite_reads.read_many, keys)
+            return self._point_read(reads.read_many, keys)
+        return await self._read(reads.read_many, keys)
 
     async def search(self, query: Query) -> SearchPage:
         """One keyset page of a search."""
@@ -144,16 +144,16 @@ class SqliteStore:
 
     async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
         """Versions newest first for an instance, a type or the system."""
-        return await self._read(sqlite_reads.history, scope, count, page_token)
+        return await self._read(reads.history, scope, count, page_token)
 
     async def outbox_after(self, after_seq: int, limit: int) -> list[OutboxEvent]:
         """Committed changes after ``after_seq`` in commit order."""
-        return await self._read(sqlite_reads.outbox_after, after_seq, limit)
+        return await self._read(reads.outbox_after, after_seq, limit)
 
     def iter_current(self, resource_type: str, *, since_us: int | None = None, until_us: int | None = None,
                      batch: int = 1000) -> AsyncGenerator[list[bytes], None]:
         """Live current bodies of one type in keyset batches, on a scan connection of their own
-        (``sqlite_scan``)."""
+        (``scan``)."""
         self._require_writer()
         return scan_current(self.path, self.synchronous, resource_type, since_us=since_us, until_us=until_us,
                             batch=batch)
@@ -171,26 +171,26 @@ class SqliteStore:
 
     async def get_record(self, kind: str, key: str) -> Record | None:
         """One bookkeeping record."""
-        return self._point_read(sqlite_records.get_record, kind, key)
+        return self._point_read(records.get_record, kind, key)
 
     async def list_records(self, kind: str, *, prefix: str = "", after: str | None = None,
                            limit: int = 100) -> list[Record]:
         """Records of ``kind`` by key prefix, after a key, in key order."""
-        return await self._read(sqlite_records.list_records, kind, prefix, after, limit)
+        return await self._read(records.list_records, kind, prefix, after, limit)
 
     async def write_records(self, writes: Sequence[RecordWrite]) -> list[Record | None]:
         """Write records atomically (RecordConflict: nothing written)."""
         if not writes:
             return []
-        return await self._writer_call(lambda conn: sqlite_records.write_records(conn, writes))
+        return await self._writer_call(lambda conn: records.write_records(conn, writes))
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Take or renew the named lease for ``ttl`` seconds."""
-        return await self._writer_call(lambda conn: sqlite_records.acquire_lease(conn, name, owner, ttl))
+        return await self._writer_call(lambda conn: records.acquire_lease(conn, name, owner, ttl))
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give the named lease back if ``owner`` holds it."""
-        return await self._writer_call(lambda conn: sqlite_records.release_lease(conn, name, owner))
+        return await self._writer_call(lambda conn: records.release_lease(conn, name, owner))
 
     # ---- threads --------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ def get_record(conn: sqlite3.Connection, kind: str, key: str) -> Record | None:
 
 def list_records(conn: sqlite3.Connection, kind: str, prefix: str, after: str | None, limit: int) -> list[Record]:
     """Records of ``kind`` with keys starting with ``prefix``, after ``after``, in key (binary) order."""
+    args: list[str | int]
     if after is not None and after >= prefix:
         sql, args = "SELECT key, rev, doc FROM records WHERE kind = ? AND key > ? ", [kind, after]
     else:

@@ -1,5 +1,5 @@
 """Compile the backend-neutral search AST (``fhir_clr.store.query``) into MongoDB filter documents over
-the layout described in ``fhir_clr.store.mongo_docs``.
+the layout described in ``fhir_clr.store.mongo.docs``.
 
 Safety rule: a search value only ever appears in a *value* position, behind an operator this module chose
 (``$eq``, ``$in``, ``$gt``…, or a regex built with ``re.escape``). Field names come from fixed strings and

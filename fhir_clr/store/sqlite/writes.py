@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from fhir_clr.store.port import Change, ChangeOp, MatchKeyTaken, StoredResource
-from fhir_clr.store.sqlite_pending import PendingRows, current_rows
+from fhir_clr.store.sqlite.pending import PendingRows, current_rows
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

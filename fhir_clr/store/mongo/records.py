@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fhir_clr.store.mongo_tx import RetryWrite
+from fhir_clr.store.mongo.tx import RetryWrite
 from fhir_clr.store.port import Record, RecordConflict, RecordWrite
 
 

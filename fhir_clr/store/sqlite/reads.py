@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from itertools import groupby
+from typing import Any
 
 from fhir_clr.store.paging import decode_token, encode_token, fingerprint
 from fhir_clr.store.port import (
@@ -28,17 +29,17 @@ READ_MANY_CHUNK = 500
 _NO_SEQ = 1 << 62
 
 
-def stored(row: Sequence[object], start: int = 0) -> StoredResource:
-    """A StoredResource from ``RESOURCE_COLUMNS`` (or the history equivalent) beginning at ``row[start]``."""
+def stored(row: Sequence[Any], start: int = 0) -> StoredResource:
+    """A StoredResource from ``RESOURCE_COLUMNS`` (or the history equivalent) beginning at ``row[start]`` (a
+    database row: its columns' Python types are the schema's)."""
     type_, id_, version, lu_us, lu, deleted, body, op = row[start:start + 8]
-    return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body, _OPS[op])  # type: ignore[arg-type]
+    return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body, _OPS[op])
 
 
-def stored_version(row: Sequence[object], start: int = 0) -> StoredResource:
+def stored_version(row: Sequence[Any], start: int = 0) -> StoredResource:
     """A StoredResource from ``_VERSION_COLUMNS`` beginning at ``row[start]`` (with the recorded method)."""
     type_, id_, version, lu_us, lu, deleted, body, op, method = row[start:start + 9]
-    return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body,  # type: ignore[arg-type]
-                          _OPS[op], _METHODS.get(method))  # type: ignore[arg-type, call-overload]
+    return StoredResource(type_, id_, version, lu_us, lu, bool(deleted), body, _OPS[op], _METHODS.get(method))
 
 
 def read(conn: sqlite3.Connection, resource_type: str, resource_id: str) -> StoredResource | None:
@@ -64,7 +65,8 @@ def read_many(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> list
     unique = sorted(set(keys))
     for start in range(0, len(unique), READ_MANY_CHUNK):
         chunk = unique[start:start + READ_MANY_CHUNK]
-        branches, params = [], []
+        branches: list[str] = []
+        params: list[str] = []
         for type_, group in groupby(chunk, key=lambda key: key[0]):
             ids = [id_ for _, id_ in group]
             branches.append(f"SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.type = ? AND r.id IN "
@@ -81,7 +83,8 @@ def history(conn: sqlite3.Connection, scope: HistoryFilter, count: int, page_tok
     instant (resources deleted at that instant are left out)."""
     fp = fingerprint("history", scope.resource_type, scope.resource_id, scope.since_us, scope.at_us,
                      tuple(scope.types))
-    where, params = ["1"], []
+    where = ["1"]
+    params: list[str | int] = []
     if page_token is not None:
         payload = decode_token(page_token, fp)
         if len(payload) != 1 or not isinstance(payload[0], int):

@@ -29,7 +29,7 @@ from typing import Any
 from fhir_clr.store.paging import decode_token, encode_token, fingerprint
 from fhir_clr.store.port import InvalidPageToken, SearchPage
 from fhir_clr.store.query import Condition, ParamType, Prefix, Query, RangeValue
-from fhir_clr.store.sqlite_compile import (
+from fhir_clr.store.sqlite.compiler import (
     Compiled,
     CriteriaCompiler,
     Fragment,
@@ -39,7 +39,7 @@ from fhir_clr.store.sqlite_compile import (
     order_by,
     sort_terms,
 )
-from fhir_clr.store.sqlite_reads import RESOURCE_COLUMNS, stored
+from fhir_clr.store.sqlite.reads import RESOURCE_COLUMNS, stored
 
 UPPER_BOUNDS = frozenset({Prefix.LT, Prefix.LE, Prefix.EB})
 DRIVE_LIMIT = 4000
@@ -65,6 +65,7 @@ def run_search(conn: sqlite3.Connection, query: Query) -> SearchPage:
         rows = _fetch(conn, query.resource_type, compiled, driver, terms, cursor, backward, query.count + 1)
     more = len(rows) > query.count
     rows = rows[:query.count]
+    next_token: str | None
     if backward:
         if not rows:  # everything before the cursor has gone meanwhile: start over
             return run_search(conn, replace(query, page_token=None))
@@ -82,7 +83,8 @@ def run_count(conn: sqlite3.Connection, query: Query) -> int:
     compiled = _compile(query)
     driver = _choose_driver(conn, compiled, ordered_scan=False)
     where = _where(query.resource_type, compiled, driver)
-    return conn.execute(f"SELECT count(*) FROM resources r WHERE {where.sql}", where.params).fetchone()[0]
+    matches: int = conn.execute(f"SELECT count(*) FROM resources r WHERE {where.sql}", where.params).fetchone()[0]
+    return matches
 
 
 def _compile(query: Query) -> list[Compiled]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_clr.store import paging
-from fhir_clr.store.mongo_docs import nested, sort_field
+from fhir_clr.store.mongo.docs import nested, sort_field
 from fhir_clr.store.port import InvalidPageToken
 from fhir_clr.store.query import Query, SortKey
 

@@ -1,8 +1,8 @@
 """MongoDB adapter of the storage port (``FHIR_CLR_STORE_URL=mongodb://…``), on pymongo's async API.
 
-Layout and indexes: ``fhir_clr.store.mongo_schema``; document shapes: ``fhir_clr.store.mongo_docs``;
-filters: ``fhir_clr.store.mongo_query``; keyset paging: ``fhir_clr.store.mongo_paging``; transactions:
-``fhir_clr.store.mongo_tx``.
+Layout and indexes: ``fhir_clr.store.mongo.schema``; document shapes: ``fhir_clr.store.mongo.docs``;
+filters: ``fhir_clr.store.mongo.filters``; keyset paging: ``fhir_clr.store.mongo.keyset``; transactions:
+``fhir_clr.store.mongo.tx``.
 
 Every commit is one multi-document transaction (replica set or sharded cluster required): it reads the
 current versions and claimed match keys, raises ``VersionConflict`` / ``MatchKeyTaken`` before writing
@@ -28,8 +28,9 @@ import orjson
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
-from fhir_clr.store import mongo_lease, mongo_paging, mongo_records, paging
-from fhir_clr.store.mongo_docs import (
+from fhir_clr.store import paging
+from fhir_clr.store.mongo import keyset, lease, records
+from fhir_clr.store.mongo.docs import (
     doc_id,
     history_id,
     instant_text,
@@ -39,7 +40,7 @@ from fhir_clr.store.mongo_docs import (
     to_stored,
     version_fields,
 )
-from fhir_clr.store.mongo_query import (
+from fhir_clr.store.mongo.filters import (
     Filter,
     all_of,
     base_filter,
@@ -47,7 +48,7 @@ from fhir_clr.store.mongo_query import (
     condition_filter,
     ids_filter,
 )
-from fhir_clr.store.mongo_schema import (
+from fhir_clr.store.mongo.schema import (
     COMMIT_COUNTER,
     COUNTERS,
     HISTORY,
@@ -60,7 +61,7 @@ from fhir_clr.store.mongo_schema import (
     ensure_indexes,
     supports_transactions,
 )
-from fhir_clr.store.mongo_tx import RetryWrite, run_transaction
+from fhir_clr.store.mongo.tx import RetryWrite, run_transaction
 from fhir_clr.store.port import (
     Change,
     ChangeOp,
@@ -184,14 +185,14 @@ class MongoStore:
         if query.count <= 0:
             return SearchPage([])
         where = await self._filter(query)
-        spec = mongo_paging.sort_spec(query.sort)
-        fingerprint = mongo_paging.query_fingerprint(query)
-        token = (mongo_paging.decode_token(query.page_token, fingerprint, len(spec))
+        spec = keyset.sort_spec(query.sort)
+        fingerprint = keyset.query_fingerprint(query)
+        token = (keyset.decode_token(query.page_token, fingerprint, len(spec))
                  if query.page_token else None)
         forward = token is None or token.forward
-        order = spec if forward else mongo_paging.reverse(spec)
+        order = spec if forward else keyset.reverse(spec)
         if token is not None:
-            where = all_of([where, mongo_paging.after_filter(order, token.values)])
+            where = all_of([where, keyset.after_filter(order, token.values)])
         cursor = self._db[RESOURCES].find(where, {"_search": 0}, sort=order, limit=query.count + 1)
         docs = await cursor.to_list(None)
         more = len(docs) > query.count
@@ -203,16 +204,17 @@ class MongoStore:
         page = SearchPage([to_stored(doc) for doc in docs])
         if docs:
             if more or not forward:
-                page.next_token = mongo_paging.encode_token(
-                    fingerprint, True, mongo_paging.row_values(docs[-1], spec))
+                page.next_token = keyset.encode_token(
+                    fingerprint, True, keyset.row_values(docs[-1], spec))
             if (more and not forward) or (forward and token is not None):
-                page.prev_token = mongo_paging.encode_token(
-                    fingerprint, False, mongo_paging.row_values(docs[0], spec))
+                page.prev_token = keyset.encode_token(
+                    fingerprint, False, keyset.row_values(docs[0], spec))
         return page
 
     async def count(self, query: Query) -> int:
         """Number of matches (``count_documents``)."""
-        return await self._db[RESOURCES].count_documents(await self._filter(query))
+        matches: int = await self._db[RESOURCES].count_documents(await self._filter(query))
+        return matches
 
     async def history(self, scope: HistoryFilter, count: int, page_token: str | None = None) -> HistoryPage:
         """Versions newest first (commit order). ``since`` keeps versions written after it; ``at`` keeps, per
@@ -422,27 +424,27 @@ class MongoStore:
 
     async def get_record(self, kind: str, key: str) -> Record | None:
         """One bookkeeping record."""
-        return await mongo_records.get_record(self._db[RECORDS], kind, key)
+        return await records.get_record(self._db[RECORDS], kind, key)
 
     async def list_records(self, kind: str, *, prefix: str = "", after: str | None = None,
                            limit: int = 100) -> list[Record]:
         """Records of ``kind`` by key prefix, after a key, in key order."""
-        return await mongo_records.list_records(self._db[RECORDS], kind, prefix, after, limit)
+        return await records.list_records(self._db[RECORDS], kind, prefix, after, limit)
 
     async def write_records(self, writes: Sequence[RecordWrite]) -> list[Record | None]:
         """Write records in one transaction (RecordConflict: nothing written)."""
         if not writes:
             return []
         collection = self._db[RECORDS]
-        return await run_transaction(self._client, lambda session: mongo_records.write_records(
+        return await run_transaction(self._client, lambda session: records.write_records(
             collection, writes, session), transactions=self._transactions)
 
     # ---- leases ----------------------------------------------------------------------------------------
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Take or renew the named lease for ``ttl`` seconds (see ``fhir_clr.store.mongo_lease``)."""
-        return await mongo_lease.acquire_lease(self._db[LEASES], name, owner, ttl)
+        """Take or renew the named lease for ``ttl`` seconds (see ``fhir_clr.store.mongo.lease``)."""
+        return await lease.acquire_lease(self._db[LEASES], name, owner, ttl)
 
     async def release_lease(self, name: str, owner: str) -> bool:
         """Give the named lease back if ``owner`` holds it."""
-        return await mongo_lease.release_lease(self._db[LEASES], name, owner)
+        return await lease.release_lease(self._db[LEASES], name, owner)

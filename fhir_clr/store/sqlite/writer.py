@@ -2,7 +2,7 @@
 
 Every write of the process goes through one thread and one connection. When several commits are waiting
 (concurrent requests), the thread takes up to ``max_batch`` of them and writes them in one database
-transaction, one savepoint each (``sqlite_writes.commit_group``): the fixed cost of a transaction (locking,
+transaction, one savepoint each (``writes.commit_group``): the fixed cost of a transaction (locking,
 WAL append, checkpoint bookkeeping) is paid once per batch instead of once per request. Callers are only
 answered after the batch's COMMIT, so an acknowledged write is always durable.
 """
@@ -15,17 +15,28 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from fhir_clr.store import sqlite_writes
-from fhir_clr.store.port import Change, StoreUnavailable
+from fhir_clr.store.port import Change, StoredResource, StoreUnavailable
+from fhir_clr.store.sqlite import writes
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
-class _Job:
-    future: Future
-    changes: Sequence[Change] | None = None
-    call: Callable[[sqlite3.Connection], Any] | None = None
+class _Commit:
+    """One atomic commit, written in a batch with the commits queued beside it."""
+
+    future: Future[list[StoredResource]]
+    changes: Sequence[Change]
+
+
+@dataclass(slots=True)
+class _Call:
+    """A function run alone on the writer connection."""
+
+    future: Future[Any]
+    call: Callable[[sqlite3.Connection], Any]
 
 
 _STOP = object()
@@ -39,7 +50,6 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -58,25 +68,28 @@ class GroupCommitWriter:
             self._thread.join()
             self._thread = None
 
-    def submit_commit(self, changes: Sequence[Change]) -> Future:
+    def submit_commit(self, changes: Sequence[Change]) -> Future[list[StoredResource]]:
         """Queue one atomic commit; the future holds its StoredResources or its exception."""
-        return self._submit(_Job(Future(), changes=changes))
+        job = _Commit(Future(), changes)
+        self._submit(job)
+        return job.future
 
-    def submit_call(self, call: Callable[[sqlite3.Connection], Any]) -> Future:
+    def submit_call(self, call: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Queue a function to run alone on the writer connection (schema creation…)."""
-        return self._submit(_Job(Future(), call=call))
+        future: Future[T] = Future()
+        self._submit(_Call(future, call))
+        return future
 
-    def _submit(self, job: _Job) -> Future:
+    def _submit(self, job: _Commit | _Call) -> None:
         if self._thread is None:
             raise StoreUnavailable("the SQLite store is not open")
         self._queue.put(job)
-        return job.future
 
     # ---- the thread ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._conn = self._connect()
+            conn = self._connect()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -89,9 +102,9 @@ class GroupCommitWriter:
                 held = None
                 if item is _STOP:
                     return
-                if item.call is not None:
+                if isinstance(item, _Call):
                     if item.future.set_running_or_notify_cancel():
-                        self._run_call(item)
+                        _run_call(conn, item)
                     continue
                 batch = [item]
                 while len(batch) < self._max_batch:
@@ -99,7 +112,7 @@ class GroupCommitWriter:
                         nxt = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if nxt is _STOP or nxt.call is not None:
+                    if nxt is _STOP or isinstance(nxt, _Call):
                         held = nxt
                         break
                     batch.append(nxt)
@@ -107,31 +120,33 @@ class GroupCommitWriter:
                 # others are marked running, so a late cancel can no longer make set_result fail.
                 batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
                 if batch:
-                    self._run_batch(batch)
+                    _run_batch(conn, batch)
         finally:
-            self._conn.close()
+            conn.close()
 
-    def _run_call(self, job: _Job) -> None:
-        try:
-            job.future.set_result(job.call(self._conn))
-        except sqlite3.OperationalError as exc:
+
+def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
+    try:
+        job.future.set_result(job.call(conn))
+    except sqlite3.OperationalError as exc:
+        job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
+    except BaseException as exc:
+        job.future.set_exception(exc)
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Commit]) -> None:
+    try:
+        outcomes = writes.commit_group(conn, [job.changes for job in batch])
+    except sqlite3.OperationalError as exc:
+        for job in batch:
             job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
-        except BaseException as exc:
+        return
+    except BaseException as exc:
+        for job in batch:
             job.future.set_exception(exc)
-
-    def _run_batch(self, batch: list[_Job]) -> None:
-        try:
-            outcomes = sqlite_writes.commit_group(self._conn, [job.changes for job in batch])
-        except sqlite3.OperationalError as exc:
-            for job in batch:
-                job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
-            return
-        except BaseException as exc:
-            for job in batch:
-                job.future.set_exception(exc)
-            return
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
+        return
+    for job, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)

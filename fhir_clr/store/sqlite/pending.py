@@ -31,7 +31,7 @@ import orjson
 
 from fhir_clr.store.port import VersionConflict
 from fhir_clr.store.query import IndexEntries, ParamType
-from fhir_clr.store.sqlite_schema import INDEX_TABLES
+from fhir_clr.store.sqlite.schema import INDEX_TABLES
 
 ResourceKey = tuple[str, str]
 """``(type, id)``."""
@@ -155,7 +155,8 @@ def _insert_json(conn: sqlite3.Connection, table: str, columns: tuple[str, ...],
 
 def _json_rows(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[list[Any]]:
     """The rows of a query that aggregates them into one JSON array, given ``values`` as its JSON argument."""
-    return orjson.loads(conn.execute(sql, (orjson.dumps(values),)).fetchone()[0])
+    rows: list[list[Any]] = orjson.loads(conn.execute(sql, (orjson.dumps(values),)).fetchone()[0])
+    return rows
 
 
 def _by_param(rows: Iterable[list[Any]]) -> dict[tuple[int, str], set[tuple[Any, ...]]]:
@@ -180,12 +181,12 @@ def _index_rows(indexes: dict[int, IndexEntries]) -> list[dict[tuple[int, str], 
             dates[rid, p].add((rid, p, lo, hi))
         for p, n, e in index.strings:
             strings[rid, p].add((rid, p, n, e))
-        for p, lo, hi in index.numbers:
-            if isfinite(lo) and isfinite(hi):  # JSON has no infinities (no FHIR decimal parses to one)
-                numbers[rid, p].add((rid, p, lo, hi))
-        for p, lo, hi, s, c in index.quantities:
-            if isfinite(lo) and isfinite(hi):
-                quantities[rid, p].add((rid, p, lo, hi, s or "", c or ""))
+        for p, low, high in index.numbers:
+            if isfinite(low) and isfinite(high):  # JSON has no infinities (no FHIR decimal parses to one)
+                numbers[rid, p].add((rid, p, low, high))
+        for p, low, high, system, code in index.quantities:
+            if isfinite(low) and isfinite(high):
+                quantities[rid, p].add((rid, p, low, high, system or "", code or ""))
         for p, u in index.uris:
             uris[rid, p].add((rid, p, u))
     return tables

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fhir_clr.store.port import StoreUnavailable
-from fhir_clr.store.sqlite_schema import connect
+from fhir_clr.store.sqlite.schema import connect
 
 SCAN_CACHE_KB = 4096
 """Page cache of a scan's connection."""

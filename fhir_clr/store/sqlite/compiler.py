@@ -31,7 +31,7 @@ from fhir_clr.store.query import (
     TokenValue,
     UriValue,
 )
-from fhir_clr.store.sqlite_schema import INDEX_TABLES
+from fhir_clr.store.sqlite.schema import INDEX_TABLES
 
 ALIAS = "{a}"
 

@@ -4,13 +4,13 @@ start-up checks (reachability, transaction support).
 Collections
 -----------
 ``resources``   current version of every resource (``_id`` = ``"Type/id"``), tombstones included, with the
-                ``_search`` attribute arrays and ``_sort`` keys (see ``fhir_clr.store.mongo_docs``);
+                ``_search`` attribute arrays and ``_sort`` keys (see ``fhir_clr.store.mongo.docs``);
                 ``rid`` = the commit ``seq`` that created it (creation order, the default search order).
 ``history``     every version, tombstones included (``_id`` = ``"Type/id/version"``), ``seq`` = commit order.
 ``match_keys``  ``_id`` = conditional-create key: the unique ``_id`` makes conditional create race-free.
 ``outbox``      one event per committed change, ``_id`` = ``seq`` from the same counter as history.
 ``counters``    one document (``_id`` = ``"commit"``) holding the last ``seq`` and the last ``lastUpdated``.
-``leases``      named leases for background workers (``fhir_clr.store.mongo_lease``).
+``leases``      named leases for background workers (``fhir_clr.store.mongo.lease``).
 
 Indexes are derived from the *shape* of the stored search values, not from the SearchParameter registry:
 every value kind lives in one array of ``{p: param, ...}`` elements (the attribute pattern), so one

@@ -35,4 +35,5 @@ async def acquire_lease(leases: Any, name: str, owner: str, ttl: float) -> bool:
 async def release_lease(leases: Any, name: str, owner: str) -> bool:
     """Give lease ``name`` back if ``owner`` holds it; True when it was released."""
     result = await leases.delete_one({"_id": {"$eq": name}, "owner": {"$eq": owner}})
-    return result.deleted_count == 1
+    deleted: int = result.deleted_count
+    return deleted == 1
