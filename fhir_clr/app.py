@@ -36,6 +36,7 @@ from fhir_clr.clr.rules.write_rules import ClrWriteRules
 from fhir_clr.config import Settings, package_version
 from fhir_clr.conformance import load_conformance
 from fhir_clr.console import routes as console
+from fhir_clr.console import session as console_session
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
@@ -43,7 +44,7 @@ from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
 from fhir_clr.letters.batch import build_print_batches
-from fhir_clr.mapping.spec import load_specs
+from fhir_clr.mapping.spec_loader import load_specs
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
@@ -173,7 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fhir-clr", version=package_version(), lifespan=lifespan, docs_url="/docs",
                   redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
-    app.add_middleware(SecurityMiddleware, max_body_bytes=settings.max_body_bytes, dev=settings.dev,
+    app.add_middleware(SecurityMiddleware, sessions=console_session, error_response=error_response,
+                       max_body_bytes=settings.max_body_bytes, dev=settings.dev,
                        large_body_bytes=settings.large_body_bytes,
                        large_body_concurrency=settings.large_body_concurrency,
                        metrics_on_loopback=settings.metrics_loopback_without_token)

@@ -16,6 +16,7 @@ from fhir_clr.cli_settings import add_data_argument, command_settings, read_only
 from fhir_clr.config import ConfigurationError, package_version
 
 if TYPE_CHECKING:
+    from fhir_clr.clr.report import ComplianceReporter, ReportData, ReportPeriod
     from fhir_clr.config import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -77,7 +78,6 @@ def _seed(args: argparse.Namespace) -> int:
 def _report_compliance(args: argparse.Namespace) -> int:
     from fhir_clr.clr.report import ReportPeriod
     from fhir_clr.clr.report_render import render_text, report_document
-    from fhir_clr.clr.report_source import load_configured_store
 
     if args.from_date > args.to_date:
         print("--from must not be after --to", file=sys.stderr)
@@ -86,7 +86,7 @@ def _report_compliance(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     period = ReportPeriod(args.from_date, args.to_date)
-    data, reporter = asyncio.run(load_configured_store(settings, period))
+    data, reporter = asyncio.run(_load_report(settings, period))
     as_of = args.as_of or reporter.deadlines.local_date(datetime.now(UTC))
     report = reporter.report(data, period, as_of)
     if args.format == "json":
@@ -96,6 +96,21 @@ def _report_compliance(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(report))
     return 0
+
+
+async def _load_report(settings: Settings, period: ReportPeriod) -> tuple[ReportData, ComplianceReporter]:
+    """What the compliance report of ``period`` needs, read from the store ``settings`` name (opened for the call,
+    then closed), with the reporter of the configured rules and code lists."""
+    from fhir_clr.app import build_services
+    from fhir_clr.clr.report import ComplianceReporter
+    from fhir_clr.reporting.source import load_report_data
+
+    services = await build_services(settings)
+    try:
+        reporter = ComplianceReporter(services.rules, services.codes)
+        return await load_report_data(services.engine, period, reporter), reporter
+    finally:
+        await services.store.close()
 
 
 def _add_report_parser(commands: argparse._SubParsersAction) -> None:

@@ -182,11 +182,11 @@ async def load_population(services: Services, population: Population, files: Pat
     batches.append(("mif", None, "mif-duplicates.csv", _file(services, "mif", None,
                                                              duplicate_records(population))))
     first_load = False
-    for index, (kind, program, name, data) in enumerate(batches):
+    for index, (kind, layout, name, data) in enumerate(batches):
         if files is not None:
             files.mkdir(parents=True, exist_ok=True)
             (files / name).write_bytes(data)
-        report = await importer.run(ImportRequest(kind, data, name, program))
+        report = await importer.run(ImportRequest(kind, data, name, layout))
         for outcome, count in report.counts.items():
             totals[outcome] += count
         if index == 0:

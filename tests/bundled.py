@@ -13,7 +13,8 @@ from fhir_clr.clr.workflow import ROLE_PLAN, TaskWorkflow
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.rules import Caller, PlanningContext
 from fhir_clr.mapping import spec as mapping_spec
-from fhir_clr.mapping.spec import MappingSpec, bundled_specs
+from fhir_clr.mapping.spec import MappingSpec
+from fhir_clr.mapping.spec_loader import bundled_specs
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import Store
 

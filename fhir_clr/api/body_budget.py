@@ -17,6 +17,7 @@ counted exactly on the parsed tree, still before validation. Nesting depth is li
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,7 @@ class BodyBudget:
             if isinstance(node, dict):
                 elements += 2 * len(node)
                 strings += len(node)
-                children = node.values()
+                children: Iterable[Any] = node.values()
             else:
                 elements += len(node)
                 children = node

@@ -13,10 +13,12 @@ from fhir_clr.engine.access import FULL_ACCESS, AccessPolicy
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.engine import Engine
 from fhir_clr.mapping.spec import MappingSpec
+from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.store.timed import TimedStore
 from fhir_clr.subscriptions.channel import ChannelReader
+from fhir_clr.subscriptions.operations import SubscriptionOperations
 from fhir_clr.subscriptions.topics import TopicCatalog
 
 
@@ -61,6 +63,17 @@ def engine(request: Request) -> Engine:
 def bundles(request: Request) -> BundleProcessor:
     """The Bundle processor acting for the caller of ``request``."""
     return services(request).bundles.with_engine(engine(request))
+
+
+def subscription_operations(request: Request) -> SubscriptionOperations:
+    """The subscription operations of the app serving ``request``; a re-send wakes its delivery worker."""
+    built = services(request)
+    return SubscriptionOperations(built.store, built.channels, wake=built.store.committed.set)
+
+
+def scrape_gauges(request: Request) -> ScrapeGauges:
+    """The app's scrape-time gauges (created and stopped by the app's lifespan)."""
+    return request.app.state.scrape_gauges  # type: ignore[no-any-return]
 
 
 def base_url(request: Request) -> str:

@@ -8,15 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.observability.gauges import ScrapeGauges
+from fhir_clr.api.context import scrape_gauges
 from fhir_clr.observability.metrics import REGISTRY
 
 router = APIRouter(include_in_schema=False)
-
-
-def scrape_gauges(request: Request) -> ScrapeGauges:
-    """The app's scrape-time gauges (created and stopped by the app's lifespan)."""
-    return request.app.state.scrape_gauges  # type: ignore[no-any-return]
 
 
 @router.get("/metrics")

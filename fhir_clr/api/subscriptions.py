@@ -12,21 +12,15 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import base_url, engine, services
+from fhir_clr.api.context import base_url, engine, services, subscription_operations
 from fhir_clr.api.negotiation import check_accept
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
 from fhir_clr.subscriptions.notifications import status_searchset
-from fhir_clr.subscriptions.operations import SubscriptionOperations
+from fhir_clr.subscriptions.operations import resend_events
 
 router = APIRouter()
 MAX_ATTEMPTS_SHOWN = 100
-
-
-def operations_of(request: Request) -> SubscriptionOperations:
-    """The subscription operations of the app serving ``request``."""
-    built = services(request)
-    return SubscriptionOperations(built.store, built.channels)
 
 
 async def _subscription(request: Request, subscription_id: str) -> dict[str, Any]:
@@ -64,7 +58,7 @@ async def status_of_many(request: Request) -> Response:
     if statuses:
         params.append(("status", ",".join(statuses)))
     found = await engine(request).search("Subscription", params, strict=True)
-    operations, base = operations_of(request), base_url(request)
+    operations, base = subscription_operations(request), base_url(request)
     parameters = [await operations.status(base, orjson.loads(s.body)) for s in found.matches if s.body]
     return fhir_response(orjson.dumps(status_searchset(base, parameters)))
 
@@ -75,7 +69,7 @@ async def status_of_one(request: Request, subscription_id: str) -> Response:
     check_accept(request)
     subscription = await _subscription(request, subscription_id)
     base = base_url(request)
-    status = await operations_of(request).status(base, subscription)
+    status = await subscription_operations(request).status(base, subscription)
     return fhir_response(orjson.dumps(status_searchset(base, [status])))
 
 
@@ -84,7 +78,7 @@ async def events(request: Request, subscription_id: str) -> Response:
     """Stored events ``eventsSinceNumber``..``eventsUntilNumber`` as a ``history`` Bundle."""
     check_accept(request)
     subscription = await _subscription(request, subscription_id)
-    bundle = await operations_of(request).events(
+    bundle = await subscription_operations(request).events(
         base_url(request), subscription, _number(request, "eventsSinceNumber"),
         _number(request, "eventsUntilNumber"), request.query_params.get("content"))
     return fhir_response(orjson.dumps(bundle))
@@ -94,21 +88,9 @@ async def events(request: Request, subscription_id: str) -> Response:
 async def resend(request: Request, subscription_id: str) -> Response:
     """Deliver again from ``eventsSinceNumber`` (default: the first undelivered event); a Subscription in
     ``error`` or ``off`` goes back to ``requested`` (new handshake, then the events in order)."""
-    await resend_events(request, subscription_id, _number(request, "eventsSinceNumber"))
+    await resend_events(engine(request), subscription_operations(request), subscription_id,
+                        _number(request, "eventsSinceNumber"))
     return await status_of_one(request, subscription_id)
-
-
-async def resend_events(request: Request, subscription_id: str, since: int | None) -> None:
-    """What ``$resend`` does, for the caller of ``request`` (the console's re-send button uses it too)."""
-    caller = engine(request)
-    caller.access.require("Subscription", "u")
-    subscription = await _subscription(request, subscription_id)
-    reactivate = await operations_of(request).resend(subscription, since)
-    if reactivate:
-        body = {**subscription, "status": "requested"}
-        body.pop("error", None)
-        await caller.for_server_writes().update("Subscription", subscription_id, body)
-    services(request).store.committed.set()
 
 
 @router.get("/Subscription/{subscription_id}/$delivery-attempts")
@@ -117,4 +99,4 @@ async def delivery_attempts(request: Request, subscription_id: str) -> Response:
     check_accept(request)
     await _subscription(request, subscription_id)
     limit = min(_number(request, "_count") or MAX_ATTEMPTS_SHOWN, MAX_ATTEMPTS_SHOWN)
-    return fhir_response(orjson.dumps(await operations_of(request).attempts(subscription_id, limit)))
+    return fhir_response(orjson.dumps(await subscription_operations(request).attempts(subscription_id, limit)))

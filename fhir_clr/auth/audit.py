@@ -5,6 +5,15 @@ Never a resource body and never a query value.
 Events are queued in memory and written in batches (one store commit per batch) by a background task, so a
 request only pays for building a small dict. AuditEvents are stored like other resources (searchable with the
 usual machinery); the access policy lets only the plan read them and nobody write them through the API.
+
+The one write that bypasses the engine. Every other write goes through :class:`fhir_clr.engine.engine.Engine` so
+that validation, business rules, access checks, history, indexes and subscription events apply alike; none of
+that fits here. The server writes these events about requests, not on a caller's behalf (and the access policy
+refuses every caller's AuditEvent write); no business rule and no subscription topic is about them (an outbox
+event would announce who called what); each event is built here in one fixed shape (checked against the R4 gate
+in ``tests/unit/test_auth_audit.py``), so validating it again per request would only add cost; and a request
+must not wait for its audit record. So the batch goes to the store's one commit directly, each event with a new
+id, version 1 and the same search index values the engine would extract.
 """
 
 from __future__ import annotations

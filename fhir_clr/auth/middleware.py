@@ -10,14 +10,13 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from fhir_clr.api.responses import error_response
 from fhir_clr.auth.audit import classify
 from fhir_clr.auth.clients import Role
 from fhir_clr.auth.policy import OrganizationPolicy
 from fhir_clr.auth.ratelimit import retry_after
+from fhir_clr.auth.seams import BrowserSessions, ErrorResponder
 from fhir_clr.auth.service import AuthServices
 from fhir_clr.auth.tokens import SESSION_TYPE, TOKEN_TYPE, Caller, InvalidToken
-from fhir_clr.console import session
 from fhir_clr.errors import FhirError
 
 PUBLIC_PATHS = frozenset({"/metadata", "/healthz", "/readyz", "/.well-known/smart-configuration", "/auth/token"})
@@ -80,11 +79,16 @@ class SecurityMiddleware:
     Bodies above ``large_body_bytes`` (by Content-Length, or once that much has arrived) wait for one of
     ``large_body_concurrency`` slots, taken after authentication, so that their parsing and validation
     cannot add up past what the process can hold. ``metrics_on_loopback`` serves ``/metrics`` without a token
-    to loopback callers (a scraper on the same host)."""
+    to loopback callers (a scraper on the same host). ``sessions`` tells console paths and reads the console's
+    session cookie; ``error_response`` renders each refusal (both handed in by the app, see
+    :mod:`fhir_clr.auth.seams`)."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, dev: bool, large_body_bytes: int,
-                 large_body_concurrency: int, metrics_on_loopback: bool = False) -> None:
+    def __init__(self, app: Any, *, sessions: BrowserSessions, error_response: ErrorResponder, max_body_bytes: int,
+                 dev: bool, large_body_bytes: int, large_body_concurrency: int,
+                 metrics_on_loopback: bool = False) -> None:
         self.app = app
+        self.sessions = sessions
+        self.error_response = error_response
         self.max_body_bytes = max_body_bytes
         self.dev = dev
         self.large_body_bytes = large_body_bytes
@@ -116,14 +120,14 @@ class SecurityMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        public = path in PUBLIC_PATHS or session.is_public(path) or (
+        public = path in PUBLIC_PATHS or self.sessions.is_public(path) or (
             path in PUBLIC_GET_PATHS and scope["method"] in ("GET", "HEAD")) or (
             path == METRICS_PATH and self.metrics_on_loopback and is_loopback(scope))
         limit = self.max_body_bytes if self.dev or not public else min(self.max_body_bytes, PUBLIC_BODY_BYTES)
         length = _header(scope, b"content-length")
         declared = int(length) if length is not None and length.isdigit() else 0
         if declared > limit:
-            await error_response(BodyTooLarge(limit))(scope, receive, send_secured)
+            await self.error_response(BodyTooLarge(limit))(scope, receive, send_secured)
             return
         gate = _BodyGate(self.large_bodies, self.large_body_bytes)
         receive = self._limited(receive, limit, gate)
@@ -143,19 +147,20 @@ class SecurityMiddleware:
         path = scope["path"]
         auth: AuthServices | None = getattr(scope["app"].state, "auth", None)
         if auth is None:  # fail closed: never serve PHI before the authorization server is up
-            await error_response(FhirError(503, "transient", "Starting up; retry later",
-                                           headers={"Retry-After": "5"}))(scope, receive, send)
+            await self.error_response(FhirError(503, "transient", "Starting up; retry later",
+                                                headers={"Retry-After": "5"}))(scope, receive, send)
             return
         refusal = await self._authenticate(scope, auth)
         if refusal is not None:
-            if session.is_console(path) and refusal.status_code == 401:
-                refusal = session.sign_in_redirect(scope)
+            if self.sessions.is_console(path) and refusal.status_code == 401:
+                refusal = self.sessions.sign_in_redirect(scope)
             await refusal(scope, receive, send)
             return
         caller = scope["state"]["caller"]
         if path == METRICS_PATH and not metrics_allowed(caller):
-            await error_response(FhirError(403, "forbidden", "/metrics needs a plan client with a read scope on "
-                                           "every type (e.g. system/*.read)"))(scope, receive, send)
+            refused = FhirError(403, "forbidden", "/metrics needs a plan client with a read scope on every type "
+                                "(e.g. system/*.read)")
+            await self.error_response(refused)(scope, receive, send)
             return
         if declared > gate.threshold:
             await gate.enter(declared)
@@ -169,22 +174,22 @@ class SecurityMiddleware:
     async def _authenticate(self, scope: dict[str, Any], auth: AuthServices) -> Any:
         """Put the caller and its policy into the request state, or return the refusal response."""
         token, token_type = bearer_token(_header(scope, b"authorization")), TOKEN_TYPE
-        if token is None and session.is_console(scope["path"]):
-            token, token_type = session.cookie_token(scope), SESSION_TYPE
+        if token is None and self.sessions.is_console(scope["path"]):
+            token, token_type = self.sessions.cookie_token(scope), SESSION_TYPE
         if token is None:
-            return error_response(FhirError(401, "login", "An access token is required (SMART Backend Services)",
-                                            headers={"WWW-Authenticate": CHALLENGE}))
+            return self.error_response(FhirError(401, "login", "An access token is required (SMART Backend Services)",
+                                                 headers={"WWW-Authenticate": CHALLENGE}))
         try:
             caller = auth.tokens.verify(token, token_type)
         except InvalidToken:
             caller = None
         if caller is None or not await auth.client_enabled(caller.client_id):
-            return error_response(FhirError(401, "login", "The access token is invalid or expired", headers={
+            return self.error_response(FhirError(401, "login", "The access token is invalid or expired", headers={
                 "WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'}))
         wait = auth.limiter.acquire(caller.client_id)
         if wait > 0:
-            return error_response(FhirError(429, "throttled", "Too many requests; slow down",
-                                            headers={"Retry-After": retry_after(wait)}))
+            return self.error_response(FhirError(429, "throttled", "Too many requests; slow down",
+                                                 headers={"Retry-After": retry_after(wait)}))
         state = scope.setdefault("state", {})
         state["caller"] = caller
         state["access"] = OrganizationPolicy(caller, scope["app"].state.services.registry)

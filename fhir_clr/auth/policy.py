@@ -112,7 +112,7 @@ class OrganizationPolicy:
     def _links(self, resource_type: str) -> list[Condition | ChainCondition | HasCondition]:
         """The alternatives that come from referral links (see the module docstring)."""
         if resource_type in PARTY_ELEMENTS:
-            found: list[Condition | ChainCondition | HasCondition] = [
+            found: list[Condition | ChainCondition | HasCondition | None] = [
                 self._party(resource_type, p) for p in PARTY_ELEMENTS[resource_type]]
             if resource_type == "ServiceRequest":
                 found += self._via_tasks(("focus", "based-on"))

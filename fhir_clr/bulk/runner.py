@@ -28,7 +28,6 @@ from fhir_clr.bulk.params import PATIENT_LINKS, ExportRequest
 from fhir_clr.bulk.writer import NdjsonFiles
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
-from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.port import HistoryFilter, StoredResource
 
 PATIENT_CHUNK = 100
@@ -150,10 +149,7 @@ class ExportRunner:
             bounds.append(("_lastUpdated", f"gt{request.since}"))
         seen: set[str] | None = set() if len(searches) > 1 else None
         for params in searches:
-            token: str | None = None
-            while True:
-                page = await scoped.search(resource_type, [*bounds, *params, *([(PAGE_TOKEN, token)] if token else [])],
-                                           strict=True)
+            async for page in scoped.iter_pages(resource_type, [*bounds, *params], strict=True):
                 bodies = []
                 for stored in page.matches:
                     if seen is not None:
@@ -162,9 +158,6 @@ class ExportRunner:
                         seen.add(stored.resource_id)
                     bodies.append(stored.body or b"{}")
                 yield bodies
-                token = page.next_token
-                if not token:
-                    break
 
     async def _deleted(self, resource_type: str, request: ExportRequest, until_us: int,
                        patients: list[str] | None, scoped: Engine) -> AsyncIterator[str]:

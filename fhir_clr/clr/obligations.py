@@ -8,6 +8,7 @@ from typing import Any
 
 from fhir_clr.clr.config import profile_url
 from fhir_clr.fhirmodel.clone import clone
+from fhir_clr.fhirmodel.profiles import claims_profile
 
 OPEN = "requested"
 OBLIGATION_PROFILE = profile_url("clr-notice-obligation")
@@ -17,8 +18,7 @@ def is_obligation(resource: dict[str, Any] | None) -> bool:
     """True for a Task claiming the CLR Notice Obligation profile."""
     if not resource or resource.get("resourceType") != "Task":
         return False
-    profiles = (resource.get("meta") or {}).get("profile") or []
-    return any(isinstance(p, str) and p.split("|")[0] == OBLIGATION_PROFILE for p in profiles)
+    return claims_profile(resource, OBLIGATION_PROFILE)
 
 
 def kind_of(obligation: dict[str, Any]) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any
 from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_of, extension_url
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
+from fhir_clr.fhirmodel.profiles import claimed_profiles, claims_profile
 
 UNKNOWN_SERVICE = "unknown"
 """Group key of referrals whose ``code`` names no CLR service."""
@@ -157,12 +158,6 @@ def _reference(value: Any) -> str | None:
     return reference if isinstance(reference, str) else None
 
 
-def _has_profile(resource: dict[str, Any], profile: str) -> bool:
-    meta = resource.get("meta")
-    profiles = meta.get("profile") if isinstance(meta, dict) else None
-    return isinstance(profiles, list) and any(isinstance(p, str) and p.split("|")[0] == profile for p in profiles)
-
-
 class ComplianceReporter:
     """Computes compliance reports with one rules configuration and set of code lists."""
 
@@ -183,13 +178,12 @@ class ComplianceReporter:
 
     def is_referral_task(self, task: dict[str, Any]) -> bool:
         """A Task claiming the CLR Referral Task profile, or claiming none (its focus decides, as on writes)."""
-        meta = task.get("meta")
-        claims_profiles = isinstance(meta, dict) and bool(meta.get("profile"))
-        return _has_profile(task, self._referral_task_profile) or not claims_profiles
+        claimed = claimed_profiles(task)
+        return self._referral_task_profile in claimed or not claimed
 
     def is_obligation(self, task: dict[str, Any]) -> bool:
         """A Task claiming the CLR Notice Obligation profile."""
-        return _has_profile(task, self._obligation_profile)
+        return claims_profile(task, self._obligation_profile)
 
     # ---- the report ----------------------------------------------------------------------------------
 

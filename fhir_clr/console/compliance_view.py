@@ -9,10 +9,10 @@ from datetime import date, timedelta
 
 from fhir_clr.clr.deadlines import add_months
 from fhir_clr.clr.report import UNSPECIFIED_REASON, ComplianceReporter, GroupMetrics, ReportData, ReportPeriod
-from fhir_clr.clr.report_source import load_report_data
 from fhir_clr.console.charts import BarChart, bar_chart
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
+from fhir_clr.reporting.source import load_report_data
 
 DEFAULT_MONTHS = 6
 MAX_MONTHS = 24

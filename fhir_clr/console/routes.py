@@ -16,9 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from fhir_clr.api.context import access, engine, services
-from fhir_clr.api.metrics import scrape_gauges
-from fhir_clr.api.subscriptions import operations_of, resend_events
+from fhir_clr.api.context import access, engine, scrape_gauges, services, subscription_operations
 from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
 from fhir_clr.background_cache import FiguresCache
 from fhir_clr.config import Settings
@@ -31,6 +29,7 @@ from fhir_clr.console.timeline_view import TimelineBuilder
 from fhir_clr.console.worklist_view import Filters, group_counts, worklist_page
 from fhir_clr.errors import FhirError
 from fhir_clr.observability.snapshot import snapshot
+from fhir_clr.subscriptions.operations import resend_events
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)
 PLAN_ROLE = "plan"
@@ -228,7 +227,8 @@ def _cache(request: Request, setting: str) -> FiguresCache:
 async def subscriptions(request: Request) -> Response:
     """The caller's Subscriptions with their delivery figures and a re-send button where events wait."""
     async def build() -> tuple[str, dict[str, Any]]:
-        page = await subscriptions_page(engine(request), operations_of(request), request.query_params.get("page"))
+        page = await subscriptions_page(engine(request), subscription_operations(request),
+                                        request.query_params.get("page"))
         return "subscriptions.html", {"page": page, "resent": request.query_params.get("resent")}
     return await _page(request, "subscriptions", build)
 
@@ -238,7 +238,7 @@ async def resend(request: Request, subscription_id: str) -> Response:
     """The re-send button: ``$resend`` from the first undelivered event, then back to the list."""
     try:
         require_same_origin(request)
-        await resend_events(request, subscription_id, None)
+        await resend_events(engine(request), subscription_operations(request), subscription_id, None)
     except FhirError as error:
         return _error_page(request, "subscriptions", error)
     return RedirectResponse(f"{session.PREFIX}/subscriptions?{urlencode({'resent': subscription_id})}",

@@ -10,6 +10,7 @@ console's own origin (checked on top of the SameSite cookie)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,7 +43,7 @@ def cookie_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def same_origin(scope: dict[str, Any]) -> bool:
+def same_origin(scope: Mapping[str, Any]) -> bool:
     """False for a form post another site made the browser send. Browsers say so in ``Sec-Fetch-Site``; without
     it, an ``Origin`` (other than ``null``) must name this host. A request with neither is not a browser's."""
     headers = dict(scope["headers"])

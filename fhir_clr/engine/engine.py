@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from fhir_clr.engine.visibility import Visibility
 from fhir_clr.engine.writes import Plan, WritePlanner, parse_criteria, require_type
 from fhir_clr.errors import FhirError, not_found
 from fhir_clr.fhirmodel.validate import validate_id
+from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.port import MatchKeyTaken, Store, StoredResource, VersionConflict
 
@@ -159,6 +160,15 @@ class Engine:
         self.access.require(resource_type, "s")
         return await self.searcher.search(resource_type, params, strict=strict, request_base=request_base,
                                           access=self.access, visible=self.visible)
+
+    async def iter_pages(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
+                         ) -> AsyncIterator[SearchResult]:
+        """Every page of a search (as :meth:`search` answers it), following the next-page token to the end."""
+        page = await self.search(resource_type, params, strict=strict)
+        yield page
+        while page.next_token:
+            page = await self.search(resource_type, [*params, (PAGE_TOKEN, page.next_token)], strict=strict)
+            yield page
 
     async def history(self, resource_type: str | None, resource_id: str | None,
                       params: list[tuple[str, str]]) -> HistoryResult:

@@ -18,6 +18,7 @@ import orjson
 
 from fhir_clr.errors import Issue
 from fhir_clr.fhirmodel.code_lists import CodeList, CodeLists
+from fhir_clr.fhirmodel.profiles import claimed_profiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +155,7 @@ class ProfileChecker:
         """Every way ``resource`` falls short of the CLR profiles it claims and the CLR extensions it carries."""
         resource_type = str(resource.get("resourceType", "Resource"))
         issues: list[Issue] = []
-        meta = resource.get("meta")
-        claimed = meta.get("profile", ()) if isinstance(meta, dict) else ()
-        for url in (str(p).split("|")[0] for p in claimed if isinstance(p, str)):
+        for url in claimed_profiles(resource):
             profile = self.profiles.get(url)
             if profile is not None:
                 self._check_profile(profile, resource, resource_type, issues)

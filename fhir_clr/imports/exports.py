@@ -24,7 +24,6 @@ from fhir_clr.errors import FhirError
 from fhir_clr.mapping.fhir_map import fhir_to_record
 from fhir_clr.mapping.spec import MappingSpec
 from fhir_clr.mapping.writers import write_table
-from fhir_clr.search.parse import PAGE_TOKEN
 
 PAGE = "500"
 
@@ -81,17 +80,11 @@ class ReferralExporter:
             yield resources
 
     async def _tasks(self, owner: str) -> AsyncIterator[dict[str, Any]]:
-        token: str | None = None
-        while True:
-            params = [("_profile", self.task_profile), ("owner", owner), ("_count", PAGE),
-                      *([(PAGE_TOKEN, token)] if token else [])]
-            result = await self.engine.search("Task", params, strict=True)
-            for stored in result.matches:
+        params = [("_profile", self.task_profile), ("owner", owner), ("_count", PAGE)]
+        async for page in self.engine.iter_pages("Task", params, strict=True):
+            for stored in page.matches:
                 if stored.body is not None and not is_obligation(task := orjson.loads(stored.body)):
                     yield task
-            token = result.next_token
-            if not token:
-                return
 
     async def _read(self, reference: Any) -> dict[str, Any] | None:
         """The referenced resource as the caller may read it (None when it is not there for the caller)."""

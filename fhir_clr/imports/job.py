@@ -19,15 +19,14 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-import orjson
-
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
 from fhir_clr.errors import FhirError
-from fhir_clr.imports.asf_rows import updated_referral
+from fhir_clr.imports.asf_rows import AsfRows
 from fhir_clr.imports.caller import restricted_organization
-from fhir_clr.imports.mif_rows import mif_group
+from fhir_clr.imports.mif_rows import MifRows
 from fhir_clr.imports.received import keep_received_file, mark_processed, row_source
+from fhir_clr.imports.referral_match import ReferralMatcher, RowProblem, row_keys
 from fhir_clr.imports.results import (
     APPLIED,
     REJECTED,
@@ -37,7 +36,9 @@ from fhir_clr.imports.results import (
     RejectedRow,
     rejects_csv,
 )
-from fhir_clr.imports.rtf_rows import RowKeys, RowProblem, RtfMatcher
+from fhir_clr.imports.row_kinds import Parsed, RowKind, RowOutcome
+from fhir_clr.imports.rtf_rows import RtfRows
+from fhir_clr.mapping.fhir_map import record_to_fhir
 from fhir_clr.mapping.headers import HeaderMatch, match_headers
 from fhir_clr.mapping.readers import FileFormatError, RawRow, open_table
 from fhir_clr.mapping.rows import parse_row
@@ -128,26 +129,34 @@ class FileImporter:
             rows = _RowSource(spec, header_match, iter(table))
             await self._apply_rows(spec, rows, request, report, progress)
         if not request.dry_run:
-            for outcome, rows in report.counts.items():
-                IMPORT_ROWS.labels(request.kind, outcome).inc(rows)
+            for outcome, count in report.counts.items():
+                IMPORT_ROWS.labels(request.kind, outcome).inc(count)
         if report.document_id is not None:
             await mark_processed(self.engine, report.document_id, report.summary(),
                                  rejects_csv(report) if report.rejected else None)
         report.seconds = time.perf_counter() - started
         return report
 
+    def _row_kind(self, spec: MappingSpec, request: ImportRequest) -> RowKind:
+        """The strategy for the rows of ``spec``'s file kind."""
+        if spec.kind == "mif":
+            return MifRows(self.engine.rules)
+        matcher = ReferralMatcher(self.engine, spec)
+        if spec.kind == "asf":
+            return AsfRows(matcher, request.provider_npi, self.clock)
+        return RtfRows(matcher, request.provider_npi)
+
     async def _apply_rows(self, spec: MappingSpec, rows: _RowSource, request: ImportRequest, report: ImportReport,
                           progress: Callable[[int], None] | None) -> None:
-        """Apply the rows batch by batch; a batch's commit runs while the next batch is matched and planned."""
-        matcher = RtfMatcher(self.engine, spec)
+        """Apply the rows batch by batch; a batch's commit runs while the next batch is matched and planned (when
+        the file kind allows it, see :attr:`RowKind.pipelined`)."""
+        kind = self._row_kind(spec, request)
         writer = RowBatchWriter(self.bundles, dry_run=request.dry_run)
         committing: _Committing | None = None
         try:
             while batch := list(islice(rows, BATCH_ROWS)):
-                parsed = self._parsed(spec, matcher, batch, report)
-                for part in [parsed] if spec.kind == "mif" else _rounds(matcher, parsed):
-                    committing = await self._apply_batch(spec, rows, matcher, writer, part, request, report,
-                                                         committing)
+                for part in kind.rounds(self._parsed(spec, batch, report)):
+                    committing = await self._apply_batch(kind, spec, rows, writer, part, report, committing)
                 if progress is not None:
                     progress(report.rows)
         except BaseException:
@@ -157,11 +166,11 @@ class FileImporter:
         if committing is not None:
             self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
 
-    def _parsed(self, spec: MappingSpec, matcher: RtfMatcher, batch: list[tuple[RawRow, Any]],
-                report: ImportReport) -> list[_Parsed]:
+    def _parsed(self, spec: MappingSpec, batch: list[tuple[RawRow, Any]], report: ImportReport) -> list[Parsed]:
         """The batch's rows projected to FHIR, with their keys; rows with refused cells rejected here, rows
         with cells kept as text flagged with a warning."""
         parsed = []
+        systems = self.engine.rules["identifier_systems"]
         for raw, record in batch:
             if not record.ok:
                 self._reject(report, raw, [Problem(_header(spec, e.column), e.value, e.rule, e.message)
@@ -170,68 +179,43 @@ class FileImporter:
             if record.warnings:
                 report.warnings.append(RejectedRow(raw.number, [Problem(_header(spec, w.column), None, w.rule,
                                                                         w.message) for w in record.warnings]))
-            fragments = matcher.project(record.values)
-            parsed.append((raw, fragments, matcher.keys(fragments)))
+            fragments = record_to_fhir(spec, record.values)
+            parsed.append((raw, fragments, row_keys(fragments, systems)))
         return parsed
 
-    async def _apply_batch(self, spec: MappingSpec, rows: _RowSource, matcher: RtfMatcher, writer: RowBatchWriter,
-                           parsed: list[_Parsed], request: ImportRequest, report: ImportReport,
-                           committing: _Committing | None) -> _Committing | None:
-        """Match and plan one batch of rows (at most one per referral); its commit, running (``committing`` is
-        the previous batch's)."""
-        groups: list[tuple[int, dict[str, Any]]] = []
-        raws: dict[int, RawRow] = {}
-        if spec.kind == "mif":  # creates claim conditional keys: committed before the next batch is planned
-            for raw, fragments, _ in parsed:
-                group = mif_group(fragments, raw.number, self.engine.rules)
-                if isinstance(group, RowProblem):
-                    self._reject(report, raw, [Problem(None, None, group.rule, group.message)])
-                else:
-                    groups.append((raw.number, group))
-                    raws[raw.number] = raw
-            groups = _stamped(report, groups)
-            self._record(spec, rows, await writer.write(groups), raws, dict(groups), report)
-            return None
-        await matcher.prefetch([keys for _, _, keys in parsed])
-        if committing is not None and matcher.patient_ids & committing.patients:
+    async def _apply_batch(self, kind: RowKind, spec: MappingSpec, rows: _RowSource, writer: RowBatchWriter,
+                           parsed: list[Parsed], report: ImportReport, committing: _Committing | None
+                           ) -> _Committing | None:
+        """Plan one round of rows (at most one per referral) and start its commit; returns that commit while it
+        runs (``committing`` is the previous round's), or None once committed (a kind that is not pipelined)."""
+        await kind.prefetch(parsed)
+        if committing is not None and kind.members & committing.patients:
             # these rows read what the running commit writes: wait for it, then read again
             self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
             committing = None
-            await matcher.prefetch([keys for _, _, keys in parsed])
+            await kind.prefetch(parsed)
+        groups: list[tuple[int, dict[str, Any]]] = []
+        raws: dict[int, RawRow] = {}
         for raw, fragments, keys in parsed:
-            if request.provider_npi and keys.npi != request.provider_npi:
+            change = await kind.change(raw.number, fragments, keys)
+            if change is RowOutcome.SKIPPED:
                 report.skipped += 1  # another provider's row: not this provider's to report
-                continue
-            found = matcher.match(keys)
-            if isinstance(found, RowProblem):
-                self._reject(report, raw, [Problem(_header(spec, found.column), rows.cell(raw, found.column),
-                                                   found.rule, found.message)])
-                continue
-            if spec.kind == "asf":
-                current = matcher.referrals.get(str((found.get("focus") or {}).get("reference", "")).removeprefix(
-                    "ServiceRequest/"), {})
-                if not current:
-                    self._reject(report, raw, [Problem(None, None, "match", "The referral of this Member, "
-                                                       "service and provider could not be read")])
-                    continue
-                updated = updated_referral(current, fragments.get("ServiceRequest", {}), self.clock(),
-                                           self.engine.rules)
-                found = current
-            else:
-                updated = matcher.updated_task(found, fragments.get("Task", {}))
-            if _same(updated, found) or (spec.kind != "asf" and _older(matcher, updated, found)
-                                         and await matcher.already_reported(found, updated)):
+            elif change is RowOutcome.UNCHANGED:
                 report.count(UNCHANGED)
-                continue
-            groups.append((raw.number, {"resourceType": "Bundle", "type": "transaction", "entry": [
-                {"resource": updated, "request": {"method": "PUT",
-                                                  "url": f"{updated['resourceType']}/{found['id']}"}}]}))
-            raws[raw.number] = raw
+            elif isinstance(change, RowProblem):
+                self._reject(report, raw, [Problem(_header(spec, change.column), rows.cell(raw, change.column),
+                                                   change.rule, change.message)])
+            else:
+                groups.append((raw.number, change))
+                raws[raw.number] = raw
         groups = _stamped(report, groups)
+        if not kind.pipelined:  # e.g. creates claim conditional keys: committed before the next round is planned
+            self._record(spec, rows, await writer.write(groups), raws, dict(groups), report)
+            return committing
         finish = await writer.start(groups)
         if committing is not None:
             self._record(spec, rows, await committing.results, committing.raws, committing.bundles, report)
-        return _Committing(asyncio.ensure_future(finish()), matcher.patient_ids, raws, dict(groups))
+        return _Committing(asyncio.ensure_future(finish()), kind.members, raws, dict(groups))
 
     def _record(self, spec: MappingSpec, rows: _RowSource, results: list[GroupResult], raws: dict[int, RawRow],
                 bundles: dict[int, dict[str, Any]], report: ImportReport) -> None:
@@ -285,33 +269,6 @@ def _spec_or_kind(request: ImportRequest, specs: dict[str, MappingSpec]) -> str:
         return request.kind
 
 
-_Parsed = tuple[RawRow, dict[str, dict[str, Any]], RowKeys]
-"""A row, its FHIR fragments and its identifying keys."""
-
-
-def _rounds(matcher: RtfMatcher, parsed: list[_Parsed]) -> list[list[_Parsed]]:
-    """The batch's rows in rounds: round *k* holds the *k*-th row of each referral (same Member, service and
-    provider) in the order its statuses happened — by Date of Referral Status Update, then by how far the
-    status goes, then by row — so each row is planned after the one before it is committed."""
-    by_referral: dict[tuple[str | None, str | None, str | None], list[_Parsed]] = {}
-    for item in parsed:
-        keys = item[2]
-        by_referral.setdefault((keys.cin, keys.service, keys.npi), []).append(item)
-    rounds: list[list[_Parsed]] = []
-    for items in by_referral.values():
-        for index, item in enumerate(sorted(items, key=lambda i: matcher.happened(i[1], i[0].number))):
-            if index == len(rounds):
-                rounds.append([])
-            rounds[index].append(item)
-    return [sorted(part, key=lambda i: i[0].number) for part in rounds]
-
-
-def _older(matcher: RtfMatcher, updated: dict[str, Any], current: dict[str, Any]) -> bool:
-    """True when ``updated`` reports a status dated before ``current``'s."""
-    (_, after), (_, before) = matcher.status_of(updated), matcher.status_of(current)
-    return isinstance(after, str) and isinstance(before, str) and after[:10] < before[:10]
-
-
 def _column_name(spec: MappingSpec, header: str | None) -> str | None:
     return next((c.name for c in spec.columns if c.header == header), None) if header else None
 
@@ -362,18 +319,6 @@ def _sourced(bundle: dict[str, Any], source: str) -> dict[str, Any]:
     entries = [{**e, "resource": {**e["resource"], "meta": {**e["resource"].get("meta", {}), "source": source}}}
                if isinstance(e.get("resource"), dict) else e for e in bundle.get("entry", ())]
     return {**bundle, "entry": entries}
-
-
-def _same(updated: dict[str, Any], current: dict[str, Any]) -> bool:
-    """True when ``updated`` says what ``current`` says: ``meta`` and ``text`` aside, extensions in any order."""
-    return _comparable(updated) == _comparable(current)
-
-
-def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in resource.items() if k not in ("meta", "text")}
-    if isinstance(out.get("extension"), list):
-        out["extension"] = sorted(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in out["extension"])
-    return out
 
 
 _ENTRY = re.compile(r"^Bundle\.entry\[(?P<index>\d+)\]\.resource")

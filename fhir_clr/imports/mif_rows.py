@@ -10,7 +10,8 @@ from typing import Any
 from urllib.parse import quote
 
 from fhir_clr.clr.config import extension_url
-from fhir_clr.imports.rtf_rows import SERVICING, RowProblem
+from fhir_clr.imports.referral_match import SERVICING, RowKeys, RowProblem
+from fhir_clr.imports.row_kinds import Parsed, RowChange
 
 REFERRAL_KEY_SYSTEM = "http://fhir-clr.org/fhir/sid/referral-key"
 REFERRING = "Organization[referring]"
@@ -73,3 +74,29 @@ def mif_group(fragments: dict[str, dict[str, Any]], row_number: int,
                f"name:exact={quote(referring['name'])}"),
         _entry(urls["request"], request, f"identifier={REFERRAL_KEY_SYSTEM}|{key}"),
         _entry(urls["task"], task, f"identifier={REFERRAL_KEY_SYSTEM}|{key}")]}
+
+
+class MifRows:
+    """MIF rows: each one transaction creating its referral. Their conditional creates claim keys a later row of
+    the same referral looks up, so each batch commits before the next is planned, in one round."""
+
+    pipelined = False
+
+    def __init__(self, rules: dict[str, Any]) -> None:
+        self.rules = rules
+
+    @property
+    def members(self) -> set[str]:
+        """Nothing is read ahead."""
+        return set()
+
+    def rounds(self, parsed: list[Parsed]) -> list[list[Parsed]]:
+        """The whole batch at once."""
+        return [parsed]
+
+    async def prefetch(self, parsed: list[Parsed]) -> None:
+        """Nothing to read ahead: the transactions' conditional creates find what exists."""
+
+    async def change(self, number: int, fragments: dict[str, dict[str, Any]], keys: RowKeys) -> RowChange:
+        """The row's transaction (see :func:`mif_group`)."""
+        return mif_group(fragments, number, self.rules)

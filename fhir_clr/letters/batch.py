@@ -34,7 +34,6 @@ from fhir_clr.clr.member_letters import (
     opted_out_of_letters,
 )
 from fhir_clr.clr.obligations import is_open
-from fhir_clr.clr.report_source import search_all
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.clone import clone
@@ -43,6 +42,7 @@ from fhir_clr.letters.folder import LettersFolder
 from fhir_clr.letters.render import Letter, LetterRenderer
 
 REFERENCES_PER_QUERY = 200
+PAGE_SIZE = 1000
 SKIP_OPTED_OUT = "opted out of written communication"
 SKIP_NO_ADDRESS = "no mailing address"
 SKIP_NO_DECISION = "no authorization decision recorded on the referral"
@@ -130,11 +130,16 @@ class PrintBatches:
             raise FhirError(404, "not-found", f"No print batch was cut for {day.isoformat()}", expression="batch")
         return batch
 
+    async def _search(self, resource_type: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Every match of a search, all pages, as JSON."""
+        pages = self.engine.iter_pages(resource_type, [*params, ("_count", str(PAGE_SIZE)), ("_total", "none")])
+        return [orjson.loads(r.body) async for page in pages for r in page.matches if r.body is not None]
+
     async def _by_reference(self, resource_type: str, references: list[str]) -> dict[str, dict[str, Any]]:
         ids = sorted({r.split("/", 1)[1] for r in references if r.startswith(f"{resource_type}/")})
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids):
-            for resource in await search_all(self.engine, resource_type, [("_id", ",".join(chunk))]):
+            for resource in await self._search(resource_type, [("_id", ",".join(chunk))]):
                 found[f"{resource_type}/{resource['id']}"] = resource
         return found
 
@@ -176,12 +181,12 @@ class PrintBatches:
 
     async def waiting(self) -> list[dict[str, Any]]:
         """The letters waiting to be printed that no batch holds yet, oldest first."""
-        letters = await search_all(self.engine, "Communication", [("status", WAITING_STATUS),
+        letters = await self._search("Communication", [("status", WAITING_STATUS),
                                                                   ("medium", LETTER_MEDIUM), ("_sort", "_lastUpdated")])
         batched: set[str] = set()
         references = [f"Communication/{c['id']}" for c in letters]
         for chunk in _chunks(references):
-            for batch in await search_all(self.engine, "List", [("identifier", f"{PRINT_BATCH_SYSTEM}|"),
+            for batch in await self._search("List", [("identifier", f"{PRINT_BATCH_SYSTEM}|"),
                                                                 ("item", ",".join(chunk))]):
                 batched.update(r for r in (_reference(e.get("item")) for e in batch.get("entry", ())) if r)
         return [c for c in letters if f"Communication/{c['id']}" not in batched]

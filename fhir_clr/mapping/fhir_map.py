@@ -33,7 +33,9 @@ def record_to_fhir(spec: MappingSpec, values: dict[str, Any]) -> dict[str, dict[
         if node is None:
             node = out[key] = {"resourceType": resource_type}
         for step in parents:
-            node = _child(node, step, create=True)
+            child = _child(node, step, create=True)
+            assert child is not None  # made when missing
+            node = child
         if to_fhir is not None:
             value = to_fhir(value)
         node[element] = [value] if repeats else value

@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fhir_clr.mapping.spec import MappingSpec
+from fhir_clr.mapping.spec import MappingSpec
 
 _NOT_WORD = re.compile(r"[\W_]+")
 

@@ -71,7 +71,9 @@ def parse_target(text: str, *, identifier_systems: dict[str, str], canonical_bas
     resource_type = head["type"]
     if not is_served_type(resource_type):
         raise TargetError(f"{resource_type} is not a resource type this server serves")
-    model_type, extension, steps = resource_type, (), []
+    model_type = resource_type
+    extension: tuple[str, ...] = ()
+    steps: list[Step] = []
     for index, part in enumerate(parts[1:]):
         match = _STEP.match(part)
         if match is None:

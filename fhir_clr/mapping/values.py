@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fhir_clr.mapping.spec import ColumnSpec
+from fhir_clr.mapping.spec import ColumnSpec
 
 TYPES = ("string", "date", "code", "phone", "email", "integer", "boolean", "npi", "cin")
 """The column types a mapping spec may use."""

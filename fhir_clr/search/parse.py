@@ -277,8 +277,8 @@ class _Parser:
             prefix, raw = Prefix(raw[:2]), raw[2:]
         try:
             if ptype is ParamType.DATE:
-                lo, hi = parse_date_range(raw)
-                return RangeValue(prefix, lo, hi)
+                start, end = parse_date_range(raw)
+                return RangeValue(prefix, start, end)
             if ptype is ParamType.NUMBER:
                 return RangeValue(prefix, *number_range(raw))
             parts = [unescape(p) for p in split_escaped(raw, "|")]

@@ -1,12 +1,17 @@
 """What ``$status``, ``$events``, ``$resend`` and ``$delivery-attempts`` answer, from the stored
-subscription bookkeeping (the API layer checks the caller may read the Subscription first)."""
+subscription bookkeeping (the API layer checks the caller may read the Subscription first), and
+:func:`resend_events`, the whole ``$resend`` for one caller (the API's operation and the console's button)."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import RecordWrite, Store
 from fhir_clr.subscriptions import state as records
@@ -41,11 +46,13 @@ class DeliveryOverview:
 
 
 class SubscriptionOperations:
-    """Reads and resets the bookkeeping of subscriptions."""
+    """Reads and resets the bookkeeping of subscriptions. ``wake`` tells the delivery worker to look again (after
+    a re-send)."""
 
-    def __init__(self, store: Store, channels: ChannelReader) -> None:
+    def __init__(self, store: Store, channels: ChannelReader, wake: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.channels = channels
+        self.wake = wake
 
     async def _counter(self, subscription_id: str) -> Counter:
         record = await self.store.get_record(records.COUNTER, subscription_id)
@@ -142,3 +149,18 @@ class SubscriptionOperations:
                 {"name": "time", "valueInstant": instant_of(attempt["at_us"])}, *parts]})
         return {"resourceType": "Parameters", "parameter": summary}
 
+
+
+async def resend_events(engine: Engine, operations: SubscriptionOperations, subscription_id: str,
+                        since: int | None) -> None:
+    """``$resend`` for the caller ``engine`` acts for: it must be allowed to update Subscriptions and see this one;
+    delivery starts again from event ``since`` (default: the first undelivered one), a Subscription in ``error`` or
+    ``off`` goes back to ``requested`` (new handshake), and the delivery worker is woken."""
+    engine.access.require("Subscription", "u")
+    stored = await engine.read("Subscription", subscription_id)
+    subscription: dict[str, Any] = orjson.loads(stored.body or b"{}")
+    if await operations.resend(subscription, since):
+        body = {**subscription, "status": "requested"}
+        body.pop("error", None)
+        await engine.for_server_writes().update("Subscription", subscription_id, body)
+    operations.wake()

@@ -25,7 +25,6 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.outbound.policy import EndpointPolicy
 from fhir_clr.outbound.transport import VettedTransport
-from fhir_clr.search.parse import PAGE_TOKEN
 from fhir_clr.store.port import Store
 from fhir_clr.store.signalling import SignallingStore
 from fhir_clr.subscriptions import state as records
@@ -150,13 +149,9 @@ class SubscriptionService:
         params = [("_profile", extension_url(rules, "clr-notice-obligation")), ("status", "requested"),
                   ("due-date", f"lt{today.isoformat()}"), ("_count", "500")]
         touched: set[str] = set()
-        token: str | None = None
-        while True:
-            page = await self.engine.search("Task", [*params, *([(PAGE_TOKEN, token)] if token else [])])
+        async for page in self.engine.iter_pages("Task", params):
             touched |= await self.generator.announce_overdue(self.book.entries, page.matches, time.time_ns() // 1000)
-            token = page.next_token
-            if not token:
-                return touched
+        return touched
 
     def _spawn(self, subscription_id: str) -> None:
         running = self._inflight.get(subscription_id)

@@ -18,9 +18,9 @@ import pytest
 
 from fhir_clr.app import build_services
 from fhir_clr.clr.report import ComplianceReporter, ReportPeriod
-from fhir_clr.clr.report_source import VALUES_PER_QUERY, load_report_data, search_all
 from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
+from fhir_clr.reporting.source import VALUES_PER_QUERY, load_report_data, search_all
 from fhir_clr.store.port import ChangeOp
 from tests.clr_resources import BASE, STATUS_DATE_URL, obligation, referral, referral_task
 

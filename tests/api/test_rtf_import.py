@@ -231,14 +231,14 @@ async def test_a_batch_about_the_members_of_a_running_commit_waits_for_it(
     """Batches are planned while the previous one commits, unless they read the same Members: then the reads
     happen again once that commit is done."""
     import fhir_clr.imports.job as job
-    from fhir_clr.imports.rtf_rows import RtfMatcher
+    from fhir_clr.imports.referral_match import ReferralMatcher
 
     monkeypatch.setattr(job, "BATCH_ROWS", 1)
     npi = valid_npi("723456789")
     await referral(services, "72345678F", npi)
     await referral(services, "72345678G", npi)
     events: list[str] = []
-    real_commit, real_prefetch = services.store.commit, RtfMatcher.prefetch
+    real_commit, real_prefetch = services.store.commit, ReferralMatcher.prefetch
 
     async def slow_commit(changes: Any) -> Any:
         await asyncio.sleep(0.05)
@@ -246,12 +246,12 @@ async def test_a_batch_about_the_members_of_a_running_commit_waits_for_it(
         events.append("committed")
         return stored
 
-    async def recorded_prefetch(self: RtfMatcher, rows: Any) -> None:
+    async def recorded_prefetch(self: ReferralMatcher, rows: Any) -> None:
         await real_prefetch(self, rows)
         events.append("read " + ",".join(sorted(r.cin or "" for r in rows)))
 
     monkeypatch.setattr(services.store, "commit", slow_commit)
-    monkeypatch.setattr(RtfMatcher, "prefetch", recorded_prefetch)
+    monkeypatch.setattr(ReferralMatcher, "prefetch", recorded_prefetch)
     data = rtf([row("72345678F", npi, "1", date(2026, 11, 5)), row("72345678G", npi, "1", date(2026, 11, 5)),
                 row("72345678G", npi, "1", date(2026, 11, 9))])
     report = await FileImporter(services.bundles, services.engine.clock, services.specs).run(

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from fhir_clr.clr.config import DEFAULT_PROFILES_DIR
-from fhir_clr.mapping import spec as mapping_spec
-from fhir_clr.mapping.spec import MappingSpec, SpecError, find_spec
+from fhir_clr.mapping import spec_loader as mapping_spec
+from fhir_clr.mapping.spec import MappingSpec, find_spec
+from fhir_clr.mapping.spec_loader import SpecError
 from tests.bundled import CODES, RULES, SPECS
 from tests.bundled import find_spec as bundled_spec
 

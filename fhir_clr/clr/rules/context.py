@@ -20,6 +20,7 @@ from fhir_clr.engine.content import new_id
 from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.engine.writes import WritePlanner
 from fhir_clr.fhirmodel.code_lists import CodeList, CodeLists
+from fhir_clr.fhirmodel.profiles import claims_profile
 from fhir_clr.store.port import Change, ChangeOp, StoredResource
 
 REFERRAL_PROFILE = profile_url("clr-referral")
@@ -42,13 +43,6 @@ class ObligationCache:
         self.by_task.clear()
 
 
-def profiles(resource: dict[str, Any]) -> list[str]:
-    """The profiles ``resource`` claims, without versions."""
-    meta = resource.get("meta")
-    claimed = meta.get("profile") if isinstance(meta, dict) else None
-    return [p.split("|")[0] for p in claimed if isinstance(p, str)] if isinstance(claimed, list) else []
-
-
 def body_of(stored: StoredResource | None) -> dict[str, Any] | None:
     """The JSON body of a live stored resource; None when absent or deleted."""
     if stored is None or stored.deleted or stored.body is None:
@@ -64,7 +58,7 @@ def reference_of(value: Any) -> str | None:
 
 def is_referral(resource: dict[str, Any] | None) -> bool:
     """True for a ServiceRequest claiming the CLR Referral profile."""
-    return bool(resource) and REFERRAL_PROFILE in profiles(resource or {})
+    return bool(resource) and claims_profile(resource or {}, REFERRAL_PROFILE)
 
 
 @dataclass(slots=True)

@@ -23,7 +23,6 @@ from fhir_clr.clr.rules.context import (
     ObligationCache,
     body_of,
     is_referral,
-    profiles,
     reference_of,
 )
 from fhir_clr.clr.rules.messages import MessageEvents
@@ -34,6 +33,7 @@ from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.engine.writes import Plan, WritePlanner
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.profile_check import normalize_extension_codes
+from fhir_clr.fhirmodel.profiles import claimed_profiles
 from fhir_clr.store.port import Change, ChangeOp
 
 
@@ -98,7 +98,7 @@ class ClrWriteRules:
 
     @staticmethod
     def _is_referral_task(task: dict[str, Any], referral: dict[str, Any] | None) -> bool:
-        claimed = profiles(task)
+        claimed = claimed_profiles(task)
         return REFERRAL_TASK_PROFILE in claimed or (not claimed and referral is not None)
 
     async def _previous(self, plan: Plan) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Loads what a compliance report needs from the store, through the engine's search (every page, in batches).
+"""Loads what a compliance report needs through the engine's search (every page, in batches), with the access of
+the engine's caller.
 
 Queries: the CLR Referrals authored in the period widened by a day on each side (the report keeps those whose
 plan-local date falls in it), then the Tasks focused on them except obligations of kinds that are not notices,
@@ -17,9 +18,7 @@ import orjson
 
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.report import ComplianceReporter, ReportData, ReportPeriod
-from fhir_clr.config import Settings
 from fhir_clr.engine.engine import Engine
-from fhir_clr.search.parse import PAGE_TOKEN
 
 PAGE_SIZE = 1000
 VALUES_PER_QUERY = 400
@@ -37,15 +36,8 @@ def _batches(values: list[str], size: int) -> Iterator[list[str]]:
 async def search_all(engine: Engine, resource_type: str, params: list[tuple[str, str]],
                      page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
     """Every match of a search, following the pages to the end, as JSON dicts."""
-    base = [*params, ("_count", str(page_size)), ("_total", "none")]
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        result = await engine.search(resource_type, base if token is None else [*base, (PAGE_TOKEN, token)])
-        found.extend(orjson.loads(r.body) for r in result.matches if r.body is not None)
-        token = result.next_token
-        if token is None:
-            return found
+    pages = engine.iter_pages(resource_type, [*params, ("_count", str(page_size)), ("_total", "none")])
+    return [orjson.loads(r.body) async for page in pages for r in page.matches if r.body is not None]
 
 
 def _ids_by_type(references: Iterable[str], types: Iterable[str]) -> dict[str, list[str]]:
@@ -85,15 +77,3 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
             data.referring_entities.extend(await search_all(engine, resource_type, [("_id", ",".join(batch))]))
     return data
 
-
-async def load_configured_store(settings: Settings, period: ReportPeriod) -> tuple[ReportData, ComplianceReporter]:
-    """:func:`load_report_data` from the store ``settings`` name (opened for the call, then closed), with the
-    reporter of the configured rules and code lists."""
-    from fhir_clr.app import build_services  # the app imports the console, which imports this module
-
-    services = await build_services(settings)
-    try:
-        reporter = ComplianceReporter(services.rules, services.codes)
-        return await load_report_data(services.engine, period, reporter), reporter
-    finally:
-        await services.store.close()
