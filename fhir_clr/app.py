@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import bulk, imports, index, metrics, operations, rest, subscriptions, worklist
+from fhir_clr.api import bulk, imports, index, letters, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.openapi import openapi_document
@@ -43,6 +43,7 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
+from fhir_clr.letters.batch import build_print_batches
 from fhir_clr.mapping.spec_loader import load_specs
 from fhir_clr.notices.service import notice_worker
 from fhir_clr.observability.gauges import ScrapeGauges
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_conformance(services.engine, settings.profiles_dir)
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
+        app.state.print_batches = build_print_batches(services.engine, settings.letters_dir)
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter, services.registry)
         app.state.subscriptions = subscription_service(services)
@@ -189,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(imports.router)
     app.include_router(worklist.router)
+    app.include_router(letters.router)
     app.include_router(subscriptions.router)
     app.include_router(bulk.router)
     app.include_router(metrics.router)

@@ -22,6 +22,9 @@ BUNDLED_MAPPINGS_DIR = PACKAGE_DIR / "mappings"
 """Flat-file mapping specs shipped in the package (the repository's ``mappings/``)."""
 BUNDLED_NOTICES_DIR = PACKAGE_DIR / "notice_templates"
 """Notice templates shipped in the package (the repository's ``notices/``, through the ``notice_templates`` link)."""
+BUNDLED_LETTERS_DIR = BUNDLED_NOTICES_DIR / "letters"
+"""The Member letter template, plan contact and enclosures shipped in the package (the repository's
+``notices/letters/``)."""
 DEFAULT_DATA_DIR = Path("./data")
 
 
@@ -86,6 +89,8 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = Field(default=None, description="PEM file of CA certificates to trust for the "
                                       "SMTP relay (a private CA); default: the system's trust store.")
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, description="SMTP connection and command timeout.")
+    letters_dir: Path = Field(default=BUNDLED_LETTERS_DIR, description="Member letters folder (a plan's own copy "
+                              "of notices/letters/: letters.yaml, the letter template, the enclosure PDFs).")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)

@@ -47,6 +47,8 @@ class Interaction:
     code: str
     resource_type: str | None = None
     resource_id: str | None = None
+    operation: str | None = None
+    """The operation's name (``$clr-print-batch``) when the request invokes one."""
 
 
 def classify(method: str, path: str) -> Interaction | None:
@@ -57,12 +59,14 @@ def classify(method: str, path: str) -> Interaction | None:
     first = parts[0]
     if first in ("metadata", "healthz", "readyz", "auth", ".well-known", "docs", "openapi.json"):
         return None
+    if first.startswith("$"):  # a system-level operation ($export, $import, $clr-print-batch…)
+        return Interaction("operation", operation=first)
     if first == "_history":
         return Interaction("history-system")
     if not first[:1].isupper():
         return None
     if parts[-1].startswith("$"):
-        return Interaction("operation", first, parts[1] if len(parts) == 3 else None)
+        return Interaction("operation", first, parts[1] if len(parts) == 3 else None, parts[-1])
     if len(parts) == 1:
         code = {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}.get(method)
@@ -86,8 +90,11 @@ def audit_event(caller: Caller, interaction: Interaction, query_string: str, sta
         entity["what"] = {"reference": f"{interaction.resource_type}/{interaction.resource_id}"}
     elif interaction.resource_type:
         entity["type"] = {"system": "http://hl7.org/fhir/resource-types", "code": interaction.resource_type}
+    details = [{"type": "operation", "valueString": interaction.operation}] if interaction.operation else []
     if names:
-        entity["detail"] = [{"type": "parameter-names", "valueString": ",".join(names)}]
+        details.append({"type": "parameter-names", "valueString": ",".join(names)})
+    if details:
+        entity["detail"] = details
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",

@@ -39,11 +39,13 @@ GROUP_TITLES = {
     "needs-contact": "Members who need contact",
     "notice-failed": "Failed notices",
     "notice-held": "Notices held for review",
+    "written-opt-out": "Opted out of written notices, notice still owed",
 }
 SORT = {"overdue": "due-date", "due-today": "due-date", "due-this-week": "due-date", "stale-status": "status-date",
         "long-pending": "status-date", "coordination-needed": "authored", "declined": "status-date",
         "status-review": "status-date", "no-notice-channel": "due-date", "needs-contact": "due-date",
-        "notice-failed": "due-date", "notice-held": "due-date"}
+        "notice-failed": "due-date", "notice-held": "due-date",
+        "written-opt-out": "due-date"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, An
         when, lateness = resource.get("authoredOn", ""), ""
     else:
         referral = referrals.get(reference_of(resource.get("focus")) or "", {})
-        if group in ("overdue", "due-today", "due-this-week"):
+        if group in ("overdue", "due-today", "due-this-week", "needs-contact"):
             what = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
             when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
             lateness = _late_days(today, when)

@@ -23,7 +23,8 @@ CALLER = Caller("client-1", "Organization/cbo-1", Role.SERVICING_PROVIDER, Scope
 REQUESTS = [("GET", "/Task/t1"), ("GET", "/Task/t1/_history/2"), ("GET", "/Task/t1/_history"), ("GET", "/Task"),
             ("POST", "/Task/_search"), ("POST", "/Task"), ("PUT", "/Task/t1"), ("PATCH", "/Task/t1"),
             ("DELETE", "/Task/t1"), ("POST", "/"), ("GET", "/_history"), ("GET", "/Task/_history"),
-            ("POST", "/Subscription/s1/$resend")]
+            ("POST", "/Subscription/s1/$resend"), ("GET", "/$clr-print-batch"), ("POST", "/$clr-print-batch-mailed"),
+            ("GET", "/$export-status/job1")]
 
 
 @pytest.mark.parametrize(("method", "path"), REQUESTS)
@@ -51,3 +52,12 @@ async def test_a_flushed_batch_is_stored_and_searchable(tmp_path: Path) -> None:
         assert found.matches[0].version == 1
     finally:
         await store.close()
+
+
+def test_an_operation_is_named_in_its_event() -> None:
+    system = audit_event(CALLER, classify("GET", "/$clr-print-batch"), "batch=2026-12-02", 200, 1_790_000_000_000_000)
+    assert system["entity"] == [{"detail": [{"type": "operation", "valueString": "$clr-print-batch"},
+                                            {"type": "parameter-names", "valueString": "batch"}]}]
+    instance = audit_event(CALLER, classify("POST", "/Subscription/s1/$resend"), "", 200, 1_790_000_000_000_000)
+    assert instance["entity"] == [{"what": {"reference": "Subscription/s1"},
+                                   "detail": [{"type": "operation", "valueString": "$resend"}]}]
