@@ -7,6 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY profiles ./profiles
 COPY mappings ./mappings
+COPY notices ./notices
 COPY fhir_clr ./fhir_clr
 RUN pip wheel --no-deps --wheel-dir /dist .
 

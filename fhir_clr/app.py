@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api import audit, bulk, imports, index, metrics, operations, rest, subscriptions, worklist
+from fhir_clr.api import audit, bulk, imports, index, letters, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
 from fhir_clr.api.context import Services
 from fhir_clr.api.openapi import openapi_document
@@ -43,7 +43,9 @@ from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
+from fhir_clr.letters.batch import build_print_batches
 from fhir_clr.mapping.spec_loader import load_specs
+from fhir_clr.notices.service import notice_worker
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
@@ -146,10 +148,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await load_conformance(services.engine, settings.profiles_dir)
         await load_topic_resources(services.engine, services.topics.all())
         tune_runtime()
+        app.state.print_batches = build_print_batches(services.engine, settings.letters_dir)
         app.state.services = services
         app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
+        app.state.notices = notice_worker(settings, services.engine, services.store)
+        if app.state.notices is not None:
+            await app.state.notices.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)
         await app.state.exports.resume()
         app.state.import_jobs = ImportJobs()
@@ -164,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await cache.stop()
             await app.state.import_jobs.stop()
             await app.state.exports.stop()
+            if app.state.notices is not None:
+                await app.state.notices.stop()
             await app.state.subscriptions.stop()
             if app.state.auth is not None:
                 await app.state.auth.close()
@@ -183,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(imports.router)
     app.include_router(worklist.router)
+    app.include_router(letters.router)
     app.include_router(subscriptions.router)
     app.include_router(bulk.router)
     app.include_router(metrics.router)

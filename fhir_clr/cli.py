@@ -1,4 +1,4 @@
-"""Command line: ``fhir-clr serve | seed | clients | import | export | report``."""
+"""Command line: ``fhir-clr serve | seed | clients | import | export | report | letters``."""
 
 from __future__ import annotations
 
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(commands)
     add_export_parser(commands)
     _add_report_parser(commands)
+    from fhir_clr.letters.cli import add_parser as add_letters_parser
+
+    add_letters_parser(commands)
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -20,6 +20,11 @@ BUNDLED_PROFILES_DIR = PACKAGE_DIR / "profiles"
 """Conformance resources and code lists shipped in the package (the repository's ``profiles/``)."""
 BUNDLED_MAPPINGS_DIR = PACKAGE_DIR / "mappings"
 """Flat-file mapping specs shipped in the package (the repository's ``mappings/``)."""
+BUNDLED_NOTICES_DIR = PACKAGE_DIR / "notice_templates"
+"""Notice templates shipped in the package (the repository's ``notices/``, through the ``notice_templates`` link)."""
+BUNDLED_LETTERS_DIR = BUNDLED_NOTICES_DIR / "letters"
+"""The Member letter template, plan contact and enclosures shipped in the package (the repository's
+``notices/letters/``)."""
 DEFAULT_DATA_DIR = Path("./data")
 
 
@@ -59,6 +64,33 @@ class Settings(BaseSettings):
                                "lists (a plan's own copy of profiles/); default: the ones shipped in the package.")
     mappings_dir: Path = Field(default=BUNDLED_MAPPINGS_DIR, description="Flat-file mapping specs (a plan's own "
                                "copy of mappings/); default: the ones shipped in the package.")
+    notices_dir: Path = Field(default=BUNDLED_NOTICES_DIR, description="Notice templates, one per notice kind "
+                              "and channel (a plan's own copy of notices/); default: the ones shipped in the package.")
+    notice_delivery: bool = Field(default=False, description="Run the notice worker: compose the owed CLR notices "
+                                  "and deliver them (email, FHIR subscription, digest; letters are queued for the "
+                                  "print batch). Off until the plan has configured its channels.")
+    notice_from: str | None = Field(default=None, description="Sender address of notice email (From).")
+    notice_poll_seconds: float = Field(default=2.0, gt=0, description="How often the notice worker looks for "
+                                       "obligations to compose and notices to send.")
+    notice_retry_base_seconds: float = Field(default=5.0, gt=0, description="First delay before re-trying a "
+                                             "notice whose delivery failed for a passing reason (doubles).")
+    notice_retry_max_seconds: float = Field(default=900.0, gt=0, description="Longest delay between two tries "
+                                            "of one notice.")
+    smtp_host: str | None = Field(default=None, description="SMTP relay for notice email; unset = no email "
+                                  "channel.")
+    smtp_port: int | None = Field(default=None, ge=1, le=65535, description="SMTP port (default 587 for "
+                                  "starttls, 465 for implicit).")
+    smtp_username: str | None = Field(default=None, description="SMTP user name (login only when set).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password (prefer smtp_password_file); "
+                                            "never shown in a repr or log.")
+    smtp_password_file: Path | None = Field(default=None, description="File holding the SMTP password.")
+    smtp_tls: str = Field(default="starttls", pattern="^(starttls|implicit)$", description="starttls (upgrade "
+                          "a plain connection, required) or implicit (TLS from the first byte); never plain text.")
+    smtp_ca_file: Path | None = Field(default=None, description="PEM file of CA certificates to trust for the "
+                                      "SMTP relay (a private CA); default: the system's trust store.")
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, description="SMTP connection and command timeout.")
+    letters_dir: Path = Field(default=BUNDLED_LETTERS_DIR, description="Member letters folder (a plan's own copy "
+                              "of notices/letters/: letters.yaml, the letter template, the enclosure PDFs).")
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=5000, ge=1)
@@ -148,7 +180,7 @@ class Settings(BaseSettings):
 
     def as_environment(self) -> dict[str, str]:
         """The settings that differ from the defaults as ``FHIR_CLR_*`` variables (for worker processes)."""
-        return {f"FHIR_CLR_{name.upper()}": str(value)
+        return {f"FHIR_CLR_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
                 for name, value in self.model_dump(exclude_defaults=True).items() if value is not None}
 
     def embedded_store_missing(self) -> bool:

@@ -2,7 +2,7 @@
 API (every type's interactions, PATCH with its JSON Patch and FHIRPath Patch bodies, its search parameters, the
 system interactions, ``metadata`` and every operation advertised, at each level it is invoked) instead of only
 the handful of FastAPI routes. Bodies are described as FHIR JSON objects of the path's type; every response is
-FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export``.
+FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export`` and ``$clr-print-batch``.
 
 A CapabilityStatement names an operation but not where it is invoked, so ``INVOCATIONS`` says that for each
 operation definition; advertising an operation it does not know fails the generation (a test builds it)."""
@@ -39,6 +39,8 @@ class Invocation:
     method: str = "get"
     query: tuple[tuple[str, str], ...] = ()
     body: str | None = None
+    also: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """Further HTTP methods the operation answers, each with its own query parameters (no body)."""
 
 
 _BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
@@ -52,6 +54,10 @@ INVOCATIONS: dict[str, Invocation] = {
     _BULK + "patient-export": Invocation(("type",), query=(*_EXPORT_QUERY, ("patient", "string"))),
     _BULK + "group-export": Invocation(("instance",), query=_EXPORT_QUERY),
     _OWN + "clr-worklist": Invocation(("system",), query=(("days", "integer"),)),
+    _OWN + "clr-print-batch": Invocation(("system",), "post", (("date", "string"),), "resource",
+                                         also=(("get", (("batch", "string"),)),)),
+    _OWN + "clr-print-batch-mailed": Invocation(("system",), "post", (("batch", "string"), ("date", "string")),
+                                                "resource"),
     _OWN + "clr-export": Invocation(("system",), query=(
         ("kind", "string"), ("provider", "string"), ("period", "string"), ("program", "string"),
         ("format", "string"))),
@@ -156,9 +162,12 @@ def _add_operation(paths: dict[str, dict[str, Any]], operation: dict[str, Any], 
                      "instance": (f"/{kind}/{{id}}", [_path_parameter("id")])}[level]
         name = operation["name"]
         operation_id = f"{name.replace('-', '_')}_{level}_{kind or 'system'}"
+        summary = f"${name} ({level} level{'' if kind is None else ' on ' + kind})"
         paths.setdefault(f"{path}/${name}", {})[invocation.method] = _operation(
-            f"${name} ({level} level{'' if kind is None else ' on ' + kind})", operation_id,
-            parameters=[*ids, *query], body=body)
+            summary, operation_id, parameters=[*ids, *query], body=body)
+        for method, more in invocation.also:
+            paths[f"{path}/${name}"][method] = _operation(summary, f"{operation_id}_{method}", parameters=[
+                *ids, *({"name": n, "in": "query", "required": False, "schema": {"type": t}} for n, t in more)])
 
 
 def openapi_document(statement: dict[str, Any]) -> dict[str, Any]:

@@ -58,10 +58,10 @@ MAX_PENDING = 100_000
 """Queued entries kept while the store refuses writes; older ones are dropped (and counted in the log)."""
 EVENT_ID = re.compile(r"([0-9a-f]{14}-[0-9a-f]{8})-([0-9a-f]{1,4})")
 
-Entry = tuple[int, str, str, str, str, str | None, str | None, str, int]
+Entry = tuple[int, str, str, str, str, str | None, str | None, str, int, str | None]
 """One interaction: recorded (epoch µs), client id, Organization, role, interaction code, resource type,
-resource id, the query's parameter names (comma-separated, sorted), HTTP status."""
-RECORDED, CLIENT, ORGANIZATION, ROLE, CODE, TYPE, ID, NAMES, STATUS = range(9)
+resource id, the query's parameter names (comma-separated, sorted), HTTP status, operation name."""
+RECORDED, CLIENT, ORGANIZATION, ROLE, CODE, TYPE, ID, NAMES, STATUS, OPERATION = range(10)
 ACTIONS = {"read": "R", "vread": "R", "history-instance": "R", "history-type": "R", "history-system": "R",
            "search-type": "E", "create": "C", "update": "U", "patch": "U", "delete": "D", "batch": "E",
            "operation": "E"}
@@ -74,6 +74,8 @@ class Interaction:
     code: str
     resource_type: str | None = None
     resource_id: str | None = None
+    operation: str | None = None
+    """The operation's name (``$clr-print-batch``) when the request invokes one."""
 
 
 def classify(method: str, path: str) -> Interaction | None:
@@ -84,12 +86,14 @@ def classify(method: str, path: str) -> Interaction | None:
     first = parts[0]
     if first in ("metadata", "healthz", "readyz", "auth", ".well-known", "docs", "openapi.json"):
         return None
+    if first.startswith("$"):  # a system-level operation ($export, $import, $clr-print-batch…)
+        return Interaction("operation", operation=first)
     if first == "_history":
         return Interaction("history-system")
     if not first[:1].isupper():
         return None
     if parts[-1].startswith("$"):
-        return Interaction("operation", first, parts[1] if len(parts) == 3 else None)
+        return Interaction("operation", first, parts[1] if len(parts) == 3 else None, parts[-1])
     if len(parts) == 1:
         code = {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}.get(method)
@@ -140,14 +144,17 @@ def outcome_code(status: int) -> str:
 
 def audit_event(entry: Sequence[Any], identifier: str) -> dict[str, Any]:
     """The AuditEvent ``identifier`` of one logged entry (no bodies, no query values)."""
-    recorded_us, client_id, organization, role, code, resource_type, resource_id, names, status = entry
+    recorded_us, client_id, organization, role, code, resource_type, resource_id, names, status, operation = entry
     entity: dict[str, Any] = {}
     if resource_type and resource_id:
         entity["what"] = {"reference": f"{resource_type}/{resource_id}"}
     elif resource_type:
         entity["type"] = {"system": "http://hl7.org/fhir/resource-types", "code": resource_type}
+    details = [{"type": "operation", "valueString": operation}] if operation else []
     if names:
-        entity["detail"] = [{"type": "parameter-names", "valueString": names}]
+        details.append({"type": "parameter-names", "valueString": names})
+    if details:
+        entity["detail"] = details
     recorded = datetime.fromtimestamp(recorded_us / 1_000_000, UTC).isoformat(timespec="milliseconds")
     event: dict[str, Any] = {
         "resourceType": "AuditEvent", "id": identifier, "meta": {"versionId": "1", "lastUpdated": recorded},
@@ -204,7 +211,7 @@ class AuditTrail:
         """Queue the audit entry of one request (a tuple: cheap; never raises into the request)."""
         self._pending.append((time.time_ns() // 1000, caller.client_id, caller.organization, caller.role.value,
                               interaction.code, interaction.resource_type, interaction.resource_id,
-                              parameter_names(query_string), status))
+                              parameter_names(query_string), status, interaction.operation))
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 

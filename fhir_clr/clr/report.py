@@ -16,7 +16,9 @@ Counting rules:
 - notices are the obligation Tasks of the ``noticing.notice_kinds`` kinds, cancelled ones excepted. A completed
   one is on time when it was satisfied (``executionPeriod.end``, else when it was last updated) no later than
   its due ``restriction.period.end``: compared as plan-local dates for a date, as instants for a dateTime. Any
-  other is late when its due day is before the as-of date, else pending.
+  other is late when its due day is before the as-of date, else pending. Each notice also counts under the
+  channel of the Communication that satisfied it (``recorded`` when none names one, ``not-sent`` when open), so
+  the figures come from the real send times the notice worker records.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class ReportData:
     obligations: list[dict[str, Any]] = field(default_factory=list)
     referring_entities: list[dict[str, Any]] = field(default_factory=list)
     """Organization, Practitioner and PractitionerRole resources that referrals name as requester."""
+    notice_channels: dict[str, str] = field(default_factory=dict)
+    """Obligation id -> the channel code of the notice that satisfied it (its Communication's notice-channel)."""
+
+
+NOT_SENT, RECORDED = "not-sent", "recorded"
 
 
 @dataclass(slots=True)
@@ -73,16 +80,24 @@ class NoticeCounts:
     on_time: int = 0
     late: int = 0
     pending: int = 0
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Channel code (``not-sent`` for notices not sent yet) -> the same three counts."""
 
-    def record(self, outcome: str) -> None:
-        """Count one notice whose outcome is ``on_time``, ``late`` or ``pending``."""
+    def record(self, outcome: str, channel: str | None = None) -> None:
+        """Count one notice whose outcome is ``on_time``, ``late`` or ``pending``, sent by ``channel``."""
         setattr(self, outcome, getattr(self, outcome) + 1)
+        counts = self.by_channel.setdefault(channel or NOT_SENT, {"on_time": 0, "late": 0, "pending": 0})
+        counts[outcome] += 1
 
     def add(self, other: NoticeCounts) -> None:
         """Add the counts of ``other``."""
         self.on_time += other.on_time
         self.late += other.late
         self.pending += other.pending
+        for channel, counts in other.by_channel.items():
+            mine = self.by_channel.setdefault(channel, {"on_time": 0, "late": 0, "pending": 0})
+            for outcome, count in counts.items():
+                mine[outcome] += count
 
 
 @dataclass(slots=True)
@@ -207,7 +222,7 @@ class ComplianceReporter:
                 continue
             reference = f"ServiceRequest/{referral.get('id')}"
             facts = self._facts(referral, referred, tasks_by_focus.get(reference, []),
-                                obligations_by_focus.get(reference, []), as_of)
+                                obligations_by_focus.get(reference, []), as_of, data.notice_channels)
             service_key = service or UNKNOWN_SERVICE
             if service_key not in by_service:
                 display = services.concepts[service].display if service else "Unrecognized service"
@@ -224,7 +239,8 @@ class ComplianceReporter:
     # ---- one referral ----------------------------------------------------------------------------------
 
     def _facts(self, referral: dict[str, Any], referred: date, tasks: list[dict[str, Any]],
-               obligations: list[dict[str, Any]], as_of: date) -> _ReferralFacts:
+               obligations: list[dict[str, Any]], as_of: date,
+               channels: dict[str, str] | None = None) -> _ReferralFacts:
         status, decided = self._authorization(referral)
         authorized = status in self._noticing["approved_authorization_statuses"]
         denied = status in self._noticing["denied_authorization_statuses"]
@@ -232,7 +248,10 @@ class ComplianceReporter:
         closure_reason, closed_on = closure if closure else (None, None)
         notices = NoticeCounts()
         for obligation in obligations:
-            notices.record(self._timeliness(obligation, as_of))
+            sent_by = (channels or {}).get(str(obligation.get("id"))) if obligation.get("status") == "completed" \
+                else None
+            notices.record(self._timeliness(obligation, as_of), sent_by or (RECORDED if obligation.get(
+                "status") == "completed" else None))
         return _ReferralFacts(
             authorized=authorized, denied=denied, flags=self._flags_of(referral),
             closure_reason=closure_reason,

@@ -31,7 +31,9 @@ def _group_document(group: GroupMetrics, reason_codes: Sequence[str]) -> dict[st
         "medianDaysToAuthorization": group.median_days_to_authorization,
         "medianDaysToClosure": group.median_days_to_closure,
         "notices": {"onTime": group.notices.on_time, "late": group.notices.late,
-                    "pending": group.notices.pending},
+                    "pending": group.notices.pending,
+                    "byChannel": {channel: {"onTime": c["on_time"], "late": c["late"], "pending": c["pending"]}
+                                  for channel, c in sorted(group.notices.by_channel.items())}},
     }
 
 

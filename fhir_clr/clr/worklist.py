@@ -14,7 +14,14 @@ rules configuration and "today" is the plan-local date:
 * ``declined`` — Declined referral Tasks whose referral is still open: the plan's to reassign to another
   provider (a Task stays listed until its referral's loop closes on the new provider's Task);
 * ``status-review`` — referral Tasks whose reported status moved in an unusual way (re-opened, back to an
-  earlier status) and were tagged for review.
+  earlier status) and were tagged for review;
+* ``no-notice-channel``, ``needs-contact``, ``notice-failed``, ``notice-held`` — open notice obligations the
+  notice worker could not deliver (no usable channel; a person must call; the channel refused the notice) or
+  holds for review, by the obligation's notice-delivery-status ``businessStatus`` (the reason is its
+  ``statusReason``).
+* ``written-opt-out`` — open Member notice obligations (``needs_contact_kinds``) of Members who opted out of
+  written communication: no letter is printed for them, so someone reaches them by phone or a permitted secure
+  electronic way and records that notice (listed whether or not the notice worker runs).
 """
 
 from __future__ import annotations
@@ -27,9 +34,13 @@ from urllib.parse import urlencode
 from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_url
 from fhir_clr.clr.deadlines import Deadlines, add_months
+from fhir_clr.clr.member_letters import OPT_OUT_PARAM
 
 OPEN_TASK_STATUSES = "requested,accepted,in-progress,on-hold"
 OPEN_REFERRAL_STATUSES = "active,on-hold,draft"
+NOTICE_DELIVERY_GROUPS = {"no-notice-channel": "no-channel", "needs-contact": "needs-contact",
+                          "notice-failed": "failed", "notice-held": "held"}
+"""Worklist group -> the notice-delivery-status code of the open obligations it lists."""
 
 
 @dataclass(slots=True)
@@ -76,6 +87,8 @@ def worklist_groups(today: date, rules: dict[str, Any], codes: CodeLists, *,
             *pending_base, ("focus:ServiceRequest.service", f"{services.system}|{service}"),
             ("status-date", f"lt{(today - timedelta(days=int(threshold))).isoformat()}")]))
     flags = codes["referral-flags"]
+    delivery = codes["notice-delivery-status"]
+    member_kinds = ",".join(f"{kinds.system}|{code}" for code in rules["worklist"]["needs_contact_kinds"])
     return [
         WorklistGroup("overdue", "Task", overdue, per_kind(overdue)),
         WorklistGroup("due-soon", "Task", due_soon, per_kind(due_soon)),
@@ -92,4 +105,9 @@ def worklist_groups(today: date, rules: dict[str, Any], codes: CodeLists, *,
             ("focus:ServiceRequest.status", OPEN_REFERRAL_STATUSES)]),
         WorklistGroup("status-review", "Task", [
             ("_profile", referral_task), ("_tag", f"{flags.system}|{rules['workflow']['review_flag']}")]),
+        *(WorklistGroup(name, "Task", [*open_obligations, ("business-status", f"{delivery.system}|{code}")],
+                        per_kind([*open_obligations, ("business-status", f"{delivery.system}|{code}")]))
+          for name, code in NOTICE_DELIVERY_GROUPS.items()),
+        WorklistGroup("written-opt-out", "Task", [*open_obligations, ("code", member_kinds),
+                                                  (f"patient:Patient.{OPT_OUT_PARAM}", "true")]),
     ]

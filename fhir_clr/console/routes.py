@@ -1,7 +1,7 @@
-"""The console's HTTP routes: sign-in, the five pages, downloads and the re-send action. Each page handler asks a
-view module for its data through the caller's engine, then renders a template, so every figure a page shows is
-counted through the caller's access policy. The one exception is the metrics quick view, which shows the whole
-process's figures: it is the plan's alone (403 for anyone else, and not in their navigation)."""
+"""The console's HTTP routes: sign-in, the six pages, downloads, the re-send and send-notice actions. Each page
+handler asks a view module for its data through the caller's engine, then renders a template, so every figure a
+page shows is counted through the caller's access policy. The one exception is the metrics quick view, which shows
+the whole process's figures: it is the plan's alone (403 for anyone else, and not in their navigation)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from fhir_clr.config import Settings
 from fhir_clr.console import session
 from fhir_clr.console.compliance_view import compliance_page, month_range
 from fhir_clr.console.imports_view import import_detail, imports_page, received_file, rejects_text
+from fhir_clr.console.notices_view import notices_page
 from fhir_clr.console.subscriptions_view import subscriptions_page
 from fhir_clr.console.templating import render
 from fhir_clr.console.timeline_view import TimelineBuilder
 from fhir_clr.console.worklist_view import Filters, group_counts, worklist_page
 from fhir_clr.errors import FhirError
+from fhir_clr.notices.actions import release
 from fhir_clr.observability.snapshot import snapshot
 from fhir_clr.subscriptions.operations import resend_events
 
@@ -243,6 +245,29 @@ async def resend(request: Request, subscription_id: str) -> Response:
         return _error_page(request, "subscriptions", error)
     return RedirectResponse(f"{session.PREFIX}/subscriptions?{urlencode({'resent': subscription_id})}",
                             status_code=303)
+
+
+@router.get("/notices")
+async def notices(request: Request) -> Response:
+    """The CLR notices by state, channel and kind; the held and failed ones with their content and a button."""
+    async def build() -> tuple[str, dict[str, Any]]:
+        page = await notices_page(engine(request), request.query_params.get("page"))
+        return "notices.html", {"page": page, "released": request.query_params.get("sent")}
+    return await _page(request, "notices", build)
+
+
+@router.post("/notices/{communication_id}/send")
+async def send_notice(request: Request, communication_id: str) -> Response:
+    """Send a notice held for review, or try a failed one again: the plan's action only (403 for anyone else,
+    whatever the id, so an id says nothing)."""
+    try:
+        require_same_origin(request)
+        if not _sees_server_figures(request):
+            raise FhirError(403, "forbidden", "Only the plan sends notices")
+        await release(engine(request), communication_id)
+    except FhirError as error:
+        return _error_page(request, "notices", error)
+    return RedirectResponse(f"{session.PREFIX}/notices?{urlencode({'sent': communication_id})}", status_code=303)
 
 
 @router.get("/metrics")

@@ -20,6 +20,7 @@ from fhir_clr.clr.rules.context import reference_of
 from fhir_clr.console.names import Names
 from fhir_clr.engine.engine import Engine
 from fhir_clr.imports.received import ROW_SOURCE
+from fhir_clr.notices.composer import notice_text
 
 MAX_TASKS = 200
 MAX_VERSIONS = 200
@@ -57,6 +58,12 @@ class NoticeLine:
     sent_to: str
     channel: str
     note: str
+    content: str = ""
+    """Exactly what the notice said (its recorded payload), when the server composed or someone recorded it."""
+    notice_status: str = ""
+    """The notice's own status (preparation, on-hold, not-done, completed)."""
+    error: str = ""
+    """Why its delivery failed or is being retried."""
 
 
 @dataclass(slots=True)
@@ -192,19 +199,33 @@ class TimelineBuilder:
         return versions
 
     async def _communications(self, obligations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The notices of ``obligations``, by ``Communication/id`` (the ones that satisfied them) and by the
+        obligation's ``Task/id`` (the server's notice for it, sent or not yet)."""
         ids = sorted({ref.partition("/")[2] for o in obligations for out in o.get("output", ())
                       if (ref := reference_of(out.get("valueReference"))) and ref.startswith("Communication/")})
-        if not ids:
-            return {}
-        found = await self.engine.search("Communication", [("_id", ",".join(ids)), ("_count", str(len(ids)))])
-        return {f"Communication/{m.resource_id}": orjson.loads(m.body) for m in found.matches if m.body is not None}
+        tasks = sorted(f"Task/{o['id']}" for o in obligations if o.get("id"))
+        found: dict[str, dict[str, Any]] = {}
+        if ids:
+            result = await self.engine.search("Communication", [("_id", ",".join(ids)), ("_count", str(len(ids)))])
+            found.update((f"Communication/{m.resource_id}", orjson.loads(m.body)) for m in result.matches
+                         if m.body is not None)
+        if tasks:
+            result = await self.engine.search("Communication", [("based-on", ",".join(tasks)),
+                                                                ("_count", str(min(1000, 4 * len(tasks))))])
+            for match in result.matches:
+                message = orjson.loads(match.body or b"{}")
+                found.setdefault(f"Communication/{match.resource_id}", message)
+                for based_on in message.get("basedOn", ()):
+                    if (ref := reference_of(based_on)) in tasks:
+                        found.setdefault(ref, message)
+        return found
 
     def _notice(self, obligation: dict[str, Any], communications: dict[str, dict[str, Any]],
                 today: date) -> NoticeLine:
         restriction = obligation.get("restriction") or {}
         recipients = ", ".join(self.names(r) for r in restriction.get("recipient", ())) or "—"
         by = next((reference_of(o.get("valueReference")) for o in obligation.get("output", ())), None)
-        message = communications.get(by or "", {})
+        message = communications.get(by or "", {}) or communications.get(f"Task/{obligation.get('id')}", {})
         channel_url = extension_url(self.rules, "notice-channel")
         channel = _display(value_of(extension_of(message, channel_url))) if message else ""
         done = (obligation.get("executionPeriod") or {}).get("end", "")
@@ -214,4 +235,6 @@ class TimelineBuilder:
             str(message.get("sent") or done or ""),
             ", ".join(self.names(r) for r in message.get("recipient", ())) if message else "",
             channel or (_display((message.get("medium") or [None])[0]) if message.get("medium") else ""),
-            _display(obligation.get("statusReason")) if obligation.get("statusReason") else "")
+            _display(obligation.get("statusReason")) if obligation.get("statusReason") else "",
+            notice_text(message), str(message.get("status", "")),
+            _display(message.get("statusReason")) if message.get("statusReason") else "")

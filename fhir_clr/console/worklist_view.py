@@ -16,7 +16,7 @@ from fhir_clr.clr.codes import CodeList, CodeLists
 from fhir_clr.clr.config import extension_of, extension_url, value_of
 from fhir_clr.clr.deadlines import Deadlines, parse_moment
 from fhir_clr.clr.rules.context import reference_of
-from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
+from fhir_clr.clr.worklist import NOTICE_DELIVERY_GROUPS, WorklistGroup, worklist_groups
 from fhir_clr.console.names import Names, label_of
 from fhir_clr.engine.engine import Engine
 from fhir_clr.search.parse import PAGE_TOKEN
@@ -35,10 +35,17 @@ GROUP_TITLES = {
     "coordination-needed": "Duplicates needing coordination",
     "declined": "Declined, to reassign",
     "status-review": "Status movements to review",
+    "no-notice-channel": "No notice channel",
+    "needs-contact": "Members who need contact",
+    "notice-failed": "Failed notices",
+    "notice-held": "Notices held for review",
+    "written-opt-out": "Opted out of written notices, notice still owed",
 }
 SORT = {"overdue": "due-date", "due-today": "due-date", "due-this-week": "due-date", "stale-status": "status-date",
         "long-pending": "status-date", "coordination-needed": "authored", "declined": "status-date",
-        "status-review": "status-date"}
+        "status-review": "status-date", "no-notice-channel": "due-date", "needs-contact": "due-date",
+        "notice-failed": "due-date", "notice-held": "due-date",
+        "written-opt-out": "due-date"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +159,13 @@ def _row(group: str, resource: dict[str, Any], referrals: dict[str, dict[str, An
         when, lateness = resource.get("authoredOn", ""), ""
     else:
         referral = referrals.get(reference_of(resource.get("focus")) or "", {})
-        if group in ("overdue", "due-today", "due-this-week"):
+        if group in ("overdue", "due-today", "due-this-week", "needs-contact"):
             what = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
+            when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
+            lateness = _late_days(today, when)
+        elif group in NOTICE_DELIVERY_GROUPS:
+            kind = ((resource.get("code") or {}).get("coding") or [{}])[0].get("display", "Notice")
+            what = f"{kind}: {(resource.get('statusReason') or {}).get('text', '')}".rstrip(": ")
             when = ((resource.get("restriction") or {}).get("period") or {}).get("end", "")
             lateness = _late_days(today, when)
         else:

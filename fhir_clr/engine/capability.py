@@ -18,6 +18,9 @@ SYSTEM_OPERATIONS = [
     {"name": "clr-worklist", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-worklist"},
     {"name": "import", "definition": "http://fhir-clr.org/fhir/OperationDefinition/import"},
     {"name": "clr-export", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-export"},
+    {"name": "clr-print-batch", "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-print-batch"},
+    {"name": "clr-print-batch-mailed",
+     "definition": "http://fhir-clr.org/fhir/OperationDefinition/clr-print-batch-mailed"},
     {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
 ]
 TYPE_OPERATIONS = {

@@ -4,7 +4,8 @@ the engine's caller.
 Queries: the CLR Referrals authored in the period widened by a day on each side (the report keeps those whose
 plan-local date falls in it), then the Tasks focused on them except obligations of kinds that are not notices,
 ``VALUES_PER_QUERY`` referrals per query, then the
-Referring Entity resources by ``_id``, as many per query. Pages hold ``PAGE_SIZE`` resources and counts are
+Referring Entity resources by ``_id``, as many per query, and the channels of the Communications that satisfied
+notice obligations (by ``_id``, as many per query). Pages hold ``PAGE_SIZE`` resources and counts are
 skipped (``_total=none``), so each page is one store query.
 """
 
@@ -70,6 +71,7 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
                 data.obligations.append(task)
             elif reporter.is_referral_task(task):
                 data.referral_tasks.append(task)
+    await _load_notice_channels(engine, reporter, data, batch_size)
     requesters = (r["requester"]["reference"] for r in referrals
                   if isinstance(r.get("requester"), dict) and isinstance(r["requester"].get("reference"), str))
     for resource_type, ids in _ids_by_type(requesters, ENTITY_TYPES).items():
@@ -77,3 +79,19 @@ async def load_report_data(engine: Engine, period: ReportPeriod, reporter: Compl
             data.referring_entities.extend(await search_all(engine, resource_type, [("_id", ",".join(batch))]))
     return data
 
+
+async def _load_notice_channels(engine: Engine, reporter: ComplianceReporter, data: ReportData,
+                                batch_size: int) -> None:
+    """The channel of each completed notice obligation's Communication (``data.notice_channels``)."""
+    by_communication = {ref.partition("/")[2]: o["id"] for o in data.obligations if o.get("status") == "completed"
+                        for out in o.get("output", ()) if isinstance(out, dict)
+                        and isinstance(ref := (out.get("valueReference") or {}).get("reference"), str)
+                        and ref.startswith("Communication/")}
+    channel_url = extension_url(reporter.rules, "notice-channel")
+    for batch in _batches(sorted(by_communication), batch_size):
+        for message in await search_all(engine, "Communication", [("_id", ",".join(batch)),
+                                                                  ("_elements", "extension")]):
+            channel = next((e.get("valueCoding", {}).get("code") for e in message.get("extension", ())
+                            if isinstance(e, dict) and e.get("url") == channel_url), None)
+            if channel and message.get("id") in by_communication:
+                data.notice_channels[by_communication[message["id"]]] = str(channel)

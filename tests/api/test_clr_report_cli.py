@@ -145,7 +145,9 @@ def test_json_report_counts_the_october_referrals(data_dir: Path) -> None:
     assert totals["medianDaysToClosure"] == 7.0  # 14 days (closed on the 15th) and 0 (denied the same day)
     # on time: both decision notices of the approved referral, sent on the 6th; late: the loop-closure notice
     # the server owes since the 15th, and the unsent decision notices of the two denied referrals
-    assert totals["notices"] == {"onTime": 2, "late": 5, "pending": 0}
+    assert totals["notices"] == {"onTime": 2, "late": 5, "pending": 0, "byChannel": {
+        "secure-electronic": {"onTime": 2, "late": 0, "pending": 0},  # the channel of the recorded Communications
+        "not-sent": {"onTime": 0, "late": 5, "pending": 0}}}
     assert [(g["key"], g["referrals"], g["denied"]) for g in report["byService"]] == [
         ("ecm", 4, 1), ("housing-deposits", 1, 1)]
     entities = {g["display"]: (g["referrals"], g["duplicates"]["total"]) for g in report["byReferringEntity"]}
@@ -158,7 +160,9 @@ def test_as_of_before_the_due_dates_leaves_open_notices_pending(data_dir: Path) 
     done = run_cli("--from", "2026-10-01", "--to", "2026-10-31", "--as-of", "2026-10-06", "--format", "json",
                    "--data", str(data_dir))
     # late: only the denial notice to the Referring Entity (due 24 hours after the 2 October decision)
-    assert orjson.loads(done.stdout)["totals"]["notices"] == {"onTime": 2, "late": 1, "pending": 4}
+    notices = orjson.loads(done.stdout)["totals"]["notices"]
+    assert {k: v for k, v in notices.items() if k != "byChannel"} == {"onTime": 2, "late": 1, "pending": 4}
+    assert notices["byChannel"]["not-sent"] == {"onTime": 0, "late": 1, "pending": 4}
 
 
 def test_table_report_and_an_empty_period(data_dir: Path) -> None:

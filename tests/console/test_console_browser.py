@@ -166,7 +166,7 @@ def test_metrics_quick_view_and_prometheus_endpoint(scenario: Scenario, page: Pa
 
 
 PAGES = ["/console/", "/console/imports", "/console/compliance?from=2026-11&to=2026-11", "/console/subscriptions",
-         "/console/metrics", "/console/login"]
+         "/console/notices", "/console/metrics", "/console/login"]
 
 
 def test_every_page_passes_axe_and_keyboard_checks(scenario: Scenario, page: Page) -> None:

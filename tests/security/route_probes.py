@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.api.helpers import FHIR_JSON
+from tests.security import letter_probes
 from tests.security.oracle import Exchange, difference, leak_report
 from tests.security.world import CIN_SYSTEM, World, b_body, never_existed_id, new_cin, rtf_file, wait_for_status
 
@@ -546,6 +547,10 @@ KNOWN: dict[Route, Probe] = {
     ("HEAD", "/$import-status/{job_id}/outcome"): _import_job_probe("/outcome", "HEAD"),
     ("GET", "/$clr-export"): probe_clr_export,
     ("HEAD", "/$clr-export"): _plain("HEAD", "/$clr-export"),
+    ("POST", "/$clr-print-batch"): letter_probes.probe_cut,
+    ("GET", "/$clr-print-batch"): letter_probes.probe_download,
+    ("HEAD", "/$clr-print-batch"): letter_probes.probe_download_head,
+    ("POST", "/$clr-print-batch-mailed"): letter_probes.probe_mailed,
     ("GET", "/$clr-worklist"): probe_worklist,
     ("HEAD", "/$clr-worklist"): _plain("HEAD", "/$clr-worklist"),
     ("GET", "/Subscription/$status"): probe_subscription_status_search,
@@ -605,6 +610,10 @@ KNOWN: dict[Route, Probe] = {
         "/imports/{id}/rejected-rows.csv", "HEAD", _console_documents),
     ("POST", "/console/subscriptions/{subscription_id}/resend"): _console_compare(
         "/subscriptions/{id}/resend", "POST", lambda w: w.a_ids["Subscription"]),
+    ("GET", "/console/notices"): _console_page("/notices"),
+    ("HEAD", "/console/notices"): _plain("HEAD", "/console/notices"),
+    ("POST", "/console/notices/{communication_id}/send"): _console_compare(
+        "/notices/{id}/send", "POST", lambda w: [*w.a_ids["Communication"], *w.deleted.get("Communication", [])]),
 }
 """How the suite attacks each route. A route missing here (and from EXEMPT) fails the suite."""
 
@@ -623,6 +632,7 @@ INTERACTIONS_PROBED = {"read": probe_read, "vread": probe_vread, "update": probe
 
 OPERATIONS_PROBED = {"validate": probe_instance_validate, "export": probe_system_export, "import": probe_import,
                      "clr-worklist": probe_worklist, "clr-export": probe_clr_export,
+                     "clr-print-batch": letter_probes.probe_cut, "clr-print-batch-mailed": letter_probes.probe_mailed,
                      "status": _subscription_probe("GET", "$status"), "events": _subscription_probe("GET", "$events"),
                      "resend": _subscription_probe("POST", "$resend"),
                      "delivery-attempts": _subscription_probe("GET", "$delivery-attempts"),

@@ -5,6 +5,7 @@ no query value, and a flushed batch is log records, never a FHIR resource the en
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -24,18 +25,23 @@ CALLER = Caller("client-1", "Organization/cbo-1", Role.SERVICING_PROVIDER, Scope
 REQUESTS = [("GET", "/Task/t1"), ("GET", "/Task/t1/_history/2"), ("GET", "/Task/t1/_history"), ("GET", "/Task"),
             ("POST", "/Task/_search"), ("POST", "/Task"), ("PUT", "/Task/t1"), ("PATCH", "/Task/t1"),
             ("DELETE", "/Task/t1"), ("POST", "/"), ("GET", "/_history"), ("GET", "/Task/_history"),
-            ("POST", "/Subscription/s1/$resend")]
+            ("POST", "/Subscription/s1/$resend"), ("GET", "/$clr-print-batch"), ("POST", "/$clr-print-batch-mailed"),
+            ("GET", "/$export-status/job1")]
+
+
+def _event(interaction: Interaction | None, query_string: str, status: int) -> dict[str, Any]:
+    """The AuditEvent rendered from the log entry of one request."""
+    assert interaction is not None
+    entry = (1_790_000_000_000_000, CALLER.client_id, CALLER.organization, CALLER.role.value, interaction.code,
+             interaction.resource_type, interaction.resource_id, parameter_names(query_string), status,
+             interaction.operation)
+    return audit_event(entry, "0065bf6bd0e000-0a1b2c3d-1f")
 
 
 @pytest.mark.parametrize(("method", "path"), REQUESTS)
 @pytest.mark.parametrize("status", [200, 404, 503])
 def test_every_event_shape_passes_the_r4_gate(method: str, path: str, status: int) -> None:
-    interaction = classify(method, path)
-    assert interaction is not None
-    entry = (1_790_000_000_000_000, CALLER.client_id, CALLER.organization, CALLER.role.value, interaction.code,
-             interaction.resource_type, interaction.resource_id,
-             parameter_names("patient=Patient/secret&_count=5"), status)
-    event = audit_event(entry, "0065bf6bd0e000-0a1b2c3d-1f")
+    event = _event(classify(method, path), "patient=Patient/secret&_count=5", status)
     assert validate_resource(event, "AuditEvent") is event
     assert b"secret" not in orjson.dumps(event)
 
@@ -57,3 +63,12 @@ async def test_a_flushed_batch_is_log_records_not_resources(tmp_path: Path) -> N
         assert (await engine.search("AuditEvent", [])).matches == []
     finally:
         await store.close()
+
+
+def test_an_operation_is_named_in_its_event() -> None:
+    system = _event(classify("GET", "/$clr-print-batch"), "batch=2026-12-02", 200)
+    assert system["entity"] == [{"detail": [{"type": "operation", "valueString": "$clr-print-batch"},
+                                            {"type": "parameter-names", "valueString": "batch"}]}]
+    instance = _event(classify("POST", "/Subscription/s1/$resend"), "", 200)
+    assert instance["entity"] == [{"what": {"reference": "Subscription/s1"},
+                                   "detail": [{"type": "operation", "valueString": "$resend"}]}]

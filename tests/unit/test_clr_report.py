@@ -248,7 +248,8 @@ def test_json_document_is_versioned_and_lists_every_closure_reason(sample: Compl
     ecm = document["byService"][0]
     assert ecm["key"] == "ecm" and ecm["referrals"] == 2 and ecm["medianDaysToAuthorization"] == 2.0
     assert ecm["closed"] == {"total": 1, "byReason": {"services-received": 1, "other": 0}}
-    assert ecm["notices"] == {"onTime": 1, "late": 0, "pending": 0}
+    assert ecm["notices"] == {"onTime": 1, "late": 0, "pending": 0,
+                              "byChannel": {"recorded": {"onTime": 1, "late": 0, "pending": 0}}}
     assert [e["display"] for e in document["byReferringEntity"]] == ["Organization/cbo", "Eastside Clinic"]
 
 

@@ -38,7 +38,7 @@ def referral_task(status: str = "requested", code: str = "3", date: str = "2026-
 
 
 def test_every_topic_file_loads(topics: TopicCatalog) -> None:
-    assert len(topics.all()) == 6
+    assert len(topics.all()) == 7
     assert topics.get(TASK_TOPIC + "|1.0") is topics.get(TASK_TOPIC)
 
 

@@ -1,8 +1,10 @@
 """Notices, inquiries and received files: the writes that satisfy or start obligations outside the referral
 resources themselves.
 
-* A ``Communication`` whose ``basedOn`` names an open obligation satisfies it (completed when the notice was
-  sent, with the Communication as its output).
+* A ``Communication`` whose ``basedOn`` names an open obligation satisfies it once its status is ``completed``
+  (completed when the notice was sent, with the Communication as its output); one still in ``preparation``, on
+  hold or not done (a letter waiting for its print batch, a notice the server's worker has not delivered yet, see
+  ``fhir_clr.notices``) leaves the obligation open.
 * A ``Communication`` categorized as a status inquiry, ``about`` a CLR Referral, owes the inquirer (its
   ``sender``) an answer within the inquiry clock.
 * A ``DocumentReference`` typed as a Return Transmission File owes its processing within the RTF clock; the
@@ -21,6 +23,8 @@ from fhir_clr.engine.rules import PlanningContext
 from fhir_clr.store.port import Change
 
 PROCESSED_DOC_STATUS = "final"
+SENT_STATUS = "completed"
+"""The Communication status of a notice that was sent (only a sent notice satisfies its obligation)."""
 
 
 class MessageEvents:
@@ -39,7 +43,7 @@ class MessageEvents:
         reference = f"Communication/{message['id']}"
         sent = parse_moment(message.get("sent")) or now
         changes: list[Change] = []
-        for based_on in message.get("basedOn", ()):
+        for based_on in message.get("basedOn", ()) if message.get("status") == SENT_STATUS else ():
             target = reference_of(based_on)
             obligation = await self.context.read(target) if target and target.startswith("Task/") else None
             if obligation is not None and is_obligation(obligation.body) and is_open(obligation.body):
