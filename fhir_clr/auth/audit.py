@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from fhir_clr.auth.tokens import Caller
@@ -61,7 +61,16 @@ EVENT_ID = re.compile(r"([0-9a-f]{14}-[0-9a-f]{8})-([0-9a-f]{1,4})")
 Entry = tuple[int, str, str, str, str, str | None, str | None, str, int, str | None]
 """One interaction: recorded (epoch µs), client id, Organization, role, interaction code, resource type,
 resource id, the query's parameter names (comma-separated, sorted), HTTP status, operation name."""
-RECORDED, CLIENT, ORGANIZATION, ROLE, CODE, TYPE, ID, NAMES, STATUS, OPERATION = range(10)
+RECORDED: Final = 0
+CLIENT: Final = 1
+ORGANIZATION: Final = 2
+ROLE: Final = 3
+CODE: Final = 4
+TYPE: Final = 5
+ID: Final = 6
+NAMES: Final = 7
+STATUS: Final = 8
+OPERATION: Final = 9
 ACTIONS = {"read": "R", "vread": "R", "history-instance": "R", "history-type": "R", "history-system": "R",
            "search-type": "E", "create": "C", "update": "U", "patch": "U", "delete": "D", "batch": "E",
            "operation": "E"}

@@ -138,10 +138,10 @@ class AuditLog:
                 tests.append(_test(name, value))
         kind, prefix = EVENTS, ""
         for name, index_kind in INDEXES:
-            value = next((v for n, v in filters if n == name and "," not in v), None)
-            if value is not None:
+            found = next((v for n, v in filters if n == name and "," not in v), None)
+            if found is not None:
                 kind = index_kind
-                prefix = f"{_organization(value) if name == 'agent' else value}{INDEX_SEPARATOR}"
+                prefix = f"{_organization(found) if name == 'agent' else found}{INDEX_SEPARATOR}"
                 break
         resume = _resume(token, prefix) if token is not None else None
         matches, next_token = await self._scan(kind, prefix, resume or (f"{prefix}{lo:014x}", None), lo, hi,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -81,7 +82,7 @@ def insert_records(conn: sqlite3.Connection, records: Sequence[RecordWrite]) -> 
         raise
 
 
-def _document(record: RecordWrite) -> dict:
+def _document(record: RecordWrite) -> dict[str, Any]:
     if record.doc is None:
         raise ValueError(f"record {record.kind}/{record.key}: an insert needs a document")
     return record.doc
