@@ -5,14 +5,12 @@ Writes stay with the engine, whose access policy refuses them."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.api import rest
 from fhir_clr.api.context import access, base_url, services
-from fhir_clr.api.negotiation import check_accept, check_content_type, parse_prefer
+from fhir_clr.api.negotiation import check_accept, parse_prefer
 from fhir_clr.api.plain_routes import PlainRouter
 from fhir_clr.api.responses import fhir_response, version_headers
 from fhir_clr.auth.audit_log import AUDIT_EVENT, AuditLog
@@ -54,12 +52,7 @@ async def search_audit_post(request: Request) -> Response:
     if log is None:
         return await rest.search_post(request, AUDIT_EVENT)
     check_accept(request)
-    params = list(request.query_params.multi_items())
-    raw = await request.body()
-    if raw:
-        check_content_type(request, allow_form=True)
-        params += parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return await _search(request, log, params)
+    return await _search(request, log, await rest.search_post_params(request))
 
 
 @router.get("/AuditEvent/{resource_id}")

@@ -110,12 +110,17 @@ async def type_history(request: Request, resource_type: str) -> Response:
 async def search_post(request: Request, resource_type: str) -> Response:
     """``POST [base]/[type]/_search`` with form-encoded parameters (merged with the URL's)."""
     check_accept(request)
+    return await _search(request, resource_type, await search_post_params(request))
+
+
+async def search_post_params(request: Request) -> list[tuple[str, str]]:
+    """The parameters of a ``POST …/_search``: the URL's, then the form-encoded body's (its type checked)."""
     params = _query(request)
     raw = await request.body()
     if raw:
         check_content_type(request, allow_form=True)
         params += parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return await _search(request, resource_type, params)
+    return params
 
 
 @router.get("/{resource_type}")
