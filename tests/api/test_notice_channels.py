@@ -138,9 +138,13 @@ def test_monthly_digest_goes_on_its_day_with_each_closure_its_own_notice(tmp_pat
                 assert len(notices) == 2 and {n["status"] for n in notices} == {"preparation"}
                 return notices
             wait_until(lambda: _ok(queued), timeout=20, what="digest entries composed")
-            dues = client.get("/Task", params={"_profile": OBLIGATION_PROFILE, "code": "loop-closure-referring-entity",
-                                               "status": "requested", "_count": "10"}).json()
-            assert {e["resource"]["restriction"]["period"]["end"] for e in dues["entry"]} == {"2026-12-05"}
+
+            def redated() -> bool:
+                # the worker re-dates each obligation just after it queues that obligation's digest entry
+                dues = client.get("/Task", params={"_profile": OBLIGATION_PROFILE, "status": "requested",
+                                                   "code": "loop-closure-referring-entity", "_count": "10"}).json()
+                return {e["resource"]["restriction"]["period"]["end"] for e in dues["entry"]} == {"2026-12-05"}
+            wait_until(redated, timeout=20, what="both obligations due on the digest day")
             time.sleep(1.5)
             assert sink.to(address) == []  # not before its day
         server.stop()

@@ -183,9 +183,15 @@ def test_refused_recipient_fails_and_shows_on_the_worklist(client: httpx.Client,
         assert notice["status"] == "not-done" and "550" in notice["statusReason"]["text"]
         return notice
     _eventually(failed)
-    obligation = _obligation(client, referral, "authorization-decision-referring-entity")
-    assert obligation["status"] == "requested"
-    assert obligation["businessStatus"]["coding"][0]["code"] == "failed" and "550" in obligation["statusReason"]["text"]
+
+    def marked_failed() -> dict[str, Any]:
+        # the worker marks the obligation just after it records the failed notice
+        obligation = _obligation(client, referral, "authorization-decision-referring-entity")
+        assert obligation["status"] == "requested"
+        assert obligation["businessStatus"]["coding"][0]["code"] == "failed"
+        return obligation
+    obligation = _eventually(marked_failed)
+    assert "550" in obligation["statusReason"]["text"]
     listed = client.get("/Task", params={"_profile": OBLIGATION_PROFILE, "status": "requested",
                                          "business-status": f"{DELIVERY_STATUS}|failed"}).json()
     assert obligation["id"] in {e["resource"]["id"] for e in listed["entry"]}
@@ -209,8 +215,11 @@ def test_a_notice_held_for_review_is_previewed_and_sent_from_the_console(client:
         assert notice["status"] == "on-hold"
         return notice
     notice = _eventually(held)
-    obligation = _obligation(client, referral, "inquiry-response")
-    assert obligation["businessStatus"]["coding"][0]["code"] == "held"
+
+    def marked_held() -> None:
+        # the worker marks the obligation just after it creates the held notice
+        assert _obligation(client, referral, "inquiry-response")["businessStatus"]["coding"][0]["code"] == "held"
+    _eventually(marked_held)
     page = client.get("/console/notices", headers={"Accept": "text/html"})
     assert page.status_code == 200 and f'data-notice="{notice["id"]}"' in page.text
     assert referral["id"] in page.text and "Send notice" in page.text
