@@ -10,10 +10,11 @@ latency over 100,000 stored Tasks.
     python bench/crud.py --requests 2000 --worklist-tasks 20000   # quicker
     python bench/crud.py --secured --rounds 3   # dev vs secured (tokens, audit), overhead per operation
 
-``--secured`` runs the CRUD phases against a ``--dev`` server and a secured server (a registered plan client
-with a bearer token on every request, audit on, rate limit off), both up at once and taking turns within each
-phase (``--slices``), on fresh stores ``--rounds`` times, and prints both throughputs and the secured overhead
-per operation with its range over the rounds (baseline and worklist are skipped).
+``--secured`` runs the CRUD phases against a ``--dev`` server, a secured server (a registered plan client with
+a bearer token on every request, audit on, rate limit off) and the bare baseline (unless ``--skip-baseline``),
+all up at once and taking turns within each phase (``--slices``), on fresh stores ``--rounds`` times, and
+prints the throughputs, the secured overhead per operation with its range over the rounds, and a Markdown
+table of the ranges (the worklist is skipped).
 """
 
 from __future__ import annotations
@@ -193,56 +194,81 @@ def secured_env(data_dir: Path, port: int, store: str | None) -> dict[str, str]:
 
 
 def compare_secured(args: argparse.Namespace, tmp: Path) -> None:
-    """``--rounds`` times: a fresh dev server and a fresh secured server, both up, taking turns within each
-    phase (see ``take_turns``); prints both and the overhead of security per operation, then the range over
-    the rounds."""
+    """``--rounds`` times: a fresh dev server, a fresh secured server and (unless ``--skip-baseline``) the bare
+    baseline, all up, taking turns within each phase (see ``take_turns``); prints each and the overhead of
+    security per operation, then the ranges over the rounds as the README's comparison table."""
+    labels = ["secured", "dev"] + ([] if args.skip_baseline else ["bare"])
+    rates: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
     overheads: dict[str, list[float]] = {}
     for round_no in range(1, args.rounds + 1):
-        dev_port, sec_port = free_port(), free_port()
-        stores = [f"{args.store.rstrip('/')}_{mode}{round_no}" if args.store else None for mode in ("dev", "sec")]
+        ports = {label: free_port() for label in labels}
+        stores = {mode: f"{args.store.rstrip('/')}_{mode}{round_no}" if args.store else None
+                  for mode in ("dev", "sec")}
         dev_env = {"FHIR_CLR_DATA_DIR": str(tmp / f"dev-{round_no}"), "FHIR_CLR_LOG_LEVEL": "WARNING",
-                   "FHIR_CLR_DEV": "true", **({"FHIR_CLR_STORE_URL": stores[0]} if stores[0] else {})}
+                   "FHIR_CLR_DEV": "true", **({"FHIR_CLR_STORE_URL": stores["dev"]} if stores["dev"] else {})}
         client = BenchClient()
         client.register(tmp / f"secured-{round_no}")
-        servers = [start("fhir_clr.app:create_app", dev_port, dev_env, args.workers)]
+        servers = [start("fhir_clr.app:create_app", ports["dev"], dev_env, args.workers)]
         try:
-            servers.append(start("fhir_clr.app:create_app", sec_port,
-                                 secured_env(tmp / f"secured-{round_no}", sec_port, stores[1]), args.workers))
-            token = client.token(f"http://127.0.0.1:{sec_port}")
-            pairs = asyncio.run(take_turns(args, dev_port, sec_port, {"Authorization": f"Bearer {token}"}))
+            servers.append(start("fhir_clr.app:create_app", ports["secured"],
+                                 secured_env(tmp / f"secured-{round_no}", ports["secured"], stores["sec"]),
+                                 args.workers))
+            if "bare" in ports:
+                servers.append(start("baseline_app:app", ports["bare"],
+                                     {"BASELINE_DB": str(tmp / f"baseline-{round_no}.sqlite3")}, args.workers))
+            token = client.token(f"http://127.0.0.1:{ports['secured']}")
+            bearer = {"Authorization": f"Bearer {token}"}
+            # every client sends the token, also to the servers that ignore it
+            loads = [(ports[label], crud_load(args.requests, bearer)) for label in labels]
+            results = asyncio.run(take_turns(args, loads))
         finally:
             for server in servers:
                 stop(server)
         print(f"round {round_no}:")
-        for dev_r, sec_r in pairs:
-            overhead = 1 - sec_r.rate / dev_r.rate if dev_r.rate else 0.0
-            overheads.setdefault(dev_r.name, []).append(overhead)
-            print(f"  dev      {dev_r.line()}")
-            print(f"  secured  {sec_r.line()}   -> overhead {overhead:.0%}")
+        for phase in results:
+            by_label = dict(zip(labels, phase, strict=True))
+            dev_rate = by_label["dev"].rate
+            overhead = 1 - by_label["secured"].rate / dev_rate if dev_rate else 0.0
+            overheads.setdefault(phase[0].name, []).append(overhead)
+            for label, result in by_label.items():
+                rates[label].setdefault(result.name, []).append(result.rate)
+                suffix = f"   -> overhead {overhead:.0%}" if label == "secured" else ""
+                print(f"  {label:<8} {result.line()}{suffix}")
     print("secured overhead against --dev (range over rounds):")
     for name, values in overheads.items():
         print(f"  {name:<28} {min(values):5.0%} .. {max(values):5.0%}")
+    print_comparison(rates)
 
 
-async def take_turns(args: argparse.Namespace, dev_port: int, sec_port: int, headers: dict[str, str]
-                     ) -> list[tuple[PhaseResult, PhaseResult]]:
-    """Each CRUD phase in ``args.slices`` slices, each slice on both servers in turn (dev first in even
-    slices, secured first in odd ones), so that both see the same machine load; a server's slices add up to
-    its phase result."""
-    dev_load, secured_load = crud_load(args.requests), crud_load(args.requests, headers)
-    pairs = []
-    for (name, dev_make, dev_seen), (_, sec_make, sec_seen) in zip(dev_load, secured_load, strict=True):
-        slices: dict[int, list[PhaseResult]] = {dev_port: [], sec_port: []}
+def print_comparison(rates: dict[str, dict[str, list[float]]]) -> None:
+    """The ranges over the rounds as a Markdown table: one row per server, one column per phase."""
+    names = list(next(iter(rates.values())))
+    print("| | " + " | ".join(f"{name} (req/s)" for name in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, by_phase in rates.items():
+        cells = [f"{min(v):,.0f}\N{EN DASH}{max(v):,.0f}" if len(v) > 1 else f"{v[0]:,.0f}" for v in by_phase.values()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+async def take_turns(args: argparse.Namespace, loads: list[tuple[int, list[Phase]]]) -> list[list[PhaseResult]]:
+    """Each CRUD phase in ``args.slices`` slices, each slice on every server of ``loads`` (its port and its
+    phases) in turn, the order rotated from slice to slice, so that all see the same machine load; a server's
+    slices add up to its phase result. One list per phase, in the order of ``loads``."""
+    results = []
+    for phase_no in range(len(loads[0][1])):
+        slices: list[list[PhaseResult]] = [[] for _ in loads]
         for number in range(args.slices):
             first = number * args.requests // args.slices
             size = (number + 1) * args.requests // args.slices - first
-            turns = [(dev_port, dev_make, dev_seen), (sec_port, sec_make, sec_seen)]
-            for port, make, seen in turns if number % 2 == 0 else turns[::-1]:
-                slices[port].append(await run_phase(
+            order = [(number + k) % len(loads) for k in range(len(loads))]
+            for target in order:
+                port, phases = loads[target]
+                name, make, seen = phases[phase_no]
+                slices[target].append(await run_phase(
                     name, "127.0.0.1", port, args.concurrency, size, partial(_shifted, make, first),
                     on_response=partial(_shifted, seen, first) if seen else None))
-        pairs.append((_merged(slices[dev_port]), _merged(slices[sec_port])))
-    return pairs
+        results.append([_merged(parts) for parts in slices])
+    return results
 
 
 def _shifted(call: Callable[..., Any], offset: int, i: int, *rest: Any) -> Any:
