@@ -71,7 +71,8 @@ class Settings(BaseSettings):
                                   "print batch). Off until the plan has configured its channels.")
     notice_from: str | None = Field(default=None, description="Sender address of notice email (From).")
     notice_poll_seconds: float = Field(default=2.0, gt=0, description="How often the notice worker looks for "
-                                       "obligations to compose and notices to send.")
+                                       "obligations to compose and notices to send that other server processes "
+                                       "committed (a commit in its own process wakes it at once).")
     notice_retry_base_seconds: float = Field(default=5.0, gt=0, description="First delay before re-trying a "
                                              "notice whose delivery failed for a passing reason (doubles).")
     notice_retry_max_seconds: float = Field(default=900.0, gt=0, description="Longest delay between two tries "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fhir_clr.config import ConfigurationError, Settings
 from fhir_clr.engine.engine import Engine
 from fhir_clr.notices.smtp import SmtpConfig, SmtpSender
@@ -20,8 +22,10 @@ def notice_templates(settings: Settings) -> NoticeTemplates:
     return templates
 
 
-def notice_worker(settings: Settings, engine: Engine, store: Store) -> NoticeWorker | None:
-    """The notice worker when ``FHIR_CLR_NOTICE_DELIVERY`` is on (None otherwise)."""
+def notice_worker(settings: Settings, engine: Engine, store: Store, woken: asyncio.Event | None = None
+                  ) -> NoticeWorker | None:
+    """The notice worker when ``FHIR_CLR_NOTICE_DELIVERY`` is on (None otherwise); ``woken``, set on every
+    commit of this process, starts its next pass at once (it polls for other processes' commits)."""
     templates = notice_templates(settings)
     if not settings.notice_delivery:
         return None
@@ -29,4 +33,4 @@ def notice_worker(settings: Settings, engine: Engine, store: Store) -> NoticeWor
     return NoticeWorker(engine, store, templates, SmtpSender(config) if config else None,
                         RetryPolicy(settings.notice_retry_base_seconds, settings.notice_retry_max_seconds),
                         poll_seconds=settings.notice_poll_seconds,
-                        lease_seconds=settings.subscription_lease_seconds)
+                        lease_seconds=settings.subscription_lease_seconds, woken=woken)

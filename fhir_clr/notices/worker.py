@@ -68,6 +68,8 @@ LEASE = "notices/worker"
 DELIVERY_RECORD = "notice-delivery"
 """Store record per notice (key: Communication id) with its failed attempts, next try and last error."""
 RECHECK_SECONDS = 60.0
+PASS_GAP_SECONDS = 0.25
+"""Shortest pause between two passes of the worker, however often commits wake it."""
 PAGE = 100
 DELIVERY_STATUS_SYSTEM = "http://fhir-clr.org/fhir/CodeSystem/notice-delivery-status"
 QUEUED, HELD, FAILED = "queued", "held", "failed"
@@ -94,7 +96,8 @@ class NoticeWorker:
     """Composes and delivers CLR notices in the background of a server process."""
 
     def __init__(self, engine: Engine, store: Store, templates: NoticeTemplates, sender: SmtpSender | None,
-                 retry: RetryPolicy, *, poll_seconds: float = 2.0, lease_seconds: float = 30.0) -> None:
+                 retry: RetryPolicy, *, poll_seconds: float = 2.0, lease_seconds: float = 30.0,
+                 woken: asyncio.Event | None = None) -> None:
         self.engine = engine
         self.store = store
         self.rules: dict[str, Any] = engine.rules
@@ -103,6 +106,7 @@ class NoticeWorker:
         self.sender = sender
         self.retry = retry
         self.poll_seconds = poll_seconds
+        self.woken = woken
         self.lease_seconds = lease_seconds
         self.deadlines = Deadlines(self.rules)
         self.chooser = ChannelChooser(self.rules, self._read, self._subscription_of)
@@ -145,7 +149,20 @@ class NoticeWorker:
                 log.warning("notice worker lease taken over by another process")
             except Exception as error:  # the worker must survive; no content is logged
                 log.error("notice worker pass failed: %s", type(error).__name__)
-            await asyncio.sleep(self.poll_seconds)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Wait for the next pass: a commit in this process (when ``woken`` is given) or ``poll_seconds``
+        (commits of other processes), whichever comes first, and never less than ``PASS_GAP_SECONDS`` so that a
+        busy store (or this worker's own writes) cannot keep the worker passing back to back."""
+        gap = min(PASS_GAP_SECONDS, self.poll_seconds)
+        await asyncio.sleep(gap)
+        if self.woken is None:
+            await asyncio.sleep(self.poll_seconds - gap)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.woken.wait(), timeout=self.poll_seconds - gap)
+        self.woken.clear()
 
     async def _hold(self) -> bool:
         now = time.monotonic()

@@ -304,3 +304,21 @@ def test_server_killed_between_commit_and_send_sends_after_restart_once(server: 
                                            "completed"))
     time.sleep(2)
     assert len(sink.to(address)) == 1
+
+
+def test_a_commit_wakes_the_worker_without_waiting_for_its_poll(sink: SmtpSink, tmp_path: Path) -> None:
+    # the poll is ten minutes: a notice sent within seconds was started by the commit that owes it
+    live = LiveServer(tmp_path / "data", {**sink.env, "FHIR_CLR_NOTICE_DELIVERY": "true",
+                                          "FHIR_CLR_NOTICE_POLL_SECONDS": "600"})
+    live.start()
+    try:
+        with _client(live) as client:
+            address = f"{unique('woken')}@clinic.example.org"
+            referral = _referral(client, address)
+            time.sleep(1)  # the worker's first pass (at start-up) is over: it now waits
+            _decide(client, referral)
+            sink.wait_for(address, timeout=15)
+            _eventually(lambda: _assert_status(
+                _obligation(client, referral, "authorization-decision-referring-entity"), "completed"))
+    finally:
+        live.stop()

@@ -60,11 +60,24 @@ async def test_the_server_stack_is_a_store_that_signals_commits_and_their_types(
     assert read is not None and orjson.loads(read.body or b"")["id"] == "p1"
 
 
+async def test_each_listener_is_woken_by_every_commit_and_cleared_on_its_own(adapter: SqliteStore) -> None:
+    store = SignallingStore(adapter)
+    await store.open()
+    notices, letters = store.listener(), store.listener()
+    await store.commit([_create("Task", "t1")])
+    assert notices.is_set() and letters.is_set() and store.committed.is_set()
+    notices.clear()
+    assert letters.is_set() and store.committed.is_set()  # one worker's clear leaves the others woken
+    await store.commit([_create("Task", "t2")])
+    assert notices.is_set()
+
+
 async def test_a_failed_commit_signals_nothing(adapter: SqliteStore) -> None:
     store = SignallingStore(adapter)
+    listener = store.listener()
     with pytest.raises(StoreUnavailable):  # not opened yet
         await store.commit([_create("Patient", "p1")])
-    assert not store.committed.is_set() and store.take_changed_types() == set()
+    assert not store.committed.is_set() and not listener.is_set() and store.take_changed_types() == set()
 
 
 async def test_every_timed_call_is_observed_under_its_method_name(adapter: SqliteStore) -> None:
