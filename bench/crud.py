@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,51 +194,102 @@ def secured_env(data_dir: Path, port: int, store: str | None) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Target:
+    """One server taking turns in ``take_turns``: its label, port, process and phases; ``cpu`` collects the
+    server's CPU seconds per phase (from ``/proc``, Linux only)."""
+
+    label: str
+    port: int
+    process: subprocess.Popen
+    phases: list[Phase]
+    results: list[PhaseResult] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def results_by_name(self) -> dict[str, PhaseResult]:
+        """The phase results by phase name."""
+        return {result.name: result for result in self.results}
+
+    def cpu_per_request(self, name: str) -> float:
+        """Server CPU seconds per request of phase ``name``."""
+        result = self.results_by_name[name]
+        return self.cpu.get(name, 0.0) / result.requests if result.requests else 0.0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (0.0 where ``/proc`` is missing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare_secured(args: argparse.Namespace, tmp: Path) -> None:
     """``--rounds`` times: a fresh dev server, a fresh secured server and (unless ``--skip-baseline``) the bare
-    baseline, all up, taking turns within each phase (see ``take_turns``); prints each and the overhead of
-    security per operation, then the ranges over the rounds as the README's comparison table."""
+    baseline, all up, taking turns within each phase (see ``take_turns``); prints each, the overhead of
+    security per operation in throughput and in server CPU time per request (which the machine's other load
+    moves far less), then the ranges over the rounds and the README's comparison table."""
     labels = ["secured", "dev"] + ([] if args.skip_baseline else ["bare"])
     rates: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
     overheads: dict[str, list[float]] = {}
+    cpu_overheads: dict[str, list[float]] = {}
     for round_no in range(1, args.rounds + 1):
-        ports = {label: free_port() for label in labels}
-        stores = {mode: f"{args.store.rstrip('/')}_{mode}{round_no}" if args.store else None
-                  for mode in ("dev", "sec")}
-        dev_env = {"FHIR_CLR_DATA_DIR": str(tmp / f"dev-{round_no}"), "FHIR_CLR_LOG_LEVEL": "WARNING",
-                   "FHIR_CLR_DEV": "true", **({"FHIR_CLR_STORE_URL": stores["dev"]} if stores["dev"] else {})}
-        client = BenchClient()
-        client.register(tmp / f"secured-{round_no}")
-        servers = [start("fhir_clr.app:create_app", ports["dev"], dev_env, args.workers)]
+        targets = start_targets(args, tmp, round_no, labels)
         try:
-            servers.append(start("fhir_clr.app:create_app", ports["secured"],
-                                 secured_env(tmp / f"secured-{round_no}", ports["secured"], stores["sec"]),
-                                 args.workers))
-            if "bare" in ports:
-                servers.append(start("baseline_app:app", ports["bare"],
-                                     {"BASELINE_DB": str(tmp / f"baseline-{round_no}.sqlite3")}, args.workers))
-            token = client.token(f"http://127.0.0.1:{ports['secured']}")
-            bearer = {"Authorization": f"Bearer {token}"}
-            # every client sends the token, also to the servers that ignore it
-            loads = [(ports[label], crud_load(args.requests, bearer)) for label in labels]
-            results = asyncio.run(take_turns(args, loads))
+            asyncio.run(take_turns(args, targets))
         finally:
-            for server in servers:
-                stop(server)
+            for target in targets:
+                stop(target.process)
         print(f"round {round_no}:")
-        for phase in results:
-            by_label = dict(zip(labels, phase, strict=True))
-            dev_rate = by_label["dev"].rate
-            overhead = 1 - by_label["secured"].rate / dev_rate if dev_rate else 0.0
-            overheads.setdefault(phase[0].name, []).append(overhead)
-            for label, result in by_label.items():
-                rates[label].setdefault(result.name, []).append(result.rate)
-                suffix = f"   -> overhead {overhead:.0%}" if label == "secured" else ""
-                print(f"  {label:<8} {result.line()}{suffix}")
-    print("secured overhead against --dev (range over rounds):")
+        by_label = {target.label: target for target in targets}
+        for phase in by_label["dev"].results:
+            name = phase.name
+            dev, secured = by_label["dev"], by_label["secured"]
+            overhead = 1 - secured.results_by_name[name].rate / phase.rate if phase.rate else 0.0
+            cpu_overhead = secured.cpu_per_request(name) / dev.cpu_per_request(name) - 1 \
+                if dev.cpu_per_request(name) else 0.0
+            overheads.setdefault(name, []).append(overhead)
+            cpu_overheads.setdefault(name, []).append(cpu_overhead)
+            for target in targets:
+                result = target.results_by_name[name]
+                rates[target.label].setdefault(name, []).append(result.rate)
+                suffix = f"   -> overhead {overhead:.0%}, CPU {cpu_overhead:+.0%}" if target.label == "secured" else ""
+                print(f"  {target.label:<8} {result.line()}   cpu {target.cpu_per_request(name) * 1e6:5.0f} us/req"
+                      f"{suffix}")
+    print("secured overhead against --dev (range over rounds): throughput, server CPU time per request")
     for name, values in overheads.items():
-        print(f"  {name:<28} {min(values):5.0%} .. {max(values):5.0%}")
+        print(f"  {name:<28} {min(values):5.0%} .. {max(values):5.0%}   "
+              f"CPU {min(cpu_overheads[name]):+5.0%} .. {max(cpu_overheads[name]):+5.0%}")
     print_comparison(rates)
+
+
+def start_targets(args: argparse.Namespace, tmp: Path, round_no: int, labels: list[str]) -> list[Target]:
+    """Start the servers of one round (fresh stores), register the plan client and build each one's load;
+    every client sends the secured server's bearer token, also to the servers that ignore it."""
+    stores = {mode: f"{args.store.rstrip('/')}_{mode}{round_no}" if args.store else None for mode in ("dev", "sec")}
+    ports = {label: free_port() for label in labels}
+    environments = {
+        "dev": {"FHIR_CLR_DATA_DIR": str(tmp / f"dev-{round_no}"), "FHIR_CLR_LOG_LEVEL": "WARNING",
+                "FHIR_CLR_DEV": "true", **({"FHIR_CLR_STORE_URL": stores["dev"]} if stores["dev"] else {})},
+        "secured": secured_env(tmp / f"secured-{round_no}", ports["secured"], stores["sec"]),
+        "bare": {"BASELINE_DB": str(tmp / f"baseline-{round_no}.sqlite3")}}
+    client = BenchClient()
+    client.register(tmp / f"secured-{round_no}")
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for label in labels:
+            app = "baseline_app:app" if label == "bare" else "fhir_clr.app:create_app"
+            processes[label] = start(app, ports[label], environments[label], args.workers)
+        token = client.token(f"http://127.0.0.1:{ports['secured']}")
+        bearer = {"Authorization": f"Bearer {token}"}
+    except BaseException:
+        for process in processes.values():
+            stop(process)
+        raise
+    return [Target(label, ports[label], processes[label], crud_load(args.requests, bearer)) for label in labels]
 
 
 def print_comparison(rates: dict[str, dict[str, list[float]]]) -> None:
@@ -250,25 +302,26 @@ def print_comparison(rates: dict[str, dict[str, list[float]]]) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-async def take_turns(args: argparse.Namespace, loads: list[tuple[int, list[Phase]]]) -> list[list[PhaseResult]]:
-    """Each CRUD phase in ``args.slices`` slices, each slice on every server of ``loads`` (its port and its
-    phases) in turn, the order rotated from slice to slice, so that all see the same machine load; a server's
-    slices add up to its phase result. One list per phase, in the order of ``loads``."""
-    results = []
-    for phase_no in range(len(loads[0][1])):
-        slices: list[list[PhaseResult]] = [[] for _ in loads]
+async def take_turns(args: argparse.Namespace, targets: list[Target]) -> None:
+    """Each CRUD phase in ``args.slices`` slices, each slice on every server in turn, the order rotated from
+    slice to slice, so that all see the same machine load; a server's slices add up to its phase result
+    (``Target.results``), and the server's CPU time during its slices to ``Target.cpu``."""
+    for phase_no in range(len(targets[0].phases)):
+        slices: list[list[PhaseResult]] = [[] for _ in targets]
         for number in range(args.slices):
             first = number * args.requests // args.slices
             size = (number + 1) * args.requests // args.slices - first
-            order = [(number + k) % len(loads) for k in range(len(loads))]
-            for target in order:
-                port, phases = loads[target]
-                name, make, seen = phases[phase_no]
-                slices[target].append(await run_phase(
-                    name, "127.0.0.1", port, args.concurrency, size, partial(_shifted, make, first),
+            for k in range(len(targets)):
+                index = (number + k) % len(targets)
+                target = targets[index]
+                name, make, seen = target.phases[phase_no]
+                before = process_cpu_seconds(target.process.pid)
+                slices[index].append(await run_phase(
+                    name, "127.0.0.1", target.port, args.concurrency, size, partial(_shifted, make, first),
                     on_response=partial(_shifted, seen, first) if seen else None))
-        results.append([_merged(parts) for parts in slices])
-    return results
+                target.cpu[name] = target.cpu.get(name, 0.0) + process_cpu_seconds(target.process.pid) - before
+        for target, parts in zip(targets, slices, strict=True):
+            target.results.append(_merged(parts))
 
 
 def _shifted(call: Callable[..., Any], offset: int, i: int, *rest: Any) -> Any:
