@@ -213,12 +213,24 @@ def build_world(data_dir: Path) -> World:
                                    "FHIR_CLR_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
                                    "FHIR_CLR_WEBHOOK_RETRY_MAX_SECONDS": "0.25"}, dev=False)
     server.start()
-    base = server.base_url
-    b_token = access_token(base, CBO_B)
-    world = World(server, http_for(base, access_token(base, PLAN)), http_for(base, access_token(base, CBO_A)),
-                  http_for(base, b_token), http_for(base, access_token(base, CBO_B_NARROW)), b_token,
-                  receiver=receiver)
-    plan = world.plan
+    try:
+        base = server.base_url
+        b_token = access_token(base, CBO_B)
+        world = World(server, http_for(base, access_token(base, PLAN)), http_for(base, access_token(base, CBO_A)),
+                      http_for(base, b_token), http_for(base, access_token(base, CBO_B_NARROW)), b_token,
+                      receiver=receiver)
+        _seed(world)
+    except BaseException:  # a seeding failure must not leave the server and the receiver running
+        server.stop()
+        receiver.stop()
+        raise
+    return world
+
+
+def _seed(world: World) -> None:
+    """The plan's, A's and B's data of the world (see module docstring)."""
+    plan, receiver = world.plan, world.receiver
+    assert receiver is not None
     world.npi_a = _valid_npi(f"{random.randint(100_000_000, 999_999_999)}")
     for org, extra in (("plan", {}), ("cbo-a", {"identifier": [{"system": NPI_SYSTEM, "value": world.npi_a}]}),
                        ("cbo-b", {})):
@@ -267,7 +279,6 @@ def build_world(data_dir: Path) -> World:
         "resourceType": "Task", "status": "requested", "intent": "order", "for": own_subject,
         "focus": {"reference": f"ServiceRequest/{world.b_ids['ServiceRequest']}"},
         "requester": {"reference": "Organization/plan"}, "owner": {"reference": "Organization/cbo-b"}})
-    return world
 
 
 def b_body(world: World, resource_type: str, resource_id: str | None = None) -> dict[str, Any]:
