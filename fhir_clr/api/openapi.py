@@ -2,7 +2,8 @@
 API (every type's interactions, PATCH with its JSON Patch and FHIRPath Patch bodies, its search parameters, the
 system interactions, ``metadata`` and every operation advertised, at each level it is invoked) instead of only
 the handful of FastAPI routes. Bodies are described as FHIR JSON objects of the path's type; every response is
-FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export`` and ``$clr-print-batch``.
+FHIR JSON (a resource, a Bundle or an OperationOutcome), or a file for ``$clr-export`` and ``$clr-print-batch``;
+the status and file URLs of the asynchronous ``$export`` and ``$import`` are described too.
 
 A CapabilityStatement names an operation but not where it is invoked, so ``INVOCATIONS`` says that for each
 operation definition; advertising an operation it does not know fails the generation (a test builds it)."""
@@ -170,6 +171,35 @@ def _add_operation(paths: dict[str, dict[str, Any]], operation: dict[str, Any], 
                 *ids, *({"name": n, "in": "query", "required": False, "schema": {"type": t}} for n, t in more)])
 
 
+def _job_paths(paths: dict[str, dict[str, Any]]) -> None:
+    """The status and file URLs of the asynchronous requests (bulk ``$export`` and file ``$import``) that
+    ``paths`` offers: a kick-off answers 202 with one of them in ``Content-Location``."""
+    job = [_path_parameter("job_id")]
+    if any(path.endswith("/$export") for path in paths):
+        paths["/$export-status/{job_id}"] = {
+            "get": _operation("Status of a bulk export: 202 while it runs, then its manifest", "exportStatus",
+                              parameters=job),
+            "delete": _operation("Cancel a bulk export, or release a finished one", "exportCancel",
+                                 parameters=job)}
+        paths["/$export-file/{job_id}/{name}"] = {"get": {
+            **_operation("One NDJSON file of a finished bulk export", "exportFile",
+                         parameters=[*job, _path_parameter("name")]),
+            "responses": {"200": {"description": "NDJSON", "content": {"application/fhir+ndjson": {
+                "schema": {"type": "string"}}}}, "default": _ANY_FHIR}}}
+    if "/$import" in paths:
+        paths["/$import-status/{job_id}"] = {
+            "get": _operation("Status of a file import: 202 while it runs, then its report", "importStatus",
+                              parameters=job),
+            "delete": _operation("Stop a file import (committed rows stay) and forget it", "importCancel",
+                                 parameters=job)}
+        paths["/$import-status/{job_id}/outcome"] = {"get": _operation(
+            "The rejected rows of a file import as an OperationOutcome", "importOutcome", parameters=job)}
+        paths["/$import-status/{job_id}/rejects.csv"] = {"get": {
+            **_operation("The rejected rows of a file import as CSV", "importRejects", parameters=job),
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                          "default": _ANY_FHIR}}}
+
+
 def openapi_document(statement: dict[str, Any]) -> dict[str, Any]:
     """An OpenAPI 3.0 description of the REST API a CapabilityStatement declares."""
     rest = statement["rest"][0]
@@ -189,6 +219,7 @@ def openapi_document(statement: dict[str, Any]) -> dict[str, Any]:
         _add_operation(paths, operation, None)
     for entry in rest["resource"]:
         paths.update(_type_paths(entry))
+    _job_paths(paths)
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": statement.get("software", {}).get("name", "FHIR server"),

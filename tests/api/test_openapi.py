@@ -34,8 +34,13 @@ def test_openapi_lists_patch_and_every_advertised_operation(client: httpx.Client
     patch = paths["/Task/{id}"]["patch"]["requestBody"]["content"]
     assert set(patch) == {"application/json-patch+json", "application/fhir+json"}
     assert patch["application/fhir+json"]["schema"]["properties"]["resourceType"]["enum"] == ["Parameters"]
-    system_ops = {p.rsplit("$", 1)[1] for p in paths if p.startswith("/$")}
+    system_ops = {p[2:] for p in paths if p.startswith("/$") and "/" not in p[1:]}
     assert system_ops == {o["name"] for o in rest["operation"]} >= {"export", "import", "clr-worklist", "clr-export"}
+    # the URLs an asynchronous kick-off hands back (Content-Location) are described too
+    jobs = {p: set(methods) for p, methods in paths.items() if p.startswith("/$") and "/" in p[1:]}
+    assert jobs == {"/$export-status/{job_id}": {"get", "delete"}, "/$export-file/{job_id}/{name}": {"get"},
+                    "/$import-status/{job_id}": {"get", "delete"}, "/$import-status/{job_id}/outcome": {"get"},
+                    "/$import-status/{job_id}/rejects.csv": {"get"}}
     levels = {
         ("Task", "validate"): {"/Task/$validate", "/Task/{id}/$validate"},
         ("Patient", "export"): {"/Patient/$export"},
