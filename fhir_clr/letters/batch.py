@@ -7,8 +7,10 @@
   Member who opted out of written communication, with no mailing address or no recorded decision, or whose
   obligation was satisfied another way (a phone call recorded), are left out (the worklist's
   ``written-opt-out`` group lists the opted-out Members' open obligations): a Member gets one notice.
-* **Print file** (``print_file``): the batch as one PDF, each letter followed by its enclosures; rendered from the
-  stored data each time (nothing extra is kept), so a second download gives the same letters.
+* **Print file** (``print_file``): the batch as one PDF, each letter followed by its enclosures; made from the
+  stored data of each download (nothing is written beside it), so a second download gives the same letters, and
+  the same bytes without rendering again while none of their data changed (the renderer keeps the last files
+  in memory, keyed by everything they print).
 * **Mailed** (``mark_mailed``): each letter the print file holds that is still in preparation becomes
   ``completed`` with ``sent`` = the mailing day, which completes the Member's notice obligation (a sent CLR Notice
   ``basedOn`` it, see ``fhir_clr.clr.rules.messages``). Letters already sent keep their date, so marking twice

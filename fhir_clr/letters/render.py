@@ -5,7 +5,9 @@ and joins letters into one print file."""
 from __future__ import annotations
 
 import io
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -29,6 +31,9 @@ SAMPLE_FIELDS = LetterFields("January 2, 2026", "Sample Member", ("1 Sample Stre
                              ("PO Box 0",), ("Your Rights",))
 """Fields the template is tried with at start-up, so a template naming a field that does not exist fails then."""
 SAMPLE_DAY = date(2026, 1, 2)
+RECENT_PRINT_FILES = 2
+"""Print files kept in memory, keyed by everything they print, so that downloading an unchanged batch again
+answers at once with the same bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class LetterRenderer:
 
     def __init__(self, folder: LettersFolder) -> None:
         self.folder = folder
+        self._recent: OrderedDict[tuple[tuple[Letter, ...], date], bytes] = OrderedDict()
+        self._recent_lock = threading.Lock()
         environment = SandboxedEnvironment(loader=FileSystemLoader(folder.directory), undefined=StrictUndefined,
                                            autoescape=True)
         try:
@@ -88,7 +95,21 @@ class LetterRenderer:
         return bytes(pdf.output())
 
     def print_file(self, letters: Sequence[Letter], day: date) -> bytes:
-        """Every letter followed by its enclosures, in order, as one PDF."""
+        """Every letter followed by its enclosures, in order, as one PDF (the same letters of the same day give
+        the same bytes; the last ``RECENT_PRINT_FILES`` files are not rendered again)."""
+        key = (tuple(letters), day)
+        with self._recent_lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+        rendered = self._render_print_file(key[0], day)
+        with self._recent_lock:
+            self._recent[key] = rendered
+            while len(self._recent) > RECENT_PRINT_FILES:
+                self._recent.popitem(last=False)
+        return rendered
+
+    def _render_print_file(self, letters: Sequence[Letter], day: date) -> bytes:
         writer = PdfWriter()
         for letter in letters:
             writer.append(PdfReader(io.BytesIO(self.letter_pdf(letter.fields, day))))

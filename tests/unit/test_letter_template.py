@@ -18,7 +18,7 @@ from fhir_clr.clr.config import bundled_rules
 from fhir_clr.config import BUNDLED_LETTERS_DIR, ConfigurationError
 from fhir_clr.letters.fields import LetterFacts, LetterFields, member_name, postal_address
 from fhir_clr.letters.folder import LettersFolder
-from fhir_clr.letters.render import SAMPLE_FIELDS, LetterRenderer, printable
+from fhir_clr.letters.render import RECENT_PRINT_FILES, SAMPLE_FIELDS, Letter, LetterRenderer, printable
 
 BASE = "http://fhir-clr.org/fhir"
 
@@ -135,3 +135,26 @@ def test_a_font_that_is_not_a_file_is_one_line(tmp_path: Path) -> None:
     (folder / "missing-bold.ttf").write_bytes(b"not a font")
     with pytest.raises(ConfigurationError, match="the letter cannot be laid out as a PDF"):
         LetterRenderer(LettersFolder.load(folder))
+
+
+def test_an_unchanged_print_file_is_not_rendered_again_and_any_change_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = LetterRenderer(LettersFolder.load(BUNDLED_LETTERS_DIR))
+    rendered: list[str] = []
+    original = renderer.letter_pdf
+
+    def counted(fields: LetterFields, day: date) -> bytes:
+        rendered.append(fields.member_name)
+        return original(fields, day)
+    monkeypatch.setattr(renderer, "letter_pdf", counted)
+    day = date(2026, 12, 2)
+    letters = [Letter(SAMPLE_FIELDS, ()), Letter(dataclasses.replace(SAMPLE_FIELDS, member_name="Second"), ())]
+    first = renderer.print_file(letters, day)
+    assert renderer.print_file(list(letters), day) == first and len(rendered) == 2  # served from memory
+    moved = [letters[0], Letter(dataclasses.replace(SAMPLE_FIELDS, member_name="Moved"), ())]
+    changed = renderer.print_file(moved, day)
+    assert rendered[2:] == [SAMPLE_FIELDS.member_name, "Moved"] and changed != first
+    assert "Moved" in "".join(page.extract_text() for page in PdfReader(io.BytesIO(changed)).pages)
+    for other in range(RECENT_PRINT_FILES):  # the oldest file leaves memory
+        renderer.print_file(letters[:1], date(2026, 12, 3 + other))
+    renderer.print_file(letters, day)
+    assert len(rendered) == 4 + RECENT_PRINT_FILES + 2
