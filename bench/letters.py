@@ -94,10 +94,14 @@ async def main(letters: int) -> None:
             timings.append(("print file", elapsed, f"{count} letters, {pages} pages ({pages / elapsed:.0f} pages/s), "
                                                   f"{len(pdf) / 1e6:.1f} MB"))
             started = time.perf_counter()
+            again, _ = await batches.print_file(cut.batch, day)
+            timings.append(("download again", time.perf_counter() - started,
+                            "unchanged letters: " + ("the same bytes" if again == pdf else "DIFFERENT BYTES")))
+            started = time.perf_counter()
             done = await batches.mark_mailed(day, day)
             timings.append(("mark mailed", time.perf_counter() - started, f"{done.marked} letters sent"))
             for step, seconds, what in timings:
-                print(f"  {step:<12} {seconds:7.2f} s  {letters / seconds:7.0f} letters/s   {what}")
+                print(f"  {step:<14} {seconds:7.2f} s  {letters / seconds:7.0f} letters/s   {what}")
         finally:
             await services.store.close()
 
