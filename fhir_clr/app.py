@@ -23,7 +23,6 @@ from starlette.responses import Response
 
 from fhir_clr.api import audit, bulk, imports, index, letters, metrics, operations, rest, subscriptions, worklist
 from fhir_clr.api.access_log import AccessLogMiddleware
-from fhir_clr.api.context import Services
 from fhir_clr.api.openapi import openapi_document
 from fhir_clr.api.plain_routes import install as install_plain_routes
 from fhir_clr.api.responses import error_response
@@ -49,6 +48,7 @@ from fhir_clr.notices.service import notice_worker
 from fhir_clr.observability.gauges import ScrapeGauges
 from fhir_clr.observability.metrics import STORE_OPERATIONS
 from fhir_clr.outbound.policy import EndpointPolicy
+from fhir_clr.request_context import Services
 from fhir_clr.runtime_tuning import tune_runtime
 from fhir_clr.search.registry import SearchParamRegistry
 from fhir_clr.store.factory import build_store

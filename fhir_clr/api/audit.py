@@ -9,13 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.api import rest
-from fhir_clr.api.context import access, base_url, services
 from fhir_clr.api.negotiation import check_accept, parse_prefer
 from fhir_clr.api.plain_routes import PlainRouter
 from fhir_clr.api.responses import fhir_response, version_headers
 from fhir_clr.auth.audit_log import AUDIT_EVENT, AuditLog
 from fhir_clr.engine.render import resource_bytes, searchset_bundle
 from fhir_clr.errors import not_found
+from fhir_clr.request_context import access, base_url, services
 
 router = PlainRouter()
 

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from fhir_clr.api.body_budget import body_budget
-from fhir_clr.api.context import access, base_url, engine
 from fhir_clr.bulk.groups import export_group
 from fhir_clr.bulk.jobs import COMPLETE, FAILED, ExportJob
 from fhir_clr.bulk.params import ExportRequest, parameters_body, parse_export
@@ -22,6 +21,7 @@ from fhir_clr.bulk.service import ExportService, same_requester
 from fhir_clr.engine.engine import Engine
 from fhir_clr.engine.render import outcome_bytes
 from fhir_clr.errors import FhirError, Issue
+from fhir_clr.request_context import access, base_url, engine
 
 router = APIRouter()
 NDJSON = "application/fhir+ndjson"

@@ -18,7 +18,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import base_url, engine, services
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.exports import ExportPeriod, ReferralExporter
@@ -26,6 +25,7 @@ from fhir_clr.imports.http_jobs import ImportJob, ImportJobs
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.results import rejects_csv, rejects_outcome
 from fhir_clr.mapping.spec import find_spec
+from fhir_clr.request_context import base_url, engine, services
 
 router = APIRouter()
 

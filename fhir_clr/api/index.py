@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from fhir_clr.api.context import base_url
 from fhir_clr.config import package_version
+from fhir_clr.request_context import base_url
 
 router = APIRouter(include_in_schema=False)
 LINKS = (("metadata", "/metadata", "FHIR R4 CapabilityStatement"),

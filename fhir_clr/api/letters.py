@@ -25,11 +25,11 @@ from starlette.responses import Response
 
 from fhir_clr.api import rest
 from fhir_clr.api.body_budget import body_budget
-from fhir_clr.api.context import access, base_url, engine
 from fhir_clr.api.negotiation import ACCEPT_ANY, check_accept, check_content_type
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
 from fhir_clr.letters.batch import PrintBatches
+from fhir_clr.request_context import access, base_url, engine
 
 router = APIRouter()
 PLAN_ROLE = "plan"

@@ -8,8 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import scrape_gauges
 from fhir_clr.observability.metrics import REGISTRY
+from fhir_clr.request_context import scrape_gauges
 
 router = APIRouter(include_in_schema=False)
 

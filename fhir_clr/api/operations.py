@@ -10,13 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.api.body_budget import body_budget
-from fhir_clr.api.context import base_url, engine, services
 from fhir_clr.api.negotiation import check_accept, check_content_type
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.render import outcome_bytes
 from fhir_clr.engine.validation_op import validate_operation
 from fhir_clr.errors import FhirError
+from fhir_clr.request_context import base_url, engine, services
 from fhir_clr.store.port import RecordWrite, StoreUnavailable
 
 router = APIRouter()

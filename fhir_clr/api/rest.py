@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_clr.api.body_budget import body_budget
-from fhir_clr.api.context import base_url, bundles, engine
 from fhir_clr.api.negotiation import JSON_PATCH, check_accept, check_content_type, parse_prefer
 from fhir_clr.api.plain_routes import PlainRouter
 from fhir_clr.api.responses import (
@@ -28,6 +27,7 @@ from fhir_clr.engine.render import history_bundle, outcome_bytes, resource_bytes
 from fhir_clr.engine.results import WriteResult
 from fhir_clr.engine.writes import require_type
 from fhir_clr.errors import FhirError, Issue
+from fhir_clr.request_context import base_url, bundles, engine
 
 router = PlainRouter()
 

@@ -12,10 +12,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import base_url, engine, services, subscription_operations
 from fhir_clr.api.negotiation import check_accept
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.errors import FhirError
+from fhir_clr.request_context import base_url, engine, services, subscription_operations
 from fhir_clr.subscriptions.notifications import status_searchset
 from fhir_clr.subscriptions.operations import resend_events
 

@@ -10,13 +10,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_clr.api.context import engine, services
 from fhir_clr.api.negotiation import check_accept
 from fhir_clr.api.responses import fhir_response
 from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.clr.worklist import WorklistGroup, worklist_groups
 from fhir_clr.engine.engine import Engine
 from fhir_clr.errors import FhirError
+from fhir_clr.request_context import engine, services
 
 router = APIRouter()
 

@@ -16,7 +16,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from fhir_clr.api.context import access, engine, scrape_gauges, services, subscription_operations
 from fhir_clr.auth.tokens import SESSION_TYPE, InvalidToken
 from fhir_clr.background_cache import FiguresCache
 from fhir_clr.config import Settings
@@ -31,6 +30,7 @@ from fhir_clr.console.worklist_view import Filters, group_counts, worklist_page
 from fhir_clr.errors import FhirError
 from fhir_clr.notices.actions import release
 from fhir_clr.observability.snapshot import snapshot
+from fhir_clr.request_context import access, engine, scrape_gauges, services, subscription_operations
 from fhir_clr.subscriptions.operations import resend_events
 
 router = APIRouter(prefix=session.PREFIX, include_in_schema=False)

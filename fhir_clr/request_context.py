@@ -1,4 +1,5 @@
-"""What the HTTP layer needs per request: the running services and this server's base URL."""
+"""What the HTTP routes (the FHIR API and the console) need per request: the running services, the caller's
+access and engine, and this server's base URL. Shared by both, so that neither imports the other."""
 
 from __future__ import annotations
 
