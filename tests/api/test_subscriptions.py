@@ -22,6 +22,7 @@ from tests.api.subscription_helpers import (
     SR_TOPIC,
     STATUS_TOPIC,
     cli_server,
+    failed_attempts,
     status_of,
     subscribe,
     subscription,
@@ -189,7 +190,9 @@ def test_receiver_down_for_a_while_then_up_gets_everything_in_order(api: httpx.C
     made = active(api, receiver, subscription(receiver.url, filters=(f"owner={owner}",)))
     receiver.stop()
     tasks = [created(api, task(owner)) for _ in range(5)]
-    time.sleep(1.0)
+    # down until the server has tried and failed, not for a fixed time: on a slow machine a fixed second could
+    # outlast the retries (FAST_RETRIES: 12 attempts within 1.2-2.4 s) and put the subscription in error
+    wait_until(lambda: failed_attempts(api, made["id"]) >= 2, what="deliveries failing while the receiver is down")
     receiver.start()
     receiver.wait_for(lambda: {n for note in receiver.notifications(made["id"], "event-notification")
                                for n in note.event_numbers} == {1, 2, 3, 4, 5})
