@@ -100,3 +100,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15.0, what: str =
 def status_of(client: httpx.Client, subscription_id: str) -> str:
     """The Subscription's current status."""
     return str(client.get(f"/Subscription/{subscription_id}").json()["status"])
+
+
+def failed_attempts(client: httpx.Client, subscription_id: str) -> int:
+    """How many delivery attempts to the Subscription's endpoint have failed in a row (``$delivery-attempts``)."""
+    parameters = client.get(f"/Subscription/{subscription_id}/$delivery-attempts").json()["parameter"]
+    return next(int(p["valueInteger"]) for p in parameters if p["name"] == "consecutive-failures")

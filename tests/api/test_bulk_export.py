@@ -4,6 +4,8 @@ and Group level; every line parses and validates as R4; counts match the store; 
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +178,18 @@ def test_kick_off_errors_and_cancel(api: httpx.Client) -> None:
     assert api.get("/$export-status/unknown").status_code == 404
 
 
+@contextlib.contextmanager
+def _writes_held(database: Path) -> Iterator[None]:
+    """A write transaction open on the embedded store's file: the server's writes wait for it (busy timeout)."""
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
 def test_a_server_killed_mid_export_finishes_it_after_restart(tmp_path: Path) -> None:
     first = LiveServer(tmp_path / "data", {"FHIR_CLR_EXPORT_FILE_LINES": "50"})
     first.start()
@@ -186,11 +200,15 @@ def test_a_server_killed_mid_export_finishes_it_after_restart(tmp_path: Path) ->
                  "request": {"method": "POST", "url": "Patient"}} for n in range(1000)]}
             for _ in range(4):
                 assert api.post("/", json=bundle, headers=FHIR_JSON).status_code == 200
-            started = api.get("/$export", params={"_type": "Patient"}, headers=ASYNC)
-            status_url = started.headers["Content-Location"].replace(first.base_url, "")
-        assert first.process is not None
-        first.process.kill()
-        first.process.wait()
+            # the export of 4,000 Patients takes some 20 ms, so a stall of this process between the kick-off's
+            # answer and the kill let it complete first. A write held open on the store (as a long commit would
+            # be) keeps the job at its write barrier: the kill lands before it finished, however slow this is.
+            with _writes_held(tmp_path / "data" / "fhir-clr.sqlite3"):
+                started = api.get("/$export", params={"_type": "Patient"}, headers=ASYNC)
+                status_url = started.headers["Content-Location"].replace(first.base_url, "")
+                assert first.process is not None
+                first.process.kill()
+                first.process.wait()
     finally:
         first.stop()
     job_id = status_url.rsplit("/", 1)[-1]

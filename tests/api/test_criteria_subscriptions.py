@@ -5,7 +5,6 @@ their owner cannot read."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from fhirpy import SyncFHIRClient
 
 from tests.api.helpers import FHIR_JSON, task, unique
 from tests.api.security_client import access_token, http_for, new_client, register
-from tests.api.subscription_helpers import FAST_RETRIES, status_of, wait_until, webhook_server
+from tests.api.subscription_helpers import FAST_RETRIES, failed_attempts, status_of, wait_until, webhook_server
 from tests.api.webhook_receiver import Received, Receiver
 from tests.conftest import LiveServer
 
@@ -105,7 +104,9 @@ def test_criteria_subscription_survives_the_receiver_being_down(server: LiveServ
     wait_until(lambda: status_of(http, subscribed["id"]) == "active", what="activation")
     outage.stop()
     held = [http.post("/Task", json=task(status="on-hold"), headers=FHIR_JSON).json()["id"] for _ in range(2)]
-    time.sleep(1.0)  # several attempts fail (connection refused) meanwhile
+    # several attempts fail (connection refused) meanwhile; waited for rather than slept: a fixed second could
+    # outlast the retries on a slow machine (FAST_RETRIES: 12 attempts within 1.2-2.4 s), ending in error
+    wait_until(lambda: failed_attempts(http, subscribed["id"]) >= 2, what="deliveries failing during the outage")
     assert tagged(outage, tag) == []
     outage.start()
     try:

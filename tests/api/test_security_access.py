@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.api.helpers import FHIR_JSON, patient, task, unique
 from tests.api.security_client import access_token, http_for, new_client, start_secured
+from tests.api.subscription_helpers import wait_until
 from tests.conftest import LiveServer
 
 PLAN = new_client("plan-app", "Organization/plan", "plan", ["system/*.cruds"])
@@ -201,30 +203,34 @@ def test_validate_operation_respects_reach(world: World) -> None:
     assert world.a.post(f"/Task/{ids['ta']}/$validate", json=body, headers=FHIR_JSON).status_code == 200
 
 
-def _audit(world: World, **params: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 10
-    while True:
-        bundle = world.plan.get("/AuditEvent", params={"_count": 1000, **params}).json()
-        events = [e["resource"] for e in bundle.get("entry", [])]
-        if events or time.monotonic() > deadline:
-            return events
-        time.sleep(0.3)
+def _audit(world: World, since: str, **params: str) -> list[dict[str, Any]]:
+    """The plan's search of the audit trail: the events recorded at or after ``since`` (ISO, milliseconds)."""
+    bundle = world.plan.get("/AuditEvent", params={"_count": 1000, **params}).json()
+    return [e["resource"] for e in bundle.get("entry", []) if e["resource"]["recorded"] >= since]
 
 
 def test_audit_trail(world: World) -> None:
     secret = unique("SecretName")
+    since = datetime.now(UTC).isoformat(timespec="milliseconds")
     world.b.get("/Patient", params={"family": secret})
     world.b.get(f"/Task/{world.ids['ta']}")
-    time.sleep(0.5)
-    events = _audit(world, altid="cbo-b-app")
-    assert events
-    searches = [e for e in events if e["subtype"][0]["code"] == "search-type"
+
+    def searches(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["subtype"][0]["code"] == "search-type"
                 and "family" in str(e.get("entity", [{}])[0].get("detail", ""))]
-    assert searches and searches[0]["agent"][0]["who"]["reference"] == "Organization/cbo-b"
-    refused = [e for e in events if e.get("entity", [{}])[0].get("what", {}).get("reference") ==
-               f"Task/{world.ids['ta']}"]
-    assert refused and refused[0]["outcomeDesc"] == "HTTP 404" and refused[0]["outcome"] == "4"
-    dump = str(events)
+
+    def refused(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e.get("entity", [{}])[0].get("what", {}).get("reference") ==
+                f"Task/{world.ids['ta']}"]
+
+    # the trail is appended in the background (every 0.2 s), and B's earlier requests are in it too: wait for
+    # these two requests' own events
+    wait_until(lambda: bool(searches(_audit(world, since, altid="cbo-b-app"))
+                            and refused(_audit(world, since, altid="cbo-b-app"))), what="B's two requests audited")
+    events = _audit(world, since, altid="cbo-b-app")
+    assert searches(events)[0]["agent"][0]["who"]["reference"] == "Organization/cbo-b"
+    assert refused(events)[0]["outcomeDesc"] == "HTTP 404" and refused(events)[0]["outcome"] == "4"
+    dump = str(_audit(world, "", altid="cbo-b-app"))  # every event of B's, those of earlier tests too
     assert secret not in dump and "FamilyA" not in dump and "FamilyB" not in dump
     # only the plan reads the trail, and nobody writes it
     assert _ids(world.a.get("/AuditEvent").json()) == set()

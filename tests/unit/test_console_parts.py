@@ -66,12 +66,15 @@ def test_sign_in_returns_only_to_console_pages_and_posts_must_be_same_site() -> 
 
 
 async def test_a_slow_first_computation_answers_none_then_finishes_in_the_background() -> None:
+    release = asyncio.Event()  # the computation ends when the test says so, not after a time a stall could pass
+
     async def slow() -> str:
-        await asyncio.sleep(0.1)
+        await release.wait()
         return "done"
     cache = FiguresCache(ttl_seconds=60)
     assert await cache.get("k", slow, wait=0.01) is None
     assert await cache.get("k", slow, wait=0.01) is None  # joins the running computation
-    await asyncio.sleep(0.15)
+    release.set()
+    await asyncio.sleep(0.01)  # the background computation needs only a turn of the loop to finish
     entry = await cache.get("k", slow, wait=0.01)
     assert entry is not None and entry.value == "done"
