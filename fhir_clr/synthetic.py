@@ -24,6 +24,7 @@ import orjson
 from fhir_clr.app import Services
 from fhir_clr.clr.codes import CodeLists
 from fhir_clr.clr.config import extension_url
+from fhir_clr.clr.deadlines import Deadlines
 from fhir_clr.imports.job import FileImporter, ImportRequest
 from fhir_clr.imports.mif_rows import REFERRAL_KEY_SYSTEM, referral_key
 from fhir_clr.mapping.spec import find_spec
@@ -193,7 +194,7 @@ async def load_population(services: Services, population: Population, files: Pat
             first_load = report.counts["applied"] > 0
             await _decide(services, population)
     if first_load:  # the events happen once: a repeat run adds nothing
-        as_of = services.engine.clock().date()
+        as_of = Deadlines(services.rules).local_date(services.engine.clock())  # the plan's date, as the rules use
         await reassign_declined(services, await _providers_by_program(services, population))
         await send_inquiries(services, as_of)
         await record_notices(services, as_of)

@@ -189,9 +189,11 @@ def _a_rtf_import(world: World) -> None:
     assert started.status_code == 202, started.text
     url = started.headers["Content-Location"]
     world.a_import_job = url.rsplit("/", 1)[-1]
-    report = wait_for_status(world.a, url)
-    if report.status_code == 200:
-        world.a_import_document = str(report.json().get("documentReference", "") or "").rsplit("/", 1)[-1]
+    report = wait_for_status(world.a, url, seconds=120)
+    # the probes of A's import job and kept file need them: a world without them would probe nothing
+    assert report.status_code == 200, f"A's RTF import did not finish: {report.status_code} {report.text[:200]}"
+    world.a_import_document = str(report.json().get("documentReference", "") or "").rsplit("/", 1)[-1]
+    assert world.a_import_document, "A's RTF import kept no DocumentReference of its file"
 
 
 def _a_export(world: World) -> None:
@@ -199,7 +201,8 @@ def _a_export(world: World) -> None:
     assert started.status_code == 202, started.text
     url = started.headers["Content-Location"]
     world.a_export_job = url.rsplit("/", 1)[-1]
-    wait_for_status(world.a, url)
+    finished = wait_for_status(world.a, url, seconds=120)
+    assert finished.status_code == 200, f"A's export did not finish: {finished.status_code}"
 
 
 def build_world(data_dir: Path) -> World:
