@@ -135,6 +135,8 @@ class Mix:
     prefilled_tasks: int
     created: list[str]
     rng: random.Random
+    worklist_extra: str = ""
+    """Appended to the worklist query (``--worklist-total none`` sends ``&_total=none``)."""
 
     def pick(self) -> str:
         """A random Task id."""
@@ -155,7 +157,7 @@ class Mix:
             return Request("GET", f"/Task/{self.pick()}")
         if roll < 18:
             return Request("GET", f"/Task?owner=Organization%2Fo{self.rng.randrange(OWNERS)}&status=requested"
-                                  "&_count=20")
+                                  f"&_count=20{self.worklist_extra}")
         return Request("GET", f"/Task?patient=Patient%2Fp-{self.rng.randrange(PATIENTS)}"
                               "&_sort=-_lastUpdated&_count=10")
 
@@ -181,13 +183,16 @@ def transaction(i: int) -> Request:
 # ---- measuring the server --------------------------------------------------------------------------------
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """Private (Private_Clean + Private_Dirty) and total RSS of process ``pid`` in MB."""
+def memory_mb(pid: int) -> tuple[float, float, float]:
+    """Private (Private_Clean + Private_Dirty), total RSS and anonymous memory of process ``pid`` in MB.
+    Private includes the pages of the memory-mapped database that no other process maps; anonymous is the
+    heap (Python objects, SQLite page caches)."""
     fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, value = line.partition(":")
         fields[name] = int(value.split()[0])
-    return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024, fields["Rss"] / 1024
+    return ((fields["Private_Clean"] + fields["Private_Dirty"]) / 1024, fields["Rss"] / 1024,
+            fields["Anonymous"] / 1024)
 
 
 def file_mb(path: Path) -> float:
@@ -203,6 +208,7 @@ class RunResult:
     windows: list[PhaseResult]
     private_mb: float
     rss_mb: float
+    anonymous_mb: float
     db_mb: float
     wal_mb: float
 
@@ -237,7 +243,8 @@ def run_phase(name: str, data_dir: Path, prefilled_tasks: int, args: argparse.Na
     env = {"FHIR_CLR_DATA_DIR": str(data_dir), "FHIR_CLR_LOG_LEVEL": "WARNING", "FHIR_CLR_DEV": "true"}
     server = start("fhir_clr.app:create_app", port, env, 1)
     print(f"  {name}: server up ({file_mb(data_dir / DB_FILE):,.0f} MB database)", flush=True)
-    mix = Mix(prefilled_tasks, [], random.Random(11))
+    mix = Mix(prefilled_tasks, [], random.Random(11),
+              f"&_total={args.worklist_total}" if args.worklist_total else "")
     wal_peak = 0.0
 
     def show(window: PhaseResult) -> None:
@@ -250,12 +257,13 @@ def run_phase(name: str, data_dir: Path, prefilled_tasks: int, args: argparse.Na
         windows = asyncio.run(run_windows(name, "127.0.0.1", port, args.concurrency, args.duration, args.windows,
                                           mix.request, paced=Paced(1.0, transaction), on_response=mix.seen,
                                           on_window=show))
-        private, rss = memory_mb(server.pid)
+        private, rss, anonymous = memory_mb(server.pid)
     finally:
         stop(server)
-    result = RunResult(name, windows, private, rss, file_mb(data_dir / DB_FILE), wal_peak)
+    result = RunResult(name, windows, private, rss, anonymous, file_mb(data_dir / DB_FILE), wal_peak)
     print(f"  {name}: {result.rate:,.0f} req/s, p99 {result.p99():.1f} ms; server private {private:,.0f} MB, "
-          f"RSS {rss:,.0f} MB; database {result.db_mb:,.0f} MB, WAL peak {result.wal_mb:,.1f} MB", flush=True)
+          f"RSS {rss:,.0f} MB, anonymous {anonymous:,.0f} MB; database {result.db_mb:,.0f} MB, "
+          f"WAL peak {result.wal_mb:,.1f} MB", flush=True)
     return result
 
 
@@ -270,6 +278,8 @@ def main() -> None:
                         help="directory of the prefilled store: reused when complete, else built there "
                              "(default: built in a temporary directory and removed)")
     parser.add_argument("--skip-empty", action="store_true", help="run the big-store phase only")
+    parser.add_argument("--worklist-total", choices=("none", "accurate"), default=None,
+                        help="send _total with the worklist search (default: not sent; the server counts)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fhir-clr-soak-"))
     load = os.getloadavg()
