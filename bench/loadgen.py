@@ -131,3 +131,74 @@ async def run_phase(name: str, host: str, port: int, concurrency: int, total: in
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return PhaseResult(name, total, time.perf_counter() - started, latencies, errors)
+
+
+@dataclass(slots=True)
+class Paced:
+    """A request sent on a connection of its own every ``interval`` seconds (alongside the closed loop)."""
+
+    interval: float
+    make_request: Callable[[int], Request]
+
+
+async def run_windows(name: str, host: str, port: int, concurrency: int, seconds: float, window: float,
+                      make_request: Callable[[int], Request], *, paced: Paced | None = None,
+                      on_response: Callable[[int, Response], None] | None = None,
+                      on_window: Callable[[PhaseResult], None] | None = None) -> list[PhaseResult]:
+    """Closed-loop load for ``seconds`` over ``concurrency`` connections (request ``i`` from
+    ``make_request(i)``, numbered across connections), plus the ``paced`` request; one PhaseResult per
+    ``window`` seconds (each request counted in the window it finished in), handed to ``on_window`` as each
+    window closes."""
+    count = int(seconds // window)
+    windows = [PhaseResult(f"{name} {n * window:.0f}-{(n + 1) * window:.0f} s", 0, window, [], 0)
+               for n in range(count)]
+    started = time.perf_counter()
+    deadline = started + count * window
+    numbers = iter(range(1 << 62))
+
+    def record(begun: float, response: Response) -> None:
+        now = time.perf_counter()
+        slot = int((now - started) // window)
+        if slot < count:
+            result = windows[slot]
+            result.requests += 1
+            result.latencies_ms.append((now - begun) * 1000)
+            result.errors += response.status >= 400
+
+    async def worker() -> None:
+        connection = Connection(host, port)
+        await connection.open()
+        try:
+            while time.perf_counter() < deadline:
+                i = next(numbers)
+                begun = time.perf_counter()
+                response = await connection.send(make_request(i))
+                record(begun, response)
+                if on_response:
+                    on_response(i, response)
+        finally:
+            await connection.close()
+
+    async def pacer(spec: Paced) -> None:
+        connection = Connection(host, port)
+        await connection.open()
+        try:
+            i = 0
+            while (begun := time.perf_counter()) < deadline:
+                record(begun, await connection.send(spec.make_request(i)))
+                i += 1
+                await asyncio.sleep(max(0.0, begun + spec.interval - time.perf_counter()))
+        finally:
+            await connection.close()
+
+    async def reporter() -> None:
+        for n in range(count):
+            await asyncio.sleep(max(0.0, started + (n + 1) * window - time.perf_counter()))
+            if on_window:
+                on_window(windows[n])
+
+    tasks = [worker() for _ in range(concurrency)] + [reporter()]
+    if paced is not None:
+        tasks.append(pacer(paced))
+    await asyncio.gather(*tasks)
+    return windows

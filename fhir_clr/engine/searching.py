@@ -65,8 +65,8 @@ class Searcher:
         total: int | None = None
         if parsed.total != "none":
             if query.page_token is None and page.next_token is None:
-                total = len(page.resources)
-            else:
+                total = len(page.resources)  # the whole result is on this page: free
+            elif parsed.total is not None:  # asked for (accurate or estimate): a count of every match
                 total = await self.store.count(query)
         included, include_issues = await self._includes(page.resources, parsed)
         if included and (visible is not None or access is not FULL_ACCESS):

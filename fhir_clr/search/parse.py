@@ -72,7 +72,9 @@ class ParsedSearch:
     revincludes: list[IncludeSpec] = field(default_factory=list)
     summary: str | None = None
     elements: list[str] = field(default_factory=list)
-    total: str = "accurate"
+    total: str | None = None
+    """``_total`` as asked; None when not asked (the total is then given only when it is free: see
+    :meth:`fhir_clr.engine.searching.Searcher.search`)."""
     unknown: list[str] = field(default_factory=list)
     """Parameters that were ignored (unknown to this server)."""
     self_params: list[tuple[str, str]] = field(default_factory=list)

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 from fhir_clr.store.sqlite import reads
 from fhir_clr.store.sqlite.schema import connect, create_schema
-
-
-class _Explaining:
-    """A connection stand-in that records the query plan of every statement before running it."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.plans: list[str] = []
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        self.plans += [row[3] for row in self.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-        return self.conn.execute(sql, params)
+from tests.sqlite_explain import Explaining
 
 
 def test_read_many_looks_each_key_up_by_type_and_id(tmp_path: Path) -> None:
@@ -30,7 +17,7 @@ def test_read_many_looks_each_key_up_by_type_and_id(tmp_path: Path) -> None:
     conn.executemany("INSERT INTO resources (type, id, version, last_updated_us, last_updated, deleted, op, body) "
                      "VALUES (?, ?, 1, 0, '', 0, 'create', ?)",
                      [(kind, f"{kind[0]}{n}", b"{}") for kind in ("ServiceRequest", "Task") for n in range(600)])
-    explaining = _Explaining(conn)
+    explaining = Explaining(conn)
     keys = [("ServiceRequest", f"S{n}") for n in range(0, 600, 2)] + [("Task", "T2"), ("Task", "nope")]
     found = reads.read_many(explaining, keys)
     assert len(found) == 301 and {r.resource_id for r in found} >= {"S0", "S598", "T2"}

@@ -34,6 +34,11 @@ from fhir_clr.store.query import (
 from fhir_clr.store.sqlite.schema import INDEX_TABLES
 
 ALIAS = "{a}"
+TOKEN_CODE_INDEX = "idx_token_code"
+"""The ``(param, code, rid, system)`` index of token rows. Probes of a criterion that names its codes read it
+rather than the rid-clustered table: the rows of one code are few pages in rid order, so probing the rids of a
+driver (which come in rid order) touches those pages again and again instead of a page of the large table per
+rid (``Task?owner=…&status=requested`` on a store of 1,000,000 resources: 4 times less time for the total)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -141,7 +146,10 @@ class CriteriaCompiler:
         param = f"{cond.param}:identifier" if cond.modifier == "identifier" else cond.param
         alts = [self._value(cond.type, cond.modifier, value) for value in cond.values]
         rank = {ParamType.REFERENCE: 1, ParamType.TOKEN: 2}.get(cond.type, 4)
-        return _index_criterion(table, param, alts, negate=cond.modifier == "not", rank=rank)
+        by_code = cond.type is ParamType.TOKEN and cond.modifier in (None, "not", "identifier") \
+            and all(isinstance(v, TokenValue) and v.code is not None for v in cond.values)
+        return _index_criterion(table, param, alts, negate=cond.modifier == "not", rank=rank,
+                                probe_index=TOKEN_CODE_INDEX if by_code else None)
 
     # ---- special columns ------------------------------------------------------------------------------
 
@@ -261,11 +269,15 @@ class CriteriaCompiler:
 
 # ---- helpers over index tables ------------------------------------------------------------------------
 
-def _index_criterion(table: str, param: str, alts: list[Fragment], *, negate: bool, rank: int) -> Compiled:
+def _index_criterion(table: str, param: str, alts: list[Fragment], *, negate: bool, rank: int,
+                     probe_index: str | None = None) -> Compiled:
+    """A criterion on one index table; its probe reads ``probe_index`` when given (else SQLite's choice, the
+    rid-clustered primary key)."""
     if not alts:
         return Compiled(TRUE if negate else FALSE, rid_only=True)
     values = join_balanced(alts, " OR ")
-    probe = Fragment(f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {table} "
+    source = f"{table} INDEXED BY {probe_index}" if probe_index else table
+    probe = Fragment(f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {source} "
                      f"WHERE rid = {ALIAS}.rid AND param = ? AND ({values.sql}))", (param, *values.params))
     if negate:
         return Compiled(probe, rid_only=True)

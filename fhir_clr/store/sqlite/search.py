@@ -150,6 +150,9 @@ def _where(resource_type: str, compiled: list[Compiled], driver: Compiled | None
 
 def _fetch(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled], driver: Compiled | None,
            terms: list[SortTerm], cursor: list[Any] | None, backward: bool, limit: int) -> list[tuple[Any, ...]]:
+    if len(terms) == 1 and driver is not None and driver.driver is not None \
+            and " UNION ALL " not in driver.driver.sql:
+        return _fetch_rid_walk(conn, resource_type, compiled, driver, driver.driver, terms, cursor, backward, limit)
     where = _where(resource_type, compiled, driver)
     if cursor is not None:
         after = keyset(terms, cursor, backward)
@@ -160,6 +163,29 @@ def _fetch(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled
     sql = (f"SELECT {RESOURCE_COLUMNS}, {keys.sql} FROM resources r WHERE r.rid IN "
            f"(SELECT r.rid FROM resources r WHERE {where.sql} ORDER BY {order.sql} LIMIT ?) ORDER BY {order.sql}")
     return conn.execute(sql, (*keys.params, *where.params, *order.params, limit, *order.params)).fetchall()
+
+
+def _fetch_rid_walk(conn: sqlite3.Connection, resource_type: str, compiled: list[Compiled], driver: Compiled,
+                    rids: Fragment, terms: list[SortTerm], cursor: list[Any] | None, backward: bool,
+                    limit: int) -> list[tuple[Any, ...]]:
+    """The page in rid order (no ``_sort``) driven from one index range: the driver's index rows are walked in
+    rid order (their index ends with rid) and probed one by one until the page is full, instead of probing
+    every row of the driver and sorting the survivors. The worklist ``Task?owner=…&status=requested`` reads
+    about a page's worth of the owner's rows, however many Tasks the owner has had."""
+    others = [c for c in compiled if c is not driver]
+    walk = [SortTerm(Fragment("d.rid"), terms[0].descending, False)]
+    # rid-only probes are checked on the index row, before the resources row is read
+    conditions = join_balanced([*(c.probe.on("d") for c in others if c.rid_only),
+                                Fragment("+r.type = ? AND +r.deleted = 0", (resource_type,)),
+                                *(c.probe.on("r") for c in others if not c.rid_only)], " AND ")
+    if cursor is not None:
+        after = keyset(walk, cursor, backward)
+        conditions = Fragment(f"{conditions.sql} AND {after.sql}", (*conditions.params, *after.params))
+    order, outer = order_by(walk, backward), order_by(terms, backward)
+    sql = (f"SELECT {RESOURCE_COLUMNS}, r.rid FROM resources r WHERE r.rid IN "
+           f"(SELECT d.rid FROM ({rids.sql}) d CROSS JOIN resources r ON r.rid = d.rid WHERE {conditions.sql} "
+           f"ORDER BY {order.sql} LIMIT ?) ORDER BY {outer.sql}")
+    return conn.execute(sql, (*rids.params, *conditions.params, *order.params, limit, *outer.params)).fetchall()
 
 
 def _date_ordered(query: Query) -> bool:

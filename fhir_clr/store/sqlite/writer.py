@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from fhir_clr.store.port import Change, StoredResource, StoreUnavailable
 from fhir_clr.store.sqlite import writes
+from fhir_clr.store.sqlite.schema import BUSY_TIMEOUT_MS
+from fhir_clr.store.sqlite.wal import WalUpkeep
 
 T = TypeVar("T")
 
@@ -96,6 +98,7 @@ class GroupCommitWriter:
             return
         self._ready.set()
         held: Any = None
+        upkeep = WalUpkeep(BUSY_TIMEOUT_MS)
         try:
             while True:
                 item = held if held is not None else self._queue.get()
@@ -121,6 +124,7 @@ class GroupCommitWriter:
                 batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
                 if batch:
                     _run_batch(conn, batch)
+                    _keep_wal_short(conn, upkeep)
         finally:
             conn.close()
 
@@ -132,6 +136,15 @@ def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
         job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
     except BaseException as exc:
         job.future.set_exception(exc)
+
+
+def _keep_wal_short(conn: sqlite3.Connection, upkeep: WalUpkeep) -> None:
+    """WAL upkeep after a batch (its callers are answered already); a failure here is the next write's to
+    report, so it is not raised."""
+    try:
+        upkeep.after_write(conn)
+    except sqlite3.Error:
+        return
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Commit]) -> None:

@@ -50,8 +50,9 @@ def commit_group(conn: sqlite3.Connection, groups: Sequence[Sequence[Change]]
 
 
 def _apply_commit(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[StoredResource]:
-    newest = conn.execute("SELECT last_updated_us FROM versions ORDER BY seq DESC LIMIT 1").fetchone()
-    clock = max(time.time_ns() // 1000, newest[0] + 1 if newest else 0)
+    # max() of the by-update index is one B-tree descent; "ORDER BY seq DESC LIMIT 1" plans as a table scan
+    newest = conn.execute("SELECT max(last_updated_us) FROM versions").fetchone()[0]
+    clock = max(time.time_ns() // 1000, newest + 1 if newest is not None else 0)
     pending = PendingRows(current_rows(conn, {(c.resource_type, c.resource_id) for c in changes}))
     stored = [_queue(conn, change, clock + offset, pending) for offset, change in enumerate(changes)]
     pending.write(conn)
