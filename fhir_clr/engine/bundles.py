@@ -297,7 +297,8 @@ class BundleProcessor:
             if request.query:
                 body["id"] = ids[request.index]
             return await planner.plan_update(type_, ids[request.index], body, request.if_match,
-                                             create_only=is_create_only(request.if_none_match))
+                                             create_only=is_create_only(request.if_none_match),
+                                             checked_elsewhere=request.checked_elsewhere)
         operations = patch_from_entry(resource or {})
         return await planner.plan_patch(type_, ids[request.index], operations, request.if_match)
 

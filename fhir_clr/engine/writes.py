@@ -136,12 +136,14 @@ class WritePlanner:
     # ---- preparation -----------------------------------------------------------------------------
 
     def prepare(self, resource_type: str, resource_id: str, body: dict[str, Any], *,
-                trusted: bool = False) -> dict[str, Any]:
+                trusted: bool = False, checked_elsewhere: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate ``body`` as ``resource_type`` with ``resource_id`` and return the dict to store.
         ``trusted`` skips the model validation for resources the server itself builds from validated parts
-        (CLR obligations), whose shapes unit tests validate."""
+        (CLR obligations), whose shapes unit tests validate. ``checked_elsewhere`` is a resource whose
+        validation the caller runs itself and applies before committing (a row batch's worker process, see
+        :mod:`fhir_clr.engine.validation_pool`): a resource equal to it is not validated again here."""
         resource = with_identity(body, resource_id)
-        if not trusted:
+        if not trusted and (checked_elsewhere is None or resource != checked_elsewhere):
             validate_resource(resource, resource_type)
         return resource
 
@@ -179,10 +181,12 @@ class WritePlanner:
                     201)
 
     async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
-                          if_match: int | None = None, *, create_only: bool = False) -> Plan:
+                          if_match: int | None = None, *, create_only: bool = False,
+                          checked_elsewhere: dict[str, Any] | None = None) -> Plan:
         """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create; for
         unrestricted callers only: a restricted caller gets 404 for an id it cannot see). ``create_only``
-        (``If-None-Match: *``) refuses to replace a live version (412)."""
+        (``If-None-Match: *``) refuses to replace a live version (412); ``checked_elsewhere`` as in
+        :meth:`prepare`."""
         require_type(resource_type)
         validate_id(resource_id)
         body_id = body.get("id")
@@ -197,7 +201,7 @@ class WritePlanner:
             raise not_found(resource_type, resource_id)
         check_if_match(current, if_match)
         check_if_none_match(current, create_only)
-        resource = self.prepare(resource_type, resource_id, body)
+        resource = self.prepare(resource_type, resource_id, body, checked_elsewhere=checked_elsewhere)
         return self._update_plan(resource_type, resource_id, resource, current)
 
     def _update_plan(self, resource_type: str, resource_id: str, resource: dict[str, Any],
