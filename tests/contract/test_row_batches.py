@@ -117,3 +117,19 @@ def member_put(number: int, **extra: Any) -> dict[str, Any]:
                "identifier": [{"system": CIN, "value": f"{number:08d}A"}], **extra}
     return {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": patient, "request": {"method": "PUT", "url": f"Patient/member-{number}"}}]}
+
+
+async def test_the_batch_reads_ahead_the_current_versions_it_updates(store: Store) -> None:
+    """``Engine.prefetch`` reads the current versions of the resources a batch updates in one read; an update
+    planned from a version that is no longer current is re-planned, never written over the newer one."""
+    engine = clr_engine(store)
+    rows = RowBatchWriter(BundleProcessor(engine, max_entries=100))
+    await rows.write([(1, member_put(1, gender="female"))])
+    prefetched = await engine.prefetch(["Patient/member-1", "Patient/absent", "Task"])
+    assert [(k, s.version) for k, s in prefetched.current.items()] == [(("Patient", "member-1"), 1)]
+    stale = await rows.start([(1, member_put(1, gender="male"))])
+    await rows.write([(1, member_put(1, gender="other"))])  # commits first: the planned update is stale
+    [result] = await stale()
+    assert result.outcome == "applied" and result.written[0].version == 3
+    current = await store.read("Patient", "member-1")
+    assert current is not None and current.version == 3 and b'"male"' in (current.body or b"")
