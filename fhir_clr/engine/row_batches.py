@@ -63,14 +63,15 @@ class _Checks:
     verdicts: Awaitable[list[bool]] | None = None
     refused: set[Hashable] = field(default_factory=set)
 
-    def mark(self, key: Hashable, requests: list[EntryRequest]) -> None:
-        """Tell planning which of the group's resources the worker validates (none for a refused group)."""
-        if key in self.refused:
-            return
-        checked = self.resources.get(key)
-        if checked:
-            for request in requests:
-                request.checked_elsewhere = checked.get(request.index)
+    def mark(self, key: Hashable, requests: list[EntryRequest]) -> bool:
+        """Tell planning which of the group's resources the worker validates (none for a refused group); True
+        when it validates any."""
+        checked = self.resources.get(key) if key not in self.refused else None
+        if not checked:
+            return False
+        for request in requests:
+            request.checked_elsewhere = checked.get(request.index)
+        return True
 
 
 class RowBatchWriter:
@@ -179,13 +180,19 @@ class RowBatchWriter:
     async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult],
                     prefetched: Prefetched, checks: _Checks) -> _Planned | None:
         """The group's plans, or None when it is already decided (rejected, or nothing to write)."""
+        marked = False
         try:
             requests = parse_entries(bundle, (*self.processor.base_urls, self.base_url), self.processor.max_entries)
-            checks.mark(key, requests)
+            marked = checks.mark(key, requests)
             plans = await self.processor.plan_transaction(requests, prefetched=prefetched)
         except FhirError as error:
             results[key] = GroupResult(key, "rejected", error)
             return None
+        except Exception:
+            if not marked:
+                raise
+            # the rules met a resource not validated yet: plan it as without the worker (validation first)
+            return await self._plan(key, bundle, results, prefetched, _Checks())
         planned = _Planned(key, bundle, plans)
         if not planned.changes():
             results[key] = GroupResult(key, "unchanged", written=[p.existing for p in plans.values()
