@@ -8,6 +8,8 @@ For each import it also prints the CPU time spent per row, by the whole process 
 alone (read from ``/proc`` on Linux), and the rate those costs would allow if every core were busy with the
 import and nothing waited: an upper bound for this machine, whatever the overlap of planning and commits. A dry
 run of the first import (everything but the commits, on the event loop's one thread) gives the planning cost.
+The R4 validation of the rows' resources runs in the import's validation worker process (started before the
+first import, as in a server that has imported before); its CPU is counted in "all" and shown apart.
 
     python bench/ingest.py                    # 10,000 and 100,000 rows
     python bench/ingest.py --rows 10000       # one size
@@ -36,6 +38,7 @@ from fhir_clr.app import Services, build_services
 from fhir_clr.clr.config import bundled_rules
 from fhir_clr.config import Settings
 from fhir_clr.engine.row_batches import RowBatchWriter
+from fhir_clr.engine.validation_pool import shared_pool
 from fhir_clr.imports.job import FileImporter, ImportReport, ImportRequest
 from fhir_clr.mapping.spec import MappingSpec, find_spec
 from fhir_clr.mapping.values import npi_check_digit_ok
@@ -96,39 +99,57 @@ async def seed(services: Services, rows: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CpuUse:
-    """CPU seconds one import used: the whole process, and the SQLite writer thread (None off Linux)."""
+    """CPU seconds one import used: the whole process with its validation worker, the SQLite writer thread and
+    the validation worker process alone (None off Linux)."""
 
     process: float
     writer: float | None
+    worker: float | None
 
     def line(self, rows: int) -> str:
         """Microseconds of CPU per row and the rate the machine's cores would allow at that cost."""
-        per_row = self.process / rows * 1e6
-        writer = "" if self.writer is None else f" (SQLite writer thread {self.writer / rows * 1e6:,.0f} µs)"
+        per_row = (self.process + (self.worker or 0)) / rows * 1e6
+        parts = [f"{name} {seconds / rows * 1e6:,.0f} µs" for name, seconds in
+                 (("SQLite writer thread", self.writer), ("validation worker", self.worker)) if seconds is not None]
+        detail = f" ({', '.join(parts)})" if parts else ""
         bound = (os.cpu_count() or 1) * 1e6 / per_row
-        return f"{per_row:>8,.0f} µs a row in all{writer}: {os.cpu_count()} cores allow at most {bound:,.0f} rows/s"
+        return f"{per_row:>8,.0f} µs a row in all{detail}: {os.cpu_count()} cores allow at most {bound:,.0f} rows/s"
+
+
+def cpu_seconds(stat_path: str) -> float | None:
+    """User + system CPU seconds of the thread or process whose ``/proc`` stat file is ``stat_path``, or None."""
+    try:
+        stat = Path(stat_path).read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # fields from the third on: utime, stime are the 14th, 15th
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def writer_cpu_seconds() -> float | None:
     """CPU seconds used so far by the SQLite store's writer thread (Linux ``/proc``), or None."""
     for thread in threading.enumerate():
         if thread.name == "sqlite-writer" and thread.native_id is not None:
-            try:
-                stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-            except OSError:
-                return None
-            fields = stat.rsplit(")", 1)[1].split()  # fields from the third on: utime, stime are the 14th, 15th
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
     return None
+
+
+def worker_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the validation worker process (Linux ``/proc``), or None."""
+    pid = shared_pool().worker_pid()
+    return None if pid is None else cpu_seconds(f"/proc/{pid}/stat")
+
+
+def spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 async def measured(run: Callable[[], Awaitable[ImportReport]]) -> tuple[ImportReport, CpuUse]:
     """Run one import; its report and the CPU it used."""
-    process, writer = time.process_time(), writer_cpu_seconds()
+    process, writer, worker = time.process_time(), writer_cpu_seconds(), worker_cpu_seconds()
     report = await run()
-    writer_after = writer_cpu_seconds()
-    spent = None if writer is None or writer_after is None else writer_after - writer
-    return report, CpuUse(time.process_time() - process, spent)
+    return report, CpuUse(time.process_time() - process, spent(writer, writer_cpu_seconds()),
+                          spent(worker, worker_cpu_seconds()))
 
 
 def rtf_file(rows: int, provider_npi: str, specs: dict[str, MappingSpec]) -> bytes:
@@ -150,6 +171,7 @@ async def run(rows: int) -> None:
             seeded = time.perf_counter() - started
             data = rtf_file(rows, provider_npi, services.specs)
             importer = FileImporter(services.bundles, services.engine.clock, services.specs)
+            await shared_pool().started()  # as in a server that has imported before: the worker is running
             dry = ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True)
             _, planning_cpu = await measured(lambda: importer.run(dry))
             tracemalloc.start()  # memory of a dry run (same reading, matching and planning; tracing slows it)
@@ -165,7 +187,8 @@ async def run(rows: int) -> None:
     print(f"    first import : {report.rows / report.seconds:>8,.0f} rows/s  {report.summary()}")
     print(f"      CPU        : {report_cpu.line(report.rows)}")
     print(f"      planning   : {planning_cpu.process / rows * 1e6:>8,.0f} µs a row in a dry run (reading, matching, "
-          f"planning; one thread, so at most {rows / planning_cpu.process:,.0f} rows/s)")
+          f"planning; one thread, so at most {rows / planning_cpu.process:,.0f} rows/s; validation worker "
+          f"{(planning_cpu.worker or 0) / rows * 1e6:,.0f} µs)")
     print(f"    peak memory  : {peak / 1e6:>8,.1f} MB traced during a dry run of the same file")
     print(f"    re-import    : {again.rows / again.seconds:>8,.0f} rows/s  {again.summary()}")
     print(f"      CPU        : {again_cpu.line(again.rows)}")

@@ -36,6 +36,9 @@ class EntryRequest:
     if_none_match: str | None = None
     if_modified_since: str | None = None
     params: list[tuple[str, str]] = field(default_factory=list)
+    checked_elsewhere: dict[str, Any] | None = None
+    """The resource with its id as the caller validates it elsewhere (a ``PUT``'s, see
+    ``WritePlanner.prepare``): planning does not validate an equal resource again."""
 
 
 def parse_entries(bundle: dict[str, Any], base_urls: Sequence[str], max_entries: int) -> list[EntryRequest]:

@@ -216,7 +216,8 @@ class BundleProcessor:
                 continue
             try:
                 self.engine.access.require(request.resource_type, WRITE_SCOPE_LETTER[request.method])
-                plan = await self._plan(request, ids, resolved, resources.get(request.index), creates, steal_keys)
+                plan = await self._plan(request, ids, resolved, resources.get(request.index), creates, steal_keys,
+                                        prefetched)
                 plans[request.index] = await self.engine.vet(plan, written, planned=planned, prefetched=prefetched)
             except FhirError as error:
                 raise locate(error, request.index) from None
@@ -277,7 +278,8 @@ class BundleProcessor:
         return resource
 
     async def _plan(self, request: EntryRequest, ids: dict[int, str], resolved: dict[int, StoredResource],
-                    resource: dict[str, Any] | None, creates: set[int], steal_keys: bool) -> Plan:
+                    resource: dict[str, Any] | None, creates: set[int], steal_keys: bool,
+                    prefetched: Prefetched | None = None) -> Plan:
         planner = self.engine.planner
         type_ = request.resource_type
         if request.method == "POST":
@@ -297,7 +299,9 @@ class BundleProcessor:
             if request.query:
                 body["id"] = ids[request.index]
             return await planner.plan_update(type_, ids[request.index], body, request.if_match,
-                                             create_only=is_create_only(request.if_none_match))
+                                             create_only=is_create_only(request.if_none_match),
+                                             checked_elsewhere=request.checked_elsewhere,
+                                             read_ahead=prefetched.current if prefetched is not None else None)
         operations = patch_from_entry(resource or {})
         return await planner.plan_patch(type_, ids[request.index], operations, request.if_match)
 

@@ -108,9 +108,14 @@ class Engine:
 
     async def prefetch(self, references: Collection[str]) -> Prefetched:
         """What the rules read ahead for a batch of writes updating ``references`` (``Type/id``), to hand to
-        ``vet`` for each write of the batch."""
+        ``vet`` for each write of the batch, with the current versions of those the caller sees unrestricted
+        (one read for all, instead of one per write: each read on the event loop's thread hands the GIL to the
+        store's writer thread and waits to get it back)."""
+        keys = sorted({(t, i) for t, _, i in (r.partition("/") for r in references)
+                       if i and "/" not in i and self.planner.visibility.restriction(t) is None})
+        current = {(s.resource_type, s.resource_id): s for s in await self.store.read_many(keys)} if keys else {}
         return Prefetched({rule: await rule.prefetch(references) for rule in self.write_rules
-                           if isinstance(rule, PrefetchingRule)})
+                           if isinstance(rule, PrefetchingRule)}, current)
 
     async def vet(self, plan: Plan, written: frozenset[str] = frozenset(), *,
                   planned: Mapping[str, dict[str, Any]] | None = None, prefetched: Prefetched | None = None) -> Plan:

@@ -6,6 +6,11 @@ result; the other groups go on) or joins the current batch. A batch is committed
 so a crash leaves whole rows or nothing. A group that touches a resource (or claims a conditional-create key)
 already touched in the batch is planned again after the batch is flushed, so it sees the earlier row's result;
 a batch that loses a race with a concurrent writer is re-planned group by group.
+
+Given a :class:`~fhir_clr.engine.validation_pool.ValidationPool`, the R4 validation of the groups' ``PUT``
+resources runs in its worker process while the groups are planned here without it; before anything of the batch
+commits, every group the worker found invalid is planned again with the in-process validation, so its result is
+the one it would have had without the pool.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_clr.engine.bundle_requests import parse_entries
+from fhir_clr.engine.bundle_requests import EntryRequest, parse_entries
 from fhir_clr.engine.bundles import BundleProcessor
+from fhir_clr.engine.content import with_identity
 from fhir_clr.engine.rules import Prefetched
+from fhir_clr.engine.validation_pool import ValidationPool
 from fhir_clr.engine.writes import Plan
 from fhir_clr.errors import FhirError
 from fhir_clr.store.port import Change, MatchKeyTaken, StoredResource, VersionConflict
@@ -47,14 +54,37 @@ class _Planned:
         return [c for plan in self.plans.values() for c in plan.changes()]
 
 
+@dataclass(slots=True)
+class _Checks:
+    """The worker's validation of one call's groups: the resources it checks (by group, then entry index), the
+    pending verdicts, and once they are in, the groups it refused."""
+
+    resources: dict[Hashable, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    verdicts: Awaitable[list[bool]] | None = None
+    refused: set[Hashable] = field(default_factory=set)
+
+    def mark(self, key: Hashable, requests: list[EntryRequest]) -> bool:
+        """Tell planning which of the group's resources the worker validates (none for a refused group); True
+        when it validates any."""
+        checked = self.resources.get(key) if key not in self.refused else None
+        if not checked:
+            return False
+        for request in requests:
+            request.checked_elsewhere = checked.get(request.index)
+        return True
+
+
 class RowBatchWriter:
     """Plans groups one by one and commits them in batches through one engine (and its caller's access)."""
 
-    def __init__(self, processor: BundleProcessor, base_url: str = "", *, dry_run: bool = False) -> None:
+    def __init__(self, processor: BundleProcessor, base_url: str = "", *, dry_run: bool = False,
+                 validation: ValidationPool | None = None) -> None:
         self.processor = processor
         self.base_url = base_url
         self.dry_run = dry_run
         """Plan and check every group but commit nothing (results say what would be applied)."""
+        self.validation = validation
+        """Where the groups' ``PUT`` resources are validated while they are planned (None: in-process)."""
 
     async def write(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> list[GroupResult]:
         """Run every ``(key, transaction Bundle)`` group; one result per group, in order."""
@@ -67,33 +97,77 @@ class RowBatchWriter:
         plan further groups while that commit runs, provided they read nothing these groups write. The rules
         read ahead once for the groups' updates (``Engine.prefetch``); every group is planned with that."""
         results: dict[Hashable, GroupResult] = {}
+        checks = self._checks(groups)
         prefetched = await self.processor.engine.prefetch(_updated_references(bundle for _, bundle in groups))
-        batch = await self._write_groups(groups, results, prefetched)
+        batch = await self._write_groups(groups, results, prefetched, checks)
 
         async def finish() -> list[GroupResult]:
-            await self._flush(batch, results, prefetched)
+            await self._flush(await self._settle(groups, checks, batch, results, prefetched), results, prefetched)
             return [results[key] for key, _ in groups]
 
         return finish
 
+    def _checks(self, groups: Sequence[tuple[Hashable, dict[str, Any]]]) -> _Checks:
+        """The groups' ``PUT [type]/[id]`` resources, sent to the validation worker (when there is one and it
+        takes the batch)."""
+        if self.validation is None:
+            return _Checks()
+        checked: dict[Hashable, dict[int, dict[str, Any]]] = {}
+        items: list[tuple[str, dict[str, Any]]] = []
+        for key, bundle in groups:
+            for index, (resource_type, resource) in _updates(bundle):
+                checked.setdefault(key, {})[index] = resource
+                items.append((resource_type, resource))
+        verdicts = self.validation.check(items)
+        return _Checks(checked, verdicts) if verdicts is not None else _Checks()
+
+    async def _settle(self, groups: Sequence[tuple[Hashable, dict[str, Any]]], checks: _Checks,
+                      batch: list[_Planned], results: dict[Hashable, GroupResult], prefetched: Prefetched
+                      ) -> list[_Planned]:
+        """``batch`` once the worker's verdicts are in: every group planned so far that it refused is planned
+        again with in-process validation (which decides its result, as it would have without the worker).
+        A worker that fails refuses everything it was given."""
+        if checks.verdicts is None:
+            return batch
+        try:
+            verdicts = iter(await checks.verdicts)
+            checks.refused = {key for key, entries in checks.resources.items()
+                              if not all([next(verdicts) for _ in entries])}
+        except Exception:  # the worker process died or failed: validate everything here
+            checks.refused = set(checks.resources)
+        checks.verdicts = None
+        if not checks.refused:
+            return batch
+        kept = [group for group in batch if group.key not in checks.refused]
+        planned = {group.key for group in batch} | set(results)
+        for key, bundle in groups:
+            if key in checks.refused and key in planned:
+                results.pop(key, None)
+                again = await self._plan(key, bundle, results, prefetched, checks)
+                if again is not None:
+                    kept.append(again)
+        return kept
+
     async def _write_groups(self, groups: Sequence[tuple[Hashable, dict[str, Any]]],
-                            results: dict[Hashable, GroupResult], prefetched: Prefetched) -> list[_Planned]:
+                            results: dict[Hashable, GroupResult], prefetched: Prefetched, checks: _Checks
+                            ) -> list[_Planned]:
         """Plan the groups in order, committing a batch whenever a group overlaps it; the last batch, planned
         and not committed."""
         batch: list[_Planned] = []
         touched: set[tuple[str, str]] = set()
         claimed: set[str] = set()
         for key, bundle in groups:
-            planned = await self._plan(key, bundle, results, prefetched)
+            planned = await self._plan(key, bundle, results, prefetched, checks)
             if planned is None:
                 continue
             resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
             keys = {k for c in planned.changes() for k in c.match_keys}
             if resources & touched or keys & claimed:
-                await self._flush(batch, results, prefetched)
+                await self._flush(await self._settle(groups, checks, batch, results, prefetched), results,
+                                  prefetched)
                 prefetched.clear()  # the flushed rows may have changed what was read before them
                 batch, touched, claimed = [], set(), set()
-                planned = await self._plan(key, bundle, results, prefetched)
+                planned = await self._plan(key, bundle, results, prefetched, checks)
                 if planned is None:
                     continue
                 resources = {(c.resource_type, c.resource_id) for c in planned.changes()}
@@ -104,14 +178,21 @@ class RowBatchWriter:
         return batch
 
     async def _plan(self, key: Hashable, bundle: dict[str, Any], results: dict[Hashable, GroupResult],
-                    prefetched: Prefetched) -> _Planned | None:
+                    prefetched: Prefetched, checks: _Checks) -> _Planned | None:
         """The group's plans, or None when it is already decided (rejected, or nothing to write)."""
+        marked = False
         try:
             requests = parse_entries(bundle, (*self.processor.base_urls, self.base_url), self.processor.max_entries)
+            marked = checks.mark(key, requests)
             plans = await self.processor.plan_transaction(requests, prefetched=prefetched)
         except FhirError as error:
             results[key] = GroupResult(key, "rejected", error)
             return None
+        except Exception:
+            if not marked:
+                raise
+            # the rules met a resource not validated yet: plan it as without the worker (validation first)
+            return await self._plan(key, bundle, results, prefetched, _Checks())
         planned = _Planned(key, bundle, plans)
         if not planned.changes():
             results[key] = GroupResult(key, "unchanged", written=[p.existing for p in plans.values()
@@ -121,6 +202,7 @@ class RowBatchWriter:
 
     async def _flush(self, batch: list[_Planned], results: dict[Hashable, GroupResult],
                      prefetched: Prefetched) -> None:
+        """Commit ``batch`` (its groups already settled, see :meth:`_settle`)."""
         if not batch:
             return
         if self.dry_run:
@@ -147,7 +229,7 @@ class RowBatchWriter:
                       ) -> list[_Planned]:
         replanned = []
         for group in batch:
-            again = await self._plan(group.key, group.bundle, results, prefetched)
+            again = await self._plan(group.key, group.bundle, results, prefetched, _Checks())
             if again is not None:
                 replanned.append(again)
         return replanned
@@ -160,6 +242,20 @@ class RowBatchWriter:
                 409, "conflict", "The row kept conflicting with concurrent writes; import it again"))
             return
         results[group.key] = GroupResult(group.key, "applied", written=written)
+
+
+def _updates(bundle: dict[str, Any]) -> Iterable[tuple[int, tuple[str, dict[str, Any]]]]:
+    """``(entry index, (type, resource with its id))`` of the group's ``PUT [type]/[id]`` entries, as planning
+    validates them."""
+    for index, entry in enumerate(bundle.get("entry") or ()):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or request.get("method") != "PUT" or not isinstance(resource, dict):
+            continue
+        url = request.get("url")
+        if isinstance(url, str) and url.count("/") == 1 and "?" not in url:
+            resource_type, resource_id = url.split("/")
+            yield index, (resource_type, with_identity(resource, resource_id))
 
 
 def _updated_references(bundles: Iterable[dict[str, Any]]) -> set[str]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from fhir_clr.engine.writes import Plan
+from fhir_clr.store.port import StoredResource
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,13 @@ class Prefetch(Protocol):
 
 
 class Prefetched:
-    """What each rule read ahead for one batch of writes (none by default)."""
+    """What each rule read ahead for one batch of writes (none by default), and the current versions of the
+    resources the batch updates (``current``: live versions by ``(type, id)``, read for the planner)."""
 
-    def __init__(self, by_rule: Mapping[object, Prefetch] | None = None) -> None:
+    def __init__(self, by_rule: Mapping[object, Prefetch] | None = None,
+                 current: Mapping[tuple[str, str], StoredResource] | None = None) -> None:
         self._by_rule = dict(by_rule or {})
+        self.current = dict(current or {})
 
     def of(self, rule: object) -> Prefetch | None:
         """What ``rule`` read ahead, or None."""
@@ -46,6 +50,7 @@ class Prefetched:
     def clear(self) -> None:
         """Forget everything read ahead: whoever fills it empties it before planning anything after a commit or a
         lost race."""
+        self.current.clear()
         for prefetch in self._by_rule.values():
             prefetch.clear()
 

@@ -12,7 +12,7 @@ A restricted caller never creates a resource at an id of its choosing (``PUT`` o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -136,12 +136,14 @@ class WritePlanner:
     # ---- preparation -----------------------------------------------------------------------------
 
     def prepare(self, resource_type: str, resource_id: str, body: dict[str, Any], *,
-                trusted: bool = False) -> dict[str, Any]:
+                trusted: bool = False, checked_elsewhere: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate ``body`` as ``resource_type`` with ``resource_id`` and return the dict to store.
         ``trusted`` skips the model validation for resources the server itself builds from validated parts
-        (CLR obligations), whose shapes unit tests validate."""
+        (CLR obligations), whose shapes unit tests validate. ``checked_elsewhere`` is a resource whose
+        validation the caller runs itself and applies before committing (a row batch's worker process, see
+        :mod:`fhir_clr.engine.validation_pool`): a resource equal to it is not validated again here."""
         resource = with_identity(body, resource_id)
-        if not trusted:
+        if not trusted and (checked_elsewhere is None or resource != checked_elsewhere):
             validate_resource(resource, resource_type)
         return resource
 
@@ -179,10 +181,14 @@ class WritePlanner:
                     201)
 
     async def plan_update(self, resource_type: str, resource_id: str, body: dict[str, Any],
-                          if_match: int | None = None, *, create_only: bool = False) -> Plan:
+                          if_match: int | None = None, *, create_only: bool = False,
+                          checked_elsewhere: dict[str, Any] | None = None,
+                          read_ahead: Mapping[tuple[str, str], StoredResource] | None = None) -> Plan:
         """Plan an update (``PUT``), creating the resource when it does not exist (update-as-create; for
         unrestricted callers only: a restricted caller gets 404 for an id it cannot see). ``create_only``
-        (``If-None-Match: *``) refuses to replace a live version (412)."""
+        (``If-None-Match: *``) refuses to replace a live version (412); ``checked_elsewhere`` as in
+        :meth:`prepare`. ``read_ahead`` holds current versions the caller read for a batch of writes, through
+        this planner's visibility (the version is read here when it is not among them)."""
         require_type(resource_type)
         validate_id(resource_id)
         body_id = body.get("id")
@@ -192,12 +198,14 @@ class WritePlanner:
         if body_id != resource_id:
             raise FhirError(400, "invalid", "The resource id does not match the id in the URL",
                             expression=f"{resource_type}.id")
-        current = await self._current(resource_type, resource_id)
+        current = (read_ahead or {}).get((resource_type, resource_id))
+        if current is None:
+            current = await self._current(resource_type, resource_id)
         if current is None and self.visibility.scope is not None:
             raise not_found(resource_type, resource_id)
         check_if_match(current, if_match)
         check_if_none_match(current, create_only)
-        resource = self.prepare(resource_type, resource_id, body)
+        resource = self.prepare(resource_type, resource_id, body, checked_elsewhere=checked_elsewhere)
         return self._update_plan(resource_type, resource_id, resource, current)
 
     def _update_plan(self, resource_type: str, resource_id: str, resource: dict[str, Any],

@@ -21,6 +21,7 @@ from typing import Any
 
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import GroupResult, RowBatchWriter
+from fhir_clr.engine.validation_pool import shared_pool
 from fhir_clr.errors import FhirError
 from fhir_clr.imports.asf_rows import AsfRows
 from fhir_clr.imports.caller import restricted_organization
@@ -151,7 +152,7 @@ class FileImporter:
         """Apply the rows batch by batch; a batch's commit runs while the next batch is matched and planned (when
         the file kind allows it, see :attr:`RowKind.pipelined`)."""
         kind = self._row_kind(spec, request)
-        writer = RowBatchWriter(self.bundles, dry_run=request.dry_run)
+        writer = RowBatchWriter(self.bundles, dry_run=request.dry_run, validation=shared_pool())
         committing: _Committing | None = None
         try:
             while batch := list(islice(rows, BATCH_ROWS)):

@@ -10,6 +10,7 @@ from fhir_clr.clr.obligations import OBLIGATION_PROFILE
 from fhir_clr.clr.rules.context import ObligationCache
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.row_batches import RowBatchWriter
+from fhir_clr.engine.validation_pool import MIN_BATCH, ValidationPool
 from fhir_clr.store.port import Change, ChangeOp, Store
 from tests.bundled import clr_engine, clr_rules_of, plan_planning
 
@@ -86,3 +87,49 @@ async def test_prefetched_obligations_match_the_lookup_of_each_task(store: Store
     for task in ("Task/a", "Task/b"):
         assert [o.stored for o in cache.by_task[task]] == [o.stored for o in await rules.context.open_obligations(
             plan_planning(), part_of=task)]
+
+
+async def test_validation_in_the_worker_process_gives_the_in_process_results(store: Store) -> None:
+    """With the validation pool, a batch's PUT resources are validated in its worker process while they are
+    planned: the valid ones are written, and the invalid ones get the error they get without the pool."""
+    pool = ValidationPool()
+    try:
+        assert await pool.started()
+        rows = [(n, member_put(n, gender="planet" if n in (7, 60) else "female")) for n in range(MIN_BATCH + 20)]
+        pooled = await RowBatchWriter(BundleProcessor(clr_engine(store), max_entries=100), validation=pool
+                                      ).write(rows)
+        assert [r.outcome for r in pooled] == ["rejected" if n in (7, 60) else "applied" for n, _ in rows]
+        assert (await store.read("Patient", "member-8")) is not None
+        assert await store.read("Patient", "member-7") is None
+        again = rows[:10]
+        plain = await writer(store).write(again)
+        assert [r.outcome for r in plain] == ["rejected" if n == 7 else "unchanged" for n, _ in again]
+        errors = [r.error for r in (pooled[7], plain[7])]
+        assert errors[0] is not None and errors[1] is not None
+        assert (errors[0].status, errors[0].issues) == (errors[1].status, errors[1].issues)
+    finally:
+        pool.close()
+
+
+def member_put(number: int, **extra: Any) -> dict[str, Any]:
+    """A transaction writing the Member ``member-<number>`` by id."""
+    patient = {"resourceType": "Patient", "id": f"member-{number}",
+               "identifier": [{"system": CIN, "value": f"{number:08d}A"}], **extra}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "PUT", "url": f"Patient/member-{number}"}}]}
+
+
+async def test_the_batch_reads_ahead_the_current_versions_it_updates(store: Store) -> None:
+    """``Engine.prefetch`` reads the current versions of the resources a batch updates in one read; an update
+    planned from a version that is no longer current is re-planned, never written over the newer one."""
+    engine = clr_engine(store)
+    rows = RowBatchWriter(BundleProcessor(engine, max_entries=100))
+    await rows.write([(1, member_put(1, gender="female"))])
+    prefetched = await engine.prefetch(["Patient/member-1", "Patient/absent", "Task"])
+    assert [(k, s.version) for k, s in prefetched.current.items()] == [(("Patient", "member-1"), 1)]
+    stale = await rows.start([(1, member_put(1, gender="male"))])
+    await rows.write([(1, member_put(1, gender="other"))])  # commits first: the planned update is stale
+    [result] = await stale()
+    assert result.outcome == "applied" and result.written[0].version == 3
+    current = await store.read("Patient", "member-1")
+    assert current is not None and current.version == 3 and b'"male"' in (current.body or b"")

@@ -37,10 +37,13 @@ class ObligationCache:
     race."""
 
     by_task: dict[str, list[Related]] = field(default_factory=dict)
+    referrals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The CLR Referrals those Tasks are about (their ``focus``), by reference."""
 
     def clear(self) -> None:
         """Forget everything (lookups go to the store again)."""
         self.by_task.clear()
+        self.referrals.clear()
 
 
 def body_of(stored: StoredResource | None) -> dict[str, Any] | None:
@@ -110,6 +113,9 @@ class ClrContext:
         planned = planning.planned.get(reference)
         if planned is not None:
             return planned if is_referral(planned) else None
+        cache = planning.prefetched.of(self.owner)
+        if isinstance(cache, ObligationCache) and reference in cache.referrals:
+            return cache.referrals[reference]
         related = await self.read(reference)
         return related.body if related is not None and is_referral(related.body) else None
 
@@ -136,6 +142,7 @@ class ClrContext:
         cache = ObligationCache()
         if not tasks:
             return cache
+        cache.referrals = await self._referrals_of(tasks)
         limit = LOOKUP_LIMIT * len(tasks)
         found = await self.planner.find("Task", [("part-of", ",".join(tasks)), ("status", "requested")],
                                         limit=limit + 1)
@@ -151,6 +158,17 @@ class ClrContext:
                 if held is not None and len(held) < LOOKUP_LIMIT:
                     held.append(Related(stored, body))
         return cache
+
+    async def _referrals_of(self, tasks: list[str]) -> dict[str, dict[str, Any]]:
+        """The CLR Referrals the Tasks ``tasks`` (``Task/id``) are about, by reference: two reads for all."""
+        store = self.planner.store
+        focuses = {reference for stored in await store.read_many([("Task", t.partition("/")[2]) for t in tasks])
+                   if (body := body_of(stored)) is not None
+                   and (reference := reference_of(body.get("focus"))) is not None
+                   and reference.startswith("ServiceRequest/") and reference.count("/") == 1}
+        found = await store.read_many([("ServiceRequest", f.partition("/")[2]) for f in sorted(focuses)])
+        return {f"ServiceRequest/{s.resource_id}": body for s in found
+                if (body := body_of(s)) is not None and is_referral(body)}
 
     # ---- changes -----------------------------------------------------------------------------------------
 
