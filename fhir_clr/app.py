@@ -4,6 +4,7 @@ error handlers and the lifespan that starts and stops every background worker.""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import traceback
@@ -39,6 +40,7 @@ from fhir_clr.console import session as console_session
 from fhir_clr.engine.bundles import BundleProcessor
 from fhir_clr.engine.capability import capability_statement
 from fhir_clr.engine.engine import Engine
+from fhir_clr.engine.validation_pool import shared_pool
 from fhir_clr.errors import FhirError
 from fhir_clr.fhirmodel.validate import warm_models
 from fhir_clr.imports.http_jobs import ImportJobs
@@ -169,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for cache in app.state.console_caches.values():
                 await cache.stop()
             await app.state.import_jobs.stop()
+            await asyncio.to_thread(shared_pool().close)  # the imports' validation worker process, if started
             await app.state.exports.stop()
             if app.state.notices is not None:
                 await app.state.notices.stop()
