@@ -244,29 +244,28 @@ class RowBatchWriter:
         results[group.key] = GroupResult(group.key, "applied", written=written)
 
 
-def _updates(bundle: dict[str, Any]) -> Iterable[tuple[int, tuple[str, dict[str, Any]]]]:
-    """``(entry index, (type, resource with its id))`` of the group's ``PUT [type]/[id]`` entries, as planning
-    validates them."""
+def _by_id(bundle: dict[str, Any], methods: tuple[str, ...]) -> Iterable[tuple[int, str, dict[str, Any]]]:
+    """``(entry index, "Type/id", entry)`` of the group's entries that are a request of one of ``methods`` on
+    ``[type]/[id]`` (no conditional URL)."""
     for index, entry in enumerate(bundle.get("entry") or ()):
         request = entry.get("request") if isinstance(entry, dict) else None
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(request, dict) or request.get("method") != "PUT" or not isinstance(resource, dict):
+        if not isinstance(request, dict) or request.get("method") not in methods:
             continue
         url = request.get("url")
         if isinstance(url, str) and url.count("/") == 1 and "?" not in url:
+            yield index, url, entry
+
+
+def _updates(bundle: dict[str, Any]) -> Iterable[tuple[int, tuple[str, dict[str, Any]]]]:
+    """``(entry index, (type, resource with its id))`` of the group's ``PUT [type]/[id]`` entries, as planning
+    validates them."""
+    for index, url, entry in _by_id(bundle, ("PUT",)):
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
             resource_type, resource_id = url.split("/")
             yield index, (resource_type, with_identity(resource, resource_id))
 
 
 def _updated_references(bundles: Iterable[dict[str, Any]]) -> set[str]:
     """``Type/id`` of every resource the groups update by id (``PUT``/``PATCH [type]/[id]`` entries)."""
-    found = set()
-    for bundle in bundles:
-        for entry in bundle.get("entry") or ():
-            request = entry.get("request") if isinstance(entry, dict) else None
-            if not isinstance(request, dict) or request.get("method") not in ("PUT", "PATCH"):
-                continue
-            url = request.get("url")
-            if isinstance(url, str) and url.count("/") == 1 and "?" not in url:
-                found.add(url)
-    return found
+    return {url for bundle in bundles for _, url, _ in _by_id(bundle, ("PUT", "PATCH"))}
