@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = None if settings.dev else await build_auth(settings, services.store.adapter)
         app.state.subscriptions = subscription_service(services)
         await app.state.subscriptions.start()
-        app.state.notices = notice_worker(settings, services.engine, services.store, services.store.listener())
+        app.state.notices = notice_worker(settings, services.engine, services.store)
         if app.state.notices is not None:
             await app.state.notices.start()
         app.state.exports = ExportService(services.engine, settings.data_dir, max_lines=settings.export_file_lines)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 from fhir_clr.config import ConfigurationError, Settings
 from fhir_clr.engine.engine import Engine
 from fhir_clr.notices.smtp import SmtpConfig, SmtpSender
 from fhir_clr.notices.templates import NoticeTemplates
 from fhir_clr.notices.worker import NoticeWorker, RetryPolicy
-from fhir_clr.store.port import Store
+from fhir_clr.store.signalling import SignallingStore
 
 
 def notice_templates(settings: Settings) -> NoticeTemplates:
@@ -22,10 +22,9 @@ def notice_templates(settings: Settings) -> NoticeTemplates:
     return templates
 
 
-def notice_worker(settings: Settings, engine: Engine, store: Store, woken: asyncio.Event | None = None
-                  ) -> NoticeWorker | None:
-    """The notice worker when ``FHIR_CLR_NOTICE_DELIVERY`` is on (None otherwise); ``woken``, set on every
-    commit of this process, starts its next pass at once (it polls for other processes' commits)."""
+def notice_worker(settings: Settings, engine: Engine, store: SignallingStore[Any]) -> NoticeWorker | None:
+    """The notice worker when ``FHIR_CLR_NOTICE_DELIVERY`` is on (None otherwise); every commit ``store``
+    announces starts its next pass at once (it polls for other processes' commits)."""
     templates = notice_templates(settings)
     if not settings.notice_delivery:
         return None
@@ -33,4 +32,4 @@ def notice_worker(settings: Settings, engine: Engine, store: Store, woken: async
     return NoticeWorker(engine, store, templates, SmtpSender(config) if config else None,
                         RetryPolicy(settings.notice_retry_base_seconds, settings.notice_retry_max_seconds),
                         poll_seconds=settings.notice_poll_seconds,
-                        lease_seconds=settings.subscription_lease_seconds, woken=woken)
+                        lease_seconds=settings.subscription_lease_seconds, woken=store.listener())
