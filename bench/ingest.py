@@ -13,6 +13,10 @@ first import, as in a server that has imported before); its CPU is counted in "a
 
     python bench/ingest.py                    # 10,000 and 100,000 rows
     python bench/ingest.py --rows 10000       # one size
+    python bench/ingest.py --shuffle          # the file's rows in random order, not the order seeded
+
+A provider's month does not list its referrals in the order the plan created them; ``--shuffle`` writes the RTF
+rows in a fixed pseudo-random order, so each batch updates rows spread over the whole store.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import io
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -152,16 +157,19 @@ async def measured(run: Callable[[], Awaitable[ImportReport]]) -> tuple[ImportRe
                           spent(worker, worker_cpu_seconds()))
 
 
-def rtf_file(rows: int, provider_npi: str, specs: dict[str, MappingSpec]) -> bytes:
+def rtf_file(rows: int, provider_npi: str, specs: dict[str, MappingSpec], shuffle: bool = False) -> bytes:
+    numbers = list(range(rows))
+    if shuffle:
+        random.Random(7).shuffle(numbers)
     out = io.BytesIO()
     write_table(find_spec("rtf", "ecm", specs=specs), ({
         "mcp_name": "Bench Plan", "member_cin": cin(n), "ecm_provider_name": "Bench ECM provider",
         "ecm_provider_npi": provider_npi, "referral_status": "1", "referral_status_date": date(2026, 11, 2)}
-        for n in range(rows)), "csv", out)
+        for n in numbers), "csv", out)
     return out.getvalue()
 
 
-async def run(rows: int) -> None:
+async def run(rows: int, shuffle: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="fhir-clr-ingest-") as directory:
         services = await build_services(Settings(data_dir=Path(directory), dev=True, fixed_now=NOW))
         tune_runtime()
@@ -169,7 +177,7 @@ async def run(rows: int) -> None:
             started = time.perf_counter()
             provider_npi = await seed(services, rows)
             seeded = time.perf_counter() - started
-            data = rtf_file(rows, provider_npi, services.specs)
+            data = rtf_file(rows, provider_npi, services.specs, shuffle)
             importer = FileImporter(services.bundles, services.engine.clock, services.specs)
             await shared_pool().started()  # as in a server that has imported before: the worker is running
             dry = ImportRequest("rtf", data, "bench-rtf.csv", "ecm", dry_run=True)
@@ -197,8 +205,10 @@ async def run(rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="file sizes (default 10,000 and 100,000)")
-    for rows in parser.parse_args().rows or [10_000, 100_000]:
-        asyncio.run(run(rows))
+    parser.add_argument("--shuffle", action="store_true", help="write the RTF rows in a random order")
+    args = parser.parse_args()
+    for rows in args.rows or [10_000, 100_000]:
+        asyncio.run(run(rows, args.shuffle))
 
 
 if __name__ == "__main__":
