@@ -47,7 +47,9 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpSink]:
 def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path_factory.mktemp("notices"), {
         **sink.env, "FHIR_CLR_NOTICE_DELIVERY": "true", "FHIR_CLR_NOTICE_POLL_SECONDS": "0.3",
-        "FHIR_CLR_NOTICE_RETRY_BASE_SECONDS": "0.5", "FHIR_CLR_NOTICE_RETRY_MAX_SECONDS": "1"})
+        "FHIR_CLR_NOTICE_RETRY_BASE_SECONDS": "0.5", "FHIR_CLR_NOTICE_RETRY_MAX_SECONDS": "1",
+        # a killed worker's lease is taken over once it runs out: 2 s here, not the 30 s default
+        "FHIR_CLR_SUBSCRIPTION_LEASE_SECONDS": "2"})
     live.start()
     yield live
     live.stop()

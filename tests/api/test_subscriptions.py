@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -316,7 +317,9 @@ def test_clr_topics_report_status_changes_closures_and_new_obligations(api: http
 
 def test_an_overdue_obligation_is_announced_once(api: httpx.Client, receiver: Receiver) -> None:
     provider, clinic = organization(api, "ecm"), organization(api, "clinic")
-    referral = created(api, referral_body(member(api), clinic))
+    # received yesterday, so none of its obligations is overdue before the test makes one late
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    referral = created(api, referral_body(member(api), clinic, authored=yesterday))
     made = active(api, receiver, subscription(receiver.url, OVERDUE_TOPIC, (f"focus=ServiceRequest/{referral['id']}",),
                                               "full-resource"))
     created(api, referral_task_body(referral, provider))
