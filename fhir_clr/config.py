@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     export_file_lines: int = Field(default=100_000, ge=1, description="Resources per $export NDJSON file "
                                    "(larger outputs are split into several files).")
     subscription_lease_seconds: float = Field(default=30.0, gt=0, description="How long a server process holds "
-                                              "a subscription's delivery or the notice worker (taken over after a crash).")
+                                              "a subscription's delivery or the notice "
+                                              "worker (taken over after a crash).")
 
     def check_secured(self) -> None:
         """Refuse settings a server with authentication on cannot run with (ConfigurationError): it needs its

@@ -11,7 +11,7 @@ import pytest
 
 from fhir_clr.store.port import Change, ChangeOp, HistoryFilter, RecordWrite
 from fhir_clr.store.query import Condition, IndexEntries, ParamType, Query, ReferenceValue, SortKey, TokenValue
-from fhir_clr.store.sqlite import reads, records, writes
+from fhir_clr.store.sqlite import reads, records, search, writes
 from fhir_clr.store.sqlite.schema import connect, create_schema
 from fhir_clr.store.sqlite.search import run_count, run_search
 from tests.sqlite_explain import Explaining
@@ -71,7 +71,7 @@ def test_reads_and_history_are_key_lookups(conn: sqlite3.Connection) -> None:
     assert explaining.plans == [
         "SEARCH r USING INDEX sqlite_autoindex_resources_1 (type=? AND id=?)",
         "SEARCH v USING INDEX sqlite_autoindex_versions_1 (type=? AND id=? AND version=?)",
-        "SEARCH v USING INDEX versions_by_resource (type=? AND id=?)",
+        "SEARCH v USING INDEX sqlite_autoindex_versions_1 (type=? AND id=?)",
         "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?)"]
 
 
@@ -108,6 +108,21 @@ def test_patient_search_by_last_updated_drives_from_the_patient(conn: sqlite3.Co
     assert len(run_search(explaining, query).resources) == 6
     assert not explaining.full_scans(), explaining.full_scans()
     assert any("idx_reference_value (param=? AND ref=?)" in line for line in explaining.plans), explaining.plans
+
+
+def test_a_large_page_of_many_members_drives_from_their_index_rows(conn: sqlite3.Connection,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import's lookup ``Task?patient=<a batch's Members>`` asks for a page as large as its matches: it drives
+    from the Members' index rows even when they are more than the small-page limit (an ordered scan would read
+    the whole type before the page is full, probing each row against every Member)."""
+    monkeypatch.setattr(search, "DRIVE_LIMIT", 100)  # 50 Members' 300 Tasks are "many" for a page of 20
+    explaining = Explaining(conn)
+    members = tuple(ReferenceValue(f"Patient/p{n}") for n in range(50))
+    query = Query("Task", [Condition("patient", ParamType.REFERENCE, members)], [], 8 * len(members))
+    assert len(run_search(explaining, query).resources) == 6 * len(members)
+    _, plan = explaining.statements[-1]
+    assert not any("resources_by_type" in line for line in plan), plan
+    assert any("idx_reference_value (param=? AND ref=?)" in line for line in plan), plan
 
 
 def test_last_updated_sort_walks_its_index(conn: sqlite3.Connection) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,8 +34,9 @@ from fhir_clr.store.port import (
 from fhir_clr.store.query import Query
 from fhir_clr.store.sqlite import reads, records
 from fhir_clr.store.sqlite.scan import scan_current
-from fhir_clr.store.sqlite.schema import connect, create_schema
+from fhir_clr.store.sqlite.schema import BUSY_TIMEOUT_MS, connect, create_schema
 from fhir_clr.store.sqlite.search import run_count, run_search
+from fhir_clr.store.sqlite.wal import WalCheckpointer
 from fhir_clr.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -69,6 +71,7 @@ class SqliteStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._writer: GroupCommitWriter | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._inline: sqlite3.Connection | None = None
 
@@ -82,12 +85,16 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the data directory {self.path.parent}: {exc}") from exc
-        self._writer = GroupCommitWriter(lambda: connect(self.path, self.synchronous, read_only=False))
+        open_writable = partial(connect, self.path, self.synchronous, read_only=False)
+        checkpointer = WalCheckpointer(open_writable, BUSY_TIMEOUT_MS)
+        self._writer = GroupCommitWriter(open_writable, after_commit=checkpointer.after_commit)
         await asyncio.to_thread(self._writer.start)
         self._readers = ThreadPoolExecutor(self.read_threads, "sqlite-reader", initializer=self._init_thread,
                                            initargs=(True,))
         try:
             await self._writer_call(create_schema)
+            checkpointer.start()
+            self._checkpointer = checkpointer
             self._inline = connect(self.path, self.synchronous, read_only=True)
         except BaseException:
             await self.close()
@@ -95,8 +102,10 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Let queued writes finish, then stop the threads and close every connection."""
-        writer, readers = self._writer, self._readers
-        self._writer = self._readers = None
+        writer, readers, checkpointer = self._writer, self._readers, self._checkpointer
+        self._writer = self._readers = self._checkpointer = None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         if writer is not None:
             await asyncio.to_thread(writer.stop)
         if readers is not None:

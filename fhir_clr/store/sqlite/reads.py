@@ -110,11 +110,15 @@ def history(conn: sqlite3.Connection, scope: HistoryFilter, count: int, page_tok
                      "FROM versions w WHERE w.type = v.type AND w.id = v.id AND w.last_updated_us <= ?)")
         params.extend((scope.at_us, scope.at_us))
     limit = max(1, count)
-    # One resource's history walks its own versions newest first (without the hint SQLite may pick the
-    # per-type index and read every version of the type: a second for a Task on a large store).
-    source = "versions v INDEXED BY versions_by_resource" if scope.resource_id is not None else "versions v"
+    # One resource's history walks its own versions newest first in the (type, id, version) key, whose version
+    # order is its seq order (without the hint SQLite may pick the per-type index and read every version of
+    # the type: a second for a Task on a large store).
+    if scope.resource_id is not None:
+        source, order = "versions v INDEXED BY sqlite_autoindex_versions_1", "v.version DESC"
+    else:
+        source, order = "versions v", "v.seq DESC"
     rows = conn.execute(f"SELECT v.seq, {_VERSION_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
-                        "ORDER BY v.seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
+                        f"ORDER BY {order} LIMIT ?", (*params, limit + 1)).fetchall()
     entries = [stored_version(row, 1) for row in rows[:limit]]
     next_token = encode_token(fp, [rows[limit - 1][0]]) if len(rows) > limit else None
     return HistoryPage(entries, next_token)

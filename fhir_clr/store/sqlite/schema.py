@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type);
 CREATE INDEX IF NOT EXISTS versions_by_updated ON versions (last_updated_us);
-CREATE INDEX IF NOT EXISTS versions_by_resource ON versions (type, id, seq);
+-- a resource's history walks the UNIQUE (type, id, version) key: an older store's (type, id, seq) index goes
+DROP INDEX IF EXISTS versions_by_resource;
 
 CREATE TABLE IF NOT EXISTS idx_token (
     rid INTEGER NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
@@ -141,7 +142,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 def connect(path: Path, synchronous: str, *, read_only: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with this store's pragmas.
+    """A connection in autocommit mode (transactions are explicit) with this store's pragmas; its commits do not
+    checkpoint the log (``wal.WalCheckpointer`` does, on its own thread).
 
     The connection may be closed from another thread at shutdown, but is otherwise used by one thread."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
@@ -150,7 +152,7 @@ def connect(path: Path, synchronous: str, *, read_only: bool) -> sqlite3.Connect
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -32768")
     conn.execute("PRAGMA mmap_size = 2147418112")
-    conn.execute("PRAGMA wal_autocheckpoint = 4000")  # checkpoint every ~16 MB of WAL, not 4 MB
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")  # a restarted log's file is cut back to this
     if read_only:
         conn.execute("PRAGMA query_only = 1")

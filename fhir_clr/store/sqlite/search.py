@@ -43,7 +43,13 @@ from fhir_clr.store.sqlite.reads import RESOURCE_COLUMNS, stored
 
 UPPER_BOUNDS = frozenset({Prefix.LT, Prefix.LE, Prefix.EB})
 DRIVE_LIMIT = 4000
-"""Above this many matching index rows a criterion is not worth driving from when an ordered scan is possible."""
+"""Above this many matching index rows a criterion is not worth driving from when an ordered scan is possible
+(and the page is small: see ``DRIVE_PAGES``)."""
+DRIVE_PAGES = 4
+"""A criterion matching fewer rows than this many pages is driven from whatever the page size: an ordered scan
+stops only once the page is full, so for a large page (an import's lookup of 500 Members' Tasks asks for 4,000)
+it would read most of the type, probing each row against every value (19 s for 1,000 Members on 50,000 Tasks,
+against 0.05 s driven)."""
 
 _KEY_START = 8  # index of the first sort value in a result row (after RESOURCE_COLUMNS)
 
@@ -58,7 +64,8 @@ def run_search(conn: sqlite3.Connection, query: Query) -> SearchPage:
     compiled = _compile(query)
     date_ordered = _date_ordered(query)
     # a date-ordered query found selective drives as usual (the same driver either way; counted once)
-    driver = _choose_driver(conn, compiled, ordered_scan=date_ordered or not any(t.nullable for t in terms))
+    driver = _choose_driver(conn, compiled, ordered_scan=date_ordered or not any(t.nullable for t in terms),
+                            page=query.count)
     if date_ordered and driver is None:
         rows = _fetch_date_ordered(conn, query, compiled, terms, cursor, backward, query.count + 1)
     else:
@@ -106,14 +113,15 @@ def _token(fp: str, direction: str, row: tuple[Any, ...]) -> str:
     return encode_token(fp, [direction, list(row[_KEY_START:])])
 
 
-def _choose_driver(conn: sqlite3.Connection, compiled: list[Compiled], *, ordered_scan: bool) -> Compiled | None:
-    """The criterion to drive from, or None to scan the type in order."""
+def _choose_driver(conn: sqlite3.Connection, compiled: list[Compiled], *, ordered_scan: bool,
+                   page: int = 0) -> Compiled | None:
+    """The criterion to drive from, or None to scan the type in order (for a page of ``page`` rows)."""
     candidates = sorted((c for c in compiled if c.driver is not None), key=lambda c: c.rank)
     if not candidates:
         return None
     if candidates[0].rank == 0 or (len(candidates) == 1 and not ordered_scan):
         return candidates[0]
-    best, cap = None, DRIVE_LIMIT
+    best, cap = None, max(DRIVE_LIMIT, DRIVE_PAGES * page)
     for candidate in candidates:
         driver = candidate.driver
         assert driver is not None

@@ -19,8 +19,6 @@ from typing import Any, TypeVar
 
 from fhir_clr.store.port import Change, StoredResource, StoreUnavailable
 from fhir_clr.store.sqlite import writes
-from fhir_clr.store.sqlite.schema import BUSY_TIMEOUT_MS
-from fhir_clr.store.sqlite.wal import WalUpkeep
 
 T = TypeVar("T")
 
@@ -47,9 +45,11 @@ _STOP = object()
 class GroupCommitWriter:
     """Owns the writer connection and thread."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 64) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 64,
+                 after_commit: Callable[[], None] | None = None) -> None:
         self._connect = connect
         self._max_batch = max_batch
+        self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -98,7 +98,6 @@ class GroupCommitWriter:
             return
         self._ready.set()
         held: Any = None
-        upkeep = WalUpkeep(BUSY_TIMEOUT_MS)
         try:
             while True:
                 item = held if held is not None else self._queue.get()
@@ -124,7 +123,8 @@ class GroupCommitWriter:
                 batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
                 if batch:
                     _run_batch(conn, batch)
-                    _keep_wal_short(conn, upkeep)
+                    if self._after_commit is not None:
+                        self._after_commit()
         finally:
             conn.close()
 
@@ -136,15 +136,6 @@ def _run_call(conn: sqlite3.Connection, job: _Call) -> None:
         job.future.set_exception(StoreUnavailable(f"SQLite error: {exc}"))
     except BaseException as exc:
         job.future.set_exception(exc)
-
-
-def _keep_wal_short(conn: sqlite3.Connection, upkeep: WalUpkeep) -> None:
-    """WAL upkeep after a batch (its callers are answered already); a failure here is the next write's to
-    report, so it is not raised."""
-    try:
-        upkeep.after_write(conn)
-    except sqlite3.Error:
-        return
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[_Commit]) -> None:
