@@ -1,12 +1,12 @@
 """Checkpointing the write-ahead log on a thread of its own, so that the writer only writes.
 
 SQLite's automatic checkpoint runs inside the COMMIT that crosses ``wal_autocheckpoint``: the writer thread
-then copies thousands of pages back into the database file while every queued write waits. On a large store
-written at random places (a month's RTF touches referrals spread over the whole file) that copy was the
-largest single cost of an import's commits. The writer connection therefore turns the automatic checkpoint
-off, and this thread, with its own connection, checkpoints after writes instead; ``sqlite3`` releases the GIL
-while SQLite works, so the copy runs beside the writer on another core. A PASSIVE checkpoint never blocks the
-writer or a reader.
+then copies thousands of pages back into the database file while every queued write waits, and on a large store
+written at random places (a month's RTF touches referrals spread over the whole file) those pages are many. The
+writer connection therefore turns the automatic checkpoint off, and this thread, with its own connection,
+checkpoints after writes instead; ``sqlite3`` releases the GIL while SQLite works, so the copy runs beside the
+writer on another core (a 100,000-row first import: writer thread 1,446 µs a row instead of 1,603). A PASSIVE
+checkpoint never blocks the writer or a reader.
 
 PASSIVE copies back only the frames that no reader still needs. With reads always in flight one of them nearly
 always holds an older snapshot, so the checkpoint never reaches the end of the log, the log never starts over,
